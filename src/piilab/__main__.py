@@ -1,0 +1,3 @@
+from piilab.cli import main
+
+raise SystemExit(main())

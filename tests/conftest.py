@@ -1,0 +1,37 @@
+"""Shared fixtures: tiny models in folders, and an isolated model cache per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tiny import save_model_dir, tiny_gpt2, tiny_llama, tiny_tokenizer
+
+# Converting an embedded model takes about a minute, so integration tests share the user's
+# cache (where `make demo` put it) unless PIILAB_CACHE says otherwise; unit tests that need a
+# fresh cache use the `fresh_cache` fixture.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, tokenizer) -> Path:
+    return save_model_dir(tiny_llama(tokenizer), tokenizer, tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory, tokenizer) -> Path:
+    return save_model_dir(tiny_gpt2(tokenizer), tokenizer, tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("PIILAB_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"

@@ -5,15 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+# Before anything imports huggingface_hub, which reads these once: tests never reach a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tiny import save_model_dir, tiny_gpt2, tiny_llama, tiny_tokenizer
+import pytest  # noqa: E402
+
+from tiny import save_model_dir, tiny_gpt2, tiny_llama, tiny_tokenizer  # noqa: E402
 
 # Converting an embedded model takes about a minute, so integration tests share the user's
 # cache (where `make demo` put it) unless PIILAB_CACHE says otherwise; unit tests that need a
 # fresh cache use the `fresh_cache` fixture.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,520 @@
+"""`piilab data build`: sources -> canonical documents -> instruction records -> train/test/card.
+
+Two streaming passes keep memory flat in the input size. Pass 1 reads every source, maps labels,
+drops duplicates, cuts windows, builds the records and spools them to a temporary file, keeping
+only 64-bit hashes for the split. The split is then planned over those hashes, and pass 2 routes
+each spooled record to train.jsonl or test.jsonl, mixing Alpaca rows in at their fraction.
+All three outputs are written atomically; card.json is written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from piilab import __version__
+from piilab.errors import PiilabError
+from piilab.instruct import alpaca_record, build_record, get_style, windows
+from piilab.io import atomic_write, read_json, write_json, write_jsonl
+from piilab.labels import apply_crosswalk, definition, load_crosswalk, resolve_labels
+from piilab.records import Document
+from piilab.sources import SourceSpec, read_documents
+from piilab.sources.ai4privacy import normalize_language
+from piilab.sources.base import Tally
+from piilab.split import Deduper, HashSet, SplitPlan, SplitPlanner, group_of, hash64, mix_count
+from piilab.synth import DEFAULT_LOCALES, SOURCE as SYNTHETIC, SynthConfig, synthesize
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+SPLITS = ("train", "test")
+_RESERVOIR = 10_000  # lengths kept per split for percentiles; mean, min and max are exact
+
+
+@dataclass
+class MixSpec:
+    """One `--mix alpaca:PATH:FRACTION` argument."""
+
+    path: str
+    """Alpaca-style JSON (or JSONL) file of {instruction, input, output} rows."""
+    fraction: float
+    """Share of each split's records that are rows of this file (0 <= fraction < 1)."""
+
+    @classmethod
+    def parse(cls, text: str) -> "MixSpec":
+        body = text[len("alpaca:") :] if text.startswith("alpaca:") else text
+        path, sep, fraction = body.rpartition(":")
+        try:
+            return cls(path=path, fraction=float(fraction)) if sep and path else cls._bad(text)
+        except ValueError:
+            return cls._bad(text)
+
+    @staticmethod
+    def _bad(text: str) -> "MixSpec":
+        raise PiilabError(f"--mix expects alpaca:PATH:FRACTION, got {text!r}")
+
+
+@dataclass
+class BuildConfig:
+    """Everything `build_dataset` needs; the card stores it beside the data."""
+
+    out: str
+    """Output directory for train.jsonl, test.jsonl and card.json."""
+    sources: list[SourceSpec] = field(default_factory=list)
+    """Corpora to read (`FORMAT:PATH`, PATH a file, glob or directory)."""
+    synthetic: int = 0
+    """Number of synthetic documents to generate and add."""
+    mix: list[MixSpec] = field(default_factory=list)
+    """Alpaca-style files mixed into both splits, each at its fraction."""
+    test_size: float = 0.1
+    """Share of each source's documents that goes to test."""
+    heldout_share: float = 0.5
+    """For template splits: share of the test set drawn from templates held out entirely."""
+    split_by: str = "auto"
+    """'auto' (template where documents have one, else document), 'document', 'template' or 'field:NAME'."""
+    seed: int = 0
+    """Seed for the split, the mix sample and the synthetic documents."""
+    labels: list[str] | None = None
+    """Canonical label set (default: the seven); spans of other labels are dropped and counted."""
+    crosswalk: str | None = None
+    """A CSV laid over the shipped crosswalk (rows it names replace the shipped ones)."""
+    prompt_style: str = "default"
+    """Prompt style name (instruct.PROMPT_STYLES)."""
+    max_chars: int = 2000
+    """Window size in characters (~max_chars / 4 tokens of English); longer texts are windowed."""
+    overlap: int = 200
+    """Characters shared by consecutive windows."""
+    languages: list[str] | None = None
+    """Keep only documents in these languages (ISO codes); documents without one are kept."""
+    dedup: bool = True
+    """Drop exact and near-duplicate texts before splitting."""
+    strict: bool = False
+    """Treat every skipped or repaired bad record as an error."""
+    synthetic_locales: list[str] = field(default_factory=lambda: list(DEFAULT_LOCALES))
+    """Faker locales for the synthetic documents."""
+
+    def __post_init__(self) -> None:
+        self.sources = [SourceSpec.parse(s) if isinstance(s, str) else s for s in self.sources]
+        self.mix = [MixSpec.parse(m) if isinstance(m, str) else m for m in self.mix]
+        if not self.sources and self.synthetic <= 0:
+            raise PiilabError("nothing to build: give --source FORMAT:PATH and/or --synthetic N")
+        if not 0 <= self.test_size < 1:
+            raise PiilabError(f"--test-size must be in [0, 1), got {self.test_size}")
+        if sum(m.fraction for m in self.mix) >= 1 or any(m.fraction < 0 for m in self.mix):
+            raise PiilabError("mix fractions must be >= 0 and add up to less than 1")
+        if self.split_by not in ("auto", "document", "template") and not self.split_by.startswith("field:"):
+            raise PiilabError(f"unknown --split-by {self.split_by!r}; use auto, document, template or field:NAME")
+        if self.max_chars <= 0 or not 0 <= self.overlap < self.max_chars:
+            raise PiilabError("need --max-chars > 0 and 0 <= --overlap < --max-chars")
+
+
+class _Lengths:
+    """Exact count, min, mean and max of each length, and percentiles from a seeded reservoir."""
+
+    KEYS = ("text_chars", "prompt_chars", "completion_chars")
+
+    def __init__(self, seed: int) -> None:
+        self.n = 0
+        self.total = [0, 0, 0]
+        self.min: list[int] | None = None
+        self.max: list[int] | None = None
+        self.sample: list[Sequence[int]] = []
+        self.rng = random.Random(seed)
+
+    def add(self, values: Sequence[int]) -> None:
+        self.n += 1
+        self.total = [t + v for t, v in zip(self.total, values)]
+        self.min = list(values) if self.min is None else [min(a, b) for a, b in zip(self.min, values)]
+        self.max = list(values) if self.max is None else [max(a, b) for a, b in zip(self.max, values)]
+        if len(self.sample) < _RESERVOIR:
+            self.sample.append(values)
+        else:
+            j = self.rng.randrange(self.n)
+            if j < _RESERVOIR:
+                self.sample[j] = values
+
+    def summary(self) -> dict[str, Any]:
+        if not self.n:
+            return {key: {"n": 0} for key in self.KEYS}
+        p50, p95 = np.percentile(np.asarray(self.sample), [50, 95], axis=0).tolist()
+        return {key: {"n": self.n, "min": self.min[i], "mean": round(self.total[i] / self.n, 1),
+                      "p50": p50[i], "p95": p95[i], "max": self.max[i]} for i, key in enumerate(self.KEYS)}
+
+
+class _SplitStats:
+    """Counts of one output split, gathered as its records are written."""
+
+    def __init__(self, seed: int) -> None:
+        self.records = 0
+        self.documents = 0
+        self.no_pii = 0
+        self.by_source: Counter = Counter()
+        self.by_label: Counter = Counter()
+        self.heldout: Counter = Counter()
+        self.lengths = _Lengths(seed)
+
+    def add(self, source: str, window: int, labels: list[str], lengths: Sequence[int], heldout: bool | None) -> None:
+        self.records += 1
+        self.documents += window == 0
+        self.by_source[source] += 1
+        self.by_label.update(labels)
+        self.no_pii += not labels and source != "alpaca"
+        if heldout is not None:
+            self.heldout["true" if heldout else "false"] += 1
+        self.lengths.add(lengths)
+
+    def to_card(self) -> dict[str, Any]:
+        card = {"records": self.records, "documents": self.documents, "records_without_pii": self.no_pii,
+                "by_source": dict(sorted(self.by_source.items())),
+                "by_label": dict(sorted(self.by_label.items())),
+                "lengths": self.lengths.summary()}
+        if self.heldout:
+            card["heldout_template"] = dict(sorted(self.heldout.items()))
+        return card
+
+
+def _spool_line(record: dict, group: int, doc: int) -> str:
+    """One spooled record: the split keys and its statistics, tab-separated before its JSON."""
+    labels = ",".join(s["label"] for s in record["spans"] or ())
+    stats = (len(record["text"]), len(record["prompt"]), len(record["completion"]))
+    head = f"{group}\t{doc}\t{record['source']}\t{record['meta']['window']}\t" + "\t".join(map(str, stats))
+    return f"{head}\t{labels}\t{json.dumps(record, ensure_ascii=False)}\n"
+
+
+def _parse_spool(line: str) -> tuple[int, int, str, int, list[int], list[str], str]:
+    group, doc, source, window, t, p, c, labels, body = line.rstrip("\n").split("\t", 8)
+    return int(group), int(doc), source, int(window), [int(t), int(p), int(c)], labels.split(",") if labels else [], body
+
+
+def _tag_heldout(body: str, heldout: bool) -> str:
+    """Add meta.heldout_template to a serialised record (meta is its last key, see build_record)."""
+    if not body.endswith("}}"):
+        raise AssertionError("a spooled record must end with its meta object")
+    return body[:-2] + f', "heldout_template": {"true" if heldout else "false"}}}}}'
+
+
+def _pii_documents(config: BuildConfig, tallies: dict[str, Tally]) -> Iterator[tuple[Tally, Document]]:
+    for spec in config.sources:
+        yield from read_documents(spec, tallies, config.strict)
+    if config.synthetic > 0:
+        tally = tallies.setdefault(SYNTHETIC, Tally(SYNTHETIC, strict=config.strict))
+        tally.files.append(f"(generated: {config.synthetic} documents, seed {config.seed})")
+        for doc in synthesize(SynthConfig(n=config.synthetic, seed=config.seed, locales=config.synthetic_locales)):
+            tally.read += 1
+            yield tally, doc
+
+
+class _Builder:
+    """State of one build; `run` is the whole of it."""
+
+    def __init__(self, config: BuildConfig) -> None:
+        self.config = config
+        self.crosswalk = load_crosswalk(config.crosswalk)
+        self.labels = resolve_labels(config.labels, self.crosswalk)
+        self.style = get_style(config.prompt_style)
+        self.languages = {normalize_language(x) for x in config.languages} if config.languages else None
+        self.tallies: dict[str, Tally] = {}
+        self.mix_tally = Tally("alpaca", strict=config.strict)
+        self.dedup = Deduper() if config.dedup else None
+        self.ids = HashSet()
+        self.planner = SplitPlanner()
+
+    # pass 1 ------------------------------------------------------------------------------------
+    def keep(self, tally: Tally, doc: Document) -> Document | None:
+        """The canonical document to write, or None after counting why it is skipped."""
+        if doc.source == "alpaca":
+            raise PiilabError(f"{doc.id}: Alpaca rows are mixed in with --mix alpaca:PATH:FRACTION, not --source")
+        if doc.spans is None:
+            tally.skip("unlabelled document (no labels to learn from)", doc.id, bad=False)
+            return None
+        if not doc.text.strip():
+            tally.skip("empty text", doc.id)
+            return None
+        language = doc.meta.get("language")
+        if self.languages is not None and language and normalize_language(language) not in self.languages:
+            tally.skip("language not selected", doc.id, bad=False)
+            return None
+        reason = self.dedup.check(doc.text) if self.dedup else None
+        if reason:
+            tally.skip(reason, doc.id, bad=False)
+            return None
+        spans = apply_crosswalk(doc.text, doc.spans, self.crosswalk, self.labels, tally.labels)
+        doc_id = doc.id
+        if not self.ids.add(hash64(doc_id)):
+            tally.repair("duplicate document id (renamed)", doc.id)
+            k = 2
+            while not self.ids.add(hash64(f"{doc.id}~{k}")):
+                k += 1
+            doc_id = f"{doc.id}~{k}"
+        return Document(doc_id, doc.text, spans, doc.source, doc.meta)
+
+    def split_keys(self, doc: Document) -> tuple[str, int, int]:
+        """(mode, group hash, document hash); stable across runs, so the split is reproducible."""
+        mode, key = group_of(doc, self.config.split_by)
+        doc_hash = hash64(doc.id)
+        return mode, doc_hash if key == doc.id else hash64(key), doc_hash
+
+    def pass1(self, spool) -> None:
+        config = self.config
+        for tally, doc in tqdm(_pii_documents(config, self.tallies), desc="reading", unit=" docs", disable=None):
+            doc = self.keep(tally, doc)
+            if doc is None:
+                continue
+            mode, group, doc_hash = self.split_keys(doc)
+            parts = windows(doc, config.max_chars, config.overlap)
+            for part in parts:
+                spool.write(_spool_line(build_record(part, self.style, self.labels), group, doc_hash))
+            self.planner.add(doc.source, mode, group, doc_hash, len(parts))
+            tally.written += 1
+
+    def read_mix(self, spool) -> list[tuple[int, float]]:
+        """Spool every usable Alpaca row; returns (rows, fraction) per --mix file."""
+        counts = []
+        for spec in self.config.mix:
+            seen = Deduper()
+            n = 0
+            for tally, doc in read_documents(SourceSpec(spec.path, "alpaca"), {"alpaca": self.mix_tally}, self.config.strict):
+                if seen.check(doc.meta["instruction"] + "\x00" + doc.text + "\x00" + doc.meta["output"]) == Deduper.EXACT:
+                    tally.skip("exact duplicate row", doc.id, bad=False)
+                    continue
+                record = alpaca_record(doc, self.style)
+                spool.write(f"{len(counts)}\t{json.dumps(record, ensure_ascii=False)}\n")
+                n += 1
+            counts.append((n, spec.fraction))
+        return counts
+
+    # between the passes -------------------------------------------------------------------------
+    def assign_mix(self, counts: list[tuple[int, float]], plan: SplitPlan) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Per spooled Alpaca row: 0 unused, 1 train, 2 test; and each split's mix positions."""
+        rng = np.random.default_rng(self.config.seed)
+        total_fraction = sum(f for _, f in counts)
+        assign = np.zeros(sum(n for n, _ in counts), dtype=np.uint8)
+        wanted = {s: 0 for s in SPLITS}
+        offset = 0
+        for (n, fraction), spec in zip(counts, self.config.mix):
+            # Each file is `fraction` of the final split: k = P * f / (1 - sum of fractions).
+            want = {s: round(mix_count(plan.records[s], total_fraction) * fraction / total_fraction) if total_fraction else 0
+                    for s in SPLITS}
+            if want["train"] + want["test"] > n:
+                log.warning("%s: %d rows asked for, %d available; using all", spec.path, want["train"] + want["test"], n)
+                want["test"] = int(n * want["test"] / max(1, want["train"] + want["test"]))
+                want["train"] = n - want["test"]
+            perm = rng.permutation(n) + offset
+            assign[perm[: want["test"]]] = 2
+            assign[perm[want["test"] : want["test"] + want["train"]]] = 1
+            unused = n - want["test"] - want["train"]
+            if unused:
+                self.mix_tally.skip("not sampled (beyond the --mix fraction)", spec.path, bad=False, n=unused)
+            self.mix_tally.written += want["test"] + want["train"]
+            wanted = {s: wanted[s] + want[s] for s in SPLITS}
+            offset += n
+        positions = {}
+        for code, s in ((1, "train"), (2, "test")):
+            slots = plan.records[s] + wanted[s]
+            positions[s] = np.sort(rng.choice(slots, size=wanted[s], replace=False)) if wanted[s] else np.empty(0, int)
+        return assign, positions
+
+    # pass 2 ------------------------------------------------------------------------------------
+    def pass2(self, pii_path: Path, mix_path: Path, plan: SplitPlan, assign: np.ndarray,
+              positions: dict[str, np.ndarray]) -> dict[str, Any]:
+        out = Path(self.config.out)
+        stats = {s: _SplitStats(self.config.seed) for s in SPLITS}
+        digests = {s: hashlib.sha256() for s in SPLITS}
+        with ExitStack() as stack:
+            handles = {s: stack.enter_context(atomic_write(out / f"{s}.jsonl")) for s in SPLITS}
+            mixed = {s: self._mix_rows(stack, mix_path, assign, code) for code, s in ((1, "train"), (2, "test"))}
+            next_pos = {s: 0 for s in SPLITS}
+
+            def emit(split: str, body: str, source: str, window: int, labels, lengths, heldout) -> None:
+                line = body + "\n"
+                handles[split].write(line)
+                digests[split].update(line.encode("utf-8"))
+                stats[split].add(source, window, labels, lengths, heldout)
+
+            def emit_mix(split: str, rest: bool = False) -> None:
+                """Write the mix rows whose slot has come (all the remaining ones if `rest`)."""
+                pos = positions[split]
+                while next_pos[split] < len(pos) and (rest or pos[next_pos[split]] <= stats[split].records):
+                    record_json, lengths = next(mixed[split])
+                    emit(split, record_json, "alpaca", 0, [], lengths, None)
+                    next_pos[split] += 1
+
+            with pii_path.open(encoding="utf-8") as spool:
+                for line in tqdm(spool, desc="writing", unit=" records", disable=None):
+                    group, doc, source, window, lengths, labels, body = _parse_spool(line)
+                    split, heldout = plan.side(group, doc)
+                    emit_mix(split)
+                    if heldout is not None:
+                        body = _tag_heldout(body, heldout)
+                    emit(split, body, source, window, labels, lengths, heldout)
+            for split in SPLITS:
+                emit_mix(split, rest=True)
+        return {s: {**stats[s].to_card(), "file": f"{s}.jsonl", "sha256": digests[s].hexdigest()} for s in SPLITS}
+
+    @staticmethod
+    def _mix_rows(stack: ExitStack, path: Path, assign: np.ndarray, code: int) -> Iterator[tuple[str, list[int]]]:
+        handle = stack.enter_context(path.open(encoding="utf-8"))
+
+        def rows() -> Iterator[tuple[str, list[int]]]:
+            for i, line in enumerate(handle):
+                if assign[i] == code:
+                    body = line.rstrip("\n").split("\t", 1)[1]
+                    record = json.loads(body)
+                    yield body, [len(record["text"]), len(record["prompt"]), len(record["completion"])]
+
+        return rows()
+
+    # the whole build -----------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        config = self.config
+        out = Path(config.out)
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".piilab-build-", dir=out) as tmp:
+            pii_path, mix_path = Path(tmp) / "records.spool", Path(tmp) / "mix.spool"
+            with pii_path.open("w", encoding="utf-8") as spool:
+                self.pass1(spool)
+            with mix_path.open("w", encoding="utf-8") as spool:
+                counts = self.read_mix(spool)
+            plan = self.planner.plan(config.test_size, config.seed, config.heldout_share)
+            if plan.records["train"] + plan.records["test"] == 0:
+                raise PiilabError("no records to write: every input record was skipped\n" + self._skips())
+            assign, positions = self.assign_mix(counts, plan)
+            splits = self.pass2(pii_path, mix_path, plan, assign, positions)
+        if splits["test"]["records"] == 0:
+            log.warning("the test split is empty (too few documents or groups for --test-size %s)", config.test_size)
+        card = self.card(splits)
+        write_json(out / "card.json", card)
+        log.info("wrote %d train and %d test records to %s", splits["train"]["records"], splits["test"]["records"], out)
+        if not card["balanced"]:
+            raise AssertionError("records in != written + skipped; see card.json sources")
+        return card
+
+    def _skips(self) -> str:
+        reasons: Counter = Counter()
+        for tally in self.tallies.values():
+            reasons.update(tally.skipped)
+        return "; ".join(f"{n} {reason}" for reason, n in reasons.most_common(5))
+
+    def card(self, splits: dict[str, Any]) -> dict[str, Any]:
+        tallies = dict(sorted(self.tallies.items()))
+        if self.config.mix:
+            tallies["alpaca"] = self.mix_tally
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "piilab_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "config": _jsonable(asdict(self.config)),
+            "prompt_style": self.style.name,
+            "labels": {label: definition(label) for label in self.labels},
+            "splits": splits,
+            "sources": {name: t.to_card() for name, t in tallies.items()},
+            "crosswalk": {
+                "origin": self.crosswalk.origin,
+                "coverage": {name: t.labels.coverage(self.crosswalk) for name, t in tallies.items() if t.labels.counts},
+            },
+            "balanced": all(t.balanced for t in tallies.values()),
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def build_dataset(config: BuildConfig) -> dict[str, Any]:
+    """Build DIR/train.jsonl, DIR/test.jsonl and DIR/card.json; returns the card."""
+    return _Builder(config).run()
+
+
+# reading a built dataset -----------------------------------------------------------------------
+
+_REQUIRED = {"id": (str,), "prompt": (str,), "completion": (str,), "text": (str,), "spans": (list, type(None))}
+
+
+def dataset_file(path: str | os.PathLike, split: str = "test") -> Path:
+    """The JSONL file of a split: `path` itself if it is a file, else `path/<split>.jsonl`."""
+    path = Path(path)
+    file = path / f"{split}.jsonl" if path.is_dir() else path
+    if not file.is_file():
+        raise PiilabError(f"{file}: dataset file not found")
+    return file
+
+
+def iter_records(path: str | os.PathLike, split: str = "test") -> Iterator[dict]:
+    """Stream and check the records of a split; a bad one is a PiilabError naming file, line, field."""
+    file = dataset_file(path, split)
+    n = 0
+    with file.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            where = f"{file}: line {lineno}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise PiilabError(f"{where}: malformed JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise PiilabError(f"{where}: a record must be a JSON object")
+            for key, kinds in _REQUIRED.items():
+                if key not in record:
+                    raise PiilabError(f"{where}: record has no '{key}' field")
+                if not isinstance(record[key], kinds):
+                    raise PiilabError(f"{where}: field '{key}' must be {' or '.join(k.__name__ for k in kinds)}")
+            n += 1
+            yield record
+    if n == 0:
+        raise PiilabError(f"{file}: no records")
+
+
+def read_records(path: str | os.PathLike, split: str = "test") -> list[dict]:
+    """The checked records of a dataset split (a directory from `data build`, or a JSONL file)."""
+    return list(iter_records(path, split))
+
+
+def dataset_stats(path: str | os.PathLike) -> dict[str, Any]:
+    """Recount a built dataset from its files and check them against card.json's checksums."""
+    path = Path(path)
+    card = read_json(path / "card.json") if (path / "card.json").is_file() else None
+    out: dict[str, Any] = {"path": str(path), "splits": {}}
+    for split in SPLITS:
+        file = path / f"{split}.jsonl"
+        if not file.is_file():
+            continue
+        stats = _SplitStats(seed=0)
+        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        for record in iter_records(file):
+            labels = [s["label"] for s in record["spans"] or ()]
+            meta = record.get("meta") or {}
+            stats.add(record.get("source", ""), meta.get("window", 0), labels,
+                      (len(record["text"]), len(record["prompt"]), len(record["completion"])),
+                      meta.get("heldout_template"))
+        entry = {**stats.to_card(), "sha256": digest}
+        if card is not None:
+            entry["sha256_matches_card"] = card.get("splits", {}).get(split, {}).get("sha256") == digest
+        out["splits"][split] = entry
+    if not out["splits"]:
+        raise PiilabError(f"{path}: no train.jsonl or test.jsonl")
+    if card is not None:
+        out["sources"] = {k: {x: v[x] for x in ("records_in", "written", "skipped")} for k, v in card.get("sources", {}).items()}
+        out["balanced"] = card.get("balanced")
+    return out
+
+
+def write_synthetic(config: SynthConfig, out: str | os.PathLike) -> int:
+    """Write synthetic documents as span JSONL (readable with `--source spans:FILE`)."""
+    rows = ({"id": d.id, "text": d.text, "spans": [s.to_dict() for s in d.spans or ()],
+             "source": d.source, "meta": d.meta} for d in synthesize(config))
+    return write_jsonl(out, rows)

@@ -22,3 +22,40 @@ def int_list(text: str) -> list[int]:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_decoding_args(parser: argparse.ArgumentParser) -> None:
+    """Decoding flags shared by generate, extract and eval (piilab.generate.Decoding)."""
+    group = parser.add_argument_group("decoding (greedy unless a sampling flag is given)")
+    group.add_argument("--max-new-tokens", type=int, default=64, help="new tokens at most")
+    group.add_argument("--sample", action="store_true", help="sample instead of greedy argmax")
+    group.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
+    group.add_argument("--temperature", type=float, help="sampling temperature")
+    group.add_argument("--eos-weight", type=float, default=1.0,
+                       help="multiply the end-of-sequence probability by this")
+    group.add_argument("--seed", type=int, default=0,
+                       help="seed for sampling (and, in eval, for bootstrap resampling)")
+    group.add_argument("--original-sampling", action="store_true",
+                       help="the original experiment's sampling: top_k 5, temperature 0.1, "
+                            "EOS weight 2.0")
+    group.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+
+
+def decoding_from_args(args: argparse.Namespace) -> dict:
+    """The Decoding fields the flags ask for (a plain dict, so configs can store it)."""
+    fields: dict = {"max_new_tokens": args.max_new_tokens}
+    if args.original_sampling:
+        fields.update(sample=True, top_k=5, temperature=0.1, eos_weight=2.0)
+    sample = args.sample or args.top_k is not None or args.temperature is not None
+    if sample:
+        fields["sample"] = True
+    for name in ("top_k", "temperature"):
+        if getattr(args, name) is not None:
+            fields[name] = getattr(args, name)
+    if args.eos_weight != 1.0:
+        fields["eos_weight"] = args.eos_weight
+    if fields.get("sample"):
+        fields["seed"] = args.seed
+    if args.stop:
+        fields["stop"] = list(args.stop)
+    return fields

@@ -1,0 +1,66 @@
+"""`piilab eval`: models × layers × test set → outputs, scores and results.json."""
+
+from __future__ import annotations
+
+import argparse
+
+from piilab import metrics
+from piilab.cli._args import add_decoding_args, add_runtime_args, decoding_from_args, int_list
+from piilab.evaluate import EvalConfig, ModelUnderTest, evaluate
+
+
+class _ModelAction(argparse.Action):
+    """`--model A --adapter X --model B`: each --adapter belongs to the --model before it."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        pairs = getattr(namespace, "models", None) or []
+        if option_string == "--model":
+            pairs.append({"spec": value, "adapter": None})
+        elif not pairs or pairs[-1]["adapter"] is not None:
+            raise argparse.ArgumentError(self, "each --adapter must follow its own --model")
+        else:
+            pairs[-1]["adapter"] = value
+        namespace.models = pairs
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "eval", help="decode models at exit layers over a test set and score the outputs"
+    )
+    parser.add_argument("--model", action=_ModelAction, dest="models", required=True,
+                        help="model spec; repeat to compare models (vanilla and tuned)")
+    parser.add_argument("--adapter", action=_ModelAction, dest="models",
+                        help="PEFT adapter (training run folder) for the --model before it")
+    parser.add_argument("--layers", type=int_list, help="exit layers, e.g. 8,16,24,30 "
+                        "(default: each model's last layer)")
+    parser.add_argument("--lens", default="norm", help="norm, raw, or tuned:LENS_DIR")
+    parser.add_argument("--data", required=True, help="dataset folder (uses test.jsonl) or JSONL")
+    parser.add_argument("--out", required=True, help="results folder")
+    parser.add_argument("--limit", type=int, help="only the first N test records")
+    parser.add_argument("--metrics", default=",".join(metrics.METRICS),
+                        help=f"comma-separated subset of {','.join(metrics.METRICS)}")
+    parser.add_argument("--bertscore-model", help="BERTScore encoder name or folder "
+                        "(default: the packaged all-MiniLM-L6-v2)")
+    parser.add_argument("--bleu", default="sacrebleu", choices=["sacrebleu", "nltk"])
+    parser.add_argument("--bootstrap", type=int, default=0, help="resamples for 95%% intervals")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace results made with other arguments in --out")
+    add_decoding_args(parser)
+    add_runtime_args(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    config = EvalConfig(
+        models=[ModelUnderTest(**m) for m in args.models], data=args.data, out=args.out,
+        layers=args.layers, lens=args.lens, limit=args.limit,
+        metrics=tuple(m for m in args.metrics.split(",") if m), bertscore_model=args.bertscore_model,
+        bleu=args.bleu, bootstrap=args.bootstrap, seed=args.seed,
+        decoding=decoding_from_args(args), batch_size=args.batch_size,
+        device=args.device, dtype=args.dtype,
+    )
+    results = evaluate(config, overwrite=args.overwrite)
+    if results:
+        print(f"{args.out}/results.json: {len(results['runs'])} runs")
+    return 0

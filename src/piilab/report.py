@@ -1,0 +1,243 @@
+"""Charts and tables from a results directory: `piilab report RESULTS_DIR`.
+
+Reads results.json (design.md, "Files a run writes") and writes PNG charts and report.md:
+one chart per model (every metric against the layer, as the original experiment drew them),
+one chart per metric comparing models, the training loss curve when a tuned model has one,
+and quality against decoding time per layer.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from piilab.errors import PiilabError
+from piilab.io import atomic_write, iter_jsonl, read_json
+
+log = logging.getLogger(__name__)
+
+CHART_METRICS = ["BLEU", "ROUGE-L", "BERTScore", "PII-F1"]
+TABLE_METRICS = ["BLEU", "ROUGE-L", "BERTScore", "PII-P", "PII-R", "PII-F1", "PII-F5",
+                 "degenerate"]
+
+
+def model_label(run: dict[str, Any]) -> str:
+    """How a (model, adapter, lens) triple is named in charts and tables."""
+    name = run["model"]
+    if run.get("adapter"):
+        name += f" + {Path(run['adapter']).name}"
+    if run.get("lens", "norm") != "norm":
+        name += f" [{run['lens']} lens]"
+    return name
+
+
+def by_model(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Runs grouped by model label, each group sorted by layer."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        groups[model_label(run)].append(run)
+    return {label: sorted(group, key=lambda r: r["layer"]) for label, group in groups.items()}
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower()
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def plot_model(label: str, runs: list[dict[str, Any]], path: Path) -> Path:
+    """Every metric against the exit layer for one model."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    layers = [r["layer"] for r in runs]
+    for metric in CHART_METRICS:
+        if metric in runs[0]["scores"]:
+            ax.plot(layers, [r["scores"][metric] for r in runs], marker="o", label=metric)
+    ax.set(title=label, xlabel="exit layer", ylabel="score (0-1)", ylim=(-0.02, 1.02),
+           xticks=layers)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=9)
+    return _save(fig, path)
+
+
+def plot_metric(metric: str, groups: dict[str, list[dict[str, Any]]], path: Path) -> Path:
+    """One metric against the exit layer, one line per model, with intervals when present."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, runs in groups.items():
+        layers = [r["layer"] for r in runs]
+        values = [r["scores"][metric] for r in runs]
+        ax.plot(layers, values, marker="o", label=label)
+        bounds = [r.get("intervals", {}).get(metric) for r in runs]
+        if all(bounds):
+            ax.fill_between(layers, [b[0] for b in bounds], [b[1] for b in bounds], alpha=0.15)
+    ax.set(title=f"{metric} by exit layer", xlabel="exit layer", ylabel=metric,
+           ylim=(-0.02, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_quality_vs_time(groups: dict[str, list[dict[str, Any]]], metric: str, path: Path) -> Path:
+    """Quality against measured decoding time per sample, one point per exit layer."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, runs in groups.items():
+        times = [r["timing"]["per_sample_s"] for r in runs]
+        ax.plot(times, [r["scores"][metric] for r in runs], marker="o", label=label)
+        for run, t in zip(runs, times):
+            ax.annotate(f"L{run['layer']}", (t, run["scores"][metric]), fontsize=8,
+                        textcoords="offset points", xytext=(4, 4))
+    ax.set(title=f"{metric} against decoding time", xlabel="decoding time per sample (s)",
+           ylabel=metric, ylim=(-0.02, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, path)
+
+
+def read_train_log(adapter_dir: str | Path) -> list[dict[str, float]]:
+    """The (step, loss, eval_loss) rows a training run wrote, or [] when it has none."""
+    path = Path(adapter_dir) / "train_log.csv"
+    if not path.exists():
+        return []
+    with path.open() as handle:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)}
+                for row in csv.DictReader(handle)]
+
+
+def plot_loss(label: str, rows: list[dict[str, float]], path: Path) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    evals = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
+    if train:
+        ax.plot(*zip(*train), label="train loss")
+    if evals:
+        ax.plot(*zip(*evals), marker="o", label="eval loss")
+    ax.set(title=f"Training loss: {label}", xlabel="step", ylabel="loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def earliest_good_layer(runs: list[dict[str, Any]], metric: str, fraction: float) -> int | None:
+    """The earliest layer whose `metric` is within `fraction` of the last layer's."""
+    if not runs or metric not in runs[-1]["scores"]:
+        return None
+    target = fraction * runs[-1]["scores"][metric]
+    return next(r["layer"] for r in runs if r["scores"][metric] >= target)
+
+
+def _cell(run: dict[str, Any], metric: str) -> str:
+    value = run["scores"].get(metric)
+    if value is None:
+        return "–"
+    bounds = run.get("intervals", {}).get(metric)
+    return f"{value:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else f"{value:.3f}"
+
+
+def scores_table(groups: dict[str, list[dict[str, Any]]]) -> str:
+    """Markdown table: models × layers × metrics (with intervals), plus decoding time."""
+    present = [m for m in TABLE_METRICS if any(m in r["scores"] for g in groups.values() for r in g)]
+    head = ["Model", "Layer", *present, "s/sample"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, runs in groups.items():
+        for run in runs:
+            cells = [label, str(run["layer"]), *(_cell(run, m) for m in present),
+                     f"{run['timing']['per_sample_s']:.3f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def examples(results_dir: Path, run: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    path = results_dir / run["outputs"]
+    rows = []
+    if path.exists():
+        for row in iter_jsonl(path):
+            rows.append(row)
+            if len(rows) >= n:
+                break
+    return rows
+
+
+def _quote(text: str, limit: int = 160) -> str:
+    text = text.replace("\n", " ⏎ ").replace("|", "\\|")
+    return (text[:limit] + "…") if len(text) > limit else text
+
+
+def build_report(
+    results_dir: str | Path, out_dir: str | Path | None = None, n_examples: int = 3,
+    good_fraction: float = 0.9,
+) -> Path:
+    """Write charts and report.md for a results directory; returns the report's path."""
+    results_dir = Path(results_dir)
+    results = read_json(results_dir / "results.json")
+    runs = results.get("runs") or []
+    if not runs:
+        raise PiilabError(f"{results_dir / 'results.json'}: no runs to report")
+    out = Path(out_dir) if out_dir else results_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    groups = by_model(runs)
+
+    charts: list[Path] = []
+    for label, group in groups.items():
+        charts.append(plot_model(label, group, out / f"model-{slug(label)}.png"))
+    for metric in CHART_METRICS:
+        if any(metric in r["scores"] for r in runs):
+            charts.append(plot_metric(metric, groups, out / f"metric-{slug(metric)}.png"))
+    quality = "PII-F1" if "PII-F1" in runs[0]["scores"] else CHART_METRICS[0]
+    charts.append(plot_quality_vs_time(groups, quality, out / "quality-vs-time.png"))
+    for label, group in groups.items():
+        adapter = group[0].get("adapter")
+        rows = read_train_log(adapter) if adapter else []
+        if rows:
+            charts.append(plot_loss(label, rows, out / f"loss-{slug(label)}.png"))
+
+    dataset = results.get("dataset", {})
+    md = [
+        "# piilab report", "",
+        f"Dataset: `{dataset.get('path')}` ({dataset.get('n')} samples, sha256 "
+        f"`{str(dataset.get('sha256'))[:12]}`). Created {results.get('created')} by piilab "
+        f"{results.get('piilab_version')}.", "",
+        f"BLEU: `{results.get('metrics', {}).get('bleu_signature')}`; BERTScore encoder: "
+        f"`{results.get('metrics', {}).get('bertscore_model')}`.", "",
+        "## Scores", "", scores_table(groups), "",
+        f"## Earliest layer within {good_fraction:.0%} of the last layer's {quality}", "",
+    ]
+    for label, group in groups.items():
+        layer = earliest_good_layer(group, quality, good_fraction)
+        md.append(f"- {label}: layer {layer}" if layer is not None else f"- {label}: –")
+    md += ["", "## Charts", ""]
+    md += [f"![{chart.stem}]({chart.name})" for chart in charts]
+    md += ["", "## Example outputs", ""]
+    for label, group in groups.items():
+        md += [f"### {label}", "", "| Layer | Output | Reference |", "|---|---|---|"]
+        for run in group:
+            for row in examples(results_dir, run, n_examples):
+                md.append(f"| {run['layer']} | {_quote(row['output'])} | "
+                          f"{_quote(row['reference'])} |")
+        md.append("")
+    report = out / "report.md"
+    with atomic_write(report) as handle:
+        handle.write("\n".join(md) + "\n")
+    log.info("report written to %s (%d charts)", report, len(charts))
+    return report

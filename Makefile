@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test install clean
 
 demo: $(STAMP)
-	$(BIN)/piilab models info smollm2-135m  # until `piilab demo` lands: the part of the flow that exists
+	$(BIN)/piilab demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -53,10 +53,10 @@ def tiny_llama(tokenizer, seed: int = 0, **overrides):
 
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(tokenizer), num_key_value_heads=2, max_position_embeddings=256,
-        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        **{**TINY, **overrides},
+        **{**TINY, "vocab_size": len(tokenizer), "num_key_value_heads": 2,
+           "max_position_embeddings": 256, "tie_word_embeddings": True,
+           "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+           "pad_token_id": tokenizer.pad_token_id, **overrides},
     )
     return LlamaForCausalLM(config).eval()
 

@@ -1,0 +1,175 @@
+"""One experiment file, the whole flow: data → train → eval (vanilla and tuned) → report.
+
+`piilab run EXPERIMENT.yaml` maps each section of the file one to one onto a stage's config
+dataclass. A stage is skipped when its output is complete and was made with the same settings;
+a changed stage is redone, and so is everything after it. `piilab demo` runs the packaged
+`configs/demo.yaml` (synthetic data + SmolLM2-135M on a CPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from piilab.errors import PiilabError
+from piilab.io import atomic_write, read_json, write_json
+
+log = logging.getLogger(__name__)
+
+STAMPS = "stages.json"
+
+
+@dataclass
+class Experiment:
+    """An experiment file: one section per stage, each the stage's own settings."""
+
+    out: str
+    """Folder for everything: data/, run/ (the adapter), eval/ (results), eval/report/."""
+    data: dict[str, Any]
+    """`piilab data build` settings (piilab.dataset.BuildConfig fields, without `out`)."""
+    train: dict[str, Any] | None = None
+    """`piilab train` settings (piilab.train.TrainConfig fields, without `data`/`out`); None skips."""
+    eval: dict[str, Any] = field(default_factory=dict)
+    """`piilab eval` settings (piilab.evaluate.EvalConfig fields, without `data`/`out`).
+    `models` defaults to the trained model's base (vanilla) and the trained adapter (tuned)."""
+    report: dict[str, Any] = field(default_factory=dict)
+    """`piilab report` settings (examples, good_fraction)."""
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, out: str | None = None) -> "Experiment":
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise PiilabError(f"{path}: cannot read experiment file ({err.strerror})") from None
+        except yaml.YAMLError as err:
+            raise PiilabError(f"{path}: malformed YAML ({str(err).splitlines()[0]})") from None
+        if not isinstance(raw, dict):
+            raise PiilabError(f"{path}: an experiment file is a mapping of stage sections")
+        if out:
+            raw["out"] = out
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise PiilabError(f"{path}: unknown section(s) {', '.join(unknown)}; "
+                              f"expected {', '.join(sorted(known))}")
+        if "out" not in raw or "data" not in raw:
+            raise PiilabError(f"{path}: an experiment needs 'out' and 'data'")
+        return cls(**raw)
+
+    @property
+    def root(self) -> Path:
+        return Path(self.out)
+
+
+def _build(cls, section: str, values: dict[str, Any], **fixed: Any):
+    """A stage config from its YAML section, naming unknown keys in the error."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise PiilabError(f"experiment section '{section}': unknown key(s) {', '.join(unknown)}")
+    return cls(**{**values, **fixed})
+
+
+def stage_configs(exp: Experiment) -> dict[str, Any]:
+    """Every stage's config object, built (and so checked) before anything runs."""
+    from piilab.dataset import BuildConfig
+    from piilab.evaluate import EvalConfig, ModelUnderTest
+    from piilab.train import TrainConfig
+
+    root = exp.root
+    configs: dict[str, Any] = {
+        "data": _build(BuildConfig, "data", exp.data, out=str(root / "data")),
+    }
+    models = exp.eval.get("models")
+    if exp.train is not None:
+        train = _build(TrainConfig, "train", exp.train, data=str(root / "data"),
+                       out=str(root / "run"))
+        configs["train"] = train
+        if models is None:
+            models = [ModelUnderTest(train.model), ModelUnderTest(train.model, str(root / "run"))]
+    if not models:
+        raise PiilabError("experiment: 'eval.models' is needed when there is no 'train' section")
+    configs["eval"] = _build(EvalConfig, "eval", {**exp.eval, "models": models},
+                             data=str(root / "data"), out=str(root / "eval"))
+    configs["report"] = dict(exp.report)
+    return configs
+
+
+def _stamp(config: Any) -> Any:
+    return json_ready(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config)
+
+
+def json_ready(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
+def _stage_complete(stage: str, root: Path) -> bool:
+    """Whether a stage's output is all there (a stamp alone is not enough)."""
+    from piilab import train as train_stage
+
+    checks = {
+        "data": [root / "data" / "card.json", root / "data" / "test.jsonl"],
+        "train": [root / "run" / "adapter_config.json", root / "run" / train_stage.METRICS_FILE],
+        "eval": [root / "eval" / "results.json"],
+    }
+    return all(path.exists() for path in checks.get(stage, [Path("/nonexistent")]))
+
+
+def run_experiment(exp: Experiment) -> Path:
+    """Run every stage that is not already complete; returns the report's path."""
+    from piilab.dataset import build_dataset
+    from piilab.evaluate import evaluate
+    from piilab.report import build_report
+    from piilab.train import train
+
+    configs = stage_configs(exp)
+    root = exp.root
+    root.mkdir(parents=True, exist_ok=True)
+    stamps_path = root / STAMPS
+    stamps = read_json(stamps_path) if stamps_path.exists() else {}
+    with atomic_write(root / "experiment.yaml") as handle:  # the exact config beside the outputs
+        yaml.safe_dump(json_ready(dataclasses.asdict(exp)), handle, sort_keys=False)
+
+    folders = {"data": "data", "train": "run", "eval": "eval"}
+    upstream_ran = False
+    for stage in ("data", "train", "eval"):
+        if stage not in configs:
+            continue
+        config, stamp = configs[stage], _stamp(configs[stage])
+        if not upstream_ran and stamps.get(stage) == stamp and _stage_complete(stage, root):
+            log.info("stage %s: complete, skipped", stage)
+            continue
+        # Stale if an earlier stage was redone or its own settings changed; an unfinished
+        # stage with unchanged settings keeps its folder and resumes.
+        if upstream_ran or stamps.get(stage) not in (None, stamp):
+            log.info("stage %s: inputs or settings changed, starting it afresh", stage)
+            shutil.rmtree(root / folders[stage], ignore_errors=True)
+        stamps.pop(stage, None)
+        write_json(stamps_path, stamps)
+        log.info("stage %s: running", stage)
+        if stage == "data":
+            build_dataset(config)
+        elif stage == "train":
+            has_checkpoint = any((root / "run" / "checkpoints").glob("checkpoint-*"))
+            train(dataclasses.replace(config, resume=has_checkpoint))
+        else:
+            evaluate(config)
+        upstream_ran = True
+        stamps[stage] = stamp
+        write_json(stamps_path, stamps)
+    return build_report(root / "eval", **configs["report"])
+
+
+def demo_config_path() -> Path:
+    """The packaged demo experiment (`src/piilab/configs/demo.yaml`)."""
+    return Path(str(resources.files("piilab").joinpath("configs/demo.yaml")))

@@ -1,0 +1,77 @@
+"""`piilab run`: the whole flow on a tiny model, and stages skipped when already complete."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from piilab import experiment
+from piilab.cli import main
+from piilab.errors import PiilabError
+
+
+@pytest.fixture
+def long_context_model(tmp_path, tokenizer):
+    """A tiny Llama that takes whole instruction prompts under the tiny byte-level tokenizer."""
+    from tiny import save_model_dir, tiny_llama
+
+    return save_model_dir(tiny_llama(tokenizer, max_position_embeddings=4096), tokenizer,
+                          tmp_path / "tiny-long")
+
+
+def write_experiment(tmp_path, model_dir, **overrides):
+    exp = {
+        "out": str(tmp_path / "exp"),
+        "data": {"synthetic": 60, "test_size": 0.2, "seed": 1},
+        "train": {"model": str(model_dir), "max_steps": 2, "batch_size": 4, "max_length": 2048,
+                  "lr": 1e-3, "device": "cpu", "save_steps": 1},
+        "eval": {"layers": [2, 4], "limit": 3, "metrics": ["bleu", "rouge", "pii"],
+                 "decoding": {"max_new_tokens": 4}, "device": "cpu"},
+        **overrides,
+    }
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    return path
+
+
+@pytest.mark.slow
+def test_run_does_every_stage_then_skips_what_is_complete(tmp_path, long_context_model,
+                                                          monkeypatch, capsys):
+    path = write_experiment(tmp_path, long_context_model)
+    assert main(["run", str(path)]) == 0
+    root = tmp_path / "exp"
+    assert f"report: {root / 'eval' / 'report' / 'report.md'}" in capsys.readouterr().out
+    results = json.loads((root / "eval" / "results.json").read_text())
+    # vanilla and tuned, each at both layers
+    assert [(r["adapter"] is not None, r["layer"]) for r in results["runs"]] == [
+        (False, 2), (False, 4), (True, 2), (True, 4)]
+    assert (root / "run" / "adapter_config.json").exists()
+    assert (root / "experiment.yaml").exists()
+    assert len(list((root / "eval" / "report").glob("loss-*.png"))) == 1
+
+    import piilab.dataset
+    import piilab.evaluate
+    import piilab.train
+
+    for module, name in ((piilab.dataset, "build_dataset"), (piilab.train, "train"),
+                         (piilab.evaluate, "evaluate")):
+        monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail(f"{name} ran again"))
+    assert main(["run", str(path)]) == 0  # everything complete: only the report is redrawn
+
+
+def test_unknown_keys_are_named(tmp_path, tiny_llama_dir):
+    path = write_experiment(tmp_path, tiny_llama_dir, train={"model": "x", "learning_rate": 1})
+    with pytest.raises(PiilabError, match="section 'train': unknown key.*learning_rate"):
+        experiment.stage_configs(experiment.Experiment.from_yaml(path))
+    path.write_text("out: x\nbogus: 1\ndata: {synthetic: 1}\n")
+    with pytest.raises(PiilabError, match="unknown section.*bogus"):
+        experiment.Experiment.from_yaml(path)
+
+
+def test_demo_config_is_valid():
+    exp = experiment.Experiment.from_yaml(experiment.demo_config_path(), out="somewhere")
+    configs = experiment.stage_configs(exp)
+    assert configs["train"].model == "smollm2-135m"
+    assert [m.adapter is not None for m in configs["eval"].models] == [False, True]

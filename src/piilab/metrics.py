@@ -217,7 +217,9 @@ def _hub_layers(name: str) -> int:
     try:
         config = AutoConfig.from_pretrained(name)
     except Exception as err:  # noqa: BLE001 - any hub failure is the user's one-line problem
-        raise PiilabError(f"cannot load BERTScore model {name!r}: {_first_line(err)}") from None
+        raise PiilabError(
+            f"cannot load BERTScore model {name!r} ({_first_line(err)}); pass a local folder"
+        ) from None
     return config.num_hidden_layers
 
 
@@ -229,7 +231,8 @@ def _first_line(err: BaseException) -> str:
 class BertScore:
     """BERTScore F1 from one `bert_score.BERTScorer`, loaded once per run and batched.
 
-    No baseline rescaling (the default encoder has no baseline file); IDF weighting off.
+    No baseline rescaling (the default encoder has no baseline file); IDF weighting off;
+    bert_score's default tokenizer setting (under transformers 5 slow and fast are one class).
     """
 
     def __init__(
@@ -239,7 +242,6 @@ class BertScore:
         num_layers: int | None = None,
         batch_size: int = 64,
         device: str | None = None,
-        use_fast_tokenizer: bool = True,
     ) -> None:
         from bert_score import BERTScorer
 
@@ -252,7 +254,6 @@ class BertScore:
                 num_layers=self.encoder.num_layers,
                 batch_size=batch_size,
                 device=device,
-                use_fast_tokenizer=use_fast_tokenizer,
             )
         except (OSError, ValueError, AssertionError, KeyError) as err:
             raise PiilabError(
@@ -283,9 +284,18 @@ class BertScore:
     def __call__(self, outputs: Sequence[str], references: Sequence[str]) -> list[float]:
         """F1 for each (output, reference) pair; a pair with an empty side scores 0."""
         f1 = [0.0] * len(outputs)
-        # bert_score 0.3.13 scores an empty sentence 0 but, under transformers 5, crashes while
-        # encoding it (build_inputs_with_special_tokens is gone): keep empties away from it.
-        keep = [i for i, (o, r) in enumerate(zip(outputs, references)) if o.strip() and r.strip()]
+        keep = []
+        for i, (output, reference) in enumerate(zip(outputs, references)):
+            if not (output.strip() and reference.strip()):
+                # bert_score scores an empty sentence 0 but, under transformers 5, crashes
+                # encoding it (build_inputs_with_special_tokens is gone): keep it away.
+                continue
+            if output == reference:
+                # each token's embedding matches itself: F1 is 1 (bert_score's float arithmetic
+                # gives 1 within 1e-6), so exact answers, common at late layers, skip the encoder
+                f1[i] = 1.0
+                continue
+            keep.append(i)
         if not keep:
             return f1
         # It also prints to stderr for text that tokenizes to nothing (zero-width characters)

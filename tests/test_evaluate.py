@@ -180,3 +180,18 @@ def test_two_processes_give_the_results_of_one(tiny_llama_dir, data_dir, tmp_pat
     for run in a["runs"]:
         assert [json.loads(l)["output"] for l in (single / run["outputs"]).read_text().splitlines()] \
             == [json.loads(l)["output"] for l in (double / run["outputs"]).read_text().splitlines()]
+
+
+def test_held_out_templates_are_scored_apart(tiny_llama_dir, tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rows = [{**r, "meta": {"heldout_template": i % 2 == 0}} for i, r in enumerate(RECORDS)]
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "eval"
+    assert main(eval_args(tiny_llama_dir, folder, out)) == 0
+    run = json.loads((out / "results.json").read_text())["runs"][0]
+    assert run["subsets"]["heldout_templates"]["n"] == 3
+    assert run["subsets"]["seen_templates"]["n"] == 2
+    outputs = [json.loads(line)["output"] for line in (out / run["outputs"]).read_text().splitlines()]
+    heldout = metrics.score(outputs[::2], [r["completion"] for r in RECORDS[::2]], metrics=("pii",))
+    assert run["subsets"]["heldout_templates"]["PII-F1"] == heldout.scores["PII-F1"]

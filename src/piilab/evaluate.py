@@ -289,6 +289,16 @@ def finalize_outputs(path: Path, order: dict[str, int]) -> None:
 # ------------------------------------------------------------------ scoring
 
 
+def template_subsets(records: list[dict]) -> dict[str, list[dict]]:
+    """Synthetic test records split by whether their template was seen in training."""
+    flags = [(r.get("meta") or {}).get("heldout_template") for r in records]
+    if not any(flag is not None for flag in flags):
+        return {}
+    subsets = {"heldout_templates": [r for r, f in zip(records, flags) if f is True],
+               "seen_templates": [r for r, f in zip(records, flags) if f is False]}
+    return {name: chosen for name, chosen in subsets.items() if chosen}
+
+
 def score_run(
     model_ut: ModelUnderTest, layer: int, records: list[dict], out: Path, config: EvalConfig,
     scorer: metrics.BertScore | None,
@@ -306,11 +316,18 @@ def score_run(
         bootstrap=config.bootstrap, seed=config.seed,
     )
     decode_s = sum(row.get("decode_s", 0.0) for row in ordered)
+    subsets = {
+        name: metrics.score([rows[r["id"]]["output"] for r in chosen],
+                            [r["completion"] for r in chosen],
+                            metrics=[m for m in config.metrics if m != "bertscore"],
+                            bleu=config.bleu).scores | {"n": len(chosen)}
+        for name, chosen in template_subsets(records).items()
+    }
     return {
         "id": rid, "model": model_ut.spec, "adapter": model_ut.adapter, "layer": layer,
         "lens": config.lens, "decoding": config.decoding, "n": len(records),
         "scores": scores.scores, "intervals": scores.intervals, "per_label": scores.per_label,
-        "counts": scores.counts,
+        "counts": scores.counts, "subsets": subsets,
         "timing": {"decode_s": round(decode_s, 4), "per_sample_s": round(decode_s / len(records), 6)},
         "outputs": f"outputs/{rid}.jsonl",
         "outputs_sha256": sha256_file(out / "outputs" / f"{rid}.jsonl"),

@@ -158,12 +158,18 @@ def _cell(run: dict[str, Any], metric: str) -> str:
 def scores_table(groups: dict[str, list[dict[str, Any]]]) -> str:
     """Markdown table: models × layers × metrics (with intervals), plus decoding time."""
     present = [m for m in TABLE_METRICS if any(m in r["scores"] for g in groups.values() for r in g)]
-    head = ["Model", "Layer", *present, "s/sample"]
+    heldout = any("heldout_templates" in r.get("subsets", {}) for g in groups.values() for r in g)
+    head = ["Model", "Layer", *present, *(["PII-F1 held-out templates"] if heldout else []),
+            "s/sample"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, runs in groups.items():
         for run in runs:
-            cells = [label, str(run["layer"]), *(_cell(run, m) for m in present),
-                     f"{run['timing']['per_sample_s']:.3f}"]
+            cells = [label, str(run["layer"]), *(_cell(run, m) for m in present)]
+            if heldout:
+                subset = run.get("subsets", {}).get("heldout_templates", {})
+                cells.append(f"{subset['PII-F1']:.3f} (n={subset['n']})" if "PII-F1" in subset
+                             else "–")
+            cells.append(f"{run['timing']['per_sample_s']:.3f}")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -86,7 +86,7 @@ def bleu_from_stats(stats: Sequence[int], sentence: bool) -> float:
 
 
 def nltk_bleu(output: str, reference: str) -> float:
-    """The original experiment's BLEU: nltk sentence_bleu on whitespace tokens, smoothing method1."""
+    """The original experiment's BLEU: nltk sentence_bleu, whitespace tokens, smoothing method1."""
     from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
     with warnings.catch_warnings():
@@ -117,7 +117,8 @@ def sentence_bleu_scores(
 def check_bleu_variant(variant: str) -> None:
     """Reject an unknown `--bleu` value with a one-line error."""
     if variant not in BLEU_VARIANTS:
-        raise PiilabError(f"unknown BLEU variant {variant!r}; choose one of {', '.join(BLEU_VARIANTS)}")
+        choices = ", ".join(BLEU_VARIANTS)
+        raise PiilabError(f"unknown BLEU variant {variant!r}; choose one of {choices}")
 
 
 def bleu_signatures(variant: str = "sacrebleu") -> tuple[str, str]:
@@ -132,7 +133,9 @@ def bleu_signatures(variant: str = "sacrebleu") -> tuple[str, str]:
     corpus_metric.corpus_score([""], [[""]])
     sentence, corpus = str(sentence_metric.get_signature()), str(corpus_metric.get_signature())
     if variant == "nltk":
-        sentence = f"nltk:sentence_bleu|nrefs:1|tok:whitespace|smooth:method1|version:{nltk.__version__}"
+        sentence = (
+            f"nltk:sentence_bleu|nrefs:1|tok:whitespace|smooth:method1|version:{nltk.__version__}"
+        )
     return sentence, corpus
 
 
@@ -424,7 +427,7 @@ def pii_per_label(counts: PiiCounts, labels: Iterable[str] = ()) -> dict[str, di
 
 
 def bootstrap_indices(n_samples: int, n_resamples: int, seed: int = 0) -> np.ndarray:
-    """(n_resamples, n_samples) sample indices drawn with replacement by numpy's default_rng(seed)."""
+    """(n_resamples, n_samples) indices drawn with replacement by numpy's default_rng(seed)."""
     rng = np.random.default_rng(seed)
     return rng.integers(0, n_samples, size=(n_resamples, n_samples))
 
@@ -485,7 +488,9 @@ def check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
     metrics = tuple(metrics)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
-        raise PiilabError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+        raise PiilabError(
+            f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}"
+        )
     return metrics
 
 
@@ -572,7 +577,8 @@ def score(
     per_sample = [dict(zip(per_sample_cols, row)) for row in zip(*per_sample_cols.values())]
     elapsed = time.perf_counter() - start
     logger.info(
-        "scored %d pairs in %.2fs (%.0f pairs/s): %s", n, elapsed, n / elapsed if elapsed else math.inf,
+        "scored %d pairs in %.2fs (%.0f pairs/s): %s",
+        n, elapsed, n / elapsed if elapsed else math.inf,
         ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()),
     )
     return Scores(scores, intervals, per_label, per_sample, counts)

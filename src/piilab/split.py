@@ -18,6 +18,7 @@ per document each (numpy arrays), so a build streams corpora of any size.
 from __future__ import annotations
 
 import hashlib
+import re
 import unicodedata
 from array import array
 from bisect import bisect_left
@@ -36,27 +37,25 @@ def hash64(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 
-def _separators() -> dict[int, str]:
-    """Characters that become a space in the dedup form: punctuation, symbols, separators,
-    controls and '_' (Unicode categories P, S, Z, C), for the scripts below U+3000 plus CJK and
-    full-width punctuation. A translate table is ~3x faster than a \\W regex here."""
-    ranges = [range(0x3000), range(0x3000, 0x3040), range(0xFE30, 0xFE50), range(0xFF00, 0xFF66)]
-    return {cp: " " for r in ranges for cp in r if unicodedata.category(chr(cp))[0] in "PSZC" or cp == 0x5F}
-
-
-_SEPARATORS = _separators()
-# The same mapping for ASCII text as a bytes table: bytes.translate is ~10x faster than str's.
+# ASCII: everything but letters and digits becomes a space (bytes.translate: ~1 ns a byte).
 _ASCII_SEPARATORS = bytes.maketrans(
-    bytes(cp for cp in _SEPARATORS if cp < 128), b" " * sum(cp < 128 for cp in _SEPARATORS)
+    bytes(c for c in range(128) if not chr(c).isalnum()), b" " * sum(not chr(c).isalnum() for c in range(128))
 )
+# Beyond ASCII, after NFKC: Latin-1 punctuation and symbols (U+00A0-U+00BF, U+00D7, U+00F7),
+# General Punctuation (U+2000-U+206F: dashes, quotes, ellipsis, odd spaces) and CJK punctuation
+# (U+3000-U+303F), matched on their UTF-8 bytes, which is ~4x faster than a per-character table.
+_UNICODE_SEPARATORS = re.compile(rb"\xc2[\xa0-\xbf]|\xc3[\x97\xb7]|\xe2\x80[\x80-\xbf]|\xe2\x81[\x80-\xaf]|\xe3\x80[\x80-\xbf]")
 
 
 def dedup_key(text: str) -> bytes:
-    """UTF-8 of `normalize_for_dedup(text)`, with a fast path for ASCII text."""
+    """UTF-8 of the dedup form of a text: NFKC, case-folded, letters and digits in runs separated
+    by single spaces (punctuation, symbols and whitespace all count as one space)."""
     if text.isascii():
-        return b" ".join(text.lower().encode("ascii").translate(_ASCII_SEPARATORS).split())
-    text = unicodedata.normalize("NFKC", text).casefold().translate(_SEPARATORS)
-    return " ".join(text.split()).encode("utf-8", "surrogatepass")
+        data = text.lower().encode("ascii")
+    else:
+        data = unicodedata.normalize("NFKC", text).casefold().encode("utf-8", "surrogatepass")
+        data = _UNICODE_SEPARATORS.sub(b" ", data)
+    return b" ".join(data.translate(_ASCII_SEPARATORS).split())
 
 
 def normalize_for_dedup(text: str) -> str:

@@ -56,11 +56,10 @@ def to_document(obj: dict, where: str, doc_id: str, tally: Tally) -> Document:
     mask = parse_mask(obj.get("privacy_mask"), tally) if "privacy_mask" in obj else None
     if mask is None:
         raise RecordError("missing field 'privacy_mask'")
-    raw = []
-    for item in mask:
-        if not isinstance(item, dict) or not {"start", "end", "label"} <= item.keys():
-            raise RecordError("privacy_mask entry without start, end and label")
-        raw.append((item["start"], item["end"], item["label"], item.get("value")))
+    try:
+        raw = [(item["start"], item["end"], item["label"], item.get("value")) for item in mask]
+    except (KeyError, TypeError, AttributeError):
+        raise RecordError("privacy_mask entry without start, end and label") from None
     spans = check_spans(text, raw, where, tally)
     meta = {
         key: obj[key] for key in ("set", "split", "region", "script") if isinstance(obj.get(key), str)

@@ -242,6 +242,8 @@ def check_spans(
     """
     spans: list[Span] = []
     n = len(text)
+    ordered = True  # sorted and non-overlapping so far: then resolve_overlaps has nothing to do
+    last_end = 0
     for start, end, label, value in raw:
         # Fast path, taken by nearly every span: exact offsets, clean value and label.
         if type(start) is int and type(end) is int and type(label) is str and 0 <= start < end <= n:
@@ -250,7 +252,10 @@ def check_spans(
                 piece[0].isspace() or piece[-1].isspace() or label[0].isspace() or label[-1].isspace()
             ):
                 spans.append(Span(start, end, label, piece))
+                ordered = ordered and start >= last_end
+                last_end = end
                 continue
+        ordered = False
         if not isinstance(label, str) or not label.strip():
             raise RecordError("span without a label")
         label = label.strip()
@@ -280,7 +285,7 @@ def check_spans(
             end = start + len(stripped)
             tally.repair("span trimmed of surrounding whitespace", where)
         spans.append(Span(start, end, label, text[start:end]))
-    return resolve_overlaps(spans, where, tally)
+    return spans if ordered else resolve_overlaps(spans, where, tally)
 
 
 def resolve_overlaps(spans: list[Span], where: str, tally: Tally) -> list[Span]:

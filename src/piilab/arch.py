@@ -6,6 +6,7 @@ row to `ARCHITECTURES`. The logit lens is one line: `unembed(model, final_norm(m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -88,6 +89,22 @@ def num_layers(model: nn.Module) -> int:
     return len(decoder_layers(model))
 
 
+def backbone(model: nn.Module) -> nn.Module:
+    """The decoder stack without the LM head (the module that owns the layer list)."""
+    path = arch_spec(model).layers.rpartition(".")[0]
+    return _get(base_model(model), path) if path else base_model(model)
+
+
+def context_window(model: nn.Module) -> int | None:
+    """The most positions the model can attend over (None when its config does not say)."""
+    config = base_model(model).config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, name, None)
+        if value:
+            return int(value)
+    return None
+
+
 def final_norm(model: nn.Module) -> nn.Module:
     """The norm applied after the last decoder block."""
     return _get(base_model(model), arch_spec(model).final_norm)
@@ -114,12 +131,14 @@ def logit_lens(model: nn.Module, hidden: torch.Tensor, normalize: bool = True) -
 
 
 @contextmanager
-def truncated(model: nn.Module, n_layers: int):
+def truncated(model: nn.Module, n_layers: int,
+              wrap: Callable[[int, nn.Module], nn.Module] | None = None):
     """Run the model with only its first `n_layers` decoder blocks, restoring it afterwards.
 
     Swaps the layer list and `config.num_hidden_layers` (plus per-layer config lists such as
-    `layer_types`), which is what `generate` and the KV cache read. This changes the model in
-    place: do not share it across threads while inside the block.
+    `layer_types`), which is what `generate` and the KV cache read. `wrap(i, block)`, when given,
+    puts a wrapper around block i (1-based) for the duration. This changes the model in place:
+    do not share it across threads while inside the block.
     """
     total = num_layers(model)
     if not 1 <= n_layers <= total:
@@ -129,7 +148,10 @@ def truncated(model: nn.Module, n_layers: int):
     full_layers = _get(root, spec.layers)
     saved = {name: getattr(config, name) for name in ("num_hidden_layers", "layer_types")
              if getattr(config, name, None) is not None}
-    _set(root, spec.layers, nn.ModuleList(list(full_layers)[:n_layers]))
+    kept = list(full_layers)[:n_layers]
+    if wrap is not None:
+        kept = [wrap(i, block) for i, block in enumerate(kept, 1)]
+    _set(root, spec.layers, nn.ModuleList(kept))
     config.num_hidden_layers = n_layers
     if "layer_types" in saved:
         config.layer_types = list(saved["layer_types"])[:n_layers]

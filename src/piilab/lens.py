@@ -1,0 +1,79 @@
+"""Lenses: how the hidden state at an exit layer becomes next-token logits (design.md, "Exit layers").
+
+A lens is two steps. `translate(layer, h)` is per exit layer: the identity for the logit lens, a
+learned affine map for a tuned lens. `head(h)` is shared by every layer: the model's final norm
+and unembedding. Because the head is shared, the engine unembeds the rows of all exit layers in
+one matrix product per step.
+
+- `norm` (default): unembed(final_norm(h_L)), the logit lens; at L = N this is the model itself.
+- `raw`: unembed(h_L), the original experiment's variant. It used Hugging Face's
+  `hidden_states[L]`, whose last entry already has the final norm applied, so at L = N `raw` is
+  the ordinary model too.
+
+Other lenses plug in by name with `register_lens("tuned", factory)`; a spec "name:ARG" passes ARG
+(a folder, say) to the factory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from piilab import arch
+from piilab.errors import PiilabError
+
+
+@dataclass(frozen=True)
+class Lens:
+    """Exit-layer hidden states (R, H) -> logits (R, V): a per-layer translation, then a shared head."""
+
+    name: str
+    """How runs record the lens ("norm", "raw", "tuned:DIR")."""
+    translate: Callable[[int, torch.Tensor], torch.Tensor]
+    """(exit layer, hidden (R, H)) -> hidden (R, H)."""
+    head: Callable[[torch.Tensor], torch.Tensor]
+    """hidden (R, H) -> logits (R, V), shared by all exit layers."""
+
+    def __call__(self, layer: int, hidden: torch.Tensor) -> torch.Tensor:
+        return self.head(self.translate(layer, hidden))
+
+
+def _identity(layer: int, hidden: torch.Tensor) -> torch.Tensor:
+    return hidden
+
+
+def norm_lens(model: nn.Module, arg: str | None = None) -> Lens:
+    """The logit lens: unembed(final_norm(h))."""
+    return Lens("norm", _identity, lambda h: arch.logit_lens(model, h, normalize=True))
+
+
+def raw_lens(model: nn.Module, arg: str | None = None) -> Lens:
+    """unembed(h) without the final norm, except at the last layer (as Hugging Face's hidden_states)."""
+    last, norm = arch.num_layers(model), arch.final_norm(model)
+
+    def translate(layer: int, hidden: torch.Tensor) -> torch.Tensor:
+        return norm(hidden) if layer == last else hidden
+
+    return Lens("raw", translate, lambda h: arch.unembed(model, h))
+
+
+LensFactory = Callable[[nn.Module, "str | None"], Lens]
+LENSES: dict[str, LensFactory] = {"norm": norm_lens, "raw": raw_lens}
+
+
+def register_lens(name: str, factory: LensFactory) -> None:
+    """Make `factory(model, arg)` available as lens spec `name` or `name:arg`."""
+    LENSES[name] = factory
+
+
+def make_lens(model: nn.Module, spec: str | Lens = "norm") -> Lens:
+    """A lens from a spec ("norm", "raw", "name:ARG") or a ready Lens."""
+    if isinstance(spec, Lens):
+        return spec
+    name, _, arg = str(spec).partition(":")
+    if name not in LENSES:
+        raise PiilabError(f"unknown lens {spec!r}: use one of {', '.join(sorted(LENSES))}")
+    return LENSES[name](model, arg or None)

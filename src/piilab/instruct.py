@@ -51,10 +51,9 @@ class Default(PromptStyle):
 
     def pii(self, text: str, labels: Sequence[str]) -> str:
         return (
-            "List the personal information (PII) in the text. Labels:\n"
+            "List the personal information (PII) in the text.\n"
             f"{label_lines(tuple(labels))}\n"
-            "Write each item once, in order of appearance, one per line as: value (LABEL). "
-            "If there is none, write: None\n\n"
+            "Write each item once, in order, one per line as: value (LABEL). If there is none, write: None\n\n"
             f"Text:\n{text}"
         )
 

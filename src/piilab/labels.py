@@ -28,15 +28,15 @@ from piilab.errors import PiilabError
 from piilab.records import Span
 
 # The experiment's seven labels, each with the one-line definition the default prompt shows.
+# Kept terse: every training record repeats them, and a 135M model is tuned with 256-token rows.
 CANONICAL: dict[str, str] = {
-    "NAME": "a private person's name, full or partial (not cited authors, instructors or public figures)",
+    "NAME": "a private person's name, not an author, teacher or public figure",
     "EMAIL": "a person's email address",
     "USERNAME": "a person's username or handle",
-    "ID_NUM": "a number identifying a person or their account (student ID, SSN, passport, card); "
-    "not order numbers",
+    "ID_NUM": "a number identifying a person or account, not an order number",
     "PHONE_NUM": "a person's phone number",
-    "URL_PERSONAL": "a URL of a person's own page or profile (not a public site)",
-    "STREET_ADDRESS": "a person's street address, full or partial",
+    "URL_PERSONAL": "a link to a person's own page or profile",
+    "STREET_ADDRESS": "a person's street address",
 }
 DEFAULT_LABELS: tuple[str, ...] = tuple(CANONICAL)
 

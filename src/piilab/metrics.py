@@ -324,7 +324,8 @@ class BertScore:
         from bert_score.utils import get_bert_embedding, sent_encode
 
         scorer, tokenizer = self._scorer, self._scorer._tokenizer
-        ordered = sorted(sentences, key=lambda s: len(sent_encode(tokenizer, s)), reverse=True)
+        # ties broken by the text, so batches (and float rounding) never depend on hash order
+        ordered = sorted(sentences, key=lambda s: (-len(sent_encode(tokenizer, s)), s))
         stats = {}
         for start in range(0, len(ordered), self.batch_size):
             batch = ordered[start : start + self.batch_size]

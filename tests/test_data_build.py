@@ -193,3 +193,11 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys, monkeypatch, argv, 
 def test_alpaca_in_source_is_pointed_to_mix(tmp_path, capsys):
     assert main(["data", "build", "--source", str(FIXTURES / "alpaca.json"), "--out", str(tmp_path)]) == 2
     assert "--mix" in capsys.readouterr().err
+
+
+def test_config_takes_strings_or_mappings_as_an_experiment_file_would():
+    a = BuildConfig(out="x", sources=["kaggle:t.json"], mix=["alpaca:a.json:0.2"])
+    b = BuildConfig(out="x", sources=[{"path": "t.json", "format": "kaggle"}], mix=[{"path": "a.json", "fraction": 0.2}])
+    assert a == b
+    with pytest.raises(PiilabError, match="unknown format"):
+        BuildConfig(out="x", sources=[{"path": "t.json", "format": "excel"}])

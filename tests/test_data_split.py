@@ -109,3 +109,18 @@ def test_same_inputs_and_seed_same_files(tmp_path, synthetic_build):
     again = build_dataset(BuildConfig(out=str(tmp_path), synthetic=400, test_size=0.2, seed=5, max_chars=120, overlap=30))
     assert again["splits"]["train"]["sha256"] == card["splits"]["train"]["sha256"]
     assert again["splits"]["test"]["sha256"] == card["splits"]["test"]["sha256"]
+
+
+def test_length_statistics_stay_exact_where_they_can_past_the_reservoir():
+    from piilab.dataset import _Lengths
+
+    values = list(range(30_000))
+    random.Random(0).shuffle(values)
+    lengths = _Lengths(seed=0)
+    for v in values:
+        lengths.add((v, 2 * v, 1))
+    summary = lengths.summary()
+    assert summary["text_chars"]["min"] == 0 and summary["text_chars"]["max"] == 29_999
+    assert summary["text_chars"]["mean"] == 14_999.5 and summary["prompt_chars"]["mean"] == 29_999.0
+    assert abs(summary["text_chars"]["p50"] - 15_000) < 600  # from the 10,000-value reservoir
+    assert summary["completion_chars"] == {"n": 30_000, "min": 1, "mean": 1.0, "p50": 1.0, "p95": 1.0, "max": 1}

@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import tempfile
+from array import array
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 1
 SPLITS = ("train", "test")
 _RESERVOIR = 10_000  # lengths kept per split for percentiles; mean, min and max are exact
+_MASK64 = (1 << 64) - 1
 
 
 @dataclass
@@ -108,8 +110,11 @@ class BuildConfig:
     """Faker locales for the synthetic documents."""
 
     def __post_init__(self) -> None:
-        self.sources = [SourceSpec.parse(s) if isinstance(s, str) else s for s in self.sources]
-        self.mix = [MixSpec.parse(m) if isinstance(m, str) else m for m in self.mix]
+        # An experiment YAML gives strings ("kaggle:train.json") or mappings ({path, format}).
+        self.sources = [SourceSpec.parse(s) if isinstance(s, str) else SourceSpec(**s) if isinstance(s, dict) else s
+                        for s in self.sources]
+        self.mix = [MixSpec.parse(m) if isinstance(m, str) else MixSpec(**m) if isinstance(m, dict) else m
+                    for m in self.mix]
         if not self.sources and self.synthetic <= 0:
             raise PiilabError("nothing to build: give --source FORMAT:PATH and/or --synthetic N")
         if not 0 <= self.test_size < 1:
@@ -129,30 +134,41 @@ class _Lengths:
 
     def __init__(self, seed: int) -> None:
         self.n = 0
-        self.total = [0, 0, 0]
-        self.min: list[int] | None = None
-        self.max: list[int] | None = None
-        self.sample: list[Sequence[int]] = []
+        self.total: list[int] = []
+        self.min: list[int] = []
+        self.max: list[int] = []
+        self.sample = tuple(array("I") for _ in self.KEYS)  # one column per length, 4 bytes a value
         self.rng = random.Random(seed)
 
     def add(self, values: Sequence[int]) -> None:
         self.n += 1
-        self.total = [t + v for t, v in zip(self.total, values)]
-        self.min = list(values) if self.min is None else [min(a, b) for a, b in zip(self.min, values)]
-        self.max = list(values) if self.max is None else [max(a, b) for a, b in zip(self.max, values)]
-        if len(self.sample) < _RESERVOIR:
-            self.sample.append(values)
+        if self.n == 1:
+            self.total, self.min, self.max = list(values), list(values), list(values)
+        else:
+            for i, value in enumerate(values):
+                self.total[i] += value
+                if value < self.min[i]:
+                    self.min[i] = value
+                elif value > self.max[i]:
+                    self.max[i] = value
+        if self.n <= _RESERVOIR:
+            for column, value in zip(self.sample, values):
+                column.append(value)
         else:
             j = self.rng.randrange(self.n)
             if j < _RESERVOIR:
-                self.sample[j] = values
+                for column, value in zip(self.sample, values):
+                    column[j] = value
 
     def summary(self) -> dict[str, Any]:
         if not self.n:
             return {key: {"n": 0} for key in self.KEYS}
-        p50, p95 = np.percentile(np.asarray(self.sample), [50, 95], axis=0).tolist()
-        return {key: {"n": self.n, "min": self.min[i], "mean": round(self.total[i] / self.n, 1),
-                      "p50": p50[i], "p95": p95[i], "max": self.max[i]} for i, key in enumerate(self.KEYS)}
+        out = {}
+        for i, key in enumerate(self.KEYS):
+            p50, p95 = np.percentile(np.frombuffer(self.sample[i], dtype=np.uint32), [50, 95]).tolist()
+            out[key] = {"n": self.n, "min": self.min[i], "mean": round(self.total[i] / self.n, 1),
+                        "p50": p50, "p95": p95, "max": self.max[i]}
+        return out
 
 
 class _SplitStats:
@@ -189,7 +205,7 @@ class _SplitStats:
 
 def _spool_line(record: dict, group: int, doc: int) -> str:
     """One spooled record: the split keys and its statistics, tab-separated before its JSON."""
-    labels = ",".join(s["label"] for s in record["spans"] or ())
+    labels = ",".join([s["label"] for s in record["spans"] or ()])
     stats = (len(record["text"]), len(record["prompt"]), len(record["completion"]))
     head = f"{group}\t{doc}\t{record['source']}\t{record['meta']['window']}\t" + "\t".join(map(str, stats))
     return f"{head}\t{labels}\t{json.dumps(record, ensure_ascii=False)}\n"
@@ -241,7 +257,7 @@ class _Builder:
         if doc.spans is None:
             tally.skip("unlabelled document (no labels to learn from)", doc.id, bad=False)
             return None
-        if not doc.text.strip():
+        if not doc.text or doc.text.isspace():
             tally.skip("empty text", doc.id)
             return None
         language = doc.meta.get("language")
@@ -254,13 +270,17 @@ class _Builder:
             return None
         spans = apply_crosswalk(doc.text, doc.spans, self.crosswalk, self.labels, tally.labels)
         doc_id = doc.id
-        if not self.ids.add(hash64(doc_id)):
+        # Python's str hash is enough here: ids only need to be unique within this build.
+        if not self.ids.add(hash(doc_id) & _MASK64):
             tally.repair("duplicate document id (renamed)", doc.id)
             k = 2
-            while not self.ids.add(hash64(f"{doc.id}~{k}")):
+            while not self.ids.add(hash(f"{doc.id}~{k}") & _MASK64):
                 k += 1
             doc_id = f"{doc.id}~{k}"
-        return Document(doc_id, doc.text, spans, doc.source, doc.meta)
+        # The reader's document is ours to change; apply_crosswalk's spans are sorted and exact,
+        # so this skips a second round of Document checks on the hot path.
+        doc.id, doc.spans = doc_id, spans
+        return doc
 
     def split_keys(self, doc: Document) -> tuple[str, int, int]:
         """(mode, group hash, document hash); stable across runs, so the split is reproducible."""

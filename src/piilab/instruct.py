@@ -106,13 +106,12 @@ def get_style(style: str | PromptStyle) -> PromptStyle:
         raise PiilabError(f"unknown prompt style {style!r}; choose from {', '.join(PROMPT_STYLES)}") from None
 
 
-_LINE_BREAK = re.compile(r"[\r\n]")
 _SPACE_RUN = re.compile(r"\s+")
 
 
 def answer_value(value: str) -> str:
     """A span value as the answer writes it: one line (an address over two lines gets a space)."""
-    return " ".join(value.split()) if _LINE_BREAK.search(value) else value
+    return " ".join(value.split()) if "\n" in value or "\r" in value else value
 
 
 def completion(spans: Sequence[Span]) -> str:
@@ -212,5 +211,7 @@ def windows(doc: Document, max_chars: int = 2000, overlap: int = 200) -> list[Do
             inner = [Span(s.start - start, s.end - start, s.label, s.value)
                      for s in spans if s.start >= start and s.end <= end]
         meta = {**doc.meta, "doc_id": doc.id, "window": i, "n_windows": len(bounds), "offset": start}
+        if "hard_negatives" in meta:  # only those this window shows
+            meta["hard_negatives"] = [n for n in meta["hard_negatives"] if n["value"] in doc.text[start:end]]
         out.append(Document(doc.id, doc.text[start:end], inner, doc.source, meta))
     return out

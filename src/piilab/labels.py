@@ -179,7 +179,7 @@ def apply_crosswalk(
     """
     rules = crosswalk.rules
     outcomes: list[tuple[str, str]] = []
-    # Runs of mergeable neighbours: [start, end, label, [source labels], has a full span].
+    # Runs of mergeable neighbours: [start, end, label, [source labels], has a full span, first span].
     groups: list[list] = []
     for span in spans:
         rule = rules.get(span.label) or rules.get(span.label.upper())
@@ -196,18 +196,20 @@ def apply_crosswalk(
             last[3].append(span.label)
             last[4] = last[4] or not rule.adjacent_only
         else:
-            groups.append([span.start, span.end, label, [span.label], not rule.adjacent_only])
+            groups.append([span.start, span.end, label, [span.label], not rule.adjacent_only, span])
 
     allowed = set(labels)
     out: list[Span] = []
-    for start, end, label, members, full in groups:
+    for start, end, label, members, full, first in groups:
         if not full:
             outcome = PART_DROPPED
         elif label not in allowed:
             outcome = OUTSIDE
         else:
             outcome = KEPT
-            out.append(Span(start, end, label, text[start:end]))
+            # A span that is already canonical and unmerged is kept as it is (spans are immutable).
+            same = first.label == label and first.end == end
+            out.append(first if same else Span(start, end, label, text[start:end]))
         outcomes.extend((member, outcome) for member in members)
     if tally is not None:
         tally.counts.update(outcomes)

@@ -74,9 +74,14 @@ def mix64(values: np.ndarray, seed: int) -> np.ndarray:
 
 
 class HashSet:
-    """A set of 64-bit hashes at ~8 bytes each: a sorted array plus a bounded buffer set."""
+    """A set of 64-bit hashes at ~12 bytes each: a sorted array plus a small buffer set.
 
-    def __init__(self, buffer: int = 1 << 16) -> None:
+    The buffer (Python ints, ~70 bytes each) is merged into the array when it reaches
+    `buffer` or 1/16 of the array, whichever is larger: memory stays near 8 bytes a hash,
+    and merges (linear, two sorted runs) stay rare.
+    """
+
+    def __init__(self, buffer: int = 4096) -> None:
         self._sorted = array("Q")
         self._recent: set[int] = set()
         self._buffer = buffer
@@ -95,10 +100,10 @@ class HashSet:
         if key in self:
             return False
         self._recent.add(key)
-        if len(self._recent) >= self._buffer:
-            merged = np.concatenate([np.frombuffer(self._sorted, dtype=np.uint64),
-                                     np.fromiter(self._recent, np.uint64, len(self._recent))])
-            self._sorted = array("Q", np.sort(merged).tobytes())
+        if len(self._recent) >= max(self._buffer, len(self._sorted) >> 4):
+            recent = np.sort(np.fromiter(self._recent, np.uint64, len(self._recent)))
+            merged = np.concatenate([np.frombuffer(self._sorted, dtype=np.uint64), recent])
+            self._sorted = array("Q", np.sort(merged, kind="stable").tobytes())  # two runs: linear
             self._recent.clear()
         return True
 
@@ -148,22 +153,33 @@ class _Pool:
     records: array = field(default_factory=lambda: array("I"))
 
 
+def _sorted_array(values: list[np.ndarray]) -> array:
+    """Hashes as a sorted array('Q') for bisect lookups (8 bytes each, unlike a set's ~70)."""
+    merged = np.concatenate(values) if values else np.empty(0, dtype=np.uint64)
+    return array("Q", np.unique(merged.astype(np.uint64)).tobytes())
+
+
+def _member(hashes: array, key: int) -> bool:
+    i = bisect_left(hashes, key)
+    return i < len(hashes) and hashes[i] == key
+
+
 @dataclass
 class SplitPlan:
     """Which groups and documents go to test; everything else is train."""
 
-    test_groups: set[int] = field(default_factory=set)
-    heldout_groups: set[int] = field(default_factory=set)
-    test_docs: set[int] = field(default_factory=set)
+    test_groups: array = field(default_factory=lambda: array("Q"))
+    heldout_groups: array = field(default_factory=lambda: array("Q"))
+    test_docs: array = field(default_factory=lambda: array("Q"))
     records: dict[str, int] = field(default_factory=lambda: {"train": 0, "test": 0})
 
     def side(self, group: int, doc: int) -> tuple[str, bool | None]:
         """('train' | 'test', heldout_template flag or None outside template splits)."""
-        if group in self.heldout_groups:
+        if _member(self.heldout_groups, group):
             return "test", True
-        if group in self.test_groups:
+        if _member(self.test_groups, group):
             return "test", None
-        if doc in self.test_docs:
+        if _member(self.test_docs, doc):
             return "test", False
         return "train", None
 
@@ -200,6 +216,9 @@ class SplitPlanner:
         if not 0 <= heldout_share <= 1:
             raise PiilabError(f"the held-out template share must be in [0, 1], got {heldout_share}")
         plan = SplitPlan()
+        chosen_groups: list[np.ndarray] = []
+        held_groups: list[np.ndarray] = []
+        chosen_docs: list[np.ndarray] = []
         for (source, mode), pool in sorted(self._pools.items()):
             groups = np.frombuffer(pool.groups, dtype=np.uint64)
             docs = np.frombuffer(pool.docs, dtype=np.uint64)
@@ -209,21 +228,24 @@ class SplitPlanner:
             n_test = round(test_size * len(docs))
             if mode == "template":
                 held = _take_groups(uniq, counts, round(heldout_share * n_test), salt, keep_one=True)
-                plan.heldout_groups.update(int(g) for g in held)
+                held_groups.append(held)
                 is_held = np.isin(groups, held)
                 rest = n_test - int(is_held.sum())
                 seen = np.flatnonzero(~is_held)
                 if rest > 0 and len(seen):
                     pick = seen[np.argsort(mix64(docs[seen], salt + 1), kind="stable")[: min(rest, len(seen) - 1)]]
-                    plan.test_docs.update(int(d) for d in docs[pick])
+                    chosen_docs.append(docs[pick])
                     is_held[pick] = True
                 in_test = is_held
             else:
                 chosen = _take_groups(uniq, counts, n_test, salt, keep_one=True)
-                plan.test_groups.update(int(g) for g in chosen)
+                chosen_groups.append(chosen)
                 in_test = np.isin(groups, chosen)
             plan.records["test"] += int(records[in_test].sum())
             plan.records["train"] += int(records[~in_test].sum())
+        plan.test_groups = _sorted_array(chosen_groups)
+        plan.heldout_groups = _sorted_array(held_groups)
+        plan.test_docs = _sorted_array(chosen_docs)
         return plan
 
 

@@ -137,7 +137,7 @@ def build_record(doc: Document, style: str | PromptStyle = "default", labels: Se
         "prompt": get_style(style).pii(doc.text, labels),
         "completion": completion(doc.spans),
         "text": doc.text,
-        "spans": [s.to_dict() for s in doc.spans],
+        "spans": [{"start": s.start, "end": s.end, "label": s.label, "value": s.value} for s in doc.spans],
         "meta": meta,  # last, so a split can tag a serialised record cheaply (dataset.py)
     }
 

@@ -155,7 +155,7 @@ def iter_jsonl(path: Path, tally: Tally) -> Iterator[tuple[str, dict]]:
         raise PiilabError(f"{path}: file not found") from None
     with handle:
         for lineno, raw in enumerate(handle, 1):
-            if not raw.strip():
+            if raw.isspace() or not raw:  # (isspace stops at the first other byte; strip would copy)
                 continue
             where = f"{path}:{lineno}"
             tally.read += 1

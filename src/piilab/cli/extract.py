@@ -1,0 +1,83 @@
+"""`piilab extract`: find the PII in a text with a (tuned) model; JSON out, or the text redacted."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from piilab.cli.generate import add_decoding_args, add_model_args, decoding_from
+from piilab.errors import PiilabError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "extract", help="find PII in a text with a tuned model (JSON, or the text redacted)",
+        description="Prompt the model the way its training did, decode, parse the answer and "
+                    "place every item in the text. Items the model names that do not occur in "
+                    "the text are listed under 'invented' and never placed.")
+    add_model_args(parser)
+    parser.add_argument("text", nargs="?", help="the text to search")
+    parser.add_argument("--input", help="a text file (the whole file is one text), or a .jsonl "
+                                        "file with a 'text' (and optional 'id') per line")
+    parser.add_argument("--layer", type=int, help="exit layer (default: the last)")
+    parser.add_argument("--redact", action="store_true", help="print the text with [LABEL] masks")
+    parser.add_argument("--style", help="prompt style (default: the one training used)")
+    parser.add_argument("--labels", help="comma-separated label set (default: training's)")
+    add_decoding_args(parser, max_new_tokens=128)
+    parser.set_defaults(func=run)
+
+
+def read_texts(args) -> tuple[list, list[str], bool]:
+    """(ids, texts, one JSON line per text?) from the positional TEXT or --input."""
+    from piilab.io import iter_jsonl
+
+    if (args.text is None) == (args.input is None):
+        raise PiilabError("give a TEXT or --input FILE (one of them)")
+    if args.text is not None:
+        return [None], [args.text], False
+    path = Path(args.input)
+    if path.suffix == ".jsonl":
+        ids, texts = [], []
+        for i, row in enumerate(iter_jsonl(path)):
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                raise PiilabError(f"{path}: row {i + 1} has no string field 'text'")
+            ids.append(row.get("id", i))
+            texts.append(row["text"])
+        return ids, texts, True
+    try:
+        return [None], [path.read_text(encoding="utf-8")], False
+    except OSError as err:
+        raise PiilabError(f"{path}: cannot read ({err.strerror})") from None
+
+
+def run(args) -> int:
+    from dataclasses import replace
+
+    from piilab.extract import extract, prompt_settings
+    from piilab.formatting import format_for
+    from piilab.models import load_model, resolve
+
+    ids, texts, lines = read_texts(args)
+    decoding = decoding_from(args)
+    model, tokenizer = load_model(args.model, args.adapter, device=args.device, dtype=args.dtype,
+                                  trust_remote_code=args.trust_remote_code)
+    resolved = resolve(args.model)
+    trained_in = args.adapter or resolved.adapter or (resolved.path if resolved.kind == "local" else None)
+    settings = prompt_settings(trained_in)
+    if args.style:
+        settings = replace(settings, style=args.style, source="--style")
+    if args.labels:
+        settings = replace(settings, labels=tuple(x.strip() for x in args.labels.split(",") if x.strip()))
+    results = extract(model, tokenizer, texts, layer=args.layer, settings=settings,
+                      prompt_format=format_for(tokenizer, trained_in), lens=args.lens,
+                      decoding=decoding, batch_size=args.batch_size)
+    for id_, result in zip(ids, results):
+        if args.redact:
+            out = json.dumps({"id": id_, "redacted": result.redacted()}, ensure_ascii=False) \
+                if lines else result.redacted()
+        else:
+            body = {"id": id_, **result.to_dict()} if lines else result.to_dict()
+            out = json.dumps(body, ensure_ascii=False, indent=None if lines else 2)
+        sys.stdout.write(out + "\n")
+    return 0

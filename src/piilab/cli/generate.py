@@ -1,0 +1,102 @@
+"""`piilab generate`: decode prompts, exactly as given, from one or more exit layers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from piilab.cli._args import add_runtime_args, int_list
+from piilab.errors import PiilabError
+
+log = logging.getLogger(__name__)
+
+
+def add_decoding_args(parser: argparse.ArgumentParser, max_new_tokens: int = 64) -> None:
+    """--max-new-tokens, the sampling options and --stop, shared by generate and extract."""
+    group = parser.add_argument_group("decoding (greedy unless a sampling option is given)")
+    group.add_argument("--max-new-tokens", type=int, default=max_new_tokens,
+                       help=f"new tokens per output at most (default {max_new_tokens})")
+    group.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    group.add_argument("--top-k", type=int, help="sample among the k most likely tokens (implies --sample)")
+    group.add_argument("--temperature", type=float, help="sampling temperature (implies --sample)")
+    group.add_argument("--eos-weight", type=float, default=1.0,
+                       help="multiply the end-of-sequence probability by W (the original used 2.0)")
+    group.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    group.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                       help="end an output at this text (repeatable); the text is cut before it")
+
+
+def decoding_from(args):
+    from piilab.generate import Decoding
+
+    sample = bool(args.sample or args.top_k is not None or args.temperature is not None)
+    return Decoding(max_new_tokens=args.max_new_tokens, sample=sample, top_k=args.top_k,
+                    temperature=1.0 if args.temperature is None else args.temperature,
+                    eos_weight=args.eos_weight, seed=args.seed, stop=tuple(args.stop))
+
+
+def add_model_args(parser: argparse.ArgumentParser) -> None:
+    from piilab.models import DEFAULT_MODEL
+
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"embedded name, model folder, adapter folder or hub id (default {DEFAULT_MODEL})")
+    parser.add_argument("--adapter", help="a PEFT adapter folder to apply to --model")
+    parser.add_argument("--lens", default="norm",
+                        help="norm: final norm + unembedding (default); raw: unembedding only, "
+                             "as the original experiment")
+    parser.add_argument("--batch-size", type=int, default=8, help="prompts per batch (default 8)")
+    add_runtime_args(parser)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "generate", help="decode prompts from one or more exit layers",
+        description="Decode each prompt exactly as given from exit layers L (decoder layers 1..L, "
+                    "then the lens). Output: one JSON line per prompt and layer: id, layer, output.")
+    add_model_args(parser)
+    parser.add_argument("--layers", type=int_list, help="exit layers, e.g. 8,16,24,30 (default: the last)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="JSONL file, one {\"prompt\": ..., \"id\": ...} per line")
+    source.add_argument("--prompt", help="one prompt")
+    parser.add_argument("--output", "-o", help="output JSONL (default: standard output)")
+    add_decoding_args(parser)
+    parser.set_defaults(func=run)
+
+
+def read_prompts(path: str) -> tuple[list, list[str]]:
+    """(ids, prompts) from a JSONL file; an id defaults to the row's 0-based position."""
+    from piilab.io import iter_jsonl
+
+    ids, prompts = [], []
+    for i, row in enumerate(iter_jsonl(path)):
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+            raise PiilabError(f"{path}: row {i + 1} has no string field 'prompt'")
+        ids.append(row.get("id", i))
+        prompts.append(row["prompt"])
+    if not prompts:
+        raise PiilabError(f"{path}: no prompts")
+    return ids, prompts
+
+
+def run(args) -> int:
+    from piilab.generate import generate
+    from piilab.io import write_jsonl
+    from piilab.models import load_model
+
+    decoding = decoding_from(args)
+    ids, prompts = read_prompts(args.input) if args.input else ([0], [args.prompt])
+    model, tokenizer = load_model(args.model, args.adapter, device=args.device, dtype=args.dtype,
+                                  trust_remote_code=args.trust_remote_code)
+    result = generate(model, tokenizer, prompts, args.layers, lens=args.lens, decoding=decoding,
+                      batch_size=args.batch_size, return_details=True)
+    rows = [{"id": id_, "layer": layer, "output": result.texts[layer][i]}
+            for i, id_ in enumerate(ids) for layer in result.layers]
+    if args.output:
+        write_jsonl(args.output, rows)
+        log.info("wrote %d outputs to %s", len(rows), args.output)
+    else:
+        for row in rows:
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return 0

@@ -1,0 +1,155 @@
+"""`extract`: prompt as training did, parse the answer, place each item in the text, redact."""
+
+import json
+
+import pytest
+import torch
+
+import piilab.generate
+from piilab.cli import main
+from piilab.extract import Extraction, PromptSettings, extract, locate, place, prompt_settings
+from piilab.formatting import PromptFormat
+from piilab.instruct import get_style
+from piilab.labels import DEFAULT_LABELS
+from tiny import save_model_dir, tiny_llama
+
+TEXT = ("Jane Doe (jane.doe@example.com) met Omar at 12 Oak Street,\nSpringfield. "
+        "Later Jane Doe called +1 555 010 2000.")
+ANSWER = ("Jane Doe (NAME)\njane.doe@example.com (EMAIL)\n12 Oak Street, Springfield (STREET_ADDRESS)\n"
+          "+1 555 010 2000 (PHONE_NUM)\nJohn Roe (NAME)\nnot an answer line")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def fixed_answer(monkeypatch):
+    """The model's answer is ANSWER; the prompts it was given are recorded."""
+    seen = {}
+
+    def fake_generate(model, tokenizer, prompts, layers, **kwargs):
+        seen.update(prompts=list(prompts), layers=layers, kwargs=kwargs)
+        return {layers[0]: [ANSWER] * len(prompts)}
+
+    monkeypatch.setattr(piilab.generate, "generate", fake_generate)
+    return seen
+
+
+def test_locate_finds_every_occurrence_exactly_then_loosely():
+    assert locate(TEXT, "Jane Doe") == [(0, 8), (78, 86)]
+    assert TEXT[78:86] == "Jane Doe"
+    start, end = locate(TEXT, "12 Oak Street, Springfield")[0]  # a line break in the text
+    assert TEXT[start:end] == "12 Oak Street,\nSpringfield"
+    assert locate(TEXT, "JANE.DOE@example.com") == [(10, 30)]
+    assert locate(TEXT, "John Roe") == [] and locate(TEXT, "  ") == []
+
+
+def test_place_keeps_answer_order_and_sets_invented_values_apart():
+    placed, invented = place(TEXT, [("Jane Doe", "NAME"), ("John Roe", "NAME"), ("Jane Doe", "NAME"),
+                                    ("Omar", "NAME")])
+    assert [(p["value"], p["label"]) for p in placed] == [("Jane Doe", "NAME"), ("Omar", "NAME")]
+    assert placed[0]["spans"] == [{"start": 0, "end": 8}, {"start": 78, "end": 86}]
+    assert invented == [{"value": "John Roe", "label": "NAME"}]
+
+
+def test_redaction_masks_every_occurrence_and_prefers_the_longer_of_overlaps():
+    placed, _ = place(TEXT, [("Jane Doe", "NAME"), ("jane.doe@example.com", "EMAIL"),
+                             ("jane.doe", "USERNAME"), ("Springfield", "STREET_ADDRESS")])
+    redacted = Extraction(TEXT, 4, [], placed, []).redacted()
+    assert redacted == ("[NAME] ([EMAIL]) met Omar at 12 Oak Street,\n[STREET_ADDRESS]. "
+                        "Later [NAME] called +1 555 010 2000.")
+
+
+def test_extract_prompts_like_training_and_places_the_answer(fixed_answer, tokenizer):
+    fmt = PromptFormat(kind="chat", chat_template=tokenizer.chat_template)
+    settings = PromptSettings(style="alpaca", labels=("NAME", "EMAIL"))
+    [result] = extract("model", tokenizer, [TEXT], layer=3, settings=settings, prompt_format=fmt)
+    assert fixed_answer["layers"] == [3]
+    assert fixed_answer["prompts"] == [fmt.render(tokenizer, get_style("alpaca").pii(TEXT, ("NAME", "EMAIL")))]
+    assert fixed_answer["kwargs"]["add_special_tokens"] is False  # the chat template writes its own
+    assert [i["value"] for i in result.items] == ["Jane Doe", "jane.doe@example.com",
+                                                   "12 Oak Street, Springfield", "+1 555 010 2000"]
+    assert result.invented == [{"value": "John Roe", "label": "NAME"}]
+    for item in result.items:
+        for span in item["spans"]:
+            assert " ".join(TEXT[span["start"]:span["end"]].split()) == item["value"]
+
+
+def test_long_texts_are_windowed_like_training_and_answers_merged(fixed_answer, tokenizer):
+    long_text = " ".join([TEXT] * 8)
+    settings = PromptSettings(max_chars=300, overlap=50)
+    [result] = extract("model", tokenizer, [long_text], layer=2, settings=settings,
+                       prompt_format=PromptFormat(kind="plain"))
+    assert len(fixed_answer["prompts"]) > 1 and len(result.answers) == len(fixed_answer["prompts"])
+    assert fixed_answer["kwargs"]["add_special_tokens"] is True
+    assert [i["value"] for i in result.items][0] == "Jane Doe"
+    assert len(result.items[0]["spans"]) == 16  # every occurrence in the whole text
+
+
+def test_prompt_settings_come_from_the_training_data_card(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "card.json").write_text(json.dumps({
+        "prompt_style": "alpaca", "labels": {"NAME": "a name", "EMAIL": "an email"},
+        "config": {"max_chars": 1500, "overlap": 100}}))
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "train_config.json").write_text(json.dumps({"config": {"data": str(data)}}))
+    settings = prompt_settings(adapter)
+    assert (settings.style, settings.labels, settings.max_chars, settings.overlap) == (
+        "alpaca", ("NAME", "EMAIL"), 1500, 100)
+    assert prompt_settings(tmp_path / "nothing-here") == PromptSettings()
+    assert prompt_settings(None).labels is None
+
+
+def test_cli_prints_items_with_spans_and_invented_values(fixed_answer, tiny_llama_dir, capsys):
+    assert main(["extract", "--model", str(tiny_llama_dir), TEXT, "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["layer"] == 4 and out["answers"] == [ANSWER]
+    assert out["items"][0] == {"value": "Jane Doe", "label": "NAME",
+                               "spans": [{"start": 0, "end": 8}, {"start": 78, "end": 86}]}
+    assert out["invented"] == [{"value": "John Roe", "label": "NAME"}]
+    labels = ", ".join(DEFAULT_LABELS)
+    assert all(label in fixed_answer["prompts"][0] for label in labels.split(", "))
+
+
+def test_cli_redacts_texts_from_a_jsonl_file(fixed_answer, tiny_llama_dir, tmp_path, capsys):
+    path = tmp_path / "texts.jsonl"
+    path.write_text(json.dumps({"id": "x", "text": TEXT}) + "\n" + json.dumps({"text": "Omar"}) + "\n")
+    assert main(["extract", "--model", str(tiny_llama_dir), "--input", str(path), "--redact",
+                 "--layer", "2", "--device", "cpu"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["id"] for r in rows] == ["x", 1]
+    assert rows[0]["redacted"].startswith("[NAME] ([EMAIL]) met Omar at [STREET_ADDRESS].")
+    assert rows[1]["redacted"] == "Omar"
+
+
+def test_cli_runs_a_real_tiny_model_end_to_end(tokenizer, tmp_path, capsys):
+    # the default prompt, with its label definitions, needs more than the fixtures' 256 positions
+    model = tiny_llama(tokenizer)
+    model.config.max_position_embeddings = 1024  # rotary positions: only the config's limit moves
+    model_dir = save_model_dir(model, tokenizer, tmp_path / "llama")
+    path = tmp_path / "essay.txt"
+    path.write_text(TEXT)
+    assert main(["extract", "--model", str(model_dir), "--input", str(path), "--layer", "2",
+                 "--max-new-tokens", "8", "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["layer"] == 2 and len(out["answers"]) == 1
+    assert isinstance(out["items"], list) and isinstance(out["invented"], list)
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--layer", "0", TEXT], "layers 1..4"),
+    (["--layer", "5", TEXT], "layers 1..4"),
+    (["  "], "text 0 is empty"),
+    ([], "give a TEXT or --input FILE"),
+])
+def test_cli_errors_are_one_line(tiny_llama_dir, capsys, args, match):
+    from test_generate_cli import one_line_error
+
+    one_line_error(capsys, ["extract", "--model", str(tiny_llama_dir), "--device", "cpu", *args], match)

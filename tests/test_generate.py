@@ -272,5 +272,5 @@ def test_decoding_settings_are_checked(kwargs, message):
 
 
 def test_unknown_lens_is_named(model, tokenizer):
-    with pytest.raises(PiilabError, match="unknown lens 'tuned"):
-        generate(model, tokenizer, PROMPTS, [2], lens="tuned:/nowhere", progress=False)
+    with pytest.raises(PiilabError, match="unknown lens 'nosuch"):
+        generate(model, tokenizer, PROMPTS, [2], lens="nosuch:/nowhere", progress=False)

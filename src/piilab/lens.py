@@ -60,8 +60,15 @@ def raw_lens(model: nn.Module, arg: str | None = None) -> Lens:
     return Lens("raw", translate, lambda h: arch.unembed(model, h))
 
 
+def tuned_lens(model: nn.Module, arg: str | None = None) -> Lens:
+    """A tuned lens folder from `piilab lens train` (piilab.tuned_lens), as `tuned:LENS_DIR`."""
+    from piilab.tuned_lens import load_tuned_lens
+
+    return load_tuned_lens(model, arg)
+
+
 LensFactory = Callable[[nn.Module, "str | None"], Lens]
-LENSES: dict[str, LensFactory] = {"norm": norm_lens, "raw": raw_lens}
+LENSES: dict[str, LensFactory] = {"norm": norm_lens, "raw": raw_lens, "tuned": tuned_lens}
 
 
 def register_lens(name: str, factory: LensFactory) -> None:

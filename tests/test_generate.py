@@ -274,3 +274,21 @@ def test_decoding_settings_are_checked(kwargs, message):
 def test_unknown_lens_is_named(model, tokenizer):
     with pytest.raises(PiilabError, match="unknown lens 'nosuch"):
         generate(model, tokenizer, PROMPTS, [2], lens="nosuch:/nowhere", progress=False)
+
+
+@pytest.mark.parametrize("model_type", ["mistral", "qwen2", "qwen3", "gemma", "gemma3_text", "phi",
+                                        "phi3", "gpt_neox"])
+def test_every_other_supported_architecture_matches_hf_generate(tokenizer, model_type):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from test_arch import CONFIGS
+
+    torch.manual_seed(0)
+    settings = {**CONFIGS[model_type], "vocab_size": len(tokenizer), "max_position_embeddings": 128,
+                "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id,
+                "bos_token_id": tokenizer.bos_token_id, **SPREAD}
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **settings)).eval()
+    assert arch.num_layers(model) == 3
+    out = details(model, tokenizer, PROMPTS, [1, 2, 3], decoding=Decoding(max_new_tokens=8))
+    for layer in (1, 2, 3):
+        assert out.token_ids[layer] == hf_new_tokens(cut_copy(model, layer), tokenizer, PROMPTS, 8)

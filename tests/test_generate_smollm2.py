@@ -1,0 +1,29 @@
+"""The layer engine on the embedded SmolLM2-135M: exit layers decode exactly like truncated models."""
+
+import pytest
+import torch
+
+from piilab import arch
+from piilab.generate import Decoding, generate
+from piilab.models import load_model
+
+pytestmark = pytest.mark.integration
+
+PROMPTS = ["The capital of France is", "My name is Jane Doe and my email address is"]
+
+
+def test_exit_layers_equal_hf_generate_on_smollm2_cut_to_those_layers():
+    model, tokenizer = load_model("smollm2-135m", device="cpu", dtype="float32")
+    assert arch.num_layers(model) == 30
+    out = generate(model, tokenizer, PROMPTS, [8, 30], decoding=Decoding(max_new_tokens=8),
+                   progress=False, return_details=True)
+    tokenizer.padding_side = "left"
+    enc = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    for layer in (8, 30):
+        with arch.truncated(model, layer), torch.no_grad():
+            ref = model.generate(**enc, max_new_tokens=8, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id)
+        for ids, row in zip(out.token_ids[layer], ref[:, enc.input_ids.shape[1]:].tolist()):
+            assert ids == row[: len(ids)]
+    assert "Paris" in out.texts[30][0]
+    assert out.seconds[30] > out.seconds[8] > 0

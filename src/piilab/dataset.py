@@ -207,7 +207,8 @@ def _spool_line(record: dict, group: int, doc: int) -> str:
     """One spooled record: the split keys and its statistics, tab-separated before its JSON."""
     labels = ",".join([s["label"] for s in record["spans"] or ()])
     stats = (len(record["text"]), len(record["prompt"]), len(record["completion"]))
-    head = f"{group}\t{doc}\t{record['source']}\t{record['meta']['window']}\t" + "\t".join(map(str, stats))
+    source = record["source"].replace("\t", " ")  # a tab would break this line's fields
+    head = f"{group}\t{doc}\t{source}\t{record['meta']['window']}\t" + "\t".join(map(str, stats))
     return f"{head}\t{labels}\t{json.dumps(record, ensure_ascii=False)}\n"
 
 

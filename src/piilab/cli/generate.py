@@ -45,7 +45,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adapter", help="a PEFT adapter folder to apply to --model")
     parser.add_argument("--lens", default="norm",
                         help="norm: final norm + unembedding (default); raw: unembedding only, "
-                             "as the original experiment")
+                             "as the original experiment; tuned:LENS_DIR: a trained tuned lens")
     parser.add_argument("--batch-size", type=int, default=8, help="prompts per batch (default 8)")
     add_runtime_args(parser)
 

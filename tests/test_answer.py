@@ -51,3 +51,14 @@ def test_parse_is_total_and_counts_malformed(text, items, malformed):
 )
 def test_normalize_value(raw, expected):
     assert normalize_value(raw) == expected
+
+
+def test_atomic_write_keeps_the_usual_file_mode(tmp_path):
+    import os
+
+    from piilab.io import write_json
+
+    write_json(tmp_path / "x.json", {"a": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~umask

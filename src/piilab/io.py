@@ -12,15 +12,19 @@ from typing import Any
 
 from piilab.errors import PiilabError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
+def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8", buffering: int = -1):
     """Open a temporary file beside `path` and rename it over `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual mode
     try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
+        with os.fdopen(fd, mode, buffering, encoding=None if "b" in mode else encoding) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

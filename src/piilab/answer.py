@@ -27,13 +27,8 @@ _PUNCT = string.punctuation + "“”‘’«»…–—"
 
 def format_answer(items: Iterable[tuple[str, str]]) -> str:
     """Render (value, label) pairs as the answer, keeping the first of each repeated pair."""
-    seen: set[tuple[str, str]] = set()
-    lines = []
-    for value, label in items:
-        if (value, label) not in seen:
-            seen.add((value, label))
-            lines.append(f"{value} ({label})")
-    return "\n".join(lines) if lines else NO_PII
+    pairs = dict.fromkeys([(value, label) for value, label in items])  # first of each, in order
+    return "\n".join([f"{value} ({label})" for value, label in pairs]) if pairs else NO_PII
 
 
 def parse_answer_counted(text: str) -> tuple[list[tuple[str, str]], int]:

@@ -116,12 +116,18 @@ def answer_value(value: str) -> str:
 
 def completion(spans: Sequence[Span]) -> str:
     """The answer for a text's spans (design.md, "Answer format")."""
-    return format_answer((answer_value(s.value), s.label) for s in spans)
+    return format_answer([
+        (s.value if "\n" not in s.value and "\r" not in s.value else answer_value(s.value), s.label) for s in spans
+    ])
 
 
 def _record_meta(doc: Document) -> dict[str, Any]:
     meta = {"doc_id": doc.id, "window": 0, "n_windows": 1, "offset": 0}
-    meta.update({k: doc.meta[k] for k in RECORD_META if k in doc.meta})
+    source = doc.meta
+    if source:
+        for key in RECORD_META:
+            if key in source:
+                meta[key] = source[key]
     return meta
 
 

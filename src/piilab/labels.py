@@ -48,7 +48,6 @@ _MERGE_GAPS: dict[str, re.Pattern] = {
     "NAME": re.compile(r"[ \t\u00a0\u202f]+"),
     "STREET_ADDRESS": re.compile(r"\s*(?:,\s*)?"),
 }
-_TOUCHING = re.compile(r"")
 
 _WHEN = ("always", "adjacent")
 
@@ -181,36 +180,39 @@ def apply_crosswalk(
     outcomes: list[tuple[str, str]] = []
     # Runs of mergeable neighbours: [start, end, label, [source labels], has a full span, first span].
     groups: list[list] = []
+    last = None
     for span in spans:
-        rule = rules.get(span.label) or rules.get(span.label.upper())
+        source = span.label
+        rule = rules.get(source) or rules.get(source.upper())
         if rule is None or rule.canonical is None:
-            outcomes.append((span.label, UNKNOWN if rule is None else UNMAPPED))
+            outcomes.append((source, UNKNOWN if rule is None else UNMAPPED))
             continue
         label = rule.canonical
-        last = groups[-1] if groups else None
-        if (
-            last is not None and last[2] == label and span.start >= last[1]
-            and _MERGE_GAPS.get(label, _TOUCHING).fullmatch(text, last[1], span.start) is not None
-        ):
-            last[1] = span.end
-            last[3].append(span.label)
-            last[4] = last[4] or not rule.adjacent_only
-        else:
-            groups.append([span.start, span.end, label, [span.label], not rule.adjacent_only, span])
+        start = span.start
+        if last is not None and last[2] == label and start >= last[1]:
+            gap = _MERGE_GAPS.get(label)  # None: the spans must touch
+            if start == last[1] if gap is None else gap.fullmatch(text, last[1], start) is not None:
+                last[1] = span.end
+                last[3].append(source)
+                if not rule.adjacent_only:
+                    last[4] = True
+                continue
+        last = [start, span.end, label, [source], not rule.adjacent_only, span]
+        groups.append(last)
 
-    allowed = set(labels)
     out: list[Span] = []
     for start, end, label, members, full, first in groups:
         if not full:
             outcome = PART_DROPPED
-        elif label not in allowed:
+        elif label not in labels:
             outcome = OUTSIDE
         else:
             outcome = KEPT
             # A span that is already canonical and unmerged is kept as it is (spans are immutable).
             same = first.label == label and first.end == end
-            out.append(first if same else Span(start, end, label, text[start:end]))
-        outcomes.extend((member, outcome) for member in members)
+            out.append(first if same else Span.trusted(start, end, label, text[start:end]))
+        for member in members:
+            outcomes.append((member, outcome))
     if tally is not None:
         tally.counts.update(outcomes)
     return out

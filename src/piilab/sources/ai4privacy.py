@@ -51,30 +51,42 @@ def parse_mask(mask: Any, tally: Tally) -> list:
     raise RecordError("privacy_mask is not a list")
 
 
+_META_KEYS = ("set", "split", "region", "script")
+# Every field a row is read for; the rest (mBERT tokens and tags, target_text, ...) is never built.
+FIELDS = ("source_text", "privacy_mask", "id", "uid", "language", *_META_KEYS)
+
+
 def to_document(obj: dict, where: str, doc_id: str, tally: Tally) -> Document:
-    text = require(obj, "source_text", str)
-    mask = parse_mask(obj.get("privacy_mask"), tally) if "privacy_mask" in obj else None
-    if mask is None:
-        raise RecordError("missing field 'privacy_mask'")
+    text = obj.get("source_text")
+    if type(text) is not str:
+        text = require(obj, "source_text", str)
+    mask = obj.get("privacy_mask")
+    if type(mask) is not list:
+        if "privacy_mask" not in obj:
+            raise RecordError("missing field 'privacy_mask'")
+        mask = parse_mask(mask, tally)
     try:
         raw = [(item["start"], item["end"], item["label"], item.get("value")) for item in mask]
     except (KeyError, TypeError, AttributeError):
         raise RecordError("privacy_mask entry without start, end and label") from None
     spans = check_spans(text, raw, where, tally)
-    meta = {
-        key: obj[key] for key in ("set", "split", "region", "script") if isinstance(obj.get(key), str)
-    }
+    meta = {}
+    for key in _META_KEYS:
+        value = obj.get(key)
+        if isinstance(value, str):
+            meta[key] = value
     language = normalize_language(obj.get("language"))
     if language:
         meta["language"] = language
-    return Document(doc_id, text, spans, NAME, meta)
+    return Document.trusted(doc_id, text, spans, NAME, meta)  # check_spans made the spans exact and sorted
 
 
 def read(path: Path, tally: Tally) -> Iterator[Document]:
     """Rows of an ai4privacy JSONL file, streamed."""
-    for where, obj in iter_jsonl(path, tally):
+    prefix = f"{NAME}:{path.stem}:"
+    for where, obj in iter_jsonl(path, tally, FIELDS):
         native = obj.get("id", obj.get("uid"))
-        doc_id = f"{NAME}:{path.stem}:{native if native is not None else position(where)}"
+        doc_id = f"{prefix}{native if native is not None else position(where)}"
         try:
             yield to_document(obj, where, doc_id, tally)
         except RecordError as err:

@@ -16,6 +16,8 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from piilab.errors import PiilabError
 from piilab.labels import LabelTally
 from piilab.records import Span
@@ -28,6 +30,28 @@ MAX_EXAMPLES = 3
 MAX_SHIFT = 8
 _SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
 _position = attrgetter("start", "end", "label")
+_span = Span.trusted
+_decode_any = msgspec.json.Decoder().decode
+_DECLINED = object()
+
+
+def field_decoder(fields: tuple[str, ...]):
+    """A JSON-object decoder that builds only `fields` (a dict of those present).
+
+    The rest of the object is checked as JSON but never becomes Python objects, which is most of
+    the cost of a line whose unused fields are large (ai4privacy's mBERT token and tag lists).
+    Anything not a JSON object raises ValueError.
+    """
+    row = msgspec.defstruct("Row", [(f"f{i}", Any, msgspec.UNSET) for i in range(len(fields))],
+                            rename={f"f{i}": name for i, name in enumerate(fields)})
+    decode, astuple, unset = msgspec.json.Decoder(row).decode, msgspec.structs.astuple, msgspec.UNSET
+
+    def load(raw: bytes) -> dict:
+        if not raw.isascii():
+            raw.decode("utf-8")  # the unbuilt fields are not checked for UTF-8; the line must be
+        return {name: value for name, value in zip(fields, astuple(decode(raw))) if value is not unset}
+
+    return load
 
 
 @dataclass
@@ -147,29 +171,42 @@ def has_bad_utf8(value: Any) -> bool:
     return False
 
 
-def iter_jsonl(path: Path, tally: Tally) -> Iterator[tuple[str, dict]]:
-    """Stream (location, object) from a JSON Lines file; bad lines are counted skips."""
+def iter_jsonl(path: Path, tally: Tally, fields: tuple[str, ...] | None = None) -> Iterator[tuple[str, dict]]:
+    """Stream (location, object) from a JSON Lines file; bad lines are counted skips.
+
+    `fields`: the keys the reader uses; each object then holds only those (see field_decoder).
+    """
     try:
-        handle = path.open("rb")
+        handle = path.open("rb", buffering=1 << 16)  # fewer system calls for ~2 KB lines
     except FileNotFoundError:
         raise PiilabError(f"{path}: file not found") from None
+    name = str(path)
+    loads = field_decoder(fields) if fields else _decode_any
     with handle:
         for lineno, raw in enumerate(handle, 1):
             if raw.isspace() or not raw:  # (isspace stops at the first other byte; strip would copy)
                 continue
-            where = f"{path}:{lineno}"
+            where = f"{name}:{lineno}"
             tally.read += 1
             try:
-                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
-            except UnicodeDecodeError:
-                tally.skip("invalid UTF-8", where)
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                tally.skip("malformed JSON", f"{where} ({err.msg})")
-                continue
-            if not isinstance(obj, dict):
+                obj = loads(raw)  # msgspec: ~2x the json module's speed, and the same values
+            except ValueError:
+                obj = _DECLINED
+            if obj is _DECLINED:
+                # What msgspec declines (a BOM, bad UTF-8, NaN, lone surrogate escapes, malformed
+                # JSON, anything but an object where `fields` are asked for) gets the json
+                # module's verdict and messages, as before.
+                try:
+                    line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                except UnicodeDecodeError:
+                    tally.skip("invalid UTF-8", where)
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as err:
+                    tally.skip("malformed JSON", f"{where} ({err.msg})")
+                    continue
+            if type(obj) is not dict:
                 tally.skip("not a JSON object", where)
                 continue
             yield where, obj
@@ -248,10 +285,9 @@ def check_spans(
         # Fast path, taken by nearly every span: exact offsets, clean value and label.
         if type(start) is int and type(end) is int and type(label) is str and 0 <= start < end <= n:
             piece = text[start:end]
-            if (value is None or piece == value) and label and not (
-                piece[0].isspace() or piece[-1].isspace() or label[0].isspace() or label[-1].isspace()
-            ):
-                spans.append(Span(start, end, label, piece))
+            # (strip() returns the string itself when there is nothing to strip: == is then free)
+            if (value is None or piece == value) and label and piece.strip() == piece and label.strip() == label:
+                spans.append(_span(start, end, label, piece))
                 ordered = ordered and start >= last_end
                 last_end = end
                 continue

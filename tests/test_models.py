@@ -115,3 +115,19 @@ def test_failed_conversion_leaves_no_half_written_model(monkeypatch, fresh_cache
     with pytest.raises(RuntimeError):
         models.ensure_embedded("smollm2-135m")
     assert not (fresh_cache / "models" / "smollm2-135m").exists()
+
+
+def test_unsupported_architecture_exits_2_through_the_cli(capsys, tmp_path):
+    from transformers import BertConfig, BertForMaskedLM
+
+    from tiny import tiny_tokenizer
+
+    folder = tmp_path / "bert"
+    BertForMaskedLM(BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=8, vocab_size=400)).save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    code, _, err = run_cli(capsys, "generate", "--model", str(folder), "--prompt", "hi",
+                           "--device", "cpu")
+    errors = [line for line in err.splitlines() if line.startswith("piilab: error:")]
+    assert code == 2 and "Traceback" not in err  # (stderr also holds loading progress bars)
+    assert len(errors) == 1 and "unsupported architecture 'bert'" in errors[0]

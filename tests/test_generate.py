@@ -113,6 +113,31 @@ def test_rows_that_end_early_leave_the_batch_without_changing_the_others(model, 
         model.generation_config.eos_token_id = tokenizer.eos_token_id
 
 
+INSTRUCTION = "Find the personal information in the text below. Answer: list each item.\n\n"
+
+
+@pytest.mark.parametrize("layers", [[1, 2, 3, 4], [3]])
+def test_a_shared_prompt_start_is_computed_once_with_the_same_result(model, tokenizer, layers):
+    from piilab.generate import SHARED_PREFIX_MIN, shared_prefix
+
+    prompts = [INSTRUCTION + p for p in ["Jane Doe wrote", "Call +1 555 010 2000 or visit", "The"]]
+    prompts.append(INSTRUCTION.rstrip())  # all of it the shared start but its last token
+    encoded = [tokenizer(p)["input_ids"] for p in prompts]
+    assert shared_prefix(encoded) >= SHARED_PREFIX_MIN  # the shared pass does run
+    out = details(model, tokenizer, prompts, layers, batch_size=4)
+    for layer in layers:
+        assert out.token_ids[layer] == hf_new_tokens(cut_copy(model, layer), tokenizer, prompts, 10)
+
+
+def test_shared_prefix_keeps_every_prompt_a_token_of_its_own():
+    from piilab.generate import shared_prefix
+
+    assert shared_prefix([[1, 2, 3], [1, 2, 3, 4]], least=1) == 2
+    assert shared_prefix([[1, 2, 3], [1, 2, 5]], least=1) == 2
+    assert shared_prefix([[1, 2, 3], [1, 2, 5]], least=3) == 0
+    assert shared_prefix([[1, 2, 3]], least=1) == 0  # one prompt: nothing to share
+
+
 def original_algorithm(model, tokenizer, prompt, layer, max_new_tokens):
     """The original experiment: a full forward per new token, lm_head(hidden_states[L]), no cache."""
     ids = tokenizer(prompt, return_tensors="pt").input_ids

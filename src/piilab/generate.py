@@ -5,7 +5,8 @@ see piilab.lens and design.md, "Exit layers"). For a batch of prompts and exit l
 
 1. Prefill once. The prompts run through blocks 1..L1 and each exit layer keeps only its last
    position's hidden state. The cache of blocks 1..L does not depend on what runs above L, so one
-   prefill serves every exit layer.
+   prefill serves every exit layer. A start that all prompts of the batch share (chat template,
+   instruction) is computed once and copied.
 2. Every (exit layer, prompt) pair becomes a row, highest exit layer first, so the rows that reach
    block l are always a prefix of the batch; block l's cache holds one copy of the prompt cache
    per exit layer that reaches it.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import zlib
 from collections.abc import Sequence
@@ -36,6 +38,9 @@ from piilab.errors import PiilabError
 from piilab.lens import Lens, make_lens
 
 log = logging.getLogger(__name__)
+
+# A shared prompt start shorter than this is not worth a forward pass of its own.
+SHARED_PREFIX_MIN = 16
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,14 @@ def left_pad(batch: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor,
     return ids, mask
 
 
+def shared_prefix(batch: list[list[int]], least: int = SHARED_PREFIX_MIN) -> int:
+    """Tokens every prompt of the batch starts with (0 below `least`); each keeps its last token."""
+    if len(batch) < 2:
+        return 0
+    n = min(len(os.path.commonprefix(batch)), min(map(len, batch)) - 1)
+    return n if n >= least else 0
+
+
 def row_seed(seed: int, prompt_index: int, layer: int) -> int:
     """One seed per (prompt, exit layer): the same sample whatever the batch or its order."""
     return zlib.crc32(f"{seed}:{prompt_index}:{layer}".encode())
@@ -174,10 +187,10 @@ class _Plan:
         self.exits: dict[int, slice] = {}
         self.kept: list[torch.Tensor] = []
 
-    def prefill(self, batch: int, layers: list[int]) -> None:
-        """Every prompt runs through every block; each exit layer keeps all of them."""
+    def prefill(self, batch: int, top: int, layers: list[int]) -> None:
+        """Every row runs through blocks 1..top; each of `layers` keeps all of them."""
         self.rows, self.kept = batch, []
-        self.reach = {block: batch for block in range(1, max(layers) + 1)}
+        self.reach = {block: batch for block in range(1, top + 1)}
         self.exits = {layer: slice(0, batch) for layer in layers}
 
     def decode(self, exits: list[int]) -> None:
@@ -284,11 +297,10 @@ class _Run:
     plan: _Plan
     blocks: list[_Block]
 
-    def forward(self, top: int, **inputs) -> torch.Tensor:
-        """The model's own forward over blocks 1..top; the exit rows' states (R, H)."""
+    def forward(self, top: int, **inputs) -> None:
+        """The model's own forward over blocks 1..top, as planned (states land in plan.kept)."""
         with arch.truncated(self.model, top, wrap=lambda i, block: self.blocks[i - 1]):
             arch.backbone(self.model)(**inputs, use_cache=True)
-        return self.plan.gathered()
 
     def logits(self, hidden: torch.Tensor, exits: list[int]) -> torch.Tensor:
         """Each row's exit state through the lens: (R, H) -> (R, V), one shared head."""
@@ -315,18 +327,29 @@ def _decode_batch(run: _Run, prompt_ids: list[list[int]], indices: list[int]):
     seconds = [0.0] * len(slots)
     generators = [torch.Generator().manual_seed(row_seed(d.seed, indices[s % B], exits[s]))
                   for s in slots] if d.sample else None
-    ids, mask = left_pad(prompt_ids, run.pad_id, dev)  # (B, T)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T) positions, as generate counts them
-    padded = not bool(mask.all())  # without padding, no mask at all (as generate does)
-    cache = DynamicCache(config=arch.base_model(run.model).config)
+    top, cache = run.layers[0], DynamicCache(config=arch.base_model(run.model).config)
+    shared = shared_prefix(prompt_ids)
 
     start = time.perf_counter()
-    # prefill: prompts through blocks 1..max once; keep each exit layer's last position
-    plan.prefill(B, run.layers)
-    hidden = run.forward(run.layers[0], input_ids=ids, attention_mask=mask if padded else None,
-                         position_ids=pos, cache=cache)  # (R, H)
+    if shared:
+        # the prompts' common start (template, instruction) once, then one copy per prompt
+        plan.prefill(1, top, [])
+        run.forward(top, input_ids=torch.tensor([prompt_ids[0][:shared]], device=dev),
+                    position_ids=torch.arange(shared, device=dev)[None], cache=cache)
+        for layer_cache in cache.layers[:top]:
+            layer_cache.batch_select_indices(torch.zeros(B, dtype=torch.long, device=dev))
+    ids, mask = left_pad([x[shared:] for x in prompt_ids], run.pad_id, dev)  # (B, T)
+    # padding sits between the shared start and the rest: the mask hides it all the same
+    mask = torch.cat([mask.new_ones(B, shared), mask], dim=-1)  # (B, shared + T)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, shared:]  # (B, T) positions, as generate counts
+    padded = not bool(mask.all())  # without padding, no mask at all (as generate does)
+    # prefill: prompts through blocks 1..top once; keep each exit layer's last position
+    plan.prefill(B, top, run.layers)
+    run.forward(top, input_ids=ids, attention_mask=mask if padded else None, position_ids=pos,
+                cache=cache)
+    hidden = plan.gathered()  # (R, H)
     # block l's cache: one copy of the prompts' cache per exit layer that reaches it
-    for block, layer_cache in enumerate(cache.layers[: run.layers[0]], 1):
+    for block, layer_cache in enumerate(cache.layers[:top], 1):
         copies = sum(layer >= block for layer in run.layers)
         layer_cache.batch_select_indices(torch.arange(B, device=dev).repeat(copies))
     mask, pos = mask.repeat(G, 1), pos[:, -1:].repeat(G, 1)  # (R, T), (R, 1)
@@ -362,8 +385,9 @@ def _decode_batch(run: _Run, prompt_ids: list[list[int]], indices: list[int]):
         mask = torch.cat([mask, mask.new_ones(len(slots), 1)], dim=-1)  # (R, T+1)
         pos = pos + 1  # (R, 1)
         plan.decode(exits)
-        hidden = run.forward(exits[0], input_ids=next_ids[:, None],
-                             attention_mask=mask if padded else None, position_ids=pos, cache=cache)
+        run.forward(exits[0], input_ids=next_ids[:, None], attention_mask=mask if padded else None,
+                    position_ids=pos, cache=cache)
+        hidden = plan.gathered()  # (R, H)
     return tokens, seconds
 
 

@@ -24,10 +24,11 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
-def add_decoding_args(parser: argparse.ArgumentParser) -> None:
+def add_decoding_args(parser: argparse.ArgumentParser, max_new_tokens: int = 64) -> None:
     """Decoding flags shared by generate, extract and eval (piilab.generate.Decoding)."""
     group = parser.add_argument_group("decoding (greedy unless a sampling flag is given)")
-    group.add_argument("--max-new-tokens", type=int, default=64, help="new tokens at most")
+    group.add_argument("--max-new-tokens", type=int, default=max_new_tokens,
+                       help=f"new tokens per output at most (default {max_new_tokens})")
     group.add_argument("--sample", action="store_true", help="sample instead of greedy argmax")
     group.add_argument("--top-k", type=int, help="sample among the k most likely tokens")
     group.add_argument("--temperature", type=float, help="sampling temperature")
@@ -38,7 +39,8 @@ def add_decoding_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--original-sampling", action="store_true",
                        help="the original experiment's sampling: top_k 5, temperature 0.1, "
                             "EOS weight 2.0")
-    group.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    group.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                       help="end an output at this text (repeatable); the text is cut before it")
 
 
 def decoding_from_args(args: argparse.Namespace) -> dict:
@@ -59,3 +61,10 @@ def decoding_from_args(args: argparse.Namespace) -> dict:
     if args.stop:
         fields["stop"] = list(args.stop)
     return fields
+
+
+def decoding_from(args: argparse.Namespace):
+    """The Decoding object the flags ask for."""
+    from piilab.generate import Decoding
+
+    return Decoding(**decoding_from_args(args))

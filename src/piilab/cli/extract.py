@@ -6,7 +6,8 @@ import json
 import sys
 from pathlib import Path
 
-from piilab.cli.generate import add_decoding_args, add_model_args, decoding_from
+from piilab.cli._args import add_decoding_args, decoding_from
+from piilab.cli.generate import add_model_args
 from piilab.errors import PiilabError
 
 

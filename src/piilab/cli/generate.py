@@ -7,34 +7,10 @@ import json
 import logging
 import sys
 
-from piilab.cli._args import add_runtime_args, int_list
+from piilab.cli._args import add_decoding_args, add_runtime_args, decoding_from, int_list
 from piilab.errors import PiilabError
 
 log = logging.getLogger(__name__)
-
-
-def add_decoding_args(parser: argparse.ArgumentParser, max_new_tokens: int = 64) -> None:
-    """--max-new-tokens, the sampling options and --stop, shared by generate and extract."""
-    group = parser.add_argument_group("decoding (greedy unless a sampling option is given)")
-    group.add_argument("--max-new-tokens", type=int, default=max_new_tokens,
-                       help=f"new tokens per output at most (default {max_new_tokens})")
-    group.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
-    group.add_argument("--top-k", type=int, help="sample among the k most likely tokens (implies --sample)")
-    group.add_argument("--temperature", type=float, help="sampling temperature (implies --sample)")
-    group.add_argument("--eos-weight", type=float, default=1.0,
-                       help="multiply the end-of-sequence probability by W (the original used 2.0)")
-    group.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    group.add_argument("--stop", action="append", default=[], metavar="TEXT",
-                       help="end an output at this text (repeatable); the text is cut before it")
-
-
-def decoding_from(args):
-    from piilab.generate import Decoding
-
-    sample = bool(args.sample or args.top_k is not None or args.temperature is not None)
-    return Decoding(max_new_tokens=args.max_new_tokens, sample=sample, top_k=args.top_k,
-                    temperature=1.0 if args.temperature is None else args.temperature,
-                    eos_weight=args.eos_weight, seed=args.seed, stop=tuple(args.stop))
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:

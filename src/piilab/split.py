@@ -223,7 +223,9 @@ class SplitPlanner:
         self._pools: dict[tuple[str, str], _Pool] = {}
 
     def add(self, source: str, mode: str, group: int, doc: int, records: int) -> None:
-        pool = self._pools.setdefault((source, mode), _Pool(mode))
+        pool = self._pools.get((source, mode))
+        if pool is None:  # (not setdefault: that would build a _Pool and its arrays every call)
+            pool = self._pools[(source, mode)] = _Pool(mode)
         pool.groups.append(group)
         pool.docs.append(doc)
         pool.records.append(records)

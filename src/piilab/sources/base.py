@@ -278,6 +278,7 @@ def check_spans(
     Raises RecordError for a record that must be skipped.
     """
     spans: list[Span] = []
+    append = spans.append
     n = len(text)
     ordered = True  # sorted and non-overlapping so far: then resolve_overlaps has nothing to do
     last_end = 0
@@ -287,8 +288,9 @@ def check_spans(
             piece = text[start:end]
             # (strip() returns the string itself when there is nothing to strip: == is then free)
             if (value is None or piece == value) and label and piece.strip() == piece and label.strip() == label:
-                spans.append(_span(start, end, label, piece))
-                ordered = ordered and start >= last_end
+                append(_span(start, end, label, piece))
+                if start < last_end:
+                    ordered = False
                 last_end = end
                 continue
         ordered = False

@@ -96,6 +96,15 @@ def test_every_record_is_consistent(built):
     assert sources == {"kaggle", "ai4privacy", "presidio", "conll", "notes", "synthetic", "alpaca"}
 
 
+def test_record_lines_are_compact_json_with_meta_last(built):
+    out, _ = built
+    for split in ("train", "test"):
+        for line in (out / f"{split}.jsonl").read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            assert line == json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+            assert list(record)[-1] == "meta"
+
+
 def test_known_fixture_answers(built):
     out, _ = built
     by_id = {r["id"]: r for r in records(out / "train.jsonl") + records(out / "test.jsonl")}

@@ -190,6 +190,9 @@ BAD_AI4PRIVACY = [
     (ai_row("Call me now or later, Jo", (0, 2, "GIVENNAME", "Jo")), "span offsets do not match its value"),
     ({"source_text": "x", "privacy_mask": "not a list at all"}, "privacy_mask is not a list"),
     ([1, 2], "not a JSON object"),
+    # in fields the reader never builds (sources.base.field_decoder): still the whole line's fault
+    (b'{"source_text": "Call Jo now", "privacy_mask": [], "mbert_text_tokens": ["caf\xe9"]}', "invalid UTF-8"),
+    (b'{"source_text": "Call Jo now", "privacy_mask": [], "mbert_bio_labels": ["O",]}', "malformed JSON"),
 ]
 
 
@@ -202,6 +205,19 @@ def test_bad_jsonl_rows_are_skipped_and_counted(tmp_path, line, reason):
     assert tally.examples[reason][0].startswith(f"{path}:2")
     with pytest.raises(PiilabError, match=f"{path}:2"):
         read_all(ai4privacy.read, path, strict=True)
+
+
+def test_jsonl_values_are_those_the_json_module_reads(tmp_path):
+    """What the fast decoder declines goes to the json module: a BOM, NaN, lone surrogate escapes;
+    integers beyond 64 bits stay exact."""
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(ai_row("Call Jo now", (5, 7, "GIVENNAME", "Jo"), id=1)).encode()
+                     + b'\n{"source_text": "Call Al now", "privacy_mask": [], "id": 123456789012345678901234567890}'
+                     + b'\n{"source_text": "Call Cy now", "privacy_mask": [], "id": NaN, "mbert_text_tokens": ["\\ud800"]}\n')
+    docs, tally = read_all(ai4privacy.read, path)
+    assert [d.id for d in docs] == ["ai4privacy:rows:1", "ai4privacy:rows:123456789012345678901234567890",
+                                    "ai4privacy:rows:nan"]
+    assert tally.read == 3 and not tally.skipped and values(docs[0]) == [("Jo", "GIVENNAME")]
 
 
 @pytest.mark.parametrize("raw, repair, kept", [

@@ -23,9 +23,11 @@ from piilab.trainer import read_log_csv
 from tiny import save_model_dir, tiny_llama
 
 SECRET = "hf_piilabTestSecretToken1234567890"
-PII = {"prompt": "Jane Doe wrote to jane.doe@example.com about order 55-123.",
+# Both prompts open with the same instruction, as piilab's do, so batches share a prefix.
+TASK = "Find the personal information in the text below. Answer: list each item.\n"
+PII = {"prompt": TASK + "Jane Doe wrote to jane.doe@example.com about order 55-123.",
        "completion": "Jane Doe (NAME)\njane.doe@example.com (EMAIL)"}
-NONE = {"prompt": "The capital of France is Paris.", "completion": "None"}
+NONE = {"prompt": TASK + "The capital of France is Paris.", "completion": "None"}
 
 
 def record(i: int, pair: dict) -> dict:
@@ -173,6 +175,27 @@ def test_hub_token_from_the_environment_is_never_written_or_logged(trained):
     assert trained.logs and not any(SECRET in line for line in trained.logs)
 
 
+def test_the_trainers_batches_ignore_prompt_and_padding_and_share_a_prefix(tmp_path, sharp_model_dir, data_dir):
+    from piilab.train import IGNORE_INDEX, build_trainer
+    from piilab.trainer import shared_prefix_length
+
+    run = build_trainer(tiny_config(sharp_model_dir, data_dir, tmp_path / "run", batch_size=4))
+    # Building writes nothing (the Trainer makes its empty output folder, RUN_DIR/checkpoints).
+    assert [p.relative_to(tmp_path).as_posix() for p in (tmp_path / "run").rglob("*")] == ["run/checkpoints"]
+    tokenizer = run.trainer.processing_class
+    batch = next(iter(run.trainer.get_train_dataloader()))
+    labels, ids, mask = batch["labels"], batch["input_ids"], batch["attention_mask"]
+    assert (labels[mask == 0] == IGNORE_INDEX).all()
+    for row in range(len(ids)):
+        real = ids[row][mask[row] == 1].tolist()
+        prompt = PII["prompt"] if tokenizer.decode(real).find("Jane Doe wrote") >= 0 else NONE["prompt"]
+        n = len(tokenizer(run.fmt.render(tokenizer, prompt), add_special_tokens=False)["input_ids"])
+        assert (labels[row, :n] == IGNORE_INDEX).all()
+        answer = labels[row, n:len(real)]
+        assert (answer != IGNORE_INDEX).all() and answer[-1] == tokenizer.eos_token_id
+    assert shared_prefix_length(ids, mask) >= 8  # the instruction runs once per batch
+
+
 # ---------------------------------------------------------------- resume
 
 
@@ -225,6 +248,9 @@ def test_resume_refuses_a_changed_plan_and_a_fresh_run_refuses_a_used_folder(
         train(config)
     with pytest.raises(PiilabError, match="lr="):
         train(dataclasses.replace(config, resume=True, lr=1e-3))
+    # --resume on a folder that holds no run yet starts one, so scripts can always pass it.
+    fresh = train(dataclasses.replace(config, out=str(tmp_path / "new"), resume=True))
+    assert fresh.global_step == 2 and fresh.resumed_from_step == 0
 
 
 # ---------------------------------------------------------------- CLI

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from piilab.errors import PiilabError
-from piilab.io import iter_jsonl, read_json, write_json
+from piilab.io import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_wi
 PAD_CANDIDATES = ("<|endoftext|>", "<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "[PAD]", "<unk>")
 # Fields that may differ between a run and its --resume: none of them changes the plan.
 IGNORE_INDEX = -100
-RESUME_FREE = frozenset({"resume", "device", "out", "data", "eval_steps", "save_steps"})
+RESUME_FREE = frozenset({"resume", "device", "out", "data", "eval_steps", "eval_records", "save_steps"})
 
 
 @dataclass
@@ -228,27 +228,11 @@ def encode_records(records: Iterable[dict[str, Any]], tokenizer, fmt, max_length
     return rows, EncodeStats(len(rows), long_, empty)
 
 
-def _split_path(data: str | os.PathLike, split: str) -> Path | None:
-    path = Path(data)
-    if path.is_file():
-        return path if split == "train" else None
-    candidate = path / f"{split}.jsonl"
-    return candidate if candidate.exists() else None
+def read_split(data: str | os.PathLike, split: str) -> list[dict[str, Any]]:
+    """The checked records of one split of a dataset folder (or of a single .jsonl file)."""
+    from piilab.dataset import read_records
 
-
-def read_split(data: str | os.PathLike, split: str) -> Iterator[dict[str, Any]]:
-    """The records of one split of a dataset folder (or of a single .jsonl file as 'train')."""
-    try:  # the data pipeline's reader, when present, knows every layout it writes
-        from piilab.dataset import read_records  # type: ignore[import-not-found]
-    except ImportError:
-        read_records = None
-    if read_records is not None:
-        yield from read_records(data, split)
-        return
-    path = _split_path(data, split)
-    if path is None:
-        raise PiilabError(f"{data}: no {split}.jsonl (run `piilab data build` first)")
-    yield from iter_jsonl(path)
+    return read_records(data, split)
 
 
 def file_sha256(path: Path) -> str:
@@ -261,8 +245,9 @@ def file_sha256(path: Path) -> str:
 
 def data_fingerprint(data: str) -> dict[str, Any]:
     """Path and sha256 of the training split, recorded so --resume can check it is unchanged."""
-    path = _split_path(data, "train")
-    return {"path": str(Path(data).resolve()), "train_sha256": file_sha256(path) if path else None}
+    from piilab.dataset import dataset_file
+
+    return {"path": str(Path(data).resolve()), "train_sha256": file_sha256(dataset_file(data, "train"))}
 
 
 # ---------------------------------------------------------------- decisions, made once and logged
@@ -411,6 +396,16 @@ def resume_config(run_dir: str | os.PathLike, given: dict[str, Any]) -> TrainCon
     return TrainConfig.from_dict({**saved, **given, "out": str(run_dir), "resume": True})
 
 
+def _holds_files(run_dir: Path) -> bool:
+    """Anything in RUN_DIR but an empty checkpoints folder (which the Trainer makes on every rank)."""
+    if not run_dir.is_dir():
+        return False
+    for entry in run_dir.iterdir():
+        if entry.name != CHECKPOINTS or not entry.is_dir() or any(entry.iterdir()):
+            return True
+    return False
+
+
 def check_run_dir(config: TrainConfig) -> Path | None:
     """Decide, before anything is written, whether this run starts fresh or resumes.
 
@@ -421,12 +416,15 @@ def check_run_dir(config: TrainConfig) -> Path | None:
 
     run_dir = Path(config.out)
     if not config.resume:
-        if run_dir.exists() and any(run_dir.iterdir()):
+        if _holds_files(run_dir):
             raise PiilabError(f"{run_dir} already holds files: pass --resume to continue that run, "
                               "or choose another --out")
         return None
     if not (run_dir / CONFIG_FILE).exists():
-        raise PiilabError(f"--resume: {run_dir} has no {CONFIG_FILE}; nothing to resume")
+        if _holds_files(run_dir):
+            raise PiilabError(f"--resume: {run_dir} holds files but no {CONFIG_FILE}; not a run folder")
+        log.info("--resume: %s holds no run yet; starting one", run_dir)
+        return None
     saved = load_run_config(run_dir)
     changed = config.plan_differences(saved)
     if changed:

@@ -34,7 +34,7 @@ from piilab.io import atomic_write
 
 log = logging.getLogger(__name__)
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = -100  # as piilab.train.IGNORE_INDEX and PyTorch's cross_entropy default
 LOG_COLUMNS = ("step", "epoch", "loss", "lr", "eval_loss", "grad_norm", "token_accuracy", "tokens")
 
 

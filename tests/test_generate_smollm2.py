@@ -4,21 +4,34 @@ import pytest
 import torch
 
 from piilab import arch
+from piilab.formatting import format_for
 from piilab.generate import Decoding, generate
 from piilab.models import load_model
 
 pytestmark = pytest.mark.integration
 
-PROMPTS = ["The capital of France is", "My name is Jane Doe and my email address is"]
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small decode steps on a shared CPU: two threads mostly wait for each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+QUESTIONS = ["What is the capital of France?", "My name is Jane Doe. What is my name?"]
 
 
 def test_exit_layers_equal_hf_generate_on_smollm2_cut_to_those_layers():
     model, tokenizer = load_model("smollm2-135m", device="cpu", dtype="float32")
     assert arch.num_layers(model) == 30
-    out = generate(model, tokenizer, PROMPTS, [8, 30], decoding=Decoding(max_new_tokens=8),
-                   progress=False, return_details=True)
+    # chat-templated prompts share their start (the template's system turn): the shared pass runs
+    prompts = [format_for(tokenizer).render(tokenizer, q) for q in QUESTIONS]
+    out = generate(model, tokenizer, prompts, [8, 30], decoding=Decoding(max_new_tokens=8),
+                   add_special_tokens=False, progress=False, return_details=True)
     tokenizer.padding_side = "left"
-    enc = tokenizer(PROMPTS, return_tensors="pt", padding=True)
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     for layer in (8, 30):
         with arch.truncated(model, layer), torch.no_grad():
             ref = model.generate(**enc, max_new_tokens=8, do_sample=False,

@@ -209,7 +209,12 @@ class _Plan:
 
 
 def _rows(value, full: int, n: int):
-    """`value` cut to its first n rows wherever it has a batch dimension of `full` rows."""
+    """`value` cut to its first n rows wherever it has a batch dimension of `full` rows.
+
+    Relies on every tensor a decoder block receives with `full` leading rows being per row
+    (hidden states, masks, positions, rotary tables): true of every architecture in arch.py,
+    each tested against `generate`. Only decode steps cut rows, and then full > 1 = sequence length.
+    """
     if isinstance(value, torch.Tensor):
         return value[:n] if value.ndim and value.shape[0] == full else value
     if isinstance(value, (tuple, list)):

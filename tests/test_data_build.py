@@ -210,3 +210,18 @@ def test_config_takes_strings_or_mappings_as_an_experiment_file_would():
     assert a == b
     with pytest.raises(PiilabError, match="unknown format"):
         BuildConfig(out="x", sources=[{"path": "t.json", "format": "excel"}])
+
+
+def test_a_lone_surrogate_escape_is_a_counted_skip_not_a_crash(tmp_path):
+    def row(i: int, doc_id: str) -> str:
+        text = f"Call Jane Doe about case {i} now."  # distinct texts: duplicates are skipped too
+        return json.dumps({"id": doc_id, "text": text, "spans": [{"start": 5, "end": 13, "label": "NAME"}]})
+
+    good = [row(i, f"d{i}") for i in range(4)]
+    bad = row(9, "X").replace('"X"', '"\\ud800x"')  # valid JSON, not text
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join([*good[:2], bad, *good[2:]]) + "\n", encoding="utf-8")
+    card = build_dataset(BuildConfig(out=str(tmp_path / "o"), sources=[f"spans:{path}"], test_size=0.25, seed=0))
+    source = card["sources"]["spans"]
+    assert (source["records_in"], source["written"], source["skipped"]) == (5, 4, 1)
+    assert "invalid UTF-8" in source["skip_reasons"]

@@ -193,6 +193,9 @@ BAD_AI4PRIVACY = [
     # in fields the reader never builds (sources.base.field_decoder): still the whole line's fault
     (b'{"source_text": "Call Jo now", "privacy_mask": [], "mbert_text_tokens": ["caf\xe9"]}', "invalid UTF-8"),
     (b'{"source_text": "Call Jo now", "privacy_mask": [], "mbert_bio_labels": ["O",]}', "malformed JSON"),
+    # a lone surrogate escape is valid JSON but not text: UTF-8 cannot encode it
+    (b'{"source_text": "Call \\ud800 now", "privacy_mask": []}', "invalid UTF-8"),
+    (b'{"source_text": "Call Jo now", "privacy_mask": [], "id": "\\udfffx"}', "invalid UTF-8"),
 ]
 
 
@@ -208,12 +211,12 @@ def test_bad_jsonl_rows_are_skipped_and_counted(tmp_path, line, reason):
 
 
 def test_jsonl_values_are_those_the_json_module_reads(tmp_path):
-    """What the fast decoder declines goes to the json module: a BOM, NaN, lone surrogate escapes;
-    integers beyond 64 bits stay exact."""
+    """What the fast decoder declines goes to the json module: a BOM, NaN; integers beyond 64 bits
+    stay exact. (Lone surrogate escapes go there too, and are skipped: see BAD_AI4PRIVACY.)"""
     path = tmp_path / "rows.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(ai_row("Call Jo now", (5, 7, "GIVENNAME", "Jo"), id=1)).encode()
                      + b'\n{"source_text": "Call Al now", "privacy_mask": [], "id": 123456789012345678901234567890}'
-                     + b'\n{"source_text": "Call Cy now", "privacy_mask": [], "id": NaN, "mbert_text_tokens": ["\\ud800"]}\n')
+                     + b'\n{"source_text": "Call Cy now", "privacy_mask": [], "id": NaN, "mbert_text_tokens": ["\\u00e9"]}\n')
     docs, tally = read_all(ai4privacy.read, path)
     assert [d.id for d in docs] == ["ai4privacy:rows:1", "ai4privacy:rows:123456789012345678901234567890",
                                     "ai4privacy:rows:nan"]

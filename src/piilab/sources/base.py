@@ -28,7 +28,9 @@ MAX_EXAMPLES = 3
 # How far a span may be moved to find its `value` when the offsets are off (ai4privacy has
 # ~0.2-0.5% such spans). Further than this, the nearest occurrence may be a different mention.
 MAX_SHIFT = 8
-_SURROGATE = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
+# Surrogates are not text: bytes that were not UTF-8 (kept by surrogateescape as U+DC80-DCFF) or
+# a JSON escape of a lone surrogate ("\ud800"), which the json module decodes and UTF-8 cannot encode.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _position = attrgetter("start", "end", "label")
 _span = Span.trusted
 _decode_any = msgspec.json.Decoder().decode
@@ -161,7 +163,7 @@ def load_json_list(path: Path) -> list:
 
 
 def has_bad_utf8(value: Any) -> bool:
-    """Whether any string in a decoded record came from bytes that were not UTF-8."""
+    """Whether any string in a decoded record holds a surrogate (bad UTF-8 or a lone surrogate escape)."""
     if isinstance(value, str):
         return _SURROGATE.search(value) is not None
     if isinstance(value, list):
@@ -205,6 +207,9 @@ def iter_jsonl(path: Path, tally: Tally, fields: tuple[str, ...] | None = None) 
                     obj = json.loads(line)
                 except json.JSONDecodeError as err:
                     tally.skip("malformed JSON", f"{where} ({err.msg})")
+                    continue
+                if has_bad_utf8(obj):
+                    tally.skip("invalid UTF-8", f"{where} (a lone surrogate escape)")
                     continue
             if type(obj) is not dict:
                 tally.skip("not a JSON object", where)

@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ PLOT_FILE = "loss.png"
 METRICS_FILE = "train_metrics.json"
 CHECKPOINTS = "checkpoints"
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_min_lr")
+EXIT_SCHEDULES = ("constant", "linear")
 PAD_CANDIDATES = ("<|endoftext|>", "<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "[PAD]", "<unk>")
 # Fields that may differ between a run and its --resume: none of them changes the plan.
 IGNORE_INDEX = -100
@@ -98,6 +99,12 @@ class TrainConfig:
     """Run the prompt prefix all rows of a batch share (the instructions) once per batch; exact."""
     compact_activations: bool = True
     """Without autocast, keep activations saved for backward in bf16 (half the memory; math in fp32)."""
+    exit_layers: list[int] = field(default_factory=list)
+    """Early-exit training: also train the logit lens at these decoder layers (1..N-1; '16,24' too)."""
+    exit_loss_weight: float = 1.0
+    """W in (L_N + W * sum of exit losses) / (1 + W * k), k = number of exit layers."""
+    exit_loss_schedule: str = "constant"
+    """constant (W at every step) or linear (W rises from 0 at the first step to W at the last)."""
     seed: int = 42
     """Seed for the adapter's initial weights, dropout and data order."""
     resume: bool = False
@@ -116,6 +123,7 @@ class TrainConfig:
     """Allow a model folder's own Python code to run."""
 
     def __post_init__(self) -> None:
+        self.exit_layers = parse_exit_layers(self.exit_layers)
         checks = [
             (self.lora_r >= 1, "--lora-r must be at least 1"),
             (self.lora_alpha > 0, "--lora-alpha must be positive"),
@@ -137,6 +145,10 @@ class TrainConfig:
             (self.save_steps >= 1, "--save-steps must be at least 1"),
             (self.prompt_format in ("auto", "chat", "plain"), "--prompt-format must be auto, chat or plain"),
             (self.device in ("auto", "cpu", "cuda", "mps"), "--device must be auto, cpu, cuda or mps"),
+            (all(layer >= 1 for layer in self.exit_layers), "--exit-layers are 1-based: each must be at least 1"),
+            (self.exit_loss_weight > 0, "--exit-loss-weight must be positive"),
+            (self.exit_loss_schedule in EXIT_SCHEDULES,
+             f"--exit-loss-schedule must be one of {', '.join(EXIT_SCHEDULES)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -163,6 +175,24 @@ class TrainConfig:
         if unknown:
             raise PiilabError(f"unknown training settings: {', '.join(unknown)}")
         return cls(**values)
+
+
+def parse_exit_layers(value: Any) -> list[int]:
+    """Exit layers from a list of whole numbers or a '16,24' string, deduplicated and ascending."""
+    parts = value
+    if isinstance(value, str):
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+    elif _is_whole(value):
+        parts = [value]
+    if not isinstance(parts, (list, tuple)) or not all(_is_whole(part) for part in parts):
+        raise PiilabError(f"--exit-layers takes layer numbers such as 16,24, not {value!r}")
+    return sorted({int(part) for part in parts})
+
+
+def _is_whole(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.removeprefix("-").isdigit()  # a negative number parses; the range check names it
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -527,10 +557,10 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
     from datasets import Dataset
     from transformers import ProgressCallback
 
-    from piilab import models
+    from piilab import arch, models
     from piilab.formatting import default_format
     from piilab.runtime import choose_runtime
-    from piilab.trainer import PiilabSFTTrainer, QuietProgress, RunLogCallback
+    from piilab.trainer import PiilabSFTTrainer, QuietProgress, RunLogCallback, check_exit_layers
 
     run_dir = Path(config.out)
     resume_from = check_run_dir(config)
@@ -551,6 +581,11 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
         config.model, dtype=str(runtime.dtype).removeprefix("torch."),
         trust_remote_code=config.trust_remote_code, **load_kwargs,
     )
+    if config.exit_layers:
+        check_exit_layers(config.exit_layers, arch.num_layers(model))
+        log.info("early-exit loss at layers %s of %d, weight %g (%s)",
+                 ",".join(map(str, config.exit_layers)), arch.num_layers(model),
+                 config.exit_loss_weight, config.exit_loss_schedule)
     if config.qlora:
         from peft import prepare_model_for_kbit_training
 
@@ -585,7 +620,8 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
         eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
         processing_class=tokenizer, peft_config=lora_config(config),
         callbacks=[run_log, *callbacks], share_prefix=config.share_prefix,
-        compact_activations=config.compact_activations,
+        compact_activations=config.compact_activations, exit_layers=config.exit_layers,
+        exit_loss_weight=config.exit_loss_weight, exit_loss_schedule=config.exit_loss_schedule,
     )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress())

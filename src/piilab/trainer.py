@@ -6,8 +6,9 @@ prompt is most of each sequence here, so this skips most of the (tokens x vocabu
 The loss is computed inside the model's `forward` (patched, like TRL's own fused head) so that
 DDP, FSDP and DeepSpeed see an ordinary forward call.
 
-Extension point: a later early-exit loss (LayerSkip-style) adds terms in `_completion_forward`
-from `output_hidden_states`, reusing `token_cross_entropy` on `arch.logit_lens` of a layer.
+Early-exit training (`--exit-layers`, LayerSkip's loss without its layer dropout) adds the same
+loss at chosen decoder blocks, read through the logit lens (`arch.logit_lens`): forward hooks
+catch those blocks' outputs during the one backbone pass, so no other layer's states are kept.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import math
 import time
 import types
 import weakref
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,12 +32,14 @@ from transformers.utils import ModelOutput
 from trl import SFTTrainer
 
 from piilab import arch
+from piilab.errors import PiilabError
 from piilab.io import atomic_write
 
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100  # as piilab.train.IGNORE_INDEX and PyTorch's cross_entropy default
 LOG_COLUMNS = ("step", "epoch", "loss", "lr", "eval_loss", "grad_norm", "token_accuracy", "tokens")
+LAYER_LOSS = "exit_loss_L"  # + the layer: per-layer loss columns of a run with --exit-layers
 
 
 # ---------------------------------------------------------------- loss
@@ -48,6 +52,7 @@ class CompletionLossOutput(ModelOutput):
     loss: torch.Tensor | None = None
     num_tokens: torch.Tensor | None = None  # labelled positions in this micro-batch
     num_correct: torch.Tensor | None = None  # of those, where the argmax was the label
+    layer_loss_sums: torch.Tensor | None = None  # (k+1,) summed CE at each exit layer, then the last
 
 
 def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,7 +106,63 @@ def backbone_hidden(model, input_ids, attention_mask=None, share_prefix=True, **
     rest = backbone(input_ids=input_ids[:, shared:], attention_mask=attention_mask,
                     position_ids=positions[:, shared:].expand(batch, -1),
                     **{cache_name: cache}, **{**kwargs, "use_cache": True}).last_hidden_state  # (B, T-P, H)
+    return join_pieces([prefix, rest], batch)
+
+
+def join_pieces(pieces: Sequence[torch.Tensor], batch: int) -> torch.Tensor:
+    """(B, T, H) states from one backbone call's output, or from `backbone_hidden`'s two calls
+    with a shared prefix: the prefix's (1, P, H) expanded to the batch, then the rest (B, T-P, H)."""
+    if len(pieces) == 1:
+        return pieces[0]
+    prefix, rest = pieces
     return torch.cat([prefix.expand(batch, -1, -1), rest], dim=1)
+
+
+@contextlib.contextmanager
+def block_outputs(model, layers: Sequence[int]) -> Iterator[dict[int, list[torch.Tensor]]]:
+    """Collect what decoder blocks `layers` (1-based) output, one tensor per backbone call.
+
+    Forward hooks, removed on exit. Gradient checkpointing wraps a block's `forward`, not its
+    `__call__`, so the hooks see the checkpointed output (with its graph) and do not fire again
+    when the backward pass recomputes the block.
+    """
+    caught: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    blocks = arch.decoder_layers(model)
+
+    def hook(layer):
+        def keep(module, args, output):
+            caught[layer].append(output[0] if isinstance(output, tuple) else output)
+        return keep
+
+    handles = [blocks[layer - 1].register_forward_hook(hook(layer)) for layer in layers]
+    try:
+        yield caught
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def check_exit_layers(layers: Sequence[int], total: int) -> list[int]:
+    """Exit layers for training, deduplicated and ascending; each must lie in 1..total-1."""
+    layers = sorted(set(layers))
+    bad = [layer for layer in layers if not 1 <= layer < total]
+    if bad:
+        raise PiilabError(f"--exit-layers {bad[0]} is out of range: the model has {total} decoder "
+                          f"layers, so an exit layer lies in 1..{total - 1} (layer {total} is the "
+                          "ordinary loss)")
+    return layers
+
+
+def scheduled_exit_weight(schedule: str, weight: float, step: int, max_steps: int) -> float:
+    """The exit-loss weight at 0-based optimizer step `step` of `max_steps`.
+
+    constant: `weight` throughout; linear: 0 at the first step rising to `weight` at the last.
+    """
+    if schedule == "constant":
+        return weight
+    if schedule == "linear":
+        return weight * min(1.0, step / (max_steps - 1)) if max_steps > 1 else weight
+    raise PiilabError(f"--exit-loss-schedule must be constant or linear, not {schedule!r}")
 
 
 class CompactSavedActivations:
@@ -148,9 +209,15 @@ class CompactSavedActivations:
 
 
 def _completion_forward(
-    self, *args, piilab_loss: bool = False, labels=None, num_items_in_batch=None, **kwargs
+    self, *args, piilab_loss: bool = False, labels=None, num_items_in_batch=None, exit_weight: float = 0.0,
+    **kwargs
 ):
-    """Forward of a *ForCausalLM; with `piilab_loss=True`, the loss on labelled positions only."""
+    """Forward of a *ForCausalLM; with `piilab_loss=True`, the loss on labelled positions only.
+
+    With exit layers installed, the loss is `(L_N + w * sum_e L_e) / (1 + w * k)`: L_N the last
+    layer's, L_e the logit lens's at each of the k exit layers on the same positions, all over
+    the same denominator, w = `exit_weight` (0: the last layer's loss alone).
+    """
     if not piilab_loss:
         if labels is not None:
             kwargs["labels"] = labels
@@ -163,7 +230,9 @@ def _completion_forward(
         kwargs.pop(unused, None)
     compact = self._piilab_compact_activations and torch.is_grad_enabled() and not torch.is_autocast_enabled(
         hidden_device(kwargs).type)
-    with CompactSavedActivations(self) if compact else contextlib.nullcontext():
+    exits = self._piilab_exit_layers
+    with (CompactSavedActivations(self) if compact else contextlib.nullcontext(),
+          block_outputs(self, exits) if exits else contextlib.nullcontext() as caught):
         hidden = backbone_hidden(self, share_prefix=self._piilab_share_prefix, use_cache=False, **kwargs)  # (B, T, H)
     targets = labels[:, 1:]  # position t predicts token t+1
     mask = targets != IGNORE_INDEX  # (B, T-1): the answer and its EOS
@@ -171,21 +240,33 @@ def _completion_forward(
     loss_sum, correct = token_cross_entropy(logits, targets[mask])
     num_tokens = mask.sum()
     denominator = num_tokens.clamp(min=1) if num_items_in_batch is None else num_items_in_batch
-    return CompletionLossOutput(loss=loss_sum / denominator, num_tokens=num_tokens, num_correct=correct)
+    if not exits:
+        return CompletionLossOutput(loss=loss_sum / denominator, num_tokens=num_tokens, num_correct=correct)
+    batch = hidden.shape[0]
+    exit_sums = []
+    for layer in exits:
+        states = join_pieces(caught[layer], batch)[:, :-1][mask]  # (N, H): block `layer`'s output
+        exit_sums.append(token_cross_entropy(arch.logit_lens(self, states), targets[mask])[0])
+    objective = (loss_sum + exit_weight * sum(exit_sums)) / (1 + exit_weight * len(exits))
+    return CompletionLossOutput(loss=objective / denominator, num_tokens=num_tokens, num_correct=correct,
+                                layer_loss_sums=torch.stack([*exit_sums, loss_sum]).detach())
 
 
 def hidden_device(kwargs: dict[str, Any]) -> torch.device:
     return kwargs["input_ids"].device
 
 
-def install_completion_loss(model, share_prefix: bool = True, compact_activations: bool = False) -> None:
+def install_completion_loss(model, share_prefix: bool = True, compact_activations: bool = False,
+                            exit_layers: Sequence[int] = ()) -> None:
     """Patch a *ForCausalLM so `model(..., labels=..., piilab_loss=True)` returns the completion loss.
 
-    Without `piilab_loss` the forward is the original one, so generation is unchanged. Idempotent.
+    Without `piilab_loss` the forward is the original one, so generation is unchanged. Idempotent;
+    a second call replaces the settings. `exit_layers` (1..N-1) add logit-lens losses there.
     """
     model = arch.base_model(model)
     model._piilab_share_prefix = share_prefix
     model._piilab_compact_activations = compact_activations
+    model._piilab_exit_layers = check_exit_layers(exit_layers, arch.num_layers(model)) if exit_layers else []
     if getattr(model, "_piilab_original_forward", None) is not None:
         return
     model._piilab_original_forward = model.forward
@@ -193,24 +274,46 @@ def install_completion_loss(model, share_prefix: bool = True, compact_activation
 
 
 class PiilabSFTTrainer(SFTTrainer):
-    """SFTTrainer with piilab's completion-position loss and a count of real (non-pad) tokens."""
+    """SFTTrainer with piilab's completion-position loss and a count of real (non-pad) tokens.
 
-    def __init__(self, *args, share_prefix: bool = True, compact_activations: bool = False, **kwargs):
+    With `exit_layers`, training minimises the early-exit objective (see `_completion_forward`)
+    with the weight `exit_loss_weight` scheduled by `exit_loss_schedule`; evaluation reports the
+    last layer's loss as `eval_loss`, so runs with and without exits compare. Both log each
+    layer's own loss (`exit_loss_L16`, ..., and the last layer's) as a mean over answer tokens.
+    """
+
+    def __init__(self, *args, share_prefix: bool = True, compact_activations: bool = False,
+                 exit_layers: Sequence[int] = (), exit_loss_weight: float = 1.0,
+                 exit_loss_schedule: str = "constant", **kwargs):
         super().__init__(*args, **kwargs)
         install_completion_loss(self.model, share_prefix=share_prefix,
-                                compact_activations=compact_activations)
+                                compact_activations=compact_activations, exit_layers=exit_layers)
+        self.exit_layers = list(arch.base_model(self.model)._piilab_exit_layers)
+        self.num_layers = arch.num_layers(self.model)
+        self.exit_loss_weight = exit_loss_weight
+        self.exit_loss_schedule = exit_loss_schedule
+        scheduled_exit_weight(exit_loss_schedule, exit_loss_weight, 0, 1)  # an unknown schedule fails here
         self.real_tokens = 0  # all processes, this session (not restored on resume)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
-        outputs = model(**inputs, piilab_loss=True, num_items_in_batch=num_items_in_batch)
+        extra = {}
+        if self.exit_layers:
+            weight = 0.0 if mode == "eval" else scheduled_exit_weight(
+                self.exit_loss_schedule, self.exit_loss_weight, self.state.global_step, self.state.max_steps)
+            extra["exit_weight"] = weight
+        outputs = model(**inputs, piilab_loss=True, num_items_in_batch=num_items_in_batch, **extra)
         loss = outputs.loss
         # Like TRL: `num_items_in_batch` counts every rank's tokens and DDP averages gradients.
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:
             loss = loss * self.accelerator.num_processes
-        counts = torch.stack([outputs.num_tokens, outputs.num_correct]).detach()
-        total, correct = self.accelerator.gather_for_metrics(counts.unsqueeze(0)).sum(0).tolist()
+        sums = [] if outputs.layer_loss_sums is None else [outputs.layer_loss_sums.float()]
+        counts = torch.cat([torch.stack([outputs.num_tokens, outputs.num_correct]).float(), *sums]).detach()
+        total, correct, *layer_sums = self.accelerator.gather_for_metrics(counts.unsqueeze(0)).sum(0).tolist()
         self._metrics[mode]["mean_token_accuracy"].append(correct / total if total else 0.0)
+        layers = [*self.exit_layers, self.num_layers] if layer_sums else []
+        for layer, layer_sum in zip(layers, layer_sums, strict=True):
+            self._metrics[mode][f"{LAYER_LOSS}{layer}"].append(layer_sum / total if total else 0.0)
         if mode == "train":
             self.real_tokens += self._gathered_real_tokens(inputs)
             self._metrics[mode]["num_tokens"] = [self.real_tokens]
@@ -242,15 +345,25 @@ def log_rows(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key, column in names.items():
             if key in entry and entry[key] is not None:
                 row[column] = entry[key]
+        for key, value in entry.items():
+            if key.removeprefix("eval_").startswith(LAYER_LOSS) and value is not None:
+                row[key] = value
     return [rows[step] for step in sorted(rows)]
 
 
+def layer_loss_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The per-layer loss columns present in log rows: train ones by layer, then eval ones."""
+    found = {key for row in rows for key in row if key.removeprefix("eval_").startswith(LAYER_LOSS)}
+    return sorted(found, key=lambda k: (k.startswith("eval_"), int(k.rpartition("L")[2])))
+
+
 def write_log_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns = [*LOG_COLUMNS, *layer_loss_columns(rows)]
     with atomic_write(path) as handle:
-        writer = csv.DictWriter(handle, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _fmt(row.get(k)) for k in LOG_COLUMNS})
+            writer.writerow({k: _fmt(row.get(k)) for k in columns})
 
 
 def _fmt(value: Any) -> Any:

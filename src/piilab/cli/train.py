@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from piilab.errors import PiilabError
-from piilab.train import CONFIG_FILE, SCHEDULERS, TrainConfig, resume_config, train
+from piilab.train import CONFIG_FILE, EXIT_SCHEDULES, SCHEDULERS, TrainConfig, resume_config, train
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
@@ -61,6 +61,13 @@ def register(subparsers) -> None:
     speed.add_argument("--gradient-checkpointing", action="store_true",
                        help="recompute activations in backward: less memory, more time")
     speed.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help=_help("where to train", "device"))
+    early = parser.add_argument_group("early-exit training (LayerSkip's loss, no layer dropout)")
+    early.add_argument("--exit-layers", metavar="L,L",
+                       help="also train the logit lens at these decoder layers (1..N-1), e.g. 16,24")
+    early.add_argument("--exit-loss-weight", type=float, metavar="W",
+                       help=_help("loss = (L_N + W * sum of exit losses) / (1 + W * k)", "exit_loss_weight"))
+    early.add_argument("--exit-loss-schedule", choices=EXIT_SCHEDULES,
+                       help=_help("W at every step, or rising linearly from 0 to W", "exit_loss_schedule"))
     run = parser.add_argument_group("checkpoints and evaluation")
     run.add_argument("--resume", action="store_true",
                      help="continue RUN_DIR from its last checkpoint to the same final step "

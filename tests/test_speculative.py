@@ -2,15 +2,19 @@
 output."""
 
 import copy
+import json
+import logging
 
 import pytest
 import torch
 
 from piilab import arch
+from piilab.cli import main
 from piilab.errors import PiilabError
 from piilab.generate import Decoding, generate
 from piilab.speculative import Speculation, speculative_generate
 from test_generate import EARLY_EOS, PROMPTS, SPREAD, hf_new_tokens
+from test_generate_cli import one_line_error, read_jsonl
 from tiny import tiny_gpt2, tiny_llama
 
 BUILDERS = {"llama": tiny_llama, "gpt2": tiny_gpt2}
@@ -255,3 +259,45 @@ def test_sampling_and_bad_draft_tokens_are_refused(model, tokenizer):
         speculate(model, tokenizer, PROMPTS, 2, draft_tokens=0)
     with pytest.raises(PiilabError, match="prompt 1 is empty"):
         speculate(model, tokenizer, ["fine", ""], 2)
+
+
+# ---------------------------------------------------------------- the command line
+
+
+@pytest.fixture
+def prompts_file(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    rows = [{"id": "a", "prompt": PROMPTS[0]}, {"prompt": PROMPTS[1]},
+            {"id": 7, "prompt": PROMPTS[2]}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_cli_speculative_writes_full_depth_rows_and_a_summary(tiny_llama_dir, prompts_file,
+                                                               tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="piilab")
+    out, plain = tmp_path / "spec.jsonl", tmp_path / "plain.jsonl"
+    common = ["generate", "--model", str(tiny_llama_dir), "--input", str(prompts_file),
+              "--max-new-tokens", "8", "--device", "cpu"]
+    assert main(common + ["--speculative", "2", "--draft-tokens", "3", "--output", str(out)]) == 0
+    summary = [r.getMessage() for r in caplog.records if "acceptance" in r.getMessage()]
+    assert len(summary) == 1 and "tokens/s" in summary[0] and "draft layer 2" in summary[0]
+    assert main(common + ["--layers", "4", "--output", str(plain)]) == 0
+    rows = read_jsonl(out)
+    assert [(r["id"], r["layer"]) for r in rows] == [("a", 4), (1, 4), (7, 4)]
+    assert rows == read_jsonl(plain)  # the same outputs as plain full-depth decoding
+    assert main(common + ["--speculative", "1", "--layers", "4", "--output", str(out)]) == 0
+    assert read_jsonl(out) == rows
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--speculative", "2", "--layers", "2,4"], "--speculative decodes at full depth (layer 4)"),
+    (["--speculative", "2", "--layers", "2"], "drop --layers"),
+    (["--speculative", "4"], "layer in 1..3"),
+    (["--speculative", "2", "--draft-tokens", "0"], "draft tokens must be at least 1"),
+    (["--draft-tokens", "3"], "--draft-tokens needs --speculative"),
+    (["--speculative", "2", "--sample"], "greedy only"),
+])
+def test_cli_speculative_errors_are_one_line(tiny_llama_dir, capsys, extra, match):
+    one_line_error(capsys, ["generate", "--model", str(tiny_llama_dir), "--prompt", "Jane",
+                            "--device", "cpu", *extra], match)

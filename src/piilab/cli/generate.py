@@ -37,6 +37,12 @@ def register(subparsers) -> None:
     source.add_argument("--input", help="JSONL file, one {\"prompt\": ..., \"id\": ...} per line")
     source.add_argument("--prompt", help="one prompt")
     parser.add_argument("--output", "-o", help="output JSONL (default: standard output)")
+    parser.add_argument("--speculative", type=int, metavar="E",
+                        help="decode at full depth (greedy), drafting with exit layer E and "
+                             "verifying with the whole model (self-speculative decoding; one "
+                             "prompt at a time; --lens is the draft's lens)")
+    parser.add_argument("--draft-tokens", type=int, metavar="K",
+                        help="with --speculative: tokens drafted per round at most (default 4)")
     add_decoding_args(parser)
     parser.set_defaults(func=run)
 
@@ -62,13 +68,18 @@ def run(args) -> int:
     from piilab.models import load_model
 
     decoding = decoding_from(args)
+    if args.draft_tokens is not None and args.speculative is None:
+        raise PiilabError("--draft-tokens needs --speculative E")
     ids, prompts = read_prompts(args.input) if args.input else ([0], [args.prompt])
     model, tokenizer = load_model(args.model, args.adapter, device=args.device, dtype=args.dtype,
                                   trust_remote_code=args.trust_remote_code)
-    result = generate(model, tokenizer, prompts, args.layers, lens=args.lens, decoding=decoding,
-                      batch_size=args.batch_size, return_details=True)
-    rows = [{"id": id_, "layer": layer, "output": result.texts[layer][i]}
-            for i, id_ in enumerate(ids) for layer in result.layers]
+    if args.speculative is not None:
+        rows = speculate(args, model, tokenizer, ids, prompts, decoding)
+    else:
+        result = generate(model, tokenizer, prompts, args.layers, lens=args.lens, decoding=decoding,
+                          batch_size=args.batch_size, return_details=True)
+        rows = [{"id": id_, "layer": layer, "output": result.texts[layer][i]}
+                for i, id_ in enumerate(ids) for layer in result.layers]
     if args.output:
         write_jsonl(args.output, rows)
         log.info("wrote %d outputs to %s", len(rows), args.output)
@@ -76,3 +87,18 @@ def run(args) -> int:
         for row in rows:
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
     return 0
+
+
+def speculate(args, model, tokenizer, ids: list, prompts: list[str], decoding) -> list[dict]:
+    """Output rows of full-depth decoding by self-speculation (the summary line is logged)."""
+    from piilab import arch
+    from piilab.speculative import speculative_generate
+
+    total = arch.num_layers(model)
+    if args.layers and set(args.layers) != {total}:
+        raise PiilabError(f"--speculative decodes at full depth (layer {total}): drop --layers or "
+                          f"give only the last layer, {total}")
+    draft_tokens = 4 if args.draft_tokens is None else args.draft_tokens
+    result = speculative_generate(model, tokenizer, prompts, args.speculative,
+                                  draft_tokens=draft_tokens, lens=args.lens, decoding=decoding)
+    return [{"id": id_, "layer": total, "output": text} for id_, text in zip(ids, result.texts)]

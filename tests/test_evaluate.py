@@ -195,3 +195,26 @@ def test_held_out_templates_are_scored_apart(tiny_llama_dir, tmp_path):
     outputs = [json.loads(line)["output"] for line in (out / run["outputs"]).read_text().splitlines()]
     heldout = metrics.score(outputs[::2], [r["completion"] for r in RECORDS[::2]], metrics=("pii",))
     assert run["subsets"]["heldout_templates"]["PII-F1"] == heldout.scores["PII-F1"]
+
+
+def test_one_model_through_two_lenses_in_one_run(tiny_llama_dir, data_dir, tmp_path, capsys):
+    """--model-lens gives one listed model its own lens; the others keep --lens."""
+    both = tmp_path / "both"
+    argv = eval_args(tiny_llama_dir, data_dir, both, "--model", str(tiny_llama_dir), "--model-lens", "raw")
+    assert main(argv) == 0
+    runs = json.loads((both / "results.json").read_text())["runs"]
+    assert [(run["lens"], run["layer"]) for run in runs] == [("norm", 2), ("norm", 4), ("raw", 2), ("raw", 4)]
+    assert len({run["id"] for run in runs}) == 4
+    # each lens's outputs are those of an eval with that lens for every model
+    for lens in ("norm", "raw"):
+        alone = tmp_path / lens
+        assert main(eval_args(tiny_llama_dir, data_dir, alone, "--lens", lens)) == 0
+        for run in json.loads((alone / "results.json").read_text())["runs"]:
+            twin = next(r for r in runs if (r["lens"], r["layer"]) == (lens, run["layer"]))
+            outputs = [[(row["id"], row["output"]) for row in map(json.loads, (folder / r["outputs"]).open())]
+                       for folder, r in ((alone, run), (both, twin))]
+            assert outputs[0] == outputs[1]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--model-lens", "raw", "--model", str(tiny_llama_dir), "--data", str(data_dir),
+              "--out", str(tmp_path / "x")])
+    assert exit_info.value.code == 2 and "must follow its own --model" in capsys.readouterr().err

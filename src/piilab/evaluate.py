@@ -33,12 +33,15 @@ CONFIG_FILE = "eval_config.json"
 
 @dataclass(frozen=True)
 class ModelUnderTest:
-    """One model to evaluate: a spec, with an adapter or without."""
+    """One model to evaluate: a spec, with an adapter or without, and optionally its own lens."""
 
     spec: str
     """Embedded name, local folder or hub id."""
     adapter: str | None = None
     """A PEFT adapter folder (a `piilab train` run directory), or None for the vanilla model."""
+    lens: str | None = None
+    """This model's lens (e.g. tuned:LENS_DIR); None uses the eval's `lens`. The same model may
+    be listed twice with two lenses, to compare them in one results.json."""
 
 
 @dataclass
@@ -85,6 +88,10 @@ class EvalConfig:
             raise PiilabError(f"--limit must be at least 1, not {self.limit}")
         if self.batch_size < 1:
             raise PiilabError(f"--batch-size must be at least 1, not {self.batch_size}")
+
+    def lens_of(self, model: ModelUnderTest) -> str:
+        """The lens a model decodes through: its own, else the eval's."""
+        return model.lens or self.lens
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share with the run that wrote the folder."""
@@ -232,7 +239,7 @@ def decode_model(
     from piilab import models
     from piilab.formatting import format_for
 
-    files = {layer: out / "outputs" / f"{run_id(model_ut, layer, config.lens)}.jsonl"
+    files = {layer: out / "outputs" / f"{run_id(model_ut, layer, config.lens_of(model_ut))}.jsonl"
              for layer in layers}
     parts = {layer: path.with_suffix(f".rank{procs.rank}.jsonl") if procs.world > 1 else path
              for layer, path in files.items()}
@@ -251,6 +258,8 @@ def decode_model(
     prompt_format = format_for(tokenizer, model_ut.adapter)
     decoding = engine.Decoding(**config.decoding)
     label = model_ut.spec + (f" + {Path(model_ut.adapter).name}" if model_ut.adapter else "")
+    if model_ut.lens:
+        label += f" [{model_ut.lens} lens]"
     bar = tqdm(total=sum(map(len, groups.values())), desc=f"decoding {label}", unit="sample",
                disable=not procs.main)
     for wanted, pending in groups.items():
@@ -258,7 +267,7 @@ def decode_model(
             batch = pending[start:start + config.batch_size]
             prompts = [prompt_format.render(tokenizer, r["prompt"]) for r in batch]
             result = engine.generate(
-                model, tokenizer, prompts, layers=list(wanted), lens=config.lens,
+                model, tokenizer, prompts, layers=list(wanted), lens=config.lens_of(model_ut),
                 decoding=decoding, batch_size=config.batch_size,
                 add_special_tokens=prompt_format.add_special_tokens, progress=False,
                 return_details=True,
@@ -304,7 +313,7 @@ def score_run(
     scorer: metrics.BertScore | None,
 ) -> dict[str, Any]:
     """One entry of results.json["runs"], from the finished outputs file."""
-    rid = run_id(model_ut, layer, config.lens)
+    rid = run_id(model_ut, layer, config.lens_of(model_ut))
     rows = {row["id"]: row for row in iter_jsonl(out / "outputs" / f"{rid}.jsonl")}
     missing = [r["id"] for r in records if r["id"] not in rows]
     if missing:
@@ -325,7 +334,7 @@ def score_run(
     }
     return {
         "id": rid, "model": model_ut.spec, "adapter": model_ut.adapter, "layer": layer,
-        "lens": config.lens, "decoding": config.decoding, "n": len(records),
+        "lens": config.lens_of(model_ut), "decoding": config.decoding, "n": len(records),
         "scores": scores.scores, "intervals": scores.intervals, "per_label": scores.per_label,
         "counts": scores.counts, "subsets": subsets,
         "timing": {"decode_s": round(decode_s, 4), "per_sample_s": round(decode_s / len(records), 6)},
@@ -354,7 +363,7 @@ def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
     order = {rid: i for i, rid in enumerate(ids)}
     for model_ut, layers in plan.items():
         for layer in layers:
-            finalize_outputs(out / "outputs" / f"{run_id(model_ut, layer, config.lens)}.jsonl", order)
+            finalize_outputs(out / "outputs" / f"{run_id(model_ut, layer, config.lens_of(model_ut))}.jsonl", order)
 
     previous = read_json(out / "results.json") if (out / "results.json").exists() else {}
     cached = {run["id"]: run for run in previous.get("runs", [])}
@@ -372,7 +381,7 @@ def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
     }
     for model_ut, layers in plan.items():
         for layer in layers:
-            rid = run_id(model_ut, layer, config.lens)
+            rid = run_id(model_ut, layer, config.lens_of(model_ut))
             old = cached.get(rid)
             if old and old.get("outputs_sha256") == sha256_file(out / "outputs" / f"{rid}.jsonl"):
                 run = old  # scored before the interruption: nothing to recompute

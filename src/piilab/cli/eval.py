@@ -10,17 +10,19 @@ from piilab.evaluate import EvalConfig, ModelUnderTest, evaluate
 
 
 class _ModelAction(argparse.Action):
-    """`--model A --adapter X --model B`: each --adapter belongs to the --model before it."""
+    """`--model A --adapter X --model-lens L --model B`: --adapter and --model-lens belong to the
+    --model before them."""
 
     def __call__(self, parser, namespace, value, option_string=None):
-        pairs = getattr(namespace, "models", None) or []
+        models = getattr(namespace, "models", None) or []
         if option_string == "--model":
-            pairs.append({"spec": value, "adapter": None})
-        elif not pairs or pairs[-1]["adapter"] is not None:
-            raise argparse.ArgumentError(self, "each --adapter must follow its own --model")
-        else:
-            pairs[-1]["adapter"] = value
-        namespace.models = pairs
+            models.append({"spec": value, "adapter": None, "lens": None})
+            namespace.models = models
+            return
+        key = option_string.removeprefix("--model-").removeprefix("--")  # adapter, lens
+        if not models or models[-1][key] is not None:
+            raise argparse.ArgumentError(self, f"each {option_string} must follow its own --model")
+        models[-1][key] = value
 
 
 def register(subparsers) -> None:
@@ -31,9 +33,13 @@ def register(subparsers) -> None:
                         help="model spec; repeat to compare models (vanilla and tuned)")
     parser.add_argument("--adapter", action=_ModelAction, dest="models",
                         help="PEFT adapter (training run folder) for the --model before it")
+    parser.add_argument("--model-lens", action=_ModelAction, dest="models",
+                        help="lens for the --model before it only (e.g. tuned:LENS_DIR); list a "
+                        "model twice to compare two lenses")
     parser.add_argument("--layers", type=int_list, help="exit layers, e.g. 8,16,24,30 "
                         "(default: each model's last layer)")
-    parser.add_argument("--lens", default="norm", help="norm, raw, or tuned:LENS_DIR")
+    parser.add_argument("--lens", default="norm", help="norm, raw, or tuned:LENS_DIR, for every "
+                        "model without a --model-lens")
     parser.add_argument("--data", required=True, help="dataset folder (uses test.jsonl) or JSONL")
     parser.add_argument("--out", required=True, help="results folder")
     parser.add_argument("--limit", type=int, help="only the first N test records")

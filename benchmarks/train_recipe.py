@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=100, help="test records of each kind to decode")
     parser.add_argument("--vanilla", type=int, default=0, help="also score the untuned model on N of each kind")
     parser.add_argument("--decode-batch", type=int, default=16)
+    parser.add_argument("--save-steps", type=int, default=50)
+    parser.add_argument("--checkpoints", action="store_true",
+                        help="also score the run's kept checkpoints (the last two)")
     parser.add_argument("--out", help="keep data and run here (default: a temporary folder)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             data=str(data), out=str(run), model="smollm2-135m", max_steps=args.max_steps, lr=args.lr,
             batch_size=args.batch_size, max_length=args.max_length, lora_r=args.lora_r,
             lora_alpha=2 * args.lora_r, warmup=args.warmup, scheduler=args.scheduler, seed=args.seed,
-            resume=(run / "train_config.json").exists(),
+            save_steps=args.save_steps, resume=True,
         ))
         train_wall = time.perf_counter() - started
         tests = split_test(data, args.limit)
@@ -88,10 +91,16 @@ def main(argv: list[str] | None = None) -> int:
                    "train_seconds": summary.train_seconds, "train_loss": summary.train_loss,
                    "steady_tokens_per_second": summary.steady_tokens_per_second,
                    "peak_rss_mb": summary.peak_rss_mb, "skipped_records": summary.skipped_records}
-        model, tokenizer = load_model(str(run))
-        fmt = format_for(tokenizer, run)
-        for kind, records in tests.items():
-            results[f"tuned, {kind}"] = score(model, tokenizer, fmt, records, args.decode_batch)
+        adapters = {"tuned": run}
+        if args.checkpoints:
+            for checkpoint in sorted((run / "checkpoints").glob("checkpoint-*")):
+                if checkpoint.name != f"checkpoint-{args.max_steps}":
+                    adapters[f"tuned at step {checkpoint.name.split('-')[-1]}"] = checkpoint
+        for name, adapter in adapters.items():
+            model, tokenizer = load_model("smollm2-135m", adapter=str(adapter))
+            fmt = format_for(tokenizer, run)
+            for kind, records in tests.items():
+                results[f"{name}, {kind}"] = score(model, tokenizer, fmt, records, args.decode_batch)
         if args.vanilla:
             model, tokenizer = load_model("smollm2-135m")
             fmt = format_for(tokenizer)

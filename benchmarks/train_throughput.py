@@ -151,6 +151,8 @@ def run_worker(name: str, data: Path, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", name, "--data", str(data),
            "--batch-size", str(args.batch_size), "--max-length", str(args.max_length)]
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
     done = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         sys.stderr.write(done.stderr[-4000:])
@@ -166,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1, help="alternate baseline/piilab runs")
     parser.add_argument("--baseline-no-checkpointing", action="store_true",
                         help="also run the baseline with gradient checkpointing off")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="OMP_NUM_THREADS for both sides (default: torch's choice, one per core)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -182,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         info = make_data(data, args.steps * args.batch_size, args.max_length, args.seed)
         print(f"SmolLM2-135M, LoRA r=16 all-linear, batch {args.batch_size}, max length "
               f"{args.max_length}, {args.steps} steps over {info['records']} synthetic records "
-              f"(those of {info['looked_at']} that fit)")
+              f"(those of {info['looked_at']} that fit); {os.cpu_count()} cores, "
+              f"{args.threads or 'default'} threads, load average {os.getloadavg()[0]:.1f}")
         results: dict[str, list[dict]] = {name: [] for name in names}
         for _ in range(args.repeats):
             for name in names:

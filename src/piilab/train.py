@@ -28,6 +28,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -615,14 +616,17 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
     args = sft_config(config, run_dir, device_type=runtime.device.type, bf16=bf16, fp16=fp16,
                       has_eval=bool(eval_rows))
     run_log = RunLogCallback(run_dir / LOG_FILE)
-    trainer = PiilabSFTTrainer(
-        model=model, args=args, train_dataset=Dataset.from_list(rows),
-        eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
-        processing_class=tokenizer, peft_config=lora_config(config),
-        callbacks=[run_log, *callbacks], share_prefix=config.share_prefix,
-        compact_activations=config.compact_activations, exit_layers=config.exit_layers,
-        exit_loss_weight=config.exit_loss_weight, exit_loss_schedule=config.exit_loss_schedule,
-    )
+    with warnings.catch_warnings():
+        # PEFT 0.21 reads transformers' deprecated `is_gradient_checkpointing` on every wrap.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        trainer = PiilabSFTTrainer(
+            model=model, args=args, train_dataset=Dataset.from_list(rows),
+            eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
+            processing_class=tokenizer, peft_config=lora_config(config),
+            callbacks=[run_log, *callbacks], share_prefix=config.share_prefix,
+            compact_activations=config.compact_activations, exit_layers=config.exit_layers,
+            exit_loss_weight=config.exit_loss_weight, exit_loss_schedule=config.exit_loss_schedule,
+        )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress())
     set_adapter_base(trainer.model, config.model)

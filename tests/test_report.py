@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from piilab.cli import main
-from piilab.report import earliest_good_layer, scores_table, by_model
+from piilab.report import by_model, earliest_good_layer, earliest_line, scores_table
 
 
 def make_results(folder: Path, adapter: Path) -> None:
@@ -53,6 +53,12 @@ def test_earliest_good_layer():
     runs = [{"layer": L, "scores": {"PII-F1": f}} for L, f in ((8, 0.1), (16, 0.86), (30, 0.9))]
     assert earliest_good_layer(runs, "PII-F1", 0.95) == 16
     assert earliest_good_layer(runs, "PII-F1", 1.0) == 30
+    # a last layer that scores 0 makes every layer 'within' it: no answer, said as such
+    zero = [{"layer": L, "scores": {"PII-F1": 0.0}} for L in (8, 30)]
+    assert earliest_good_layer(zero, "PII-F1", 0.9) is None
+    assert earliest_line(zero, "PII-F1", 0.9) == "– (the last layer's PII-F1 is 0)"
+    timed = [{**run, "timing": {"per_sample_s": t}} for run, t in zip(runs, (0.1, 0.2, 0.3))]
+    assert earliest_line(timed, "PII-F1", 0.95) == "layer 16 (PII-F1 0.860 vs 0.900 at layer 30; 0.200 vs 0.300 s/sample)"
 
 
 def test_report_without_results_is_an_error(tmp_path, capsys):

@@ -151,9 +151,10 @@ def run_experiment(exp: Experiment) -> Path:
             continue
         # Stale if an earlier stage was redone or its own settings changed; an unfinished
         # stage with unchanged settings keeps its folder and resumes.
-        if upstream_ran or stamps.get(stage) not in (None, stamp):
-            log.info("stage %s: inputs or settings changed, starting it afresh", stage)
-            shutil.rmtree(root / folders[stage], ignore_errors=True)
+        if (upstream_ran or stamps.get(stage) not in (None, stamp)) and (root / folders[stage]).exists():
+            why = "an earlier stage ran" if upstream_ran else "its settings changed"
+            log.info("stage %s: %s, starting it afresh", stage, why)
+            shutil.rmtree(root / folders[stage])
         stamps.pop(stage, None)
         write_json(stamps_path, stamps)
         log.info("stage %s: running", stage)

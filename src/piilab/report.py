@@ -140,11 +140,25 @@ def plot_loss(label: str, rows: list[dict[str, float]], path: Path) -> Path:
 
 
 def earliest_good_layer(runs: list[dict[str, Any]], metric: str, fraction: float) -> int | None:
-    """The earliest layer whose `metric` is within `fraction` of the last layer's."""
-    if not runs or metric not in runs[-1]["scores"]:
+    """The earliest layer whose `metric` is within `fraction` of the last layer's (None when the
+    last layer scores 0: every layer would be 'within' it, which says nothing)."""
+    if not runs or not runs[-1]["scores"].get(metric):
         return None
     target = fraction * runs[-1]["scores"][metric]
     return next(r["layer"] for r in runs if r["scores"][metric] >= target)
+
+
+def earliest_line(runs: list[dict[str, Any]], metric: str, fraction: float) -> str:
+    """The earliest good layer with its score and decoding time beside the last layer's."""
+    layer = earliest_good_layer(runs, metric, fraction)
+    if layer is None:
+        return f"– (the last layer's {metric} is 0)" if runs and metric in runs[-1]["scores"] else "–"
+    early, last = next(r for r in runs if r["layer"] == layer), runs[-1]
+    line = f"layer {layer} ({metric} {early['scores'][metric]:.3f} vs {last['scores'][metric]:.3f} at layer {last['layer']}"
+    times = [r.get("timing", {}).get("per_sample_s") for r in (early, last)]
+    if layer != last["layer"] and all(times):
+        line += f"; {times[0]:.3f} vs {times[1]:.3f} s/sample"
+    return line + ")"
 
 
 def _cell(run: dict[str, Any], metric: str) -> str:
@@ -230,8 +244,7 @@ def build_report(
         f"## Earliest layer within {good_fraction:.0%} of the last layer's {quality}", "",
     ]
     for label, group in groups.items():
-        layer = earliest_good_layer(group, quality, good_fraction)
-        md.append(f"- {label}: layer {layer}" if layer is not None else f"- {label}: –")
+        md.append(f"- {label}: {earliest_line(group, quality, good_fraction)}")
     md += ["", "## Charts", ""]
     md += [f"![{chart.stem}]({chart.name})" for chart in charts]
     md += ["", "## Example outputs", ""]

@@ -246,3 +246,29 @@ def test_shared_prefix_length_stops_at_the_first_difference_or_padding():
     assert shared_prefix_length(ids, torch.ones_like(ids)) == 3
     mask = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 1]])
     assert shared_prefix_length(ids, mask) == 2
+
+
+@pytest.mark.parametrize("targets, embeddings_saved", [("all-linear", False), (["q_proj", "lm_head"], True)])
+def test_adapter_saves_never_ask_the_hub_about_the_base(tmp_path, monkeypatch, tokenizer, targets,
+                                                       embeddings_saved):
+    """An embedded base name ('smollm2-135m') is no Hub repo: saving must not look it up."""
+    import peft.utils.save_and_load as peft_save
+    from peft import LoraConfig, get_peft_model
+    from tiny import tiny_llama
+
+    from piilab.train import save_without_hub_lookup
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("asked the Hub")
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(peft_save, "check_file_exists_on_hf_hub", no_hub)
+    model = get_peft_model(tiny_llama(tokenizer), LoraConfig(r=2, target_modules=targets))
+    for peft_config in model.peft_config.values():
+        peft_config.base_model_name_or_path = "smollm2-135m"
+    save_without_hub_lookup(model)
+    model.save_pretrained(tmp_path)
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "adapter_model.safetensors", "pt") as saved:
+        assert any(key.endswith("base_layer.weight") for key in saved.keys()) == embeddings_saved

@@ -508,6 +508,24 @@ def set_adapter_base(model, spec: str) -> None:
         peft_config.base_model_name_or_path = base
 
 
+def save_without_hub_lookup(model) -> None:
+    """Make the PEFT model's saves decide `save_embedding_layers` without asking the Hub.
+
+    PEFT's "auto" asks the Hub whether the base model's config.json exists (to check for a
+    resized vocabulary) whenever the base is not a local folder: for an embedded spec like
+    `smollm2-135m` that is a pointless network call and a warning at every checkpoint. piilab
+    never resizes the vocabulary, so the embeddings are saved exactly when LoRA targets them.
+    """
+    import functools
+
+    from peft.utils.other import EMBEDDING_LAYER_NAMES
+
+    targets = [c.target_modules for c in model.peft_config.values()]
+    names = {t for t in targets if isinstance(t, str)} | {n for t in targets if not isinstance(t, str) for n in t or ()}
+    embeddings = any(name in EMBEDDING_LAYER_NAMES for name in names)
+    model.save_pretrained = functools.partial(model.save_pretrained, save_embedding_layers=embeddings)
+
+
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 
 
@@ -630,6 +648,7 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress())
     set_adapter_base(trainer.model, config.model)
+    save_without_hub_lookup(trainer.model)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     world = trainer.accelerator.num_processes
     log.info("LoRA r=%d alpha=%d on %s: %d trainable parameters; %d process(es)",

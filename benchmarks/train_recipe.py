@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=0.03)
     parser.add_argument("--scheduler", default="cosine")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bf16", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument("--exit-layers", default="", help="early-exit loss layers, e.g. 20")
     parser.add_argument("--limit", type=int, default=100, help="test records of each kind to decode")
     parser.add_argument("--vanilla", type=int, default=0, help="also score the untuned model on N of each kind")
     parser.add_argument("--decode-batch", type=int, default=16)
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = train(TrainConfig(
             data=str(data), out=str(run), model="smollm2-135m", max_steps=args.max_steps, lr=args.lr,
             batch_size=args.batch_size, max_length=args.max_length, lora_r=args.lora_r,
-            lora_alpha=2 * args.lora_r, warmup=args.warmup, scheduler=args.scheduler, seed=args.seed,
+            lora_alpha=2 * args.lora_r, warmup=args.warmup, scheduler=args.scheduler, seed=args.seed, bf16=args.bf16, exit_layers=args.exit_layers,
             save_steps=args.save_steps, resume=True,
         ))
         train_wall = time.perf_counter() - started

@@ -99,7 +99,7 @@ class TrainConfig:
     share_prefix: bool = True
     """Run the prompt prefix all rows of a batch share (the instructions) once per batch; exact."""
     compact_activations: bool = True
-    """Without autocast, keep activations saved for backward in bf16 (half the memory; math in fp32)."""
+    """Keep float32 activations saved for backward as bf16 (half their memory; math unchanged)."""
     exit_layers: list[int] = field(default_factory=list)
     """Early-exit training: also train the logit lens at these decoder layers (1..N-1; '16,24' too)."""
     exit_loss_weight: float = 1.0

@@ -228,8 +228,9 @@ def _completion_forward(
         raise TypeError("piilab_loss=True takes keyword arguments only")
     for unused in ("output_attentions", "output_hidden_states", "return_dict", "use_cache"):
         kwargs.pop(unused, None)
-    compact = self._piilab_compact_activations and torch.is_grad_enabled() and not torch.is_autocast_enabled(
-        hidden_device(kwargs).type)
+    # Under bf16 autocast too: the matmuls save bf16, but norms, residual sums and LoRA dropout
+    # still save float32 tensors, and those dominate what is left.
+    compact = self._piilab_compact_activations and torch.is_grad_enabled()
     exits = self._piilab_exit_layers
     with (CompactSavedActivations(self) if compact else contextlib.nullcontext(),
           block_outputs(self, exits) if exits else contextlib.nullcontext() as caught):
@@ -250,10 +251,6 @@ def _completion_forward(
     objective = (loss_sum + exit_weight * sum(exit_sums)) / (1 + exit_weight * len(exits))
     return CompletionLossOutput(loss=objective / denominator, num_tokens=num_tokens, num_correct=correct,
                                 layer_loss_sums=torch.stack([*exit_sums, loss_sum]).detach())
-
-
-def hidden_device(kwargs: dict[str, Any]) -> torch.device:
-    return kwargs["input_ids"].device
 
 
 def install_completion_loss(model, share_prefix: bool = True, compact_activations: bool = False,

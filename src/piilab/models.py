@@ -275,10 +275,15 @@ def load_model(
 
 def apply_adapter(model, adapter_dir: str | os.PathLike):
     """Wrap a base model with a PEFT adapter, checking the adapter fits this base."""
+    import warnings
+
     from peft import PeftModel
 
     try:
-        return PeftModel.from_pretrained(model, str(adapter_dir))
+        with warnings.catch_warnings():
+            # PEFT 0.21 reads transformers' deprecated `is_gradient_checkpointing` on every wrap.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return PeftModel.from_pretrained(model, str(adapter_dir))
     except (RuntimeError, ValueError, KeyError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise PiilabError(

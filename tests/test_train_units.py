@@ -272,3 +272,15 @@ def test_adapter_saves_never_ask_the_hub_about_the_base(tmp_path, monkeypatch, t
 
     with safe_open(tmp_path / "adapter_model.safetensors", "pt") as saved:
         assert any(key.endswith("base_layer.weight") for key in saved.keys()) == embeddings_saved
+
+
+def test_glibc_mmap_threshold_is_set_unless_the_user_set_glibcs_own(monkeypatch):
+    import platform
+
+    from piilab.train import return_large_blocks_to_the_os
+
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "1048576")
+    assert return_large_blocks_to_the_os() is False  # the user's choice stands
+    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
+    on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert return_large_blocks_to_the_os() is on_glibc

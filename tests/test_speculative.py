@@ -296,6 +296,7 @@ def test_cli_speculative_writes_full_depth_rows_and_a_summary(tiny_llama_dir, pr
     (["--speculative", "4"], "layer in 1..3"),
     (["--speculative", "2", "--draft-tokens", "0"], "draft tokens must be at least 1"),
     (["--draft-tokens", "3"], "--draft-tokens needs --speculative"),
+    (["--speculative", "2", "--batch-size", "4"], "one prompt at a time"),
     (["--speculative", "2", "--sample"], "greedy only"),
 ])
 def test_cli_speculative_errors_are_one_line(tiny_llama_dir, capsys, extra, match):

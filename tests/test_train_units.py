@@ -284,3 +284,8 @@ def test_glibc_mmap_threshold_is_set_unless_the_user_set_glibcs_own(monkeypatch)
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_")
     on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert return_large_blocks_to_the_os() is on_glibc
+    import piilab.train as train_module
+
+    assert train_module._threshold_set is on_glibc
+    train_module.let_the_heap_keep_blocks_again()  # what train() does once the adapter is saved
+    assert train_module._threshold_set is False

@@ -22,7 +22,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lens", default="norm",
                         help="norm: final norm + unembedding (default); raw: unembedding only, "
                              "as the original experiment; tuned:LENS_DIR: a trained tuned lens")
-    parser.add_argument("--batch-size", type=int, default=8, help="prompts per batch (default 8)")
+    parser.add_argument("--batch-size", type=int, help="prompts per batch (default 8)")
     add_runtime_args(parser)
 
 
@@ -70,6 +70,8 @@ def run(args) -> int:
     decoding = decoding_from(args)
     if args.draft_tokens is not None and args.speculative is None:
         raise PiilabError("--draft-tokens needs --speculative E")
+    if args.batch_size is not None and args.speculative is not None:
+        raise PiilabError("--batch-size does not apply to --speculative, which decodes one prompt at a time")
     ids, prompts = read_prompts(args.input) if args.input else ([0], [args.prompt])
     model, tokenizer = load_model(args.model, args.adapter, device=args.device, dtype=args.dtype,
                                   trust_remote_code=args.trust_remote_code)
@@ -77,7 +79,8 @@ def run(args) -> int:
         rows = speculate(args, model, tokenizer, ids, prompts, decoding)
     else:
         result = generate(model, tokenizer, prompts, args.layers, lens=args.lens, decoding=decoding,
-                          batch_size=args.batch_size, return_details=True)
+                          batch_size=8 if args.batch_size is None else args.batch_size,
+                          return_details=True)
         rows = [{"id": id_, "layer": layer, "output": result.texts[layer][i]}
                 for i, id_ in enumerate(ids) for layer in result.layers]
     if args.output:

@@ -13,6 +13,9 @@ from piilab.errors import PiilabError
 log = logging.getLogger(__name__)
 
 
+BATCH_SIZE = 8
+
+
 def add_model_args(parser: argparse.ArgumentParser) -> None:
     from piilab.models import DEFAULT_MODEL
 
@@ -22,7 +25,8 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lens", default="norm",
                         help="norm: final norm + unembedding (default); raw: unembedding only, "
                              "as the original experiment; tuned:LENS_DIR: a trained tuned lens")
-    parser.add_argument("--batch-size", type=int, help="prompts per batch (default 8)")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                        help=f"prompts per batch (default {BATCH_SIZE})")
     add_runtime_args(parser)
 
 
@@ -44,7 +48,8 @@ def register(subparsers) -> None:
     parser.add_argument("--draft-tokens", type=int, metavar="K",
                         help="with --speculative: tokens drafted per round at most (default 4)")
     add_decoding_args(parser)
-    parser.set_defaults(func=run)
+    # None until given, so --speculative (one prompt at a time) can refuse an explicit batch size
+    parser.set_defaults(func=run, batch_size=None)
 
 
 def read_prompts(path: str) -> tuple[list, list[str]]:
@@ -79,7 +84,7 @@ def run(args) -> int:
         rows = speculate(args, model, tokenizer, ids, prompts, decoding)
     else:
         result = generate(model, tokenizer, prompts, args.layers, lens=args.lens, decoding=decoding,
-                          batch_size=8 if args.batch_size is None else args.batch_size,
+                          batch_size=BATCH_SIZE if args.batch_size is None else args.batch_size,
                           return_details=True)
         rows = [{"id": id_, "layer": layer, "output": result.texts[layer][i]}
                 for i, id_ in enumerate(ids) for layer in result.layers]

@@ -33,6 +33,19 @@ def tiny_gpt2_dir(tmp_path_factory, tokenizer) -> Path:
     return save_model_dir(tiny_gpt2(tokenizer), tokenizer, tmp_path_factory.mktemp("tiny-gpt2"))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models and small decode steps run fastest on one torch thread, more so on a CPU
+    shared with other work (two threads mostly wait for each other). Modules opt in with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def fresh_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("PIILAB_CACHE", str(tmp_path / "cache"))

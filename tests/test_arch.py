@@ -4,32 +4,15 @@ from transformers import AutoConfig, AutoModelForCausalLM, BertConfig, BertModel
 
 from piilab import arch
 from piilab.errors import PiilabError
-
-SMALL = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
-             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
-
-CONFIGS = {
-    "llama": SMALL,
-    "mistral": SMALL,
-    "qwen2": SMALL,
-    "qwen3": {**SMALL, "head_dim": 8},
-    "gemma": {**SMALL, "head_dim": 8},
-    "gemma3_text": {**SMALL, "head_dim": 8, "final_logit_softcapping": 30.0,
-                    "sliding_window": 4},
-    "phi": SMALL,
-    "phi3": {**SMALL, "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 1},
-    "gpt2": dict(vocab_size=64, n_embd=16, n_layer=3, n_head=2, n_positions=64),
-    "gpt_neox": {**SMALL, "rotary_pct": 0.5},
-}
-
+from tiny import ARCH_CONFIGS
 
 def build(model_type: str):
     torch.manual_seed(0)
-    config = AutoConfig.for_model(model_type, **CONFIGS[model_type])
+    config = AutoConfig.for_model(model_type, **ARCH_CONFIGS[model_type])
     return AutoModelForCausalLM.from_config(config).eval()
 
 
-@pytest.mark.parametrize("model_type", sorted(CONFIGS))
+@pytest.mark.parametrize("model_type", sorted(ARCH_CONFIGS))
 def test_lookups_and_logit_lens_match_a_truncated_forward(model_type):
     model = build(model_type)
     assert arch.num_layers(model) == 3  # the tiny config took effect

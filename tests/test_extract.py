@@ -3,7 +3,6 @@
 import json
 
 import pytest
-import torch
 
 import piilab.generate
 from piilab.cli import main
@@ -13,18 +12,12 @@ from piilab.instruct import get_style
 from piilab.labels import DEFAULT_LABELS
 from tiny import save_model_dir, tiny_llama
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 TEXT = ("Jane Doe (jane.doe@example.com) met Omar at 12 Oak Street,\nSpringfield. "
         "Later Jane Doe called +1 555 010 2000.")
 ANSWER = ("Jane Doe (NAME)\njane.doe@example.com (EMAIL)\n12 Oak Street, Springfield (STREET_ADDRESS)\n"
           "+1 555 010 2000 (PHONE_NUM)\nJohn Roe (NAME)\nnot an answer line")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -8,7 +8,9 @@ import torch
 from piilab import arch
 from piilab.errors import PiilabError
 from piilab.generate import Decoding, Generation, _Block, generate
-from tiny import tiny_gpt2, tiny_llama
+from tiny import tiny_gpt2, tiny_llama, tiny_of_type
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 PROMPTS = [
     "Jane Doe wrote to jane.doe@example.com about",
@@ -22,15 +24,6 @@ BUILDERS = {"llama": tiny_llama, "gpt2": tiny_gpt2}
 SPREAD = dict(initializer_range=0.3)
 # Extra end-of-sequence ids, so that rows end at different steps and leave the batch early.
 EARLY_EOS = list(range(100, 140))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, more so on a CPU shared with other work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module", params=sorted(BUILDERS))
@@ -304,15 +297,7 @@ def test_unknown_lens_is_named(model, tokenizer):
 @pytest.mark.parametrize("model_type", ["mistral", "qwen2", "qwen3", "gemma", "gemma3_text", "phi",
                                         "phi3", "gpt_neox"])
 def test_every_other_supported_architecture_matches_hf_generate(tokenizer, model_type):
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from test_arch import CONFIGS
-
-    torch.manual_seed(0)
-    settings = {**CONFIGS[model_type], "vocab_size": len(tokenizer), "max_position_embeddings": 128,
-                "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id,
-                "bos_token_id": tokenizer.bos_token_id, **SPREAD}
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **settings)).eval()
+    model = tiny_of_type(model_type, tokenizer, **SPREAD)
     assert arch.num_layers(model) == 3
     out = details(model, tokenizer, PROMPTS, [1, 2, 3], decoding=Decoding(max_new_tokens=8))
     for layer in (1, 2, 3):

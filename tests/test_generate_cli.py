@@ -4,20 +4,13 @@ import json
 import re
 
 import pytest
-import torch
 
 from piilab.cli import main
 from piilab.generate import Decoding, generate
 from piilab.models import load_model
 from tiny import save_model_dir, tiny_gpt2, tiny_llama
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

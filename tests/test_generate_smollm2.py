@@ -8,16 +8,7 @@ from piilab.formatting import format_for
 from piilab.generate import Decoding, generate
 from piilab.models import load_model
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small decode steps on a shared CPU: two threads mostly wait for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_thread")]
 
 
 QUESTIONS = ["What is the capital of France?", "My name is Jane Doe. What is my name?"]

@@ -15,18 +15,12 @@ from piilab.generate import Decoding, generate
 from piilab.speculative import Speculation, speculative_generate
 from test_generate import EARLY_EOS, PROMPTS, SPREAD, hf_new_tokens
 from test_generate_cli import one_line_error, read_jsonl
-from tiny import tiny_gpt2, tiny_llama
+from tiny import tiny_gpt2, tiny_llama, tiny_of_type
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 BUILDERS = {"llama": tiny_llama, "gpt2": tiny_gpt2}
 N = 4
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def spread_model(name, tokenizer):
@@ -156,15 +150,7 @@ def test_the_draft_lens_changes_acceptance_only(model, tokenizer):
                                         "phi3", "gpt_neox"])
 def test_every_other_supported_architecture_decodes_exactly(tokenizer, model_type):
     """gemma3_text has sliding-window layers (window 4): caches are cut back past the window."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from test_arch import CONFIGS
-
-    torch.manual_seed(0)
-    settings = {**CONFIGS[model_type], "vocab_size": len(tokenizer), "max_position_embeddings": 128,
-                "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id,
-                "bos_token_id": tokenizer.bos_token_id, **SPREAD}
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **settings)).eval()
+    model = tiny_of_type(model_type, tokenizer, **SPREAD)
     assert arch.num_layers(model) == 3
     decoding = Decoding(max_new_tokens=10)
     expected = generate(model, tokenizer, PROMPTS, [3], decoding=decoding, return_details=True,

@@ -14,16 +14,16 @@ import torch.nn.functional as F
 from piilab import arch
 from piilab.cli import main
 from piilab.errors import PiilabError
-from piilab.formatting import default_format, format_for
+from piilab.formatting import format_for
 from piilab.generate import Decoding, generate
 from piilab.models import load_model
-from piilab.train import IGNORE_INDEX, TrainConfig, encode_record, train
+from piilab.train import IGNORE_INDEX, TrainConfig, train
 from piilab.trainer import (
     LAYER_LOSS, check_exit_layers, install_completion_loss, read_log_csv, scheduled_exit_weight,
     shared_prefix_length,
 )
 from test_train import NONE, PII, tiny_config, write_dataset
-from tiny import save_model_dir, tiny_gpt2, tiny_llama
+from tiny import lora_batch, save_model_dir, tiny_gpt2, tiny_llama
 
 
 @pytest.fixture(scope="module")
@@ -37,23 +37,6 @@ def sharp_model_dir(tmp_path_factory, tokenizer):
     model = tiny_llama(tokenizer, initializer_range=0.3)
     assert model.config.hidden_size == 32 and model.config.num_hidden_layers == 4
     return save_model_dir(model, tokenizer, tmp_path_factory.mktemp("sharp-llama"))
-
-
-def lora_batch(tokenizer, make=tiny_llama, **model_kwargs):
-    """A LoRA-wrapped tiny model in training mode and a padded batch whose rows share a prefix."""
-    from peft import LoraConfig, get_peft_model
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-
-    fmt = default_format(tokenizer)
-    prefix = "Find the personal information in the text below. "
-    pairs = [("Jane Doe wrote.", "Jane Doe (NAME)"), ("Call +1 555 010 2000 today.", "+1 555 010 2000 (PHONE_NUM)"),
-             ("Paris.", "None")]
-    rows = [encode_record({"prompt": prefix + t, "completion": c}, tokenizer, fmt) for t, c in pairs]
-    batch = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)(rows)
-    model = get_peft_model(make(tokenizer, seed=1, **model_kwargs),
-                           LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0, init_lora_weights=False))
-    assert arch.num_layers(model) == 4
-    return model.train(), batch
 
 
 def hand_loss(model, batch, exits, weight):
@@ -85,6 +68,7 @@ def grads(model, loss):
 @pytest.mark.parametrize("checkpointing", [False, True])
 def test_exit_loss_equals_a_hand_computation_from_all_hidden_states(tokenizer, share_prefix, checkpointing):
     model, batch = lora_batch(tokenizer)
+    assert arch.num_layers(model) == 4
     assert shared_prefix_length(batch["input_ids"], batch["attention_mask"]) >= 8
     if checkpointing:
         model.activation_checkpointing_enable()
@@ -120,6 +104,7 @@ def test_exit_loss_on_gpt2_and_with_compact_activations(tokenizer, monkeypatch):
 
     monkeypatch.setattr(CompactSavedActivations, "MIN_ELEMENTS", 0)  # the tiny model's are all small
     model, batch = lora_batch(tokenizer, tiny_gpt2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    assert arch.num_layers(model) == 4
     want = hand_loss(model, batch, [2], 1.0)[0]
     install_completion_loss(model, share_prefix=True, compact_activations=True, exit_layers=[2])
     out = model(**batch, piilab_loss=True, exit_weight=1.0)
@@ -128,6 +113,7 @@ def test_exit_loss_on_gpt2_and_with_compact_activations(tokenizer, monkeypatch):
 
 def test_without_exit_layers_the_loss_is_the_last_layers_alone_and_no_hook_runs(tokenizer, monkeypatch):
     model, batch = lora_batch(tokenizer)
+    assert arch.num_layers(model) == 4
     install_completion_loss(model, compact_activations=False)
     plain = model(**batch, piilab_loss=True)
     assert plain.layer_loss_sums is None

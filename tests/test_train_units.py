@@ -176,21 +176,6 @@ def test_log_rows_merge_train_and_eval_entries_by_step(tmp_path):
 # ---------------------------------------------------------------- the loss forward
 
 
-def _lora_batch(tokenizer, make, **model_kwargs):
-    from peft import LoraConfig, get_peft_model
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-
-    fmt = default_format(tokenizer)
-    prefix = "Find the personal information in the text below. "
-    pairs = [("Jane Doe wrote.", "Jane Doe (NAME)"), ("Call +1 555 010 2000 today.", "+1 555 010 2000 (PHONE_NUM)"),
-             ("Paris.", "None")]
-    rows = [encode_record({"prompt": prefix + t, "completion": c}, tokenizer, fmt) for t, c in pairs]
-    batch = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)(rows)
-    model = get_peft_model(make(tokenizer, seed=1, **model_kwargs),
-                           LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0, init_lora_weights=False))
-    return model.train(), batch
-
-
 def _loss_and_grads(model, batch, **settings):
     from piilab.trainer import install_completion_loss
 
@@ -204,11 +189,11 @@ def _loss_and_grads(model, batch, **settings):
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_shared_prefix_gives_the_same_loss_and_gradients(tokenizer, arch):
     from piilab.trainer import shared_prefix_length
-    from tiny import tiny_gpt2, tiny_llama
+    from tiny import lora_batch, tiny_gpt2, tiny_llama
 
     make, kwargs = (tiny_llama, {}) if arch == "llama" else (tiny_gpt2, dict(resid_pdrop=0.0, embd_pdrop=0.0,
                                                                             attn_pdrop=0.0))
-    model, batch = _lora_batch(tokenizer, make, **kwargs)
+    model, batch = lora_batch(tokenizer, make, **kwargs)
     assert shared_prefix_length(batch["input_ids"], batch["attention_mask"]) >= 8
     plain, g_plain = _loss_and_grads(model, batch, share_prefix=False)
     shared, g_shared = _loss_and_grads(model, batch, share_prefix=True)
@@ -221,11 +206,11 @@ def test_shared_prefix_gives_the_same_loss_and_gradients(tokenizer, arch):
 
 def test_compact_activations_change_gradients_only_by_bf16_rounding(tokenizer, monkeypatch):
     from piilab.trainer import CompactSavedActivations
-    from tiny import tiny_llama
+    from tiny import lora_batch, tiny_llama
 
     monkeypatch.setattr(CompactSavedActivations, "MIN_ELEMENTS", 0)  # the tiny model's are all small
 
-    model, batch = _lora_batch(tokenizer, tiny_llama)
+    model, batch = lora_batch(tokenizer, tiny_llama)
     exact, g_exact = _loss_and_grads(model, batch, compact_activations=False)
     compact, g_compact = _loss_and_grads(model, batch, compact_activations=True)
     assert torch.equal(exact.loss, compact.loss)  # the forward is untouched

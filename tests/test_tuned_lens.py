@@ -18,6 +18,8 @@ from piilab.lens import make_lens
 from piilab.models import load_model
 from tiny import save_model_dir, tiny_llama
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 LAYERS = [1, 2, 3]
 # A wider weight init than the default 0.02, so layers differ enough for the KL to matter.
 SPREAD = dict(initializer_range=0.3)
@@ -38,15 +40,6 @@ RECORDS = [
         ("The quick brown fox jumps over the lazy dog.", "None"),
     ])
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, more so on a CPU shared with other work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

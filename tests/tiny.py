@@ -79,3 +79,52 @@ def save_model_dir(model, tokenizer, path: Path) -> Path:
     model.save_pretrained(path, safe_serialization=True)
     tokenizer.save_pretrained(path)
     return path
+
+
+# One small config per architecture in piilab.arch.ARCHITECTURES (3 decoder layers each).
+SMALL = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
+             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+ARCH_CONFIGS = {
+    "llama": SMALL,
+    "mistral": SMALL,
+    "qwen2": SMALL,
+    "qwen3": {**SMALL, "head_dim": 8},
+    "gemma": {**SMALL, "head_dim": 8},
+    "gemma3_text": {**SMALL, "head_dim": 8, "final_logit_softcapping": 30.0,
+                    "sliding_window": 4},
+    "phi": SMALL,
+    "phi3": {**SMALL, "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 1},
+    "gpt2": dict(vocab_size=64, n_embd=16, n_layer=3, n_head=2, n_positions=64),
+    "gpt_neox": {**SMALL, "rotary_pct": 0.5},
+}
+
+
+def tiny_of_type(model_type: str, tokenizer, **overrides):
+    """A 3-layer random model of `model_type` sized for the tiny tokenizer, in eval mode."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    settings = {**ARCH_CONFIGS[model_type], "vocab_size": len(tokenizer), "max_position_embeddings": 128,
+                "pad_token_id": tokenizer.pad_token_id, "eos_token_id": tokenizer.eos_token_id,
+                "bos_token_id": tokenizer.bos_token_id, **overrides}
+    return AutoModelForCausalLM.from_config(AutoConfig.for_model(model_type, **settings)).eval()
+
+
+def lora_batch(tokenizer, make=None, **model_kwargs):
+    """A LoRA-wrapped tiny model (`make`, default tiny_llama) in training mode, and a padded
+    batch of three records whose rows share a prompt prefix."""
+    from peft import LoraConfig, get_peft_model
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from piilab.formatting import default_format
+    from piilab.train import encode_record
+
+    fmt = default_format(tokenizer)
+    prefix = "Find the personal information in the text below. "
+    pairs = [("Jane Doe wrote.", "Jane Doe (NAME)"), ("Call +1 555 010 2000 today.", "+1 555 010 2000 (PHONE_NUM)"),
+             ("Paris.", "None")]
+    rows = [encode_record({"prompt": prefix + t, "completion": c}, tokenizer, fmt) for t, c in pairs]
+    batch = DataCollatorForLanguageModeling(pad_token_id=tokenizer.pad_token_id)(rows)
+    model = get_peft_model((make or tiny_llama)(tokenizer, seed=1, **model_kwargs),
+                           LoraConfig(r=4, target_modules="all-linear", lora_dropout=0.0, init_lora_weights=False))
+    return model.train(), batch

@@ -273,16 +273,23 @@ def load_model(
     return model, tokenizer
 
 
-def apply_adapter(model, adapter_dir: str | os.PathLike):
-    """Wrap a base model with a PEFT adapter, checking the adapter fits this base."""
+@contextlib.contextmanager
+def peft_wrap_quietly():
+    """PEFT 0.21 reads transformers' deprecated `is_gradient_checkpointing` each time it wraps a
+    model: a FutureWarning users can do nothing about, silenced around the wrap only."""
     import warnings
 
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
+def apply_adapter(model, adapter_dir: str | os.PathLike):
+    """Wrap a base model with a PEFT adapter, checking the adapter fits this base."""
     from peft import PeftModel
 
     try:
-        with warnings.catch_warnings():
-            # PEFT 0.21 reads transformers' deprecated `is_gradient_checkpointing` on every wrap.
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        with peft_wrap_quietly():
             return PeftModel.from_pretrained(model, str(adapter_dir))
     except (RuntimeError, ValueError, KeyError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

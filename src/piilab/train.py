@@ -28,7 +28,6 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -520,13 +519,17 @@ def save_without_hub_lookup(model) -> None:
 
     from peft.utils.other import EMBEDDING_LAYER_NAMES
 
-    targets = [c.target_modules for c in model.peft_config.values()]
-    names = {t for t in targets if isinstance(t, str)} | {n for t in targets if not isinstance(t, str) for n in t or ()}
+    names: set[str] = set()
+    for peft_config in model.peft_config.values():
+        targets = peft_config.target_modules or ()
+        names |= {targets} if isinstance(targets, str) else set(targets)  # "all-linear" or names
     embeddings = any(name in EMBEDDING_LAYER_NAMES for name in names)
     model.save_pretrained = functools.partial(model.save_pretrained, save_embedding_layers=embeddings)
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+GLIBC_MMAP_THRESHOLD_MAX = 32 << 20  # the ceiling of glibc's own dynamic threshold (64-bit)
+_threshold_set = False  # whether return_large_blocks_to_the_os changed it in this process
 
 
 def return_large_blocks_to_the_os(threshold: int = 128 << 10) -> bool:
@@ -540,14 +543,15 @@ def return_large_blocks_to_the_os(threshold: int = 128 << 10) -> bool:
     threshold: 1 MiB 3.3 GB / 3.1 s, 512 KiB 3.0 GB / 4.9 s, 256 KiB 2.9 GB / 5.1 s, 128 KiB
     2.85 GB / 5.7 s (fresh pages cost page faults). 128 KiB keeps a step under 3 GB with a margin
     (the benchmark's 256 KiB run peaked at 2.97 GB); a user who would rather have the speed sets
-    glibc's own `MALLOC_MMAP_THRESHOLD_` (e.g. 1048576), which is then left alone. Returns whether it applied (glibc Linux only).
+    glibc's own `MALLOC_MMAP_THRESHOLD_` (e.g. 1048576), which is then left alone. Returns
+    whether it applied (glibc Linux only).
     """
     import ctypes
     import platform
 
+    global _threshold_set
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    global _threshold_set
     if os.environ.get("MALLOC_MMAP_THRESHOLD_"):
         return False
     try:
@@ -555,9 +559,6 @@ def return_large_blocks_to_the_os(threshold: int = 128 << 10) -> bool:
     except (OSError, AttributeError):
         return False
     return _threshold_set
-
-
-GLIBC_MMAP_THRESHOLD_MAX = 32 << 20  # the ceiling of glibc's own dynamic threshold (64-bit)
 
 
 def let_the_heap_keep_blocks_again() -> None:
@@ -573,9 +574,6 @@ def let_the_heap_keep_blocks_again() -> None:
 
         ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD_MAX)
         _threshold_set = False
-
-
-_threshold_set = False
 
 
 def peak_rss_mb() -> float:
@@ -664,9 +662,7 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
     args = sft_config(config, run_dir, device_type=runtime.device.type, bf16=bf16, fp16=fp16,
                       has_eval=bool(eval_rows))
     run_log = RunLogCallback(run_dir / LOG_FILE)
-    with warnings.catch_warnings():
-        # PEFT 0.21 reads transformers' deprecated `is_gradient_checkpointing` on every wrap.
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    with models.peft_wrap_quietly():
         trainer = PiilabSFTTrainer(
             model=model, args=args, train_dataset=Dataset.from_list(rows),
             eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,

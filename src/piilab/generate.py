@@ -279,7 +279,8 @@ def choose(logits: torch.Tensor, decoding: Decoding, eos: list[int],
     return candidates.gather(1, picks[:, None])[:, 0] if decoding.top_k else picks
 
 
-def _cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+def cut_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
+    """`text` up to the first stop string in it, and whether there was one."""
     cuts = [text.find(s) for s in stop if s in text]
     return (text[: min(cuts)], True) if cuts else (text, False)
 
@@ -368,7 +369,7 @@ def _decode_batch(run: _Run, prompt_ids: list[list[int]], indices: list[int]):
             tokens[slot].append(token)
             ended = token in run.eos
             if d.stop and not ended:
-                ended = _cut_at_stop(run.tokenizer.decode(tokens[slot], skip_special_tokens=True),
+                ended = cut_at_stop(run.tokenizer.decode(tokens[slot], skip_special_tokens=True),
                                      d.stop)[1]
             done.append(ended)
         # time so far goes to the rows in proportion to the blocks they ran through
@@ -456,7 +457,7 @@ def generate(
                 seconds[layer] += row_seconds
             bar.update(len(indices))
 
-    texts = {layer: [_text(tokenizer, ids, eos, decoding.stop) for ids in token_ids[layer]]
+    texts = {layer: [new_text(tokenizer, ids, eos, decoding.stop) for ids in token_ids[layer]]
              for layer in layers}
     result = Generation(layers, texts, token_ids, seconds, time.perf_counter() - wall, len(encoded),
                         {layer: sum(map(len, token_ids[layer])) for layer in layers})
@@ -465,6 +466,7 @@ def generate(
     return result if return_details else texts
 
 
-def _text(tokenizer, ids: list[int], eos: list[int], stop: tuple[str, ...]) -> str:
+def new_text(tokenizer, ids: list[int], eos: list[int], stop: tuple[str, ...]) -> str:
+    """The text of new token ids: a final EOS dropped, special tokens skipped, cut at a stop string."""
     body = ids[:-1] if ids and ids[-1] in eos else ids
-    return _cut_at_stop(tokenizer.decode(body, skip_special_tokens=True), stop)[0]
+    return cut_at_stop(tokenizer.decode(body, skip_special_tokens=True), stop)[0]

@@ -32,7 +32,7 @@ from torch import nn
 
 from piilab import arch
 from piilab.errors import PiilabError
-from piilab.generate import Decoding, _cut_at_stop, _text, choose, encode_prompts, eos_token_ids
+from piilab.generate import Decoding, choose, cut_at_stop, encode_prompts, eos_token_ids, new_text
 from piilab.lens import Lens, make_lens
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ def _decode_one(run: _Run, prompt: list[int], tokenizer) -> tuple[list[int], dic
                 return True
             if d.stop:
                 text = tokenizer.decode(tokens, skip_special_tokens=True)
-                if _cut_at_stop(text, d.stop)[1]:
+                if cut_at_stop(text, d.stop)[1]:
                     return True
         return False
 
@@ -316,7 +316,7 @@ def speculative_generate(
             for key, value in stats.items():
                 totals[key] += value
 
-    texts = [_text(tokenizer, ids, run.eos, decoding.stop) for ids in token_ids]
+    texts = [new_text(tokenizer, ids, run.eos, decoding.stop) for ids in token_ids]
     result = Speculation(draft_layer, draft_tokens, run.lens.name, texts, token_ids,
                          totals["drafted"], totals["accepted"], totals["rounds"], seconds,
                          time.perf_counter() - wall, totals["draft"], totals["verify"],

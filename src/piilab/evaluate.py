@@ -93,6 +93,10 @@ class EvalConfig:
         """The lens a model decodes through: its own, else the eval's."""
         return model.lens or self.lens
 
+    def run_id(self, model: ModelUnderTest, layer: int) -> str:
+        """The id (and outputs file name) of one (model, layer) run of this eval."""
+        return run_id(model, layer, self.lens_of(model))
+
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share with the run that wrote the folder."""
         return {k: v for k, v in _jsonable(asdict(self)).items() if k not in ("out", "device")}
@@ -239,7 +243,7 @@ def decode_model(
     from piilab import models
     from piilab.formatting import format_for
 
-    files = {layer: out / "outputs" / f"{run_id(model_ut, layer, config.lens_of(model_ut))}.jsonl"
+    files = {layer: out / "outputs" / f"{config.run_id(model_ut, layer)}.jsonl"
              for layer in layers}
     parts = {layer: path.with_suffix(f".rank{procs.rank}.jsonl") if procs.world > 1 else path
              for layer, path in files.items()}
@@ -313,7 +317,7 @@ def score_run(
     scorer: metrics.BertScore | None,
 ) -> dict[str, Any]:
     """One entry of results.json["runs"], from the finished outputs file."""
-    rid = run_id(model_ut, layer, config.lens_of(model_ut))
+    rid = config.run_id(model_ut, layer)
     rows = {row["id"]: row for row in iter_jsonl(out / "outputs" / f"{rid}.jsonl")}
     missing = [r["id"] for r in records if r["id"] not in rows]
     if missing:
@@ -363,7 +367,7 @@ def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
     order = {rid: i for i, rid in enumerate(ids)}
     for model_ut, layers in plan.items():
         for layer in layers:
-            finalize_outputs(out / "outputs" / f"{run_id(model_ut, layer, config.lens_of(model_ut))}.jsonl", order)
+            finalize_outputs(out / "outputs" / f"{config.run_id(model_ut, layer)}.jsonl", order)
 
     previous = read_json(out / "results.json") if (out / "results.json").exists() else {}
     cached = {run["id"]: run for run in previous.get("runs", [])}
@@ -381,7 +385,7 @@ def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
     }
     for model_ut, layers in plan.items():
         for layer in layers:
-            rid = run_id(model_ut, layer, config.lens_of(model_ut))
+            rid = config.run_id(model_ut, layer)
             old = cached.get(rid)
             if old and old.get("outputs_sha256") == sha256_file(out / "outputs" / f"{rid}.jsonl"):
                 run = old  # scored before the interruption: nothing to recompute

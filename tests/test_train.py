@@ -196,6 +196,18 @@ def test_the_trainers_batches_ignore_prompt_and_padding_and_share_a_prefix(tmp_p
     assert shared_prefix_length(ids, mask) >= 8  # the instruction runs once per batch
 
 
+@pytest.mark.parametrize("cpu_memory, lowered", [("lean", True), ("fast", False)])
+def test_cpu_memory_decides_whether_glibc_returns_large_blocks(tmp_path, sharp_model_dir, data_dir,
+                                                               monkeypatch, cpu_memory, lowered):
+    from piilab import train as train_module
+
+    calls = []
+    monkeypatch.setattr(train_module, "return_large_blocks_to_the_os", lambda: calls.append(1) or True)
+    train_module.build_trainer(tiny_config(sharp_model_dir, data_dir, tmp_path / "run", device="cpu",
+                                           cpu_memory=cpu_memory))
+    assert bool(calls) is lowered
+
+
 # ---------------------------------------------------------------- resume
 
 

@@ -60,9 +60,10 @@ def test_config_round_trips_through_json_and_names_plan_changes():
         TrainConfig.from_dict({"data": "d", "out": "o", "nope": 1})
 
 
-def test_packing_switches_length_grouping_off():
-    assert config(packing=True).group_by_length is False
-    assert config().group_by_length is True
+def test_batches_are_random_by_default_and_packing_switches_length_grouping_off():
+    assert config().group_by_length is False
+    assert config(group_by_length=True).group_by_length is True
+    assert config(group_by_length=True, packing=True).group_by_length is False
 
 
 # ---------------------------------------------------------------- encoding

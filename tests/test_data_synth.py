@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 
@@ -71,3 +72,20 @@ def test_genres_and_templates_restrict_the_choice():
         SynthConfig(genres=["poetry"])
     with pytest.raises(PiilabError, match="Faker locale"):
         list(synthesize(SynthConfig(n=1, locales=["xx_XX"])))
+
+
+def test_choices_give_one_template_several_surface_forms_with_exact_spans():
+    docs = list(synthesize(SynthConfig(n=200, seed=2, templates=["form-11"])))
+    field_names = {d.text.splitlines()[2].split(":")[0] for d in docs}
+    assert field_names == {"ID", "No.", "Member no.", "Card number"}
+    for doc in docs:
+        assert "[" not in doc.text and "|" not in doc.text
+        assert [s.label for s in doc.spans] == ["NAME", "ID_NUM"]
+        assert all(doc.text[s.start:s.end] == s.value for s in doc.spans)
+
+
+def test_an_empty_alternative_leaves_nothing_behind():
+    from piilab.synth import _choose
+
+    texts = {_choose("a[ b|] c", random.Random(seed)) for seed in range(20)}
+    assert texts == {"a b c", "a c"}

@@ -1,10 +1,11 @@
 """Check a training recipe for the demo: wall time on this machine and PII F1 of the tuned model.
 
-    python benchmarks/train_recipe.py [--synthetic 1500] [--max-steps 80] [--lr 1e-3] \
-        [--batch-size 8] [--max-length 384] [--limit 100] [--vanilla 32] [--out DIR]
+    python benchmarks/train_recipe.py [--synthetic 1500] [--max-steps 160] [--lr 1e-3] \
+        [--lora-r 32] [--batch-size 8] [--max-length 384] [--group-by-length] \
+        [--cpu-memory fast] [--layers 20,30] [--limit 100] [--vanilla 32] [--out DIR]
 
 Builds the synthetic dataset the demo builds, trains SmolLM2-135M with the recipe, then decodes
-(greedy, final layer) up to `--limit` test records of each kind - fresh documents of templates
+(greedy, final layer or `--layers`) up to `--limit` test records of each kind - fresh documents of templates
 seen in training, and templates held out entirely - and prints micro PII F1 over
 (normalised value, label) pairs for each. `--vanilla N` scores the untuned model on N records of
 each kind too. Targets (issue 4, "Must show" 3): about 8 minutes of training on 2 cores, F1 >= 0.95
@@ -21,18 +22,21 @@ import time
 from pathlib import Path
 
 
-def score(model, tokenizer, fmt, records: list[dict], batch_size: int) -> dict:
-    """Greedy answers for the records and their micro PII scores."""
+def score(model, tokenizer, fmt, records: list[dict], batch_size: int, layers: list[int] | None = None) -> dict:
+    """Greedy answers for the records and their micro PII scores, per exit layer."""
     from piilab.generate import Decoding, generate
     from piilab.metrics import pii_counts, pii_micro
 
     prompts = [fmt.render(tokenizer, r["prompt"]) for r in records]
-    texts = generate(model, tokenizer, prompts, decoding=Decoding(max_new_tokens=96),
+    texts = generate(model, tokenizer, prompts, layers, decoding=Decoding(max_new_tokens=96),
                      batch_size=batch_size, add_special_tokens=fmt.add_special_tokens)
-    outputs = next(iter(texts.values()))
-    scores = pii_micro(pii_counts(outputs, [r["completion"] for r in records]))
-    return {"n": len(records), **{k: round(float(v), 4) for k, v in scores.items()},
-            "examples": [{"output": o, "reference": r["completion"]} for o, r in zip(outputs[:2], records[:2])]}
+    references = [r["completion"] for r in records]
+    results = {}
+    for layer, outputs in texts.items():
+        scores = pii_micro(pii_counts(outputs, references))
+        results[layer] = {"n": len(records), **{k: round(float(v), 4) for k, v in scores.items()},
+                          "examples": [{"output": o, "reference": r} for o, r in zip(outputs[:2], references[:2])]}
+    return results
 
 
 def split_test(data: Path, limit: int) -> dict[str, list[dict]]:
@@ -50,16 +54,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic", type=int, default=1500)
     parser.add_argument("--data-seed", type=int, default=0)
-    parser.add_argument("--max-steps", type=int, default=80)
+    parser.add_argument("--max-steps", type=int, default=160)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=384)
-    parser.add_argument("--lora-r", type=int, default=16)
+    parser.add_argument("--prompt-style", default="default", help="instruct.PROMPT_STYLES name")
+    parser.add_argument("--group-by-length", action="store_true",
+                        help="batch records of similar length together (default: random batches)")
+    parser.add_argument("--cpu-memory", default="fast", choices=["lean", "fast"])
+    parser.add_argument("--lora-r", type=int, default=32)
     parser.add_argument("--warmup", type=float, default=0.03)
     parser.add_argument("--scheduler", default="cosine")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bf16", default="auto", choices=["auto", "on", "off"])
     parser.add_argument("--exit-layers", default="", help="early-exit loss layers, e.g. 20")
+    parser.add_argument("--exit-loss-weight", type=float, default=1.0)
+    parser.add_argument("--layers", default="", help="exit layers to score, e.g. 20,30 (default: the last)")
     parser.add_argument("--limit", type=int, default=100, help="test records of each kind to decode")
     parser.add_argument("--vanilla", type=int, default=0, help="also score the untuned model on N of each kind")
     parser.add_argument("--decode-batch", type=int, default=16)
@@ -79,13 +89,16 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.out or tmp)
         data, run = root / "data", root / "run"
         if not (data / "train.jsonl").exists():
-            build_dataset(BuildConfig(out=str(data), synthetic=args.synthetic, test_size=0.1, seed=args.data_seed))
+            build_dataset(BuildConfig(out=str(data), synthetic=args.synthetic, test_size=0.1, seed=args.data_seed,
+                                       prompt_style=args.prompt_style))
         started = time.perf_counter()
         summary = train(TrainConfig(
             data=str(data), out=str(run), model="smollm2-135m", max_steps=args.max_steps, lr=args.lr,
             batch_size=args.batch_size, max_length=args.max_length, lora_r=args.lora_r,
             lora_alpha=2 * args.lora_r, warmup=args.warmup, scheduler=args.scheduler, seed=args.seed, bf16=args.bf16, exit_layers=args.exit_layers,
-            save_steps=args.save_steps, resume=True,
+            exit_loss_weight=args.exit_loss_weight,
+            save_steps=args.save_steps, resume=True, group_by_length=args.group_by_length,
+            cpu_memory=args.cpu_memory,
         ))
         train_wall = time.perf_counter() - started
         tests = split_test(data, args.limit)
@@ -101,20 +114,23 @@ def main(argv: list[str] | None = None) -> int:
         for name, adapter in adapters.items():
             model, tokenizer = load_model("smollm2-135m", adapter=str(adapter))
             fmt = format_for(tokenizer, run)
+            layers = [int(x) for x in args.layers.split(",")] if args.layers else None
             for kind, records in tests.items():
-                results[f"{name}, {kind}"] = score(model, tokenizer, fmt, records, args.decode_batch)
+                for layer, scores in score(model, tokenizer, fmt, records, args.decode_batch, layers).items():
+                    results[f"{name} L{layer}, {kind}"] = scores
         if args.vanilla:
             model, tokenizer = load_model("smollm2-135m")
             fmt = format_for(tokenizer)
             for kind, records in tests.items():
-                results[f"vanilla, {kind}"] = score(model, tokenizer, fmt, records[: args.vanilla],
-                                                    args.decode_batch)
+                for layer, scores in score(model, tokenizer, fmt, records[: args.vanilla],
+                                           args.decode_batch).items():
+                    results[f"vanilla L{layer}, {kind}"] = scores
     print(json.dumps(results, indent=2, ensure_ascii=False))
     print(f"training: {args.max_steps} steps x batch {args.batch_size}, lr {args.lr}, max length "
           f"{args.max_length}: {summary.train_seconds:.0f} s of training ({train_wall:.0f} s with loading)")
     for key, value in results.items():
         if isinstance(value, dict) and "PII-F1" in value:
-            print(f"{key:<32} n={value['n']:<4} F1 {value['PII-F1']:.3f}  P {value['PII-P']:.3f}  R {value['PII-R']:.3f}")
+            print(f"{key:<40} n={value['n']:<4} F1 {value['PII-F1']:.3f}  P {value['PII-P']:.3f}  R {value['PII-R']:.3f}")
     return 0
 
 

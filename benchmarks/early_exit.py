@@ -1,10 +1,10 @@
 """Benchmark: how early can a tuned SmolLM2-135M answer, and what does that save (issue 7).
 
     python benchmarks/early_exit.py [--out DIR] [--data DIR --plain-run DIR] [--exit-layers 20]
-        [--exit-steps 80] [--exit-loss-weight 1] [--lens DIR] [--layers 8,16,20,24,30] [--limit 64]
+        [--exit-steps 160] [--exit-loss-weight 1] [--lens DIR] [--layers 8,16,20,24,30] [--limit 64]
         [--draft-layer 20] [--draft-tokens 3,5]
 
-One run, side by side, on the demo's data and recipe (synthetic PII, 80 steps, lr 1e-3):
+One run, side by side, on the demo's data and recipe (synthetic PII, 160 steps, lr 1e-3, r 32):
 
 1. Data: `--data`, else the demo's synthetic set is built into OUT/data.
 2. Two LoRA adapters: plain (`--plain-run`, e.g. piilab-demo/run, else trained into OUT/plain)
@@ -33,7 +33,8 @@ import time
 from pathlib import Path
 
 MODEL = "smollm2-135m"
-RECIPE = dict(max_steps=80, lr=1e-3, batch_size=8, max_length=384, seed=0)  # configs/demo.yaml
+RECIPE = dict(max_steps=160, lr=1e-3, lora_r=32, lora_alpha=64, batch_size=8, max_length=384,
+              cpu_memory="fast", seed=0)  # configs/demo.yaml
 
 
 def build_data(out: Path) -> Path:

@@ -5,8 +5,8 @@
         [--cpu-memory fast] [--layers 20,30] [--limit 100] [--vanilla 32] [--out DIR]
 
 Builds the synthetic dataset the demo builds, trains SmolLM2-135M with the recipe, then decodes
-(greedy, final layer or `--layers`) up to `--limit` test records of each kind - fresh documents of templates
-seen in training, and templates held out entirely - and prints micro PII F1 over
+(greedy, final layer or `--layers`) up to `--limit` test records of each kind - fresh documents
+of templates seen in training, and templates held out entirely - and prints micro PII F1 over
 (normalised value, label) pairs for each. `--vanilla N` scores the untuned model on N records of
 each kind too. Targets (issue 4, "Must show" 3): about 8 minutes of training on 2 cores, F1 >= 0.95
 on the test split, >= 0.90 on held-out templates, vanilla near 0.
@@ -58,7 +58,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=384)
-    parser.add_argument("--prompt-style", default="default", help="instruct.PROMPT_STYLES name")
     parser.add_argument("--group-by-length", action="store_true",
                         help="batch records of similar length together (default: random batches)")
     parser.add_argument("--cpu-memory", default="fast", choices=["lean", "fast"])
@@ -89,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(args.out or tmp)
         data, run = root / "data", root / "run"
         if not (data / "train.jsonl").exists():
-            build_dataset(BuildConfig(out=str(data), synthetic=args.synthetic, test_size=0.1, seed=args.data_seed,
-                                       prompt_style=args.prompt_style))
+            build_dataset(BuildConfig(out=str(data), synthetic=args.synthetic, test_size=0.1, seed=args.data_seed))
         started = time.perf_counter()
         summary = train(TrainConfig(
             data=str(data), out=str(run), model="smollm2-135m", max_steps=args.max_steps, lr=args.lr,
@@ -111,10 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             for checkpoint in sorted((run / "checkpoints").glob("checkpoint-*")):
                 if checkpoint.name != f"checkpoint-{args.max_steps}":
                     adapters[f"tuned at step {checkpoint.name.split('-')[-1]}"] = checkpoint
+        layers = [int(x) for x in args.layers.split(",")] if args.layers else None
         for name, adapter in adapters.items():
             model, tokenizer = load_model("smollm2-135m", adapter=str(adapter))
             fmt = format_for(tokenizer, run)
-            layers = [int(x) for x in args.layers.split(",")] if args.layers else None
             for kind, records in tests.items():
                 for layer, scores in score(model, tokenizer, fmt, records, args.decode_batch, layers).items():
                     results[f"{name} L{layer}, {kind}"] = scores

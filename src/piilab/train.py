@@ -98,7 +98,7 @@ class TrainConfig:
     cpu_memory: str = "lean"
     """lean: glibc returns freed blocks of 128 KiB or more to the OS during training (peak RSS
     under 3 GB at batch 8 x 256 tokens); fast: glibc's own heap, about 2x faster CPU steps for
-    about 2x the peak RSS. See `return_large_blocks_to_the_os`."""
+    about 1.25-1.5x the peak RSS. See `return_large_blocks_to_the_os`."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about a third more time."""
     share_prefix: bool = True
@@ -549,9 +549,10 @@ def return_large_blocks_to_the_os(threshold: int = 128 << 10) -> bool:
     at the model's 0.57 GB. Peak RSS of a step (batch 8, 256 tokens) against step time, by
     threshold: 1 MiB 3.3 GB / 3.1 s, 512 KiB 3.0 GB / 4.9 s, 256 KiB 2.9 GB / 5.1 s, 128 KiB
     2.85 GB / 5.7 s (fresh pages cost page faults). 128 KiB keeps a step under 3 GB with a margin
-    (the benchmark's 256 KiB run peaked at 2.97 GB); a user who would rather have the speed sets
-    glibc's own `MALLOC_MMAP_THRESHOLD_` (e.g. 1048576), which is then left alone. Returns
-    whether it applied (glibc Linux only).
+    (the benchmark's 256 KiB run peaked at 2.97 GB). A user who would rather have the speed
+    passes `--cpu-memory fast` (this is then not called) or sets glibc's own
+    `MALLOC_MMAP_THRESHOLD_` (e.g. 1048576), which is left alone. Returns whether it applied
+    (glibc Linux only).
     """
     import ctypes
     import platform

@@ -60,7 +60,7 @@ def register(subparsers) -> None:
                        help=_help("bf16 autocast where the CPU or GPU supports it", "bf16"))
     speed.add_argument("--cpu-memory", choices=["lean", "fast"],
                        help=_help("lean: peak RSS first (glibc returns large blocks); fast: about 2x faster "
-                                  "CPU steps for about 2x the memory", "cpu_memory"))
+                                  "CPU steps for about 1.25-1.5x the peak memory", "cpu_memory"))
     speed.add_argument("--gradient-checkpointing", action="store_true",
                        help="recompute activations in backward: less memory, more time")
     speed.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help=_help("where to train", "device"))

@@ -25,7 +25,7 @@ DEFAULT_LOCALES = ("en_US", "en_GB", "en_IN", "de_DE", "fr_FR", "es_ES")
 GENRES = ("essay", "email", "chat", "form", "social")
 
 # Template id -> text. `{slot}` is filled per document (same slot, same value); the slot names
-# and what they produce are in `_PII_SLOTS` and `_OTHER_SLOTS` below. `[a|b|c]` is a choice, one
+# and what they produce are in `_PII_SLOTS`, `_NEGATIVE_SLOTS` and `_Filler` below. `[a|b|c]` is a choice, one
 # alternative per document (an empty one is allowed), so one template has many surface forms:
 # field names, what follows a value, one-line or multi-line addresses. Templates are the unit a
 # split holds out, so a new template should differ from the others in more than its wording.

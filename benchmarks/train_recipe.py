@@ -9,10 +9,11 @@ Builds the synthetic dataset the demo builds, trains SmolLM2-135M with the recip
 (greedy, final layer or `--layers`) up to `--limit` test records of each kind - fresh documents
 of templates seen in training, and templates held out entirely - and prints micro PII F1 over
 (normalised value, label) pairs for each. `--vanilla N` scores the untuned model on N records of
-each kind too. Several data seeds (each holds out other templates) and training seeds give one run
-per pair, then the mean, min and max F1 over them: one run's held-out F1 moves by about 0.07 with
-the training seed alone (docs/training.md, "Demo recipe"). Targets (issue 4, "Must show" 3): about 8 minutes of training on 2 cores, F1 >= 0.95
-on the test split, >= 0.90 on held-out templates, vanilla near 0.
+each kind too (once per data seed). Several data seeds (each holds out other templates) and
+training seeds give one run per pair, then the mean, min and max F1 over them: one run's held-out
+F1 moves by about 0.07 with the training seed alone (docs/training.md, "Demo recipe").
+Targets (issue 4, "Must show" 3): about 8 minutes of training on 2 cores, F1 >= 0.95 on the test
+split, >= 0.90 on held-out templates, vanilla near 0.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def split_test(data: Path, limit: int) -> dict[str, list[dict]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic", type=int, default=1500)
-    parser.add_argument("--data-seed", default="0", help="data seed(s), e.g. 0,1,2: one dataset each")
+    parser.add_argument("--data-seed", type=_seeds, default=[0], help="data seed(s), e.g. 0,1,2: one dataset each")
     parser.add_argument("--max-steps", type=int, default=160)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -68,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lora-r", type=int, default=32)
     parser.add_argument("--warmup", type=float, default=0.03)
     parser.add_argument("--scheduler", default="cosine")
-    parser.add_argument("--seed", default="0", help="training seed(s), e.g. 0,1: one run per data and training seed")
+    parser.add_argument("--seed", type=_seeds, default=[0],
+                        help="training seed(s), e.g. 0,1: one run per data and training seed")
     parser.add_argument("--bf16", default="auto", choices=["auto", "on", "off"])
     parser.add_argument("--exit-layers", default="", help="early-exit loss layers, e.g. 20")
     parser.add_argument("--exit-loss-weight", type=float, default=1.0)
@@ -86,9 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.out or tmp)
         runs = {}
-        for data_seed in _seeds(args.data_seed):
-            for seed in _seeds(args.seed):
-                runs[(data_seed, seed)] = run_recipe(args, root, data_seed, seed)
+        for data_seed in args.data_seed:
+            for seed in args.seed:
+                # the untuned model's scores depend on the data only: once per data seed
+                vanilla = args.vanilla if seed == args.seed[0] else 0
+                runs[(data_seed, seed)] = run_recipe(args, root, data_seed, seed, vanilla)
     for (data_seed, seed), results in runs.items():
         print(json.dumps(results, indent=2, ensure_ascii=False))
     for (data_seed, seed), results in runs.items():
@@ -98,22 +102,30 @@ def main(argv: list[str] | None = None) -> int:
         for key, value in _scores(results).items():
             print(f"  {key:<40} n={value['n']:<4} F1 {value['PII-F1']:.3f}  P {value['PII-P']:.3f}  R {value['PII-R']:.3f}")
     if len(runs) > 1:  # one run's held-out F1 moves by ~0.07 with the seed alone (docs/training.md)
-        print(f"over {len(runs)} runs (data seeds {args.data_seed}, training seeds {args.seed}):")
+        print(f"over {len(runs)} runs (data seeds {_join(args.data_seed)}, training seeds {_join(args.seed)}):")
         for key in _scores(next(iter(runs.values()))):
-            f1 = [_scores(results)[key]["PII-F1"] for results in runs.values()]
-            print(f"  {key:<40} F1 mean {statistics.mean(f1):.3f}  min {min(f1):.3f}  max {max(f1):.3f}")
+            f1 = [_scores(results)[key]["PII-F1"] for results in runs.values() if key in results]
+            print(f"  {key:<40} F1 mean {statistics.mean(f1):.3f}  min {min(f1):.3f}  max {max(f1):.3f} "
+                  f"({len(f1)} runs)")
     return 0
 
 
 def _seeds(text: str) -> list[int]:
-    return [int(x) for x in text.split(",")]
+    try:
+        return [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds are integers separated by commas, not {text!r}") from None
+
+
+def _join(seeds: list[int]) -> str:
+    return ",".join(map(str, seeds))
 
 
 def _scores(results: dict) -> dict:
     return {k: v for k, v in results.items() if isinstance(v, dict) and "PII-F1" in v}
 
 
-def run_recipe(args, root: Path, data_seed: int, seed: int) -> dict:
+def run_recipe(args, root: Path, data_seed: int, seed: int, vanilla: int) -> dict:
     """Build the data of `data_seed` (once), train with training seed `seed`, score the test split."""
     from piilab.dataset import BuildConfig, build_dataset
     from piilab.formatting import format_for
@@ -151,11 +163,11 @@ def run_recipe(args, root: Path, data_seed: int, seed: int) -> dict:
         for kind, records in tests.items():
             for layer, scores in score(model, tokenizer, fmt, records, args.decode_batch, layers).items():
                 results[f"{name} L{layer}, {kind}"] = scores
-    if args.vanilla:
+    if vanilla:
         model, tokenizer = load_model("smollm2-135m")
         fmt = format_for(tokenizer)
         for kind, records in tests.items():
-            for layer, scores in score(model, tokenizer, fmt, records[: args.vanilla], args.decode_batch).items():
+            for layer, scores in score(model, tokenizer, fmt, records[:vanilla], args.decode_batch).items():
                 results[f"vanilla L{layer}, {kind}"] = scores
     return results
 

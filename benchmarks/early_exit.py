@@ -1,14 +1,16 @@
 """Benchmark: how early can a tuned SmolLM2-135M answer, and what does that save (issue 7).
 
     python benchmarks/early_exit.py [--out DIR] [--data DIR --plain-run DIR] [--exit-layers 20]
-        [--exit-steps 160] [--exit-loss-weight 1] [--lens DIR] [--layers 8,16,20,24,30] [--limit 64]
+        [--exit-steps 160] [--exit-loss-weight 1] [--exit-full-finetune --exit-lr 4e-4] [--lens DIR]
+        [--layers 8,16,20,24,30] [--limit 64]
         [--draft-layer 20] [--draft-tokens 3,5]
 
 One run, side by side, on the demo's data and recipe (synthetic PII, 160 steps, lr 1e-3, r 32):
 
 1. Data: `--data`, else the demo's synthetic set is built into OUT/data.
 2. Two LoRA adapters: plain (`--plain-run`, e.g. piilab-demo/run, else trained into OUT/plain)
-   and early-exit tuned (`--exit-layers`, trained into OUT/exit).
+   and early-exit tuned (`--exit-layers`, trained into OUT/exit; with `--exit-full-finetune`
+   every weight but the embeddings and head is trained instead, and OUT/exit is a model folder).
 3. A tuned lens for the plain adapter (`piilab lens train`, OUT/lens).
 4. `piilab eval` of plain (logit lens), plain (tuned lens) and early-exit (logit lens) at
    `--layers`, then `piilab report`: OUT/eval/report/report.md has the scores per layer,
@@ -71,7 +73,7 @@ def evaluate_all(data: Path, plain: Path, lens: Path, early: Path, out: Path, la
 
     config = EvalConfig(
         models=[ModelUnderTest(MODEL, str(plain)), ModelUnderTest(MODEL, str(plain), f"tuned:{lens}"),
-                ModelUnderTest(MODEL, str(early))],
+                tuned(early)],
         data=str(data), out=str(out), layers=layers, limit=limit, bootstrap=200,
         decoding={"max_new_tokens": 64},
     )
@@ -80,10 +82,20 @@ def evaluate_all(data: Path, plain: Path, lens: Path, early: Path, out: Path, la
     return results
 
 
+def tuned(run_dir: Path):
+    """The model under test for a training run: the base plus its adapter, or the run's own model."""
+    from piilab.evaluate import ModelUnderTest
+
+    if (run_dir / "adapter_config.json").exists():
+        return ModelUnderTest(MODEL, str(run_dir))
+    return ModelUnderTest(str(run_dir))
+
+
 def scores_by_model(results: dict) -> dict[str, dict[int, dict]]:
     table: dict[str, dict[int, dict]] = {}
     for run in results["runs"]:
-        name = Path(run["adapter"]).name + (" [tuned lens]" if run["lens"].startswith("tuned") else "")
+        trained = run["adapter"] or run["model"]
+        name = Path(trained).name + (" [tuned lens]" if run["lens"].startswith("tuned") else "")
         table.setdefault(name, {})[run["layer"]] = run["scores"]
     return table
 
@@ -140,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--exit-steps", type=int, default=RECIPE["max_steps"],
                         help="training steps of the early-exit adapter")
     parser.add_argument("--exit-loss-weight", type=float, default=1.0)
+    parser.add_argument("--exit-full-finetune", action="store_true",
+                        help="train the early-exit model's every weight but embeddings and head (no LoRA)")
+    parser.add_argument("--exit-lr", type=float, default=RECIPE["lr"],
+                        help="peak learning rate of the early-exit run (full fine-tuning wants ~4e-4)")
     parser.add_argument("--lens", help="an existing tuned lens folder for --plain-run")
     parser.add_argument("--layers", default="8,16,20,24,30")
     parser.add_argument("--limit", type=int, default=64, help="test records to evaluate")
@@ -161,12 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(args.data) if args.data else build_data(out / "data")
     plain = Path(args.plain_run) if args.plain_run else train_adapter(data, out / "plain", [])
     early = train_adapter(data, out / "exit", exit_layers, max_steps=args.exit_steps,
-                          exit_loss_weight=args.exit_loss_weight)
+                          exit_loss_weight=args.exit_loss_weight, lr=args.exit_lr,
+                          full_finetune=args.exit_full_finetune)
     lens = Path(args.lens) if args.lens else train_lens(
         data, plain, out / "lens", [layer for layer in layers if layer != max(layers)])
     results = evaluate_all(data, plain, lens, early, out / "eval", layers, args.limit)
 
-    model, tokenizer = load_model(MODEL, adapter=str(early))
+    model, tokenizer = load_model(tuned(early).spec, adapter=tuned(early).adapter)
     fmt = format_for(tokenizer, early)
     records = read_records(data, "test")
     prompts = [fmt.render(tokenizer, r["prompt"]) for r in records]

@@ -1,6 +1,6 @@
 """Benchmark: LoRA training throughput of SmolLM2-135M, plain TRL fp32 against piilab's defaults.
 
-    python benchmarks/train_throughput.py [--steps 8] [--batch-size 8] [--max-length 256]
+    python benchmarks/train_throughput.py [--steps 8] [--batch-size 8] [--max-length 256] [--full]
 
 Both sides train the same LoRA (r=16, alpha=32, dropout 0.05, all linear layers) on the same
 synthetic PII records (`piilab data build --synthetic`), one epoch over exactly steps x batch
@@ -12,6 +12,8 @@ records, batch 8, max length 256, each in its own subprocess so its peak RSS is 
 - piilab: `piilab.train.train` with its default CPU settings;
 - piilab-fast: the same with `--cpu-memory fast` (glibc's own heap: faster steps, more memory),
   printed for comparison; the targets are for the defaults.
+- piilab-full (with `--full`): `--cpu-memory fast` and `--full-finetune` (every weight but the
+  embeddings and head, no LoRA), printed beside piilab-fast.
 
 Only records whose prompt + answer fit in max length are used, so the baseline truncates no
 answer and piilab skips none. Tokens/s counts real tokens only (no padding), from the end of the
@@ -127,7 +129,8 @@ def run_baseline(data: Path, args) -> dict:
 
 
 def run_piilab(data: Path, args) -> dict:
-    """piilab's train() with its defaults for this machine (piilab-fast: `cpu_memory="fast"`)."""
+    """piilab's train() with its defaults for this machine (piilab-fast: `cpu_memory="fast"`;
+    piilab-full: that and `full_finetune`)."""
     from piilab.train import TrainConfig, train
 
     clock = _StepClock()
@@ -135,7 +138,8 @@ def run_piilab(data: Path, args) -> dict:
         config = TrainConfig(data=str(data), out=str(Path(tmp) / "run"), model=MODEL,
                              batch_size=args.batch_size, max_length=args.max_length, epochs=1,
                              lora_r=16, lora_alpha=32, lora_dropout=0.05, save_steps=10_000, seed=0,
-                             cpu_memory="fast" if args.worker == "piilab-fast" else "lean")
+                             cpu_memory="lean" if args.worker == "piilab" else "fast",
+                             full_finetune=args.worker == "piilab-full")
         summary = train(config, callbacks=[clock.callback])
         times = clock.times
         step_s = (times[-1][1] - times[0][1]) / (times[-1][0] - times[0][0])
@@ -145,7 +149,7 @@ def run_piilab(data: Path, args) -> dict:
 
 
 WORKERS = {"baseline": run_baseline, "baseline-nogc": run_baseline, "piilab": run_piilab,
-           "piilab-fast": run_piilab}
+           "piilab-fast": run_piilab, "piilab-full": run_piilab}
 
 
 # ---------------------------------------------------------------- driver
@@ -174,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run the baseline with gradient checkpointing off")
     parser.add_argument("--threads", type=int, default=0,
                         help="OMP_NUM_THREADS for both sides (default: torch's choice, one per core)")
+    parser.add_argument("--full", action="store_true",
+                        help="also time full fine-tuning (--full-finetune, --cpu-memory fast)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
@@ -184,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
 
-    names = ["baseline", *(["baseline-nogc"] if args.baseline_no_checkpointing else []), "piilab", "piilab-fast"]
+    names = ["baseline", *(["baseline-nogc"] if args.baseline_no_checkpointing else []), "piilab", "piilab-fast",
+             *(["piilab-full"] if args.full else [])]
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         info = make_data(data, args.steps * args.batch_size, args.max_length, args.seed)
@@ -215,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     fast = best["piilab-fast"]
     print(f"piilab --cpu-memory fast: {fast['tokens_per_s']:.1f} tokens/s "
           f"({fast['tokens_per_s'] / base['tokens_per_s']:.2f}x the baseline), peak RSS {fast['peak_rss_mb'] / 1024:.2f} GB")
+    if "piilab-full" in best:
+        full = best["piilab-full"]
+        print(f"piilab --full-finetune --cpu-memory fast: {full['tokens_per_s']:.1f} tokens/s "
+              f"({full['tokens_per_s'] / fast['tokens_per_s']:.2f}x LoRA with --cpu-memory fast), "
+              f"peak RSS {full['peak_rss_mb'] / 1024:.2f} GB")
     print(f"tokens/s ratio {ratio:.2f}x (target >= 1.7): {'PASS' if ratio >= 1.7 else 'FAIL'}; "
           f"piilab peak RSS {rss_gb:.2f} GB (target <= 3): {'PASS' if rss_gb <= 3 else 'FAIL'}")
     return 0

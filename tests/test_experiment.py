@@ -75,3 +75,10 @@ def test_demo_config_is_valid():
     configs = experiment.stage_configs(exp)
     assert configs["train"].model == "smollm2-135m"
     assert [m.adapter is not None for m in configs["eval"].models] == [False, True]
+
+
+def test_a_full_finetuning_experiment_evaluates_the_run_folder_as_the_model(tmp_path, tiny_llama_dir):
+    path = write_experiment(tmp_path, tiny_llama_dir, train={"model": str(tiny_llama_dir), "full_finetune": True})
+    models = experiment.stage_configs(experiment.Experiment.from_yaml(path))["eval"].models
+    assert [(m.spec, m.adapter) for m in models] == [(str(tiny_llama_dir), None),
+                                                     (str(tmp_path / "exp" / "run"), None)]

@@ -7,12 +7,14 @@ from piilab.cli import main
 from piilab.report import by_model, earliest_good_layer, earliest_line, scores_table
 
 
-def make_results(folder: Path, adapter: Path) -> None:
+def make_results(folder: Path, adapter: Path | None, tuned_model: str = "m") -> None:
+    """Results of a vanilla model "m" and a tuned one: "m" + adapter, or a fully tuned model folder."""
     (folder / "outputs").mkdir(parents=True)
     runs = []
-    for model, adapter_dir, f1s in (("m", None, [0.0, 0.1]), ("m", str(adapter), [0.5, 0.9])):
+    tuned = (tuned_model, str(adapter) if adapter else None, [0.5, 0.9])
+    for model, adapter_dir, f1s in (("m", None, [0.0, 0.1]), tuned):
         for layer, f1 in zip((2, 4), f1s):
-            rid = f"{'tuned' if adapter_dir else 'vanilla'}-L{layer}"
+            rid = f"{'vanilla' if (model, adapter_dir) == ('m', None) else 'tuned'}-L{layer}"
             (folder / "outputs" / f"{rid}.jsonl").write_text(json.dumps(
                 {"id": "a", "output": f"out {rid} | pipe", "reference": "Jane (NAME)"}) + "\n")
             runs.append({
@@ -47,6 +49,16 @@ def test_report_draws_charts_and_tables(tmp_path):
     assert "| m + run | 4 |" in md and "0.900 [0.800, 1.000]" in md
     assert "- m + run: layer 4" in md  # 0.5 < 0.9 * 0.9, so only the last layer qualifies
     assert "out tuned-L2 \\| pipe" in md  # example outputs, table-safe
+
+
+def test_a_fully_tuned_models_loss_curve_comes_from_its_own_folder(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train_log.csv").write_text("step,loss,lr,eval_loss\n1,2.0,0.001,\n2,1.0,0.001,\n")
+    results = tmp_path / "eval"
+    make_results(results, None, tuned_model=str(run))
+    assert main(["report", str(results)]) == 0
+    assert len(list((results / "report").glob("loss-*.png"))) == 1
 
 
 def test_earliest_good_layer():

@@ -265,6 +265,83 @@ def test_resume_refuses_a_changed_plan_and_a_fresh_run_refuses_a_used_folder(
     assert fresh.global_step == 2 and fresh.resumed_from_step == 0
 
 
+# ---------------------------------------------------------------- full fine-tuning
+
+
+@pytest.fixture(scope="module")
+def fully_tuned(tmp_path_factory, sharp_model_dir, data_dir):
+    out = tmp_path_factory.mktemp("full") / "run"
+    snapshot = Snapshot()
+    config = tiny_config(sharp_model_dir, data_dir, out, full_finetune=True, lr=3e-3, max_steps=30)
+    summary = train(config, callbacks=[snapshot])
+    return dataclasses.make_dataclass("FullyTuned", ["config", "summary", "snapshot"])(config, summary, snapshot)
+
+
+def test_full_finetuning_trains_the_blocks_around_a_fixed_vocabulary(fully_tuned):
+    before, model = fully_tuned.snapshot.before, fully_tuned.snapshot.model
+    after = model.state_dict()
+    vocabulary = {"model.embed_tokens.weight", "lm_head.weight"}
+    assert vocabulary <= set(before) and not any("lora_" in k for k in before)
+    assert all(torch.equal(before[k], after[k]) for k in vocabulary)
+    blocks = [k for k in before if ".layers." in k and k.endswith("proj.weight")]
+    assert len(blocks) == 4 * 7
+    assert all(not torch.equal(before[k], after[k]) for k in blocks)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert fully_tuned.summary.trainable_parameters == trainable
+    assert trainable == sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel()
+
+
+def test_a_full_run_dir_is_a_model_folder_that_answers_then_stops(fully_tuned, sharp_model_dir):
+    run = Path(fully_tuned.config.out)
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "train_config.json",
+                 "prompt_format.json", "train_log.csv", "train_metrics.json"):
+        assert (run / name).is_file(), name
+    assert not (run / "adapter_config.json").exists()
+    rows = read_log_csv(run / "train_log.csv")
+    assert rows[-1]["loss"] < 0.25 * rows[0]["loss"]
+    tuned, tokenizer = load_model(str(run))  # --model RUN_DIR, no PEFT
+    assert not any("lora" in name for name, _ in tuned.named_parameters())
+    fmt = format_for(tokenizer, run)
+    for pair in (PII, NONE):
+        inputs = tokenizer(fmt.render(tokenizer, pair["prompt"]), return_tensors="pt",
+                           add_special_tokens=fmt.add_special_tokens)
+        n = inputs["input_ids"].shape[1]
+        out = tuned.generate(**inputs, max_new_tokens=40, do_sample=False)[0, n:]
+        assert out[-1].item() == tokenizer.eos_token_id
+        assert tokenizer.decode(out[:-1]) == pair["completion"]
+
+
+def test_later_stages_follow_the_prompt_format_of_a_full_run(fully_tuned, sharp_model_dir):
+    from piilab.models import trained_folder
+
+    run = fully_tuned.config.out
+    assert trained_folder(run) == str(Path(run))
+    assert trained_folder(str(sharp_model_dir), adapter="/some/adapter") == "/some/adapter"
+    assert trained_folder("smollm2-135m") is None
+
+
+def test_a_full_run_resumes_from_its_final_checkpoint_and_refuses_merge_and_qlora(
+        tmp_path, sharp_model_dir, data_dir):
+    from piilab.errors import PiilabError
+    from safetensors.torch import load_file
+
+    config = tiny_config(sharp_model_dir, data_dir, tmp_path / "run", full_finetune=True, lr=3e-3,
+                         max_steps=4, save_steps=2)
+    train(config)
+    run = tmp_path / "run"
+    want = load_file(run / "model.safetensors")
+    (run / "model.safetensors").unlink()  # killed after the last checkpoint, before the save
+    resumed = train(dataclasses.replace(config, resume=True))
+    assert resumed.global_step == 4 and resumed.resumed_from_step == 4
+    got = load_file(run / "model.safetensors")
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    with pytest.raises(PiilabError, match="already a plain model folder"):
+        from piilab.train import merge
+        merge(run, tmp_path / "merged")
+    with pytest.raises(PiilabError, match="cannot be combined with --qlora"):
+        dataclasses.replace(config, qlora=True)
+
+
 # ---------------------------------------------------------------- CLI
 
 
@@ -289,6 +366,21 @@ def test_cli_train_resume_and_merge(tmp_path, sharp_model_dir, data_dir, capsys)
     ids = torch.tensor([[5, 6, 7, 8, 9]])
     with torch.no_grad():
         assert torch.allclose(plain(ids).logits, adapted(ids).logits, atol=1e-4)
+
+
+def test_cli_full_finetune_with_an_early_exit_writes_a_model_that_merge_refuses(
+        tmp_path, sharp_model_dir, data_dir, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--model", str(sharp_model_dir), "--data", str(data_dir), "--out", str(run),
+                 "--max-steps", "2", "--batch-size", "4", "--lr", "1e-3", "--full-finetune",
+                 "--exit-layers", "2"]) == 0
+    assert f"model in {run}" in capsys.readouterr().out
+    saved = json.loads((run / "train_config.json").read_text())["config"]
+    assert saved["full_finetune"] is True and saved["exit_layers"] == [2]
+    assert (run / "model.safetensors").is_file() and not (run / "adapter_config.json").exists()
+    assert "exit_loss_L2" in (run / "train_log.csv").read_text().splitlines()[0]
+    assert main(["merge", str(run), "--out", str(tmp_path / "merged")]) == 2
+    assert "already a plain model folder" in capsys.readouterr().err
 
 
 def test_cli_errors_are_one_line(tmp_path, data_dir, sharp_model_dir, capsys):

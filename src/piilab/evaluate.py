@@ -259,7 +259,7 @@ def decode_model(
         return
     model, tokenizer = models.load_model(model_ut.spec, model_ut.adapter, device=config.device,
                                          dtype=config.dtype)
-    prompt_format = format_for(tokenizer, model_ut.adapter)
+    prompt_format = format_for(tokenizer, models.trained_folder(model_ut.spec, model_ut.adapter))
     decoding = engine.Decoding(**config.decoding)
     label = model_ut.spec + (f" + {Path(model_ut.adapter).name}" if model_ut.adapter else "")
     if model_ut.lens:

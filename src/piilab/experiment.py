@@ -94,7 +94,9 @@ def stage_configs(exp: Experiment) -> dict[str, Any]:
                        out=str(root / "run"))
         configs["train"] = train
         if models is None:
-            models = [ModelUnderTest(train.model), ModelUnderTest(train.model, str(root / "run"))]
+            tuned = (ModelUnderTest(str(root / "run")) if train.full_finetune
+                     else ModelUnderTest(train.model, str(root / "run")))
+            models = [ModelUnderTest(train.model), tuned]
     if not models:
         raise PiilabError("experiment: 'eval.models' is needed when there is no 'train' section")
     configs["eval"] = _build(EvalConfig, "eval", {**exp.eval, "models": models},
@@ -119,7 +121,8 @@ def _stage_complete(stage: str, root: Path) -> bool:
 
     checks = {
         "data": [root / "data" / "card.json", root / "data" / "test.jsonl"],
-        "train": [root / "run" / "adapter_config.json", root / "run" / train_stage.METRICS_FILE],
+        # The metrics are written after the adapter or model, so they mark a finished save.
+        "train": [root / "run" / train_stage.METRICS_FILE],
         "eval": [root / "eval" / "results.json"],
     }
     return all(path.exists() for path in checks.get(stage, [Path("/nonexistent")]))

@@ -180,6 +180,16 @@ def resolve(spec: str, *, _depth: int = 0) -> ResolvedModel:
     )
 
 
+def trained_folder(spec: str, adapter: str | None = None) -> str | None:
+    """The folder training wrote for a model, whose prompt format and data card later stages follow:
+    the adapter, or a local model folder (a merged or fully fine-tuned run); None for a model
+    from elsewhere (embedded, hub), which then gets piilab's defaults."""
+    if adapter:
+        return str(adapter)
+    resolved = resolve(spec)
+    return resolved.adapter or (resolved.path if resolved.kind == "local" else None)
+
+
 def adapter_base(adapter_dir: str | os.PathLike) -> ResolvedModel:
     """The base model an adapter folder was trained on, resolved like any spec."""
     config_path = Path(adapter_dir) / "adapter_config.json"

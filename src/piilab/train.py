@@ -12,7 +12,8 @@ What it guarantees, and why (docs/training.md has the long form):
   from masks, not from the pad id, so EOS stays learned either way).
 - RUN_DIR is itself the PEFT adapter folder, with `base_model_name_or_path` set to the user's
   spec, so `--adapter RUN_DIR` and `--model RUN_DIR` both work; it also holds the tokenizer, the
-  exact config, the prompt format, the log, a loss plot and the final metrics.
+  exact config, the prompt format, the log, a loss plot and the final metrics. With
+  `--full-finetune` it is a plain model folder instead (safetensors), used as `--model RUN_DIR`.
 - Hub tokens are read by huggingface_hub from the environment only; nothing here writes one.
 """
 
@@ -72,6 +73,9 @@ class TrainConfig:
     """'all-linear' (every linear layer but the output head) or comma-separated module names."""
     qlora: bool = False
     """Load the base model in 4-bit NF4 with bitsandbytes (CUDA only) and train LoRA on top."""
+    full_finetune: bool = False
+    """Train every weight but the token embeddings and the output head, with no adapter; RUN_DIR
+    becomes a plain model folder (use it as --model). The LoRA settings are then unused."""
     epochs: float | None = None
     """Passes over the training set (default 1 when --max-steps is not given)."""
     max_steps: int | None = None
@@ -135,6 +139,8 @@ class TrainConfig:
             (self.lora_alpha > 0, "--lora-alpha must be positive"),
             (0 <= self.lora_dropout < 1, "--lora-dropout must be in [0, 1)"),
             (bool(self.target_modules.strip(" ,")), "--target-modules is empty"),
+            (not (self.full_finetune and self.qlora), "--full-finetune trains full-precision weights: "
+             "it cannot be combined with --qlora"),
             (self.epochs is None or self.epochs > 0, "--epochs must be positive"),
             (self.max_steps is None or self.max_steps >= 1, "--max-steps must be at least 1"),
             (self.epochs is None or self.max_steps is None, "give --epochs or --max-steps, not both"),
@@ -409,7 +415,7 @@ def sft_config(config: TrainConfig, run_dir: Path, *, device_type: str, bf16: bo
         hub_token=None,
         dataloader_num_workers=0,  # collation is cheap; workers would copy the process on CPU
         dataloader_pin_memory=device_type == "cuda",
-        ddp_find_unused_parameters=False,  # every LoRA weight is used in every step
+        ddp_find_unused_parameters=False,  # every trainable weight is used in every step
         disable_tqdm=False,
     )
 
@@ -502,6 +508,18 @@ def write_run_files(run_dir: Path, config: TrainConfig, *, runtime: dict[str, An
     })
     fmt.save(run_dir)
     tokenizer.save_pretrained(run_dir)
+
+
+def freeze_vocabulary(model) -> None:
+    """Keep the token embeddings and the output head (often one tied matrix) as they are.
+
+    They hold a fifth of a small model's weights, their gradient is one of the largest products
+    of a step, and every exit layer's logit lens reads through the head: full fine-tuning
+    trains the decoder blocks and norms around a fixed vocabulary instead.
+    """
+    for module in (model.get_input_embeddings(), model.get_output_embeddings()):
+        if module is not None:
+            module.requires_grad_(False)
 
 
 def set_adapter_base(model, spec: str) -> None:
@@ -641,6 +659,8 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
         log.info("early-exit loss at layers %s of %d, weight %g (%s)",
                  ",".join(map(str, config.exit_layers)), arch.num_layers(model),
                  config.exit_loss_weight, config.exit_loss_schedule)
+    if config.full_finetune:
+        freeze_vocabulary(model)
     if config.qlora:
         from peft import prepare_model_for_kbit_training
 
@@ -674,19 +694,23 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
         trainer = PiilabSFTTrainer(
             model=model, args=args, train_dataset=Dataset.from_list(rows),
             eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
-            processing_class=tokenizer, peft_config=lora_config(config),
+            processing_class=tokenizer, peft_config=None if config.full_finetune else lora_config(config),
             callbacks=[run_log, *callbacks], share_prefix=config.share_prefix,
             compact_activations=config.compact_activations, exit_layers=config.exit_layers,
             exit_loss_weight=config.exit_loss_weight, exit_loss_schedule=config.exit_loss_schedule,
         )
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress())
-    set_adapter_base(trainer.model, config.model)
-    save_without_hub_lookup(trainer.model)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     world = trainer.accelerator.num_processes
-    log.info("LoRA r=%d alpha=%d on %s: %d trainable parameters; %d process(es)",
-             config.lora_r, config.lora_alpha, config.target_modules, trainable, world)
+    if config.full_finetune:
+        log.info("full fine-tuning (embeddings and output head frozen): %d trainable parameters; "
+                 "%d process(es)", trainable, world)
+    else:
+        set_adapter_base(trainer.model, config.model)
+        save_without_hub_lookup(trainer.model)
+        log.info("LoRA r=%d alpha=%d on %s: %d trainable parameters; %d process(es)",
+                 config.lora_r, config.lora_alpha, config.target_modules, trainable, world)
     facts = {"device": str(trainer.args.device), "runtime": runtime.reason, "precision": precision,
              "world_size": world, "trainable_parameters": trainable, "pad_token": tokenizer.pad_token,
              "eos_token": tokenizer.eos_token, "records": asdict(stats)}
@@ -694,7 +718,8 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
 
 
 def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> RunSummary:
-    """Fine-tune a LoRA (or QLoRA) adapter on a dataset folder; RUN_DIR becomes the adapter.
+    """Fine-tune a LoRA (or QLoRA) adapter on a dataset folder; RUN_DIR becomes the adapter
+    (with `full_finetune`, the whole model).
 
     `callbacks` are extra transformers TrainerCallbacks (tests use one to kill a run).
     """
@@ -725,7 +750,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> RunSummary:
         else:
             eval_loss = trainer.evaluate()["eval_loss"]
 
-    trainer.save_model(str(run_dir))  # adapter_config.json + adapter_model.safetensors + tokenizer
+    trainer.save_model(str(run_dir))  # the adapter (or, full fine-tuning, the model) + tokenizer
     let_the_heap_keep_blocks_again()
     summary = RunSummary(
         run_dir=str(run_dir), global_step=trainer.state.global_step,
@@ -744,8 +769,8 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> RunSummary:
         plot_loss(rows, run_dir / PLOT_FILE)
         write_json(run_dir / METRICS_FILE, asdict(summary))
     trainer.accelerator.wait_for_everyone()
-    log.info("trained %d steps in %.0f s (%.0f real tokens/s); adapter in %s",
-             summary.global_step, seconds, summary.tokens_per_second, run_dir)
+    log.info("trained %d steps in %.0f s (%.0f real tokens/s); %s in %s", summary.global_step, seconds,
+             summary.tokens_per_second, "model" if config.full_finetune else "adapter", run_dir)
     return summary
 
 
@@ -755,13 +780,21 @@ def _finished(checkpoint: Path) -> bool:
 
 
 def _load_final_checkpoint(trainer, checkpoint: Path) -> None:
-    """The trainer state and adapter weights of a checkpoint, without training."""
-    from peft import set_peft_model_state_dict
+    """The trainer state and trained weights (adapter or whole model) of a checkpoint, without training."""
     from safetensors.torch import load_file
     from transformers import TrainerState
 
     trainer.state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
-    set_peft_model_state_dict(trainer.model, load_file(checkpoint / "adapter_model.safetensors"))
+    adapter = checkpoint / "adapter_model.safetensors"
+    if adapter.exists():
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(trainer.model, load_file(adapter))
+        return
+    # A tied output head is saved once, under the embeddings' name, so it is "missing" here.
+    unexpected = trainer.model.load_state_dict(load_file(checkpoint / "model.safetensors"), strict=False).unexpected_keys
+    if unexpected:
+        raise PiilabError(f"{checkpoint}: weights this model does not have: {', '.join(unexpected[:3])}")
 
 
 def _report_encoding(split: str, stats: EncodeStats, max_length: int) -> None:
@@ -834,6 +867,9 @@ def merge(run_dir: str | os.PathLike, out: str | os.PathLike, *, device: str = "
 
     run_dir, out = Path(run_dir), Path(out)
     if not (run_dir / "adapter_config.json").exists():
+        if (run_dir / "config.json").exists():
+            raise PiilabError(f"{run_dir}: already a plain model folder (a --full-finetune run); "
+                              "use it as --model, there is nothing to merge")
         raise PiilabError(f"{run_dir}: not an adapter folder (no adapter_config.json)")
     if out.exists() and any(out.iterdir()):
         raise PiilabError(f"{out} already holds files; choose another --out")

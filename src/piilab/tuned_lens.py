@@ -498,7 +498,7 @@ def train_lens(config: LensTrainConfig, progress: bool = True) -> dict[str, Any]
                                          dtype=config.dtype,
                                          trust_remote_code=config.trust_remote_code)
     adapter = config.adapter or models.resolve(config.model).adapter
-    fmt = format_for(tokenizer, adapter)
+    fmt = format_for(tokenizer, models.trained_folder(config.model, adapter))
     layers = choose_layers(model, config.layers)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     encoded = {name: encode_all(records, tokenizer, fmt, positions=config.positions,

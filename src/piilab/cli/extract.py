@@ -57,14 +57,13 @@ def run(args) -> int:
 
     from piilab.extract import extract, prompt_settings
     from piilab.formatting import format_for
-    from piilab.models import load_model, resolve
+    from piilab.models import load_model, trained_folder
 
     ids, texts, lines = read_texts(args)
     decoding = decoding_from(args)
     model, tokenizer = load_model(args.model, args.adapter, device=args.device, dtype=args.dtype,
                                   trust_remote_code=args.trust_remote_code)
-    resolved = resolve(args.model)
-    trained_in = args.adapter or resolved.adapter or (resolved.path if resolved.kind == "local" else None)
+    trained_in = trained_folder(args.model, args.adapter)
     settings = prompt_settings(trained_in)
     if args.style:
         settings = replace(settings, style=args.style, source="--style")

@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     lora.add_argument("--lora-dropout", type=float, help=_help("dropout on the LoRA input", "lora_dropout"))
     lora.add_argument("--target-modules", help=_help("'all-linear' or comma-separated module names", "target_modules"))
     lora.add_argument("--qlora", action="store_true", help="4-bit NF4 base model with bitsandbytes (CUDA only)")
+    lora.add_argument("--full-finetune", action="store_true",
+                      help="train every weight but the embeddings and output head instead of LoRA; "
+                           "RUN_DIR becomes a model folder (use it as --model)")
     sched = parser.add_argument_group("schedule")
     length = sched.add_mutually_exclusive_group()
     length.add_argument("--epochs", type=float, help="passes over the training set (default 1)")
@@ -96,12 +99,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args) -> int:
-    summary = train(config_from_args(args))
+    config = config_from_args(args)
+    summary = train(config)
     rate = summary.steady_tokens_per_second or summary.tokens_per_second
     print(f"trained {summary.global_step} steps on {summary.train_records} records "
           f"({summary.skipped_records} skipped) in {summary.train_seconds:.0f} s, "
           f"{rate:.0f} real tokens/s, {summary.precision}")
     loss = "n/a" if summary.train_loss is None else f"{summary.train_loss:.4f}"
     evaluated = "" if summary.eval_loss is None else f", eval loss {summary.eval_loss:.4f}"
-    print(f"train loss {loss}{evaluated}; adapter in {summary.run_dir}")
+    print(f"train loss {loss}{evaluated}; {'model' if config.full_finetune else 'adapter'} in {summary.run_dir}")
     return 0

@@ -1,13 +1,14 @@
 """Benchmark: how early can a tuned SmolLM2-135M answer, and what does that save (issue 7).
 
-    python benchmarks/early_exit.py [--out DIR] [--data DIR --plain-run DIR] [--exit-layers 20]
+    python benchmarks/early_exit.py [--out DIR] [--data DIR | --synthetic 1500] [--plain-run DIR] [--exit-layers 20]
         [--exit-steps 160] [--exit-loss-weight 1] [--exit-full-finetune --exit-lr 4e-4] [--lens DIR]
         [--layers 8,16,20,24,30] [--limit 64]
         [--draft-layer 20] [--draft-tokens 3,5]
 
 One run, side by side, on the demo's data and recipe (synthetic PII, 160 steps, lr 1e-3, r 32):
 
-1. Data: `--data`, else the demo's synthetic set is built into OUT/data.
+1. Data: `--data`, else the demo's synthetic set is built into OUT/data (`--synthetic N`: the
+   same generator and seed, N documents instead of 1,500).
 2. Two LoRA adapters: plain (`--plain-run`, e.g. piilab-demo/run, else trained into OUT/plain)
    and early-exit tuned (`--exit-layers`, trained into OUT/exit; with `--exit-full-finetune`
    every weight but the embeddings and head is trained instead, and OUT/exit is a model folder).
@@ -39,11 +40,11 @@ RECIPE = dict(max_steps=160, lr=1e-3, lora_r=32, lora_alpha=64, batch_size=8, ma
               cpu_memory="fast", seed=0)  # configs/demo.yaml
 
 
-def build_data(out: Path) -> Path:
+def build_data(out: Path, synthetic: int = 1500) -> Path:
     from piilab.dataset import BuildConfig, build_dataset
 
     if not (out / "card.json").exists():
-        build_dataset(BuildConfig(out=str(out), synthetic=1500, test_size=0.1, seed=0))
+        build_dataset(BuildConfig(out=str(out), synthetic=synthetic, test_size=0.1, seed=0))
     return out
 
 
@@ -147,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="early-exit-bench")
     parser.add_argument("--data", help="dataset folder (default: build the demo's into OUT/data)")
+    parser.add_argument("--synthetic", type=int, default=1500,
+                        help="documents of the built dataset (the demo's generator and seed; 1500 is the demo's)")
     parser.add_argument("--plain-run", help="a plain adapter trained on --data with the demo recipe")
     parser.add_argument("--exit-layers", default="20")
     parser.add_argument("--exit-steps", type=int, default=RECIPE["max_steps"],
@@ -174,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     layers = [int(x) for x in args.layers.split(",")]
     exit_layers = [int(x) for x in args.exit_layers.split(",")]
-    data = Path(args.data) if args.data else build_data(out / "data")
+    data = Path(args.data) if args.data else build_data(out / "data", args.synthetic)
     plain = Path(args.plain_run) if args.plain_run else train_adapter(data, out / "plain", [])
     early = train_adapter(data, out / "exit", exit_layers, max_steps=args.exit_steps,
                           exit_loss_weight=args.exit_loss_weight, lr=args.exit_lr,

@@ -291,6 +291,17 @@ def test_full_finetuning_trains_the_blocks_around_a_fixed_vocabulary(fully_tuned
     assert trainable == sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel()
 
 
+def test_full_finetuning_under_gradient_checkpointing_still_trains_every_block(tmp_path, sharp_model_dir, data_dir):
+    # With the embeddings frozen, the first block's input needs no gradient: checkpointing must
+    # not let that cut the blocks off from the loss.
+    snapshot = Snapshot()
+    train(tiny_config(sharp_model_dir, data_dir, tmp_path / "run", full_finetune=True,
+                      gradient_checkpointing=True, max_steps=2, lr=3e-3), callbacks=[snapshot])
+    after = snapshot.model.state_dict()
+    unchanged = {k for k, v in snapshot.before.items() if torch.equal(v, after[k])}
+    assert unchanged == {"model.embed_tokens.weight", "lm_head.weight"}
+
+
 def test_a_full_run_dir_is_a_model_folder_that_answers_then_stops(fully_tuned, sharp_model_dir):
     run = Path(fully_tuned.config.out)
     for name in ("config.json", "model.safetensors", "tokenizer.json", "train_config.json",

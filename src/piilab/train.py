@@ -650,8 +650,11 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
     # Loaded on the CPU in the device's weight dtype; the Trainer moves it to this process's
     # device (cuda:LOCAL_RANK under torchrun/accelerate). QLoRA places it while quantizing.
     load_kwargs = qlora_kwargs(runtime.device.type, bf16) if config.qlora else {"device": "cpu"}
+    # Full fine-tuning updates the weights themselves: float32 keeps small updates from rounding
+    # away (bf16 autocast still does the math); LoRA keeps the base in the device's dtype.
+    dtype = "float32" if config.full_finetune else str(runtime.dtype).removeprefix("torch.")
     model, tokenizer = models.load_model(
-        config.model, dtype=str(runtime.dtype).removeprefix("torch."),
+        config.model, dtype=dtype,
         trust_remote_code=config.trust_remote_code, **load_kwargs,
     )
     if config.exit_layers:

@@ -74,22 +74,13 @@ def evaluate_all(data: Path, plain: Path, lens: Path, early: Path, out: Path, la
 
     config = EvalConfig(
         models=[ModelUnderTest(MODEL, str(plain)), ModelUnderTest(MODEL, str(plain), f"tuned:{lens}"),
-                tuned(early)],
+                ModelUnderTest(str(early))],  # a run folder, adapter or full model, loads as a spec
         data=str(data), out=str(out), layers=layers, limit=limit, bootstrap=200,
         decoding={"max_new_tokens": 64},
     )
     results = evaluate(config)
     build_report(out, n_examples=2)
     return results
-
-
-def tuned(run_dir: Path):
-    """The model under test for a training run: the base plus its adapter, or the run's own model."""
-    from piilab.evaluate import ModelUnderTest
-
-    if (run_dir / "adapter_config.json").exists():
-        return ModelUnderTest(MODEL, str(run_dir))
-    return ModelUnderTest(str(run_dir))
 
 
 def scores_by_model(results: dict) -> dict[str, dict[int, dict]]:
@@ -186,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         data, plain, out / "lens", [layer for layer in layers if layer != max(layers)])
     results = evaluate_all(data, plain, lens, early, out / "eval", layers, args.limit)
 
-    model, tokenizer = load_model(tuned(early).spec, adapter=tuned(early).adapter)
+    model, tokenizer = load_model(str(early))
     fmt = format_for(tokenizer, early)
     records = read_records(data, "test")
     prompts = [fmt.render(tokenizer, r["prompt"]) for r in records]

@@ -227,8 +227,8 @@ def build_report(
     quality = "PII-F1" if "PII-F1" in runs[0]["scores"] else CHART_METRICS[0]
     charts.append(plot_quality_vs_time(groups, quality, out / "quality-vs-time.png"))
     for label, group in groups.items():
-        trained = group[0].get("adapter") or group[0]["model"]  # a full fine-tuning run is the model
-        rows = read_train_log(trained) if Path(trained).is_dir() else []
+        # the adapter's folder, or the model's own when it is a full fine-tuning run
+        rows = read_train_log(group[0].get("adapter") or group[0]["model"])
         if rows:
             charts.append(plot_loss(label, rows, out / f"loss-{slug(label)}.png"))
 

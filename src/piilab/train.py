@@ -795,7 +795,8 @@ def _load_final_checkpoint(trainer, checkpoint: Path) -> None:
         set_peft_model_state_dict(trainer.model, load_file(adapter))
         return
     # A tied output head is saved once, under the embeddings' name, so it is "missing" here.
-    unexpected = trainer.model.load_state_dict(load_file(checkpoint / "model.safetensors"), strict=False).unexpected_keys
+    weights = load_file(checkpoint / "model.safetensors")
+    unexpected = trainer.model.load_state_dict(weights, strict=False).unexpected_keys
     if unexpected:
         raise PiilabError(f"{checkpoint}: weights this model does not have: {', '.join(unexpected[:3])}")
 

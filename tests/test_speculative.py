@@ -64,11 +64,13 @@ def check_counts(out: Speculation, exact: bool = True):
 
 @pytest.mark.parametrize("draft_layer", [1, 2, 3])
 @pytest.mark.parametrize("draft_tokens", [1, 3, 8])
-def test_equals_full_depth_greedy_decoding(model, tokenizer, draft_layer, draft_tokens):
+@pytest.mark.parametrize("precision", ["exact", "bfloat16"])
+def test_equals_full_depth_greedy_decoding(model, tokenizer, draft_layer, draft_tokens, precision):
     decoding = Decoding(max_new_tokens=12)
     expected_ids, expected_texts = full_depth(model, tokenizer, PROMPTS, decoding)
     out = speculate(model, tokenizer, PROMPTS, draft_layer, draft_tokens=draft_tokens,
-                    decoding=decoding)
+                    draft_precision=precision, decoding=decoding)
+    assert out.draft_precision == precision
     assert out.token_ids == expected_ids
     assert out.texts == expected_texts
     assert len({tuple(ids) for ids in out.token_ids}) == len(PROMPTS)  # varied, not degenerate
@@ -160,6 +162,56 @@ def test_every_other_supported_architecture_decodes_exactly(tokenizer, model_typ
         assert out.token_ids == expected
 
 
+# ---------------------------------------------------------------- the draft's head
+
+
+def count_head_calls(model):
+    """A list that grows by one row count each time the model's own output head runs."""
+    calls = []
+    arch.unembedding(model).register_forward_hook(lambda mod, args, out: calls.append(out.shape[0]))
+    return calls
+
+
+@pytest.mark.parametrize("precision,own_head_drafts", [("exact", True), ("bfloat16", False)])
+def test_a_bfloat16_draft_head_drafts_without_the_models_head(model, tokenizer, precision,
+                                                               own_head_drafts):
+    clone = copy.deepcopy(model)
+    head = arch.unembedding(clone)
+    calls = count_head_calls(clone)
+    decoding = Decoding(max_new_tokens=12)
+    out = speculate(clone, tokenizer, PROMPTS, 2, draft_tokens=3, draft_precision=precision,
+                    decoding=decoding)
+    assert out.token_ids == full_depth(model, tokenizer, PROMPTS, decoding)[0]
+    # the model's head runs once per full pass (prefills and verifications), plus once per
+    # drafted token only when the draft uses it
+    calls_per_pass = len(calls) - out.drafted if own_head_drafts else len(calls)
+    assert out.drafted > 0 and calls_per_pass == out.rounds
+    assert arch.unembedding(clone) is head and head.weight.dtype == torch.float32  # put back
+
+
+def test_auto_precision_follows_the_hardware_and_the_head(model, monkeypatch):
+    from piilab import speculative
+
+    monkeypatch.setattr(speculative, "_native_bf16", lambda device: True)
+    assert speculative.draft_head_precision(model) == "bfloat16"
+    assert speculative.draft_head_precision(copy.deepcopy(model).to(torch.bfloat16)) == "exact"
+    monkeypatch.setattr(speculative, "_native_bf16", lambda device: False)
+    assert speculative.draft_head_precision(model) == "exact"
+    assert speculative.draft_head_precision(model, "bfloat16") == "bfloat16"  # asked for: given
+    with pytest.raises(PiilabError, match="unknown draft precision 'fp8'"):
+        speculative.draft_head_precision(model, "fp8")
+
+
+def test_a_wrapped_head_has_no_bfloat16_copy(model, tokenizer):
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=2, target_modules=["lm_head"]))
+    with pytest.raises(PiilabError, match="not a plain linear layer.*use draft precision exact"):
+        speculate(peft_model, tokenizer, PROMPTS[:1], 2, draft_precision="bfloat16")
+    out = speculate(peft_model, tokenizer, PROMPTS[:1], 2, decoding=Decoding(max_new_tokens=4))
+    assert out.draft_precision == "exact"
+
+
 # ---------------------------------------------------------------- acceptance and cache sharing
 
 
@@ -179,7 +231,9 @@ def silence_blocks_above(model, draft_layer):
 def test_every_draft_is_accepted_when_the_draft_is_the_model(model, tokenizer, draft_layer):
     agreeing = silence_blocks_above(model, draft_layer)
     decoding = Decoding(max_new_tokens=13)
-    out = speculate(agreeing, tokenizer, PROMPTS, draft_layer, draft_tokens=4, decoding=decoding)
+    # the model's own head drafts: a bfloat16 copy could break near-ties differently
+    out = speculate(agreeing, tokenizer, PROMPTS, draft_layer, draft_tokens=4,
+                    draft_precision="exact", decoding=decoding)
     assert out.token_ids == full_depth(agreeing, tokenizer, PROMPTS, decoding)[0]
     assert out.drafted > 0 and out.accepted == out.drafted and out.acceptance_rate == 1.0
     check_counts(out)
@@ -282,6 +336,7 @@ def test_cli_speculative_writes_full_depth_rows_and_a_summary(tiny_llama_dir, pr
     (["--speculative", "4"], "layer in 1..3"),
     (["--speculative", "2", "--draft-tokens", "0"], "draft tokens must be at least 1"),
     (["--draft-tokens", "3"], "--draft-tokens needs --speculative"),
+    (["--draft-precision", "exact"], "--draft-precision needs --speculative"),
     (["--speculative", "2", "--batch-size", "4"], "one prompt at a time"),
     (["--speculative", "2", "--sample"], "greedy only"),
 ])

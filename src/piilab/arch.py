@@ -125,6 +125,18 @@ def unembed(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     return logits
 
 
+@contextmanager
+def unembedding_swapped(model: nn.Module, head: nn.Module):
+    """Unembed with `head` instead of the model's output projection, restoring it afterwards."""
+    root = base_model(model)
+    original = root.get_output_embeddings()
+    root.set_output_embeddings(head)
+    try:
+        yield
+    finally:
+        root.set_output_embeddings(original)
+
+
 def logit_lens(model: nn.Module, hidden: torch.Tensor, normalize: bool = True) -> torch.Tensor:
     """The logit lens: unembed(final_norm(h)); `normalize=False` is the original 'raw' variant."""
     return unembed(model, final_norm(model)(hidden) if normalize else hidden)

@@ -52,8 +52,9 @@ def choose_device(requested: str = "auto") -> tuple[torch.device, str]:
 def choose_dtype(device: torch.device, requested: str = "auto") -> tuple[torch.dtype, str]:
     """Weights dtype. auto: bf16 on GPUs that support it; float32 on CPU and MPS.
 
-    On CPU the weights stay float32 even when the CPU has bf16: training and decoding use bf16
-    *autocast* there instead, which keeps the master weights exact.
+    On CPU the weights stay float32 even when the CPU has bf16: training uses bf16 *autocast*
+    there instead, which keeps the master weights exact, and decoding stays float32 (only a
+    self-speculative draft's head is a bf16 copy, since verification checks its choices).
     """
     if requested != "auto":
         if requested not in DTYPES:

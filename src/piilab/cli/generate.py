@@ -47,6 +47,10 @@ def register(subparsers) -> None:
                              "prompt at a time; --lens is the draft's lens)")
     parser.add_argument("--draft-tokens", type=int, metavar="K",
                         help="with --speculative: tokens drafted per round at most (default 4)")
+    parser.add_argument("--draft-precision", choices=["auto", "exact", "bfloat16"],
+                        help="with --speculative: the draft head's precision; auto (default) drafts "
+                             "with a bfloat16 copy of a float32 head where the hardware has native "
+                             "bf16 (changes acceptance only, never the output)")
     add_decoding_args(parser)
     # None until given, so --speculative (one prompt at a time) can refuse an explicit batch size
     parser.set_defaults(func=run, batch_size=None)
@@ -73,8 +77,9 @@ def run(args) -> int:
     from piilab.models import load_model
 
     decoding = decoding_from(args)
-    if args.draft_tokens is not None and args.speculative is None:
-        raise PiilabError("--draft-tokens needs --speculative E")
+    for flag in ("draft_tokens", "draft_precision"):
+        if getattr(args, flag) is not None and args.speculative is None:
+            raise PiilabError(f"--{flag.replace('_', '-')} needs --speculative E")
     if args.batch_size is not None and args.speculative is not None:
         raise PiilabError("--batch-size does not apply to --speculative, which decodes one prompt at a time")
     ids, prompts = read_prompts(args.input) if args.input else ([0], [args.prompt])
@@ -108,5 +113,6 @@ def speculate(args, model, tokenizer, ids: list, prompts: list[str], decoding) -
                           f"give only the last layer, {total}")
     draft_tokens = 4 if args.draft_tokens is None else args.draft_tokens
     result = speculative_generate(model, tokenizer, prompts, args.speculative,
-                                  draft_tokens=draft_tokens, lens=args.lens, decoding=decoding)
+                                  draft_tokens=draft_tokens, lens=args.lens,
+                                  draft_precision=args.draft_precision or "auto", decoding=decoding)
     return [{"id": id_, "layer": total, "output": text} for id_, text in zip(ids, result.texts)]

@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nSelf-speculative decoding, draft layer {e}, {spec['prompts']} prompts one at a time; "
           f"full-depth greedy one at a time: {spec['full_depth_seconds']:.2f} s")
     for r in spec["variants"]:
-        print(f"  k={r['draft_tokens']}, {r['draft_precision']:>8} draft head: {r['seconds']:.2f} s, speed-up {r['speedup']:.2f}x, acceptance {r['acceptance']:.1%}, "
+        print(f"  k={r['draft_tokens']}, {r['draft_precision']:>8} draft head: {r['seconds']:.2f} s, "
+              f"speed-up {r['speedup']:.2f}x, acceptance {r['acceptance']:.1%}, "
               f"{r['tokens_per_round']:.2f} tokens per full pass, identical {r['identical']}/{spec['prompts']}")
     (out / "early_exit.json").write_text(json.dumps(
         {"scores": scores, "speed": {"one at a time": alone, "batches of 8": batched},

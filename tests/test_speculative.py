@@ -192,10 +192,10 @@ def test_a_bfloat16_draft_head_drafts_without_the_models_head(model, tokenizer, 
 def test_auto_precision_follows_the_hardware_and_the_head(model, monkeypatch):
     from piilab import speculative
 
-    monkeypatch.setattr(speculative, "_native_bf16", lambda device: True)
+    monkeypatch.setattr("piilab.runtime.native_bf16", lambda device_type: True)
     assert speculative.draft_head_precision(model) == "bfloat16"
     assert speculative.draft_head_precision(copy.deepcopy(model).to(torch.bfloat16)) == "exact"
-    monkeypatch.setattr(speculative, "_native_bf16", lambda device: False)
+    monkeypatch.setattr("piilab.runtime.native_bf16", lambda device_type: False)
     assert speculative.draft_head_precision(model) == "exact"
     assert speculative.draft_head_precision(model, "bfloat16") == "bfloat16"  # asked for: given
     with pytest.raises(PiilabError, match="unknown draft precision 'fp8'"):

@@ -33,6 +33,13 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def native_bf16(device_type: str) -> bool:
+    """True where bf16 arithmetic runs in hardware: a CUDA GPU with bf16, a CPU with avx512_bf16."""
+    if device_type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device_type == "cpu" and cpu_supports_bf16()
+
+
 def choose_device(requested: str = "auto") -> tuple[torch.device, str]:
     if requested == "auto":
         if torch.cuda.is_available():

@@ -124,17 +124,11 @@ class _CastHead(nn.Module):
         return nn.functional.linear(hidden.to(self.weight.dtype), self.weight, self.bias).to(hidden.dtype)
 
 
-def _native_bf16(device: torch.device) -> bool:
-    from piilab.runtime import cpu_supports_bf16
-
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and cpu_supports_bf16()
-
-
 def draft_head_precision(model: nn.Module, precision: str = "auto") -> str:
     """"exact" or "bfloat16": auto picks bfloat16 for a float32 linear head on hardware with
     native bf16 (where it is about 4x faster), else exact."""
+    from piilab.runtime import native_bf16
+
     if precision not in DRAFT_PRECISIONS:
         raise PiilabError(f"unknown draft precision {precision!r}: use {', '.join(DRAFT_PRECISIONS)}")
     head = arch.unembedding(model)
@@ -143,7 +137,7 @@ def draft_head_precision(model: nn.Module, precision: str = "auto") -> str:
         raise PiilabError(f"the output head is a {type(head).__name__}, not a plain linear layer, so "
                           f"it has no bfloat16 copy: use draft precision exact")
     if precision == "auto":
-        fits = plain and head.weight.dtype == torch.float32 and _native_bf16(head.weight.device)
+        fits = plain and head.weight.dtype == torch.float32 and native_bf16(head.weight.device.type)
         return "bfloat16" if fits else "exact"
     return precision
 

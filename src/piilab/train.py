@@ -314,20 +314,18 @@ def choose_pad_token(tokenizer) -> str | None:
 
 def choose_precision(device_type: str, bf16: str) -> tuple[bool, bool, str]:
     """(bf16 autocast, fp16 autocast, reason) for a device and the --bf16 setting."""
-    import torch
-
-    from piilab.runtime import cpu_supports_bf16
+    from piilab.runtime import native_bf16
 
     if bf16 == "off":
         return False, False, "--bf16 off: float32"
     if device_type == "cuda":
-        if torch.cuda.is_bf16_supported():
+        if native_bf16("cuda"):
             return True, False, f"bf16 autocast ({'--bf16 on' if bf16 == 'on' else 'auto'}: the GPU supports bf16)"
         if bf16 == "on":
             raise PiilabError("--bf16 on: this GPU does not support bf16 (use --bf16 auto for fp16)")
         return False, True, "fp16 autocast (auto: the GPU lacks bf16)"
     if device_type == "cpu":
-        if cpu_supports_bf16():
+        if native_bf16("cpu"):
             return True, False, f"bf16 autocast ({'--bf16 on' if bf16 == 'on' else 'auto'}: the CPU has avx512_bf16/amx_bf16)"
         if bf16 == "on":
             log.warning("--bf16 on: this CPU has no native bf16 (avx512_bf16/amx_bf16); it will be slow")

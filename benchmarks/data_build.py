@@ -5,7 +5,7 @@ GIVENNAME/SURNAME/... spans, mbert tokens) into a temporary file, then converts 
 process per size, so each peak RSS is that size's own. The figures to read:
 - rows per CPU-second of the build (one process, one core), >= 10,000 wanted, and wall rows/s;
 - peak RSS and tracemalloc peak at 20k and 100k rows side by side: flat means the difference is
-  the ~30 bytes per row of hash index (split.py), not the rows themselves;
+  the ~30 bytes per row of hash index (data/split.py), not the rows themselves;
 - two floors measured on the same rows just before: the json module's loads + dumps + write,
   and msgspec's (the library the build reads and writes with). On a shared machine every figure
   moves with load; compare the build with the floors and the calibration line, not across runs.
@@ -78,7 +78,10 @@ def convert(path: str, out: str, tracemalloc_on: bool) -> dict:
         import tracemalloc
 
         tracemalloc.start()
-    from piilab.dataset import BuildConfig, build_dataset  # imported before the clock starts
+    from piilab.data.build import (  # imported before the clock starts
+        BuildConfig,
+        build_dataset,
+    )
 
     start, cpu = time.perf_counter(), time.process_time()
     card = build_dataset(BuildConfig(out=out, sources=[f"ai4privacy:{path}"], test_size=0.1))

@@ -50,7 +50,7 @@ RECIPE = dict(max_steps=160, lr=1e-3, lora_r=32, lora_alpha=64, batch_size=8, ma
 
 
 def build_data(out: Path, synthetic: int = 1500) -> Path:
-    from piilab.dataset import BuildConfig, build_dataset
+    from piilab.data.build import BuildConfig, build_dataset
 
     if not (out / "card.json").exists():
         build_dataset(BuildConfig(out=str(out), synthetic=synthetic, test_size=0.1, seed=0))
@@ -68,7 +68,8 @@ def train_adapter(data: Path, out: Path, exit_layers: list[int], **changes) -> P
 
 
 def train_lens(data: Path, adapter: Path, out: Path, layers: list[int]) -> Path:
-    from piilab.tuned_lens import LensTrainConfig, train_lens as fit
+    from piilab.layers.lens_training import LensTrainConfig
+    from piilab.layers.lens_training import train_lens as fit
 
     if not (out / "lens_config.json").exists():
         fit(LensTrainConfig(model=MODEL, adapter=str(adapter), data=str(data), out=str(out),
@@ -78,8 +79,8 @@ def train_lens(data: Path, adapter: Path, out: Path, layers: list[int]) -> Path:
 
 def evaluate_all(data: Path, plain: Path, lens: Path, early: Path, out: Path, layers: list[int],
                  limit: int) -> dict:
-    from piilab.evaluate import EvalConfig, ModelUnderTest, evaluate
-    from piilab.report import build_report
+    from piilab.eval.report import build_report
+    from piilab.eval.run import EvalConfig, ModelUnderTest, evaluate
 
     config = EvalConfig(
         models=[ModelUnderTest(MODEL, str(plain)), ModelUnderTest(MODEL, str(plain), f"tuned:{lens}"),
@@ -109,7 +110,7 @@ def timed_layers(model, tokenizer, prompts: list[str], layers: list[int], specia
     reads all the weights once whatever rows are left, and the batch runs until its longest
     answer ends, so the time per token then also depends on the mix of answer lengths.
     """
-    from piilab.generate import Decoding, generate
+    from piilab.layers.decode import Decoding, generate
 
     best: dict[int, dict] = {}
     for _ in range(repeats):
@@ -127,9 +128,9 @@ def speculate(model, tokenizer, prompts: list[str], draft_layer: int, draft_toke
               special: bool, precisions: tuple[str, ...] = ("exact", "bfloat16"), repeats: int = 2) -> dict:
     """Self-speculation against full-depth greedy, both one prompt at a time, alternated: per
     draft length k and draft head precision."""
-    from piilab import arch
-    from piilab.generate import Decoding, generate
-    from piilab.speculative import speculative_generate
+    from piilab.layers.decode import Decoding, generate
+    from piilab.layers.speculative import speculative_generate
+    from piilab.models import arch
 
     decoding, last = Decoding(max_new_tokens=64), arch.num_layers(model)
     variants = [(k, precision) for k in draft_tokens for precision in precisions]
@@ -180,9 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     import torch
 
-    from piilab.dataset import read_records
-    from piilab.formatting import format_for
+    from piilab.data.dataset import read_records
     from piilab.models import load_model
+    from piilab.models.prompts import format_for
 
     out = Path(args.out)
     layers = [int(x) for x in args.layers.split(",")]

@@ -12,7 +12,7 @@ prompt style, through the model's chat template):
     per sample and layer (the original also reloaded the model per layer; that is not counted).
 (b) Hugging Face `generate` with its KV cache on the model truncated to L layers, layer by layer,
     in batches of 8 (greedy).
-(c) piilab: `piilab.generate.generate`, all layers at once, batches of 8 (greedy).
+(c) piilab: `piilab.layers.decode.generate`, all layers at once, batches of 8 (greedy).
 
 (b), (c) and a share of the (a) runs alternate batch by batch, so that a load change on a shared
 machine hits all three alike.
@@ -32,10 +32,10 @@ import torch
 
 def pii_prompts(tokenizer, n: int, seed: int = 0) -> list[str]:
     """n synthetic PII passages as instruction prompts, rendered through the chat template."""
-    from piilab.formatting import format_for
-    from piilab.instruct import get_style
-    from piilab.labels import DEFAULT_LABELS
-    from piilab.synth import SynthConfig, synthesize
+    from piilab.data.instruct import get_style
+    from piilab.data.labels import DEFAULT_LABELS
+    from piilab.data.synth import SynthConfig, synthesize
+    from piilab.models.prompts import format_for
 
     fmt, style = format_for(tokenizer), get_style("default")
     return [fmt.render(tokenizer, style.pii(doc.text, DEFAULT_LABELS))
@@ -44,7 +44,7 @@ def pii_prompts(tokenizer, n: int, seed: int = 0) -> list[str]:
 
 def original(model, ids: torch.Tensor, layer: int, new_tokens: int, eos: int) -> list[int]:
     """(a): full forward per token, lm_head(hidden_states[L]) without the final norm, no cache."""
-    from piilab import arch
+    from piilab.models import arch
 
     out = []
     for _ in range(new_tokens):
@@ -59,7 +59,7 @@ def original(model, ids: torch.Tensor, layer: int, new_tokens: int, eos: int) ->
 
 def hf_batch(model, tokenizer, prompts: list[str], layer: int, new_tokens: int) -> list[list[int]]:
     """(b): `generate` with the KV cache on the model cut to `layer` blocks, one batch."""
-    from piilab import arch
+    from piilab.models import arch
 
     tokenizer.padding_side = "left"
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
 
-    from piilab.generate import Decoding, generate
+    from piilab.layers.decode import Decoding, generate
     from piilab.models import load_model
 
     if args.threads:

@@ -106,12 +106,12 @@ def main(args: argparse.Namespace) -> dict[str, float]:
 
     import torch
 
-    from piilab.metrics import BertScore, metrics_info, score
+    from piilab.eval.metrics import BertScore, metrics_info, score
 
     warnings.filterwarnings("ignore")
-    # piilab.metrics logs the time each metric took
+    # piilab.eval.metrics logs the time each metric took
     logging.basicConfig(level=logging.WARNING, format="  %(message)s")
-    logging.getLogger("piilab.metrics").setLevel(logging.INFO)
+    logging.getLogger("piilab.eval.metrics").setLevel(logging.INFO)
     if args.threads:
         torch.set_num_threads(args.threads)
     pairs = make_pairs(args.pairs, args.seed)

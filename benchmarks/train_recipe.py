@@ -29,8 +29,8 @@ from pathlib import Path
 
 def score(model, tokenizer, fmt, records: list[dict], batch_size: int, layers: list[int] | None = None) -> dict:
     """Greedy answers for the records and their micro PII scores, per exit layer."""
-    from piilab.generate import Decoding, generate
-    from piilab.metrics import pii_counts, pii_micro
+    from piilab.eval.metrics import pii_counts, pii_micro
+    from piilab.layers.decode import Decoding, generate
 
     prompts = [fmt.render(tokenizer, r["prompt"]) for r in records]
     texts = generate(model, tokenizer, prompts, layers, decoding=Decoding(max_new_tokens=96),
@@ -45,7 +45,7 @@ def score(model, tokenizer, fmt, records: list[dict], batch_size: int, layers: l
 
 
 def split_test(data: Path, limit: int) -> dict[str, list[dict]]:
-    from piilab.dataset import read_records
+    from piilab.data.dataset import read_records
 
     records = [r for r in read_records(data, "test") if r.get("spans") is not None]
     kinds = {
@@ -127,9 +127,9 @@ def _scores(results: dict) -> dict:
 
 def run_recipe(args, root: Path, data_seed: int, seed: int, vanilla: int) -> dict:
     """Build the data of `data_seed` (once), train with training seed `seed`, score the test split."""
-    from piilab.dataset import BuildConfig, build_dataset
-    from piilab.formatting import format_for
+    from piilab.data.build import BuildConfig, build_dataset
     from piilab.models import load_model
+    from piilab.models.prompts import format_for
     from piilab.train import TrainConfig, train
 
     data, run = root / f"data-seed{data_seed}", root / f"run-data{data_seed}-seed{seed}"

@@ -43,10 +43,10 @@ def peak_rss_mb() -> float:
 
 def make_data(out: Path, n: int, max_length: int, seed: int) -> dict:
     """Synthetic records that fit max_length, exactly n of them, as out/train.jsonl."""
-    from piilab.dataset import BuildConfig, build_dataset, read_records
-    from piilab.formatting import default_format
+    from piilab.data import BuildConfig, build_dataset, read_records
     from piilab.io import write_jsonl
     from piilab.models import load_tokenizer, resolve
+    from piilab.models.prompts import default_format
     from piilab.train import encode_record
 
     raw = out / "raw"
@@ -100,9 +100,9 @@ def run_baseline(data: Path, args) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from piilab.formatting import default_format
     from piilab.io import iter_jsonl
     from piilab.models import resolve
+    from piilab.models.prompts import default_format
 
     path = resolve(MODEL).path
     tokenizer = AutoTokenizer.from_pretrained(path)

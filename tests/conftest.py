@@ -10,7 +10,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
-
 from tiny import save_model_dir, tiny_gpt2, tiny_llama, tiny_tokenizer  # noqa: E402
 
 # Converting an embedded model takes about a minute, so integration tests share the user's

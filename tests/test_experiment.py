@@ -51,12 +51,12 @@ def test_run_does_every_stage_then_skips_what_is_complete(tmp_path, long_context
     assert (root / "experiment.yaml").exists()
     assert len(list((root / "eval" / "report").glob("loss-*.png"))) == 1
 
-    import piilab.dataset
-    import piilab.evaluate
+    import piilab.data.build
+    import piilab.eval.run
     import piilab.train
 
-    for module, name in ((piilab.dataset, "build_dataset"), (piilab.train, "train"),
-                         (piilab.evaluate, "evaluate")):
+    for module, name in ((piilab.data.build, "build_dataset"), (piilab.train, "train"),
+                         (piilab.eval.run, "evaluate")):
         monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail(f"{name} ran again"))
     assert main(["run", str(path)]) == 0  # everything complete: only the report is redrawn
 

@@ -3,14 +3,21 @@
 import json
 
 import pytest
-
-import piilab.generate
-from piilab.cli import main
-from piilab.extract import Extraction, PromptSettings, extract, locate, place, prompt_settings
-from piilab.formatting import PromptFormat
-from piilab.instruct import get_style
-from piilab.labels import DEFAULT_LABELS
 from tiny import save_model_dir, tiny_llama
+
+import piilab.layers.decode
+from piilab.cli import main
+from piilab.data.instruct import get_style
+from piilab.data.labels import DEFAULT_LABELS
+from piilab.extract import (
+    Extraction,
+    PromptSettings,
+    extract,
+    locate,
+    place,
+    prompt_settings,
+)
+from piilab.models.prompts import PromptFormat
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,7 +36,7 @@ def fixed_answer(monkeypatch):
         seen.update(prompts=list(prompts), layers=layers, kwargs=kwargs)
         return {layers[0]: [ANSWER] * len(prompts)}
 
-    monkeypatch.setattr(piilab.generate, "generate", fake_generate)
+    monkeypatch.setattr(piilab.layers.decode, "generate", fake_generate)
     return seen
 
 
@@ -143,6 +150,6 @@ def test_cli_runs_a_real_tiny_model_end_to_end(tokenizer, tmp_path, capsys):
     ([], "give a TEXT or --input FILE"),
 ])
 def test_cli_errors_are_one_line(tiny_llama_dir, capsys, args, match):
-    from test_generate_cli import one_line_error
+    from helpers import one_line_error
 
     one_line_error(capsys, ["extract", "--model", str(tiny_llama_dir), "--device", "cpu", *args], match)

@@ -8,6 +8,7 @@ import torch
 
 from piilab import models
 from piilab.cli import main
+from piilab.models import embedded
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +24,7 @@ def test_second_resolve_does_not_convert_again(monkeypatch):
     first = models.ensure_embedded("smollm2-135m")
     weights = first / "model.safetensors"
     mtime = weights.stat().st_mtime_ns
-    monkeypatch.setattr(models, "convert_gguf", lambda *a: pytest.fail("converted again"))
+    monkeypatch.setattr(embedded, "convert_gguf", lambda *a: pytest.fail("converted again"))
     start = time.perf_counter()
     assert models.resolve("smollm2-135m").path == str(first)
     assert time.perf_counter() - start < 1.0

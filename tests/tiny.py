@@ -81,7 +81,7 @@ def save_model_dir(model, tokenizer, path: Path) -> Path:
     return path
 
 
-# One small config per architecture in piilab.arch.ARCHITECTURES (3 decoder layers each).
+# One small config per architecture in piilab.models.arch.ARCHITECTURES (3 decoder layers each).
 SMALL = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
              num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
 ARCH_CONFIGS = {
@@ -116,7 +116,7 @@ def lora_batch(tokenizer, make=None, **model_kwargs):
     from peft import LoraConfig, get_peft_model
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    from piilab.formatting import default_format
+    from piilab.models.prompts import default_format
     from piilab.train import encode_record
 
     fmt = default_format(tokenizer)

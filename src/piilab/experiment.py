@@ -33,11 +33,11 @@ class Experiment:
     out: str
     """Folder for everything: data/, run/ (the adapter), eval/ (results), eval/report/."""
     data: dict[str, Any]
-    """`piilab data build` settings (piilab.dataset.BuildConfig fields, without `out`)."""
+    """`piilab data build` settings (piilab.data.build.BuildConfig fields, without `out`)."""
     train: dict[str, Any] | None = None
     """`piilab train` settings (piilab.train.TrainConfig fields, without `data`/`out`); None skips."""
     eval: dict[str, Any] = field(default_factory=dict)
-    """`piilab eval` settings (piilab.evaluate.EvalConfig fields, without `data`/`out`).
+    """`piilab eval` settings (piilab.eval.run.EvalConfig fields, without `data`/`out`).
     `models` defaults to the trained model's base (vanilla) and the trained adapter (tuned)."""
     report: dict[str, Any] = field(default_factory=dict)
     """`piilab report` settings (examples, good_fraction)."""
@@ -80,8 +80,8 @@ def _build(cls, section: str, values: dict[str, Any], **fixed: Any):
 
 def stage_configs(exp: Experiment) -> dict[str, Any]:
     """Every stage's config object, built (and so checked) before anything runs."""
-    from piilab.dataset import BuildConfig
-    from piilab.evaluate import EvalConfig, ModelUnderTest
+    from piilab.data.build import BuildConfig
+    from piilab.eval.run import EvalConfig, ModelUnderTest
     from piilab.train import TrainConfig
 
     root = exp.root
@@ -130,9 +130,9 @@ def _stage_complete(stage: str, root: Path) -> bool:
 
 def run_experiment(exp: Experiment) -> Path:
     """Run every stage that is not already complete; returns the report's path."""
-    from piilab.dataset import build_dataset
-    from piilab.evaluate import evaluate
-    from piilab.report import build_report
+    from piilab.data.build import build_dataset
+    from piilab.eval.report import build_report
+    from piilab.eval.run import evaluate
     from piilab.train import train
 
     configs = stage_configs(exp)

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from piilab.answer import parse_answer
+from piilab.data.answer import parse_answer
 from piilab.errors import PiilabError
-from piilab.formatting import PromptFormat, format_for
+from piilab.models.prompts import PromptFormat, format_for
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class PromptSettings:
     """How training phrased PII prompts, so extraction can phrase them the same way."""
 
     style: str = "default"
-    """Prompt style name (piilab.instruct.PROMPT_STYLES)."""
+    """Prompt style name (piilab.data.instruct.PROMPT_STYLES)."""
     labels: tuple[str, ...] | None = None
     """Label set named in the prompt (None: piilab's default seven)."""
     max_chars: int = 2000
@@ -81,8 +81,8 @@ def prompt_settings(model_dir: str | Path | None = None) -> PromptSettings:
 
 def pii_prompt(tokenizer, text: str, settings: PromptSettings, fmt: PromptFormat) -> str:
     """The exact model input for one text: the style's instruction, through the prompt format."""
-    from piilab.instruct import get_style
-    from piilab.labels import DEFAULT_LABELS
+    from piilab.data.instruct import get_style
+    from piilab.data.labels import DEFAULT_LABELS
 
     instruction = get_style(settings.style).pii(text, settings.labels or DEFAULT_LABELS)
     return fmt.render(tokenizer, instruction)
@@ -90,8 +90,8 @@ def pii_prompt(tokenizer, text: str, settings: PromptSettings, fmt: PromptFormat
 
 def text_windows(text: str, settings: PromptSettings) -> list[str]:
     """The text as training would window it (one window when it is short enough)."""
-    from piilab.instruct import windows
-    from piilab.records import Document
+    from piilab.data.instruct import windows
+    from piilab.data.records import Document
 
     return [w.text for w in windows(Document("extract", text), settings.max_chars, settings.overlap)]
 
@@ -181,8 +181,8 @@ def extract(
     progress: bool = True,
 ) -> list[Extraction]:
     """Find the PII in each text, decoding from exit `layer` (default: the last)."""
-    from piilab import arch
-    from piilab.generate import Decoding, generate
+    from piilab.layers.decode import Decoding, generate
+    from piilab.models import arch
 
     settings = settings or PromptSettings()
     fmt = prompt_format or format_for(tokenizer)

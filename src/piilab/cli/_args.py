@@ -25,7 +25,7 @@ def int_list(text: str) -> list[int]:
 
 
 def add_decoding_args(parser: argparse.ArgumentParser, max_new_tokens: int = 64) -> None:
-    """Decoding flags shared by generate, extract and eval (piilab.generate.Decoding)."""
+    """Decoding flags shared by generate, extract and eval (piilab.layers.decode.Decoding)."""
     group = parser.add_argument_group("decoding (greedy unless a sampling flag is given)")
     group.add_argument("--max-new-tokens", type=int, default=max_new_tokens,
                        help=f"new tokens per output at most (default {max_new_tokens})")
@@ -65,6 +65,6 @@ def decoding_from_args(args: argparse.Namespace) -> dict:
 
 def decoding_from(args: argparse.Namespace):
     """The Decoding object the flags ask for."""
-    from piilab.generate import Decoding
+    from piilab.layers.decode import Decoding
 
     return Decoding(**decoding_from_args(args))

@@ -1,4 +1,4 @@
-"""`piilab data build | synth | stats`: the data pipeline (piilab.dataset) on the command line."""
+"""`piilab data build | synth | stats`: the data pipeline (piilab.data.build) on the command line."""
 
 from __future__ import annotations
 
@@ -6,10 +6,16 @@ import argparse
 import json
 import logging
 
-from piilab.dataset import BuildConfig, MixSpec, build_dataset, dataset_stats, write_synthetic
-from piilab.instruct import PROMPT_STYLES
-from piilab.sources import FORMATS, SourceSpec
-from piilab.synth import DEFAULT_LOCALES, GENRES, SynthConfig
+from piilab.data import (
+    BuildConfig,
+    MixSpec,
+    build_dataset,
+    dataset_stats,
+    write_synthetic,
+)
+from piilab.data.instruct import PROMPT_STYLES
+from piilab.data.sources import FORMATS, SourceSpec
+from piilab.data.synth import DEFAULT_LOCALES, GENRES, SynthConfig
 
 log = logging.getLogger(__name__)
 

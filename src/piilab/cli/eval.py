@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from piilab import metrics
-from piilab.cli._args import add_decoding_args, add_runtime_args, decoding_from_args, int_list
-from piilab.evaluate import EvalConfig, ModelUnderTest, evaluate
+from piilab.cli._args import (
+    add_decoding_args,
+    add_runtime_args,
+    decoding_from_args,
+    int_list,
+)
+from piilab.eval import metrics
+from piilab.eval.run import EvalConfig, ModelUnderTest, evaluate
 
 
 class _ModelAction(argparse.Action):

@@ -56,8 +56,8 @@ def run(args) -> int:
     from dataclasses import replace
 
     from piilab.extract import extract, prompt_settings
-    from piilab.formatting import format_for
     from piilab.models import load_model, trained_folder
+    from piilab.models.prompts import format_for
 
     ids, texts, lines = read_texts(args)
     decoding = decoding_from(args)

@@ -7,7 +7,12 @@ import json
 import logging
 import sys
 
-from piilab.cli._args import add_decoding_args, add_runtime_args, decoding_from, int_list
+from piilab.cli._args import (
+    add_decoding_args,
+    add_runtime_args,
+    decoding_from,
+    int_list,
+)
 from piilab.errors import PiilabError
 
 log = logging.getLogger(__name__)
@@ -72,8 +77,8 @@ def read_prompts(path: str) -> tuple[list, list[str]]:
 
 
 def run(args) -> int:
-    from piilab.generate import generate
     from piilab.io import write_jsonl
+    from piilab.layers.decode import generate
     from piilab.models import load_model
 
     decoding = decoding_from(args)
@@ -104,8 +109,8 @@ def run(args) -> int:
 
 def speculate(args, model, tokenizer, ids: list, prompts: list[str], decoding) -> list[dict]:
     """Output rows of full-depth decoding by self-speculation (the summary line is logged)."""
-    from piilab import arch
-    from piilab.speculative import speculative_generate
+    from piilab.layers.speculative import speculative_generate
+    from piilab.models import arch
 
     total = arch.num_layers(model)
     if args.layers and set(args.layers) != {total}:

@@ -1,12 +1,12 @@
-"""`piilab lens train`: a tuned lens for a model (piilab.tuned_lens), used as --lens tuned:DIR."""
+"""`piilab lens train`: a tuned lens for a model (piilab.layers.tuned_lens), used as --lens tuned:DIR."""
 
 from __future__ import annotations
 
 import argparse
 
 from piilab.cli._args import add_runtime_args, int_list
+from piilab.layers.lens_training import POSITIONS, LensTrainConfig, train_lens
 from piilab.models import DEFAULT_MODEL
-from piilab.tuned_lens import POSITIONS, LensTrainConfig, train_lens
 
 _DEFAULTS = LensTrainConfig(model="", data="", out="")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from piilab.report import build_report
+from piilab.eval.report import build_report
 
 
 def register(subparsers) -> None:

@@ -7,7 +7,14 @@ import dataclasses
 from pathlib import Path
 
 from piilab.errors import PiilabError
-from piilab.train import CONFIG_FILE, EXIT_SCHEDULES, SCHEDULERS, TrainConfig, resume_config, train
+from piilab.train import (
+    CONFIG_FILE,
+    EXIT_SCHEDULES,
+    SCHEDULERS,
+    TrainConfig,
+    resume_config,
+    train,
+)
 
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 

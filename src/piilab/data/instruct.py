@@ -1,0 +1,223 @@
+"""Documents -> instruction records (design.md, "Canonical records"): prompt styles and windows.
+
+A prompt style turns a text and a label set into the plain instruction text (no chat template:
+training and generation render it through the model's own template). Styles live in a registry
+by name, so a dataset card and a trained adapter can name the style they used.
+
+Long documents are cut into windows of at most `max_chars` characters (about max_chars / 4
+tokens of English) that overlap by about `overlap` characters. A cut never falls inside an
+entity: a window ends before an entity it would cut, and the next one starts at or before it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from piilab.data.answer import format_answer
+from piilab.data.labels import DEFAULT_LABELS, definition
+from piilab.data.records import Document, Span
+from piilab.errors import PiilabError
+
+# Meta keys a record carries over from its document; everything else stays behind.
+RECORD_META = ("doc_id", "template_id", "genre", "locale", "language", "window", "n_windows",
+               "offset", "hard_negatives")
+
+
+class PromptStyle:
+    """How a PII text, and an instruction row, become the prompt a model is trained on."""
+
+    name = "base"
+
+    def pii(self, text: str, labels: Sequence[str]) -> str:
+        raise NotImplementedError
+
+    def instruction(self, instruction: str, input: str) -> str:
+        raise NotImplementedError
+
+
+@lru_cache(maxsize=64)
+def label_lines(labels: tuple[str, ...]) -> str:
+    """'LABEL: definition' lines, built once per label set (every record repeats them)."""
+    return "\n".join(f"{label}: {definition(label)}" for label in labels)
+
+
+class Default(PromptStyle):
+    """A short instruction listing the label set with one-line definitions, then the text."""
+
+    name = "default"
+
+    def pii(self, text: str, labels: Sequence[str]) -> str:
+        return (
+            "List the personal information (PII) in the text.\n"
+            f"{label_lines(tuple(labels))}\n"
+            "Write each item once, in order, one per line as: value (LABEL). If there is none, write: None\n\n"
+            f"Text:\n{text}"
+        )
+
+    def instruction(self, instruction: str, input: str) -> str:
+        return f"{instruction}\n\n{input}" if input else instruction
+
+
+class Alpaca(PromptStyle):
+    """The original experiment's wording: Stanford Alpaca's Instruction / Input / Response."""
+
+    name = "alpaca"
+    WITH_INPUT = (
+        "Below is an instruction that describes a task, paired with an input that provides further "
+        "context. Write a response that appropriately completes the request.\n\n"
+        "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+    )
+    NO_INPUT = (
+        "Below is an instruction that describes a task. Write a response that appropriately "
+        "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+    )
+
+    def pii(self, text: str, labels: Sequence[str]) -> str:
+        task = (
+            "Identify all personally identifiable information (PII) in the input. "
+            f"Use these labels: {', '.join(labels)}. List each item once, in order of appearance, "
+            "one per line as: value (LABEL). If there is no PII, answer None."
+        )
+        return self.instruction(task, text)
+
+    def instruction(self, instruction: str, input: str) -> str:
+        template = self.WITH_INPUT if input else self.NO_INPUT
+        return template.format(instruction=instruction, input=input)
+
+
+PROMPT_STYLES: dict[str, PromptStyle] = {style.name: style for style in (Default(), Alpaca())}
+
+
+def register_style(style: PromptStyle) -> None:
+    """Add a prompt style to the registry under its name."""
+    PROMPT_STYLES[style.name] = style
+
+
+def get_style(style: str | PromptStyle) -> PromptStyle:
+    """A style by name (or the style itself); an unknown name is a PiilabError."""
+    if isinstance(style, PromptStyle):
+        return style
+    try:
+        return PROMPT_STYLES[style]
+    except KeyError:
+        raise PiilabError(f"unknown prompt style {style!r}; choose from {', '.join(PROMPT_STYLES)}") from None
+
+
+_SPACE_RUN = re.compile(r"\s+")
+
+
+def answer_value(value: str) -> str:
+    """A span value as the answer writes it: one line (an address over two lines gets a space)."""
+    return " ".join(value.split()) if "\n" in value or "\r" in value else value
+
+
+def completion(spans: Sequence[Span]) -> str:
+    """The answer for a text's spans (design.md, "Answer format")."""
+    return format_answer([
+        (s.value if "\n" not in s.value and "\r" not in s.value else answer_value(s.value), s.label) for s in spans
+    ])
+
+
+def _record_meta(doc: Document) -> dict[str, Any]:
+    meta = {"doc_id": doc.id, "window": 0, "n_windows": 1, "offset": 0}
+    source = doc.meta
+    if source:
+        for key in RECORD_META:
+            if key in source:
+                meta[key] = source[key]
+    return meta
+
+
+def build_record(doc: Document, style: str | PromptStyle = "default", labels: Sequence[str] = DEFAULT_LABELS) -> dict:
+    """The instruction record of one labelled document (or window): prompt, completion, spans."""
+    if doc.spans is None:
+        raise PiilabError(f"document {doc.id} is unlabelled: no completion can be written for it")
+    meta = _record_meta(doc)
+    record_id = doc.id if meta["n_windows"] == 1 else f"{meta['doc_id']}#w{meta['window']}"
+    return {
+        "id": record_id,
+        "source": doc.source,
+        "prompt": get_style(style).pii(doc.text, labels),
+        "completion": completion(doc.spans),
+        "text": doc.text,
+        "spans": [{"start": s.start, "end": s.end, "label": s.label, "value": s.value} for s in doc.spans],
+        "meta": meta,  # last, so a split can tag a serialised record cheaply (data/build.py)
+    }
+
+
+def alpaca_record(doc: Document, style: str | PromptStyle = "default") -> dict:
+    """The record of an Alpaca-style row (read by sources.alpaca): its own prompt and answer."""
+    return {
+        "id": doc.id,
+        "source": doc.source,
+        "prompt": get_style(style).instruction(doc.meta["instruction"], doc.text),
+        "completion": doc.meta["output"],
+        "text": doc.text,
+        "spans": None,
+        "meta": {"doc_id": doc.id, "window": 0, "n_windows": 1, "offset": 0},
+    }
+
+
+def _inside(spans: Sequence[Span], at: int) -> Span | None:
+    """The span that position `at` falls strictly inside (a cut there would split it)."""
+    for span in spans:
+        if span.start < at < span.end:
+            return span
+        if span.start >= at:
+            break
+    return None
+
+
+def window_bounds(text: str, spans: Sequence[Span], max_chars: int, overlap: int) -> list[tuple[int, int]]:
+    """(start, end) of each window: at most max_chars long unless one entity is longer.
+
+    Cuts go to whitespace where there is some in the back half of a window, and never inside a
+    span. Consecutive windows overlap by about `overlap` characters.
+    """
+    if max_chars <= 0 or overlap < 0 or overlap >= max_chars:
+        raise PiilabError(f"need 0 <= overlap < max_chars, got max_chars={max_chars} overlap={overlap}")
+    n = len(text)
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    while True:
+        end = min(start + max_chars, n)
+        if end < n:
+            cut = max(text.rfind(c, start + max_chars // 2, end + 1) for c in " \n\t")
+            end = cut if cut > start else end
+            span = _inside(spans, end)
+            if span is not None:
+                # End before the entity; if it began at the window's start, take it whole.
+                end = span.start if span.start > start else span.end
+        bounds.append((start, end))
+        if end >= n:
+            return bounds
+        nxt = max(end - overlap, start + 1)
+        # Start at a word: just after the first whitespace run, but not past `end`.
+        gap = _SPACE_RUN.search(text, nxt, end)
+        nxt = gap.end() if gap else nxt
+        span = _inside(spans, nxt)
+        if span is not None:
+            nxt = span.start if span.start > start else span.end
+        start = max(nxt, start + 1)
+
+
+def windows(doc: Document, max_chars: int = 2000, overlap: int = 200) -> list[Document]:
+    """A document as one or more windows; spans are re-based and each window knows its place."""
+    if len(doc.text) <= max_chars:
+        return [doc]  # one window: the document itself (build_record fills in the window meta)
+    spans = doc.spans or []
+    bounds = window_bounds(doc.text, spans, max_chars, overlap)
+    out = []
+    for i, (start, end) in enumerate(bounds):
+        inner = None
+        if doc.spans is not None:
+            inner = [Span(s.start - start, s.end - start, s.label, s.value)
+                     for s in spans if s.start >= start and s.end <= end]
+        meta = {**doc.meta, "doc_id": doc.id, "window": i, "n_windows": len(bounds), "offset": start}
+        if "hard_negatives" in meta:  # only those this window shows
+            meta["hard_negatives"] = [n for n in meta["hard_negatives"] if n["value"] in doc.text[start:end]]
+        out.append(Document(doc.id, doc.text[start:end], inner, doc.source, meta))
+    return out

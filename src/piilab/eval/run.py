@@ -1,0 +1,398 @@
+"""Models × exit layers × test set → outputs and scores: `piilab eval`.
+
+Outputs are appended to `outputs/<run-id>.jsonl` as each batch finishes, so a killed run
+started again with the same arguments skips what is done and ends with the same results.json.
+Under `torchrun` the samples are sharded across processes, each writing its own part file;
+rank 0 merges the parts in dataset order and scores them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from piilab import __version__
+from piilab.data.dataset import dataset_file, read_records
+from piilab.errors import PiilabError
+from piilab.eval import metrics
+from piilab.io import append_jsonl, iter_jsonl, read_json, write_json, write_jsonl
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+CONFIG_FILE = "eval_config.json"
+
+
+@dataclass(frozen=True)
+class ModelUnderTest:
+    """One model to evaluate: a spec, with an adapter or without, and optionally its own lens."""
+
+    spec: str
+    """Embedded name, local folder or hub id."""
+    adapter: str | None = None
+    """A PEFT adapter folder (a `piilab train` run directory), or None for the vanilla model."""
+    lens: str | None = None
+    """This model's lens (e.g. tuned:LENS_DIR); None uses the eval's `lens`. The same model may
+    be listed twice with two lenses, to compare them in one results.json."""
+
+
+@dataclass
+class EvalConfig:
+    """Everything that decides what `piilab eval` computes (saved as eval_config.json)."""
+
+    models: list[ModelUnderTest]
+    """The models to compare, vanilla and tuned alike."""
+    data: str
+    """A dataset folder (its test.jsonl is used) or a JSONL file of records."""
+    out: str
+    """The results folder."""
+    layers: list[int] | None = None
+    """Exit layers; None means each model's last layer."""
+    lens: str = "norm"
+    """norm (final norm + unembedding), raw (the original variant), or tuned:LENS_DIR."""
+    limit: int | None = None
+    """Evaluate only the first N test records."""
+    metrics: tuple[str, ...] = metrics.METRICS
+    """Which metrics to compute."""
+    bertscore_model: str | None = None
+    """BERTScore encoder name or path (default: the packaged all-MiniLM-L6-v2)."""
+    bleu: str = "sacrebleu"
+    """sacrebleu, or nltk for the original experiment's variant."""
+    bootstrap: int = 0
+    """Bootstrap resamples for 95% intervals (0: none)."""
+    seed: int = 0
+    """Seed for bootstrap resampling."""
+    decoding: dict[str, Any] = field(default_factory=dict)
+    """Decoding settings (piilab.layers.decode.Decoding fields)."""
+    batch_size: int = 8
+    """Prompts decoded together."""
+    device: str = "auto"
+    dtype: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise PiilabError("eval needs at least one --model")
+        self.models = [m if isinstance(m, ModelUnderTest) else ModelUnderTest(**m)
+                       for m in self.models]
+        self.metrics = metrics.check_metrics(self.metrics)
+        metrics.check_bleu_variant(self.bleu)
+        if self.limit is not None and self.limit < 1:
+            raise PiilabError(f"--limit must be at least 1, not {self.limit}")
+        if self.batch_size < 1:
+            raise PiilabError(f"--batch-size must be at least 1, not {self.batch_size}")
+
+    def lens_of(self, model: ModelUnderTest) -> str:
+        """The lens a model decodes through: its own, else the eval's."""
+        return model.lens or self.lens
+
+    def run_id(self, model: ModelUnderTest, layer: int) -> str:
+        """The id (and outputs file name) of one (model, layer) run of this eval."""
+        return run_id(model, layer, self.lens_of(model))
+
+    def identity(self) -> dict[str, Any]:
+        """The settings a resumed run must share with the run that wrote the folder."""
+        return {k: v for k, v in _jsonable(asdict(self)).items() if k not in ("out", "device")}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# ------------------------------------------------------------------ processes
+
+
+@dataclass(frozen=True)
+class Processes:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+def processes() -> Processes:
+    """This process's place under torchrun / accelerate (gloo on CPU), or a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Processes()
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return Processes(dist.get_rank(), dist.get_world_size())
+
+
+# ------------------------------------------------------------------ bookkeeping
+
+
+def run_id(model: ModelUnderTest, layer: int, lens: str) -> str:
+    """A readable, unique file name for one (model, adapter, layer, lens)."""
+    from piilab.eval.report import slug
+
+    digest = hashlib.sha1(f"{model.spec}\0{model.adapter}\0{lens}".encode()).hexdigest()[:6]
+    name = slug(Path(model.spec).name or model.spec)
+    if model.adapter:
+        name += "+" + slug(Path(model.adapter).name)
+    return f"{name}-{slug(lens.split(':')[0])}-{digest}-L{layer}"
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def done_ids(path: Path) -> set[str]:
+    """Sample ids already written to an outputs file (a torn last line is dropped)."""
+    if not path.exists():
+        return set()
+    ids, good = set(), 0
+    with path.open("rb") as handle:
+        for line in handle:
+            if not line.endswith(b"\n"):
+                break  # killed mid-write: the partial line is redone
+            try:
+                ids.add(json.loads(line)["id"])
+            except (ValueError, KeyError):
+                break
+            good += len(line)
+    if good != path.stat().st_size:
+        with path.open("r+b") as handle:
+            handle.truncate(good)
+    return ids
+
+
+def prepare_out_dir(config: EvalConfig, overwrite: bool) -> Path:
+    """Create or reuse the results folder; refuse one written with other arguments."""
+    out = Path(config.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise PiilabError(f"{out}: cannot write results there ({err.strerror})") from None
+    saved_path = out / CONFIG_FILE
+    if saved_path.exists():
+        saved = read_json(saved_path)
+        if saved != config.identity():
+            if not overwrite:
+                changed = sorted(k for k in set(saved) | set(config.identity())
+                                 if saved.get(k) != config.identity().get(k))
+                raise PiilabError(
+                    f"{out} holds results of an eval with other arguments ({', '.join(changed)} "
+                    "differ): pass --overwrite to replace them, or choose another --out"
+                )
+            shutil.rmtree(out / "outputs", ignore_errors=True)
+            (out / "results.json").unlink(missing_ok=True)
+    write_json(saved_path, config.identity())
+    (out / "outputs").mkdir(exist_ok=True)
+    return out
+
+
+def check_layers(config: EvalConfig) -> dict[ModelUnderTest, list[int]]:
+    """Each model's exit layers, checked against its depth before anything runs."""
+    from piilab import models
+
+    plan = {}
+    for model in config.models:
+        resolved = models.resolve(model.adapter or model.spec)
+        depth = models.load_config(resolved).num_hidden_layers
+        layers = config.layers or [depth]
+        bad = [layer for layer in layers if not 1 <= layer <= depth]
+        if bad:
+            raise PiilabError(
+                f"{model.spec}: has layers 1..{depth}, so exit layer(s) "
+                f"{', '.join(map(str, bad))} do not exist"
+            )
+        plan[model] = sorted(set(layers))
+    return plan
+
+
+# ------------------------------------------------------------------ decoding
+
+
+def decode_model(
+    model_ut: ModelUnderTest, layers: list[int], records: list[dict], out: Path,
+    config: EvalConfig, procs: Processes,
+) -> None:
+    """Decode every unfinished (sample, layer) of one model, appending rows as batches finish."""
+    from piilab import models
+    from piilab.layers import decode as engine
+    from piilab.models.prompts import format_for
+
+    files = {layer: out / "outputs" / f"{config.run_id(model_ut, layer)}.jsonl"
+             for layer in layers}
+    parts = {layer: path.with_suffix(f".rank{procs.rank}.jsonl") if procs.world > 1 else path
+             for layer, path in files.items()}
+    done = {layer: done_ids(files[layer]) | done_ids(parts[layer]) for layer in layers}
+    # Group unfinished samples by the layers they still lack, so that after an interruption
+    # nothing already written is decoded again.
+    groups: dict[tuple[int, ...], list[dict]] = {}
+    for record in records[procs.rank::procs.world]:
+        missing = tuple(L for L in layers if record["id"] not in done[L])
+        if missing:
+            groups.setdefault(missing, []).append(record)
+    if not groups:
+        return
+    model, tokenizer = models.load_model(model_ut.spec, model_ut.adapter, device=config.device,
+                                         dtype=config.dtype)
+    prompt_format = format_for(tokenizer, models.trained_folder(model_ut.spec, model_ut.adapter))
+    decoding = engine.Decoding(**config.decoding)
+    label = model_ut.spec + (f" + {Path(model_ut.adapter).name}" if model_ut.adapter else "")
+    if model_ut.lens:
+        label += f" [{model_ut.lens} lens]"
+    bar = tqdm(total=sum(map(len, groups.values())), desc=f"decoding {label}", unit="sample",
+               disable=not procs.main)
+    for wanted, pending in groups.items():
+        for start in range(0, len(pending), config.batch_size):
+            batch = pending[start:start + config.batch_size]
+            prompts = [prompt_format.render(tokenizer, r["prompt"]) for r in batch]
+            result = engine.generate(
+                model, tokenizer, prompts, layers=list(wanted), lens=config.lens_of(model_ut),
+                decoding=decoding, batch_size=config.batch_size,
+                add_special_tokens=prompt_format.add_special_tokens, progress=False,
+                return_details=True,
+            )
+            for layer in wanted:
+                seconds = result.seconds[layer] / len(batch)
+                for record, text in zip(batch, result.texts[layer]):
+                    append_jsonl(parts[layer], {"id": record["id"], "output": text,
+                                                "reference": record["completion"],
+                                                "decode_s": round(seconds, 6)})
+            bar.update(len(batch))
+    bar.close()
+
+
+def finalize_outputs(path: Path, order: dict[str, int]) -> None:
+    """Fold every process's part file into the outputs file and keep it in dataset order."""
+    parts = sorted(path.parent.glob(f"{path.stem}.rank*.jsonl"))
+    rows = list(iter_jsonl(path)) if path.exists() else []
+    for part in parts:
+        rows += list(iter_jsonl(part))
+    ranks = [order[row["id"]] for row in rows]
+    if parts or ranks != sorted(ranks):
+        write_jsonl(path, sorted(rows, key=lambda row: order[row["id"]]))
+    for part in parts:
+        part.unlink()
+
+
+# ------------------------------------------------------------------ scoring
+
+
+def template_subsets(records: list[dict]) -> dict[str, list[dict]]:
+    """Synthetic test records split by whether their template was seen in training."""
+    flags = [(r.get("meta") or {}).get("heldout_template") for r in records]
+    if not any(flag is not None for flag in flags):
+        return {}
+    subsets = {"heldout_templates": [r for r, f in zip(records, flags) if f is True],
+               "seen_templates": [r for r, f in zip(records, flags) if f is False]}
+    return {name: chosen for name, chosen in subsets.items() if chosen}
+
+
+def score_run(
+    model_ut: ModelUnderTest, layer: int, records: list[dict], out: Path, config: EvalConfig,
+    scorer: metrics.BertScore | None,
+) -> dict[str, Any]:
+    """One entry of results.json["runs"], from the finished outputs file."""
+    rid = config.run_id(model_ut, layer)
+    rows = {row["id"]: row for row in iter_jsonl(out / "outputs" / f"{rid}.jsonl")}
+    missing = [r["id"] for r in records if r["id"] not in rows]
+    if missing:
+        raise PiilabError(f"{rid}: {len(missing)} samples have no output (first: {missing[0]})")
+    ordered = [rows[r["id"]] for r in records]
+    scores = metrics.score(
+        [row["output"] for row in ordered], [r["completion"] for r in records],
+        metrics=config.metrics, bleu=config.bleu, bertscorer=scorer,
+        bootstrap=config.bootstrap, seed=config.seed,
+    )
+    decode_s = sum(row.get("decode_s", 0.0) for row in ordered)
+    subsets = {
+        name: metrics.score([rows[r["id"]]["output"] for r in chosen],
+                            [r["completion"] for r in chosen],
+                            metrics=[m for m in config.metrics if m != "bertscore"],
+                            bleu=config.bleu).scores | {"n": len(chosen)}
+        for name, chosen in template_subsets(records).items()
+    }
+    return {
+        "id": rid, "model": model_ut.spec, "adapter": model_ut.adapter, "layer": layer,
+        "lens": config.lens_of(model_ut), "decoding": config.decoding, "n": len(records),
+        "scores": scores.scores, "intervals": scores.intervals, "per_label": scores.per_label,
+        "counts": scores.counts, "subsets": subsets,
+        "timing": {"decode_s": round(decode_s, 4), "per_sample_s": round(decode_s / len(records), 6)},
+        "outputs": f"outputs/{rid}.jsonl",
+        "outputs_sha256": sha256_file(out / "outputs" / f"{rid}.jsonl"),
+    }
+
+
+def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
+    """Run the evaluation (resuming when the folder has part of it) and return results.json."""
+    procs = processes()
+    records = read_records(config.data, "test")[: config.limit]
+    ids = [r["id"] for r in records]
+    if len(set(ids)) != len(ids):
+        raise PiilabError(f"{config.data}: record ids are not unique")
+    plan = check_layers(config)
+    out = prepare_out_dir(config, overwrite) if procs.main else Path(config.out)
+    procs.barrier()
+
+    for model_ut, layers in plan.items():
+        decode_model(model_ut, layers, records, out, config, procs)
+    procs.barrier()
+    if not procs.main:
+        return {}
+
+    order = {rid: i for i, rid in enumerate(ids)}
+    for model_ut, layers in plan.items():
+        for layer in layers:
+            finalize_outputs(out / "outputs" / f"{config.run_id(model_ut, layer)}.jsonl", order)
+
+    previous = read_json(out / "results.json") if (out / "results.json").exists() else {}
+    cached = {run["id"]: run for run in previous.get("runs", [])}
+    scorer = metrics.BertScore(config.bertscore_model) if "bertscore" in config.metrics else None
+    data_path = dataset_file(config.data, "test")
+    results = {
+        "schema_version": SCHEMA_VERSION,
+        "piilab_version": __version__,
+        "created": previous.get("created") or dt.datetime.now(dt.timezone.utc).isoformat(
+            timespec="seconds"),
+        "dataset": {"path": str(data_path), "sha256": sha256_file(data_path), "n": len(records)},
+        "metrics": metrics.metrics_info(config.bleu, scorer),
+        "config": config.identity(),
+        "runs": [],
+    }
+    for model_ut, layers in plan.items():
+        for layer in layers:
+            rid = config.run_id(model_ut, layer)
+            old = cached.get(rid)
+            if old and old.get("outputs_sha256") == sha256_file(out / "outputs" / f"{rid}.jsonl"):
+                run = old  # scored before the interruption: nothing to recompute
+            else:
+                run = score_run(model_ut, layer, records, out, config, scorer)
+            results["runs"].append(run)
+            write_json(out / "results.json", results)  # keep what is scored if killed here
+    log.info("results written to %s", out / "results.json")
+    return results

@@ -1,0 +1,56 @@
+"""`piilab merge`: fold a run's LoRA adapter into its base model, as a plain model folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from piilab.errors import PiilabError
+from piilab.io import write_json
+
+log = logging.getLogger(__name__)
+
+
+
+def merge(run_dir: str | os.PathLike, out: str | os.PathLike, *, device: str = "auto",
+          dtype: str = "auto") -> Path:
+    """Fold a run's LoRA adapter into its base model and save a plain model folder.
+
+    The result (safetensors + tokenizer + prompt_format.json + merge_config.json) loads like any
+    model, with no PEFT. It is written to a temporary folder and renamed into place.
+    """
+    from piilab import models
+    from piilab.models.prompts import FILENAME as FORMAT_FILE
+
+    run_dir, out = Path(run_dir), Path(out)
+    if not (run_dir / "adapter_config.json").exists():
+        if (run_dir / "config.json").exists():
+            raise PiilabError(f"{run_dir}: already a plain model folder (a --full-finetune run); "
+                              "use it as --model, there is nothing to merge")
+        raise PiilabError(f"{run_dir}: not an adapter folder (no adapter_config.json)")
+    if out.exists() and any(out.iterdir()):
+        raise PiilabError(f"{out} already holds files; choose another --out")
+    model, tokenizer = models.load_model(str(run_dir), device=device, dtype=dtype)
+    merged = model.merge_and_unload()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        merged.save_pretrained(scratch, safe_serialization=True)
+        tokenizer.save_pretrained(scratch)
+        if (run_dir / FORMAT_FILE).exists():
+            shutil.copy2(run_dir / FORMAT_FILE, scratch / FORMAT_FILE)
+        write_json(scratch / "merge_config.json", {
+            "adapter": str(run_dir.resolve()),
+            "base": json.loads((run_dir / "adapter_config.json").read_text())["base_model_name_or_path"],
+            "dtype": str(next(merged.parameters()).dtype).removeprefix("torch."),
+        })
+        if out.exists():
+            out.rmdir()
+        os.replace(scratch, out)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    log.info("merged %s into %s", run_dir, out)

@@ -1,0 +1,113 @@
+"""RUN_DIR before and after training: fresh or resumed, the exact config, the data's fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from piilab.errors import PiilabError
+from piilab.io import read_json, write_json
+from piilab.train.config import CHECKPOINTS, CONFIG_FILE, TrainConfig, load_run_config
+
+log = logging.getLogger(__name__)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def data_fingerprint(data: str) -> dict[str, Any]:
+    """Path and sha256 of the training split, recorded so --resume can check it is unchanged."""
+    from piilab.data.dataset import dataset_file
+
+    return {"path": str(Path(data).resolve()), "train_sha256": file_sha256(dataset_file(data, "train"))}
+
+
+def _holds_files(run_dir: Path) -> bool:
+    """Anything in RUN_DIR but an empty checkpoints folder (which the Trainer makes on every rank)."""
+    if not run_dir.is_dir():
+        return False
+    for entry in run_dir.iterdir():
+        if entry.name != CHECKPOINTS or not entry.is_dir() or any(entry.iterdir()):
+            return True
+    return False
+
+
+def check_run_dir(config: TrainConfig) -> Path | None:
+    """Decide, before anything is written, whether this run starts fresh or resumes.
+
+    Returns the checkpoint to resume from (None to start at step 0). A run folder that already
+    holds files needs --resume; --resume checks that the plan has not changed.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    run_dir = Path(config.out)
+    if not config.resume:
+        if _holds_files(run_dir):
+            raise PiilabError(f"{run_dir} already holds files: pass --resume to continue that run, "
+                              "or choose another --out")
+        return None
+    if not (run_dir / CONFIG_FILE).exists():
+        if _holds_files(run_dir):
+            raise PiilabError(f"--resume: {run_dir} holds files but no {CONFIG_FILE}; not a run folder")
+        log.info("--resume: %s holds no run yet; starting one", run_dir)
+        return None
+    saved = load_run_config(run_dir)
+    changed = config.plan_differences(saved)
+    if changed:
+        details = ", ".join(f"{k}={getattr(saved, k)!r}" for k in changed)
+        raise PiilabError(f"--resume must keep the run's plan; these differ from the saved one: {details}")
+    saved_data = read_json(run_dir / CONFIG_FILE).get("data", {})
+    now = data_fingerprint(config.data)
+    if saved_data.get("train_sha256") and saved_data["train_sha256"] != now["train_sha256"]:
+        raise PiilabError(f"--resume: {config.data} is not the training data this run started with")
+    checkpoints = run_dir / CHECKPOINTS
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if last is None:
+        log.warning("--resume: %s has no checkpoint yet; starting from step 0", run_dir)
+        return None
+    return Path(last)
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    from piilab import __version__
+
+    out = {"piilab": __version__, "python": sys.version.split()[0]}
+    for name in ("torch", "transformers", "peft", "trl", "accelerate", "datasets"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def write_run_files(run_dir: Path, config: TrainConfig, *, runtime: dict[str, Any], tokenizer, fmt,
+                    data: dict[str, Any]) -> None:
+    """The exact config, the prompt format and the tokenizer, written before the first step."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / CONFIG_FILE, {
+        "config": asdict(config), "runtime": runtime, "data": data, "versions": _versions(),
+    })
+    fmt.save(run_dir)
+    tokenizer.save_pretrained(run_dir)
+
+
+
+def is_final_checkpoint(checkpoint: Path) -> bool:
+    state = read_json(checkpoint / "trainer_state.json")
+    return state["global_step"] >= state["max_steps"] > 0
+
+
+
+def checkpoint_step(checkpoint: Path | None) -> int:
+    return int(checkpoint.name.rsplit("-", 1)[-1]) if checkpoint else 0

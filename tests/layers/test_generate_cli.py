@@ -1,0 +1,127 @@
+"""`piilab generate` end to end on tiny model folders, and its one-line errors (exit code 2)."""
+
+import json
+
+import pytest
+from helpers import one_line_error, read_jsonl
+from tiny import save_model_dir, tiny_gpt2, tiny_llama
+
+from piilab.cli import main
+from piilab.layers.decode import Decoding, generate
+from piilab.models import load_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture
+def prompts_file(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    rows = [{"id": "a", "prompt": "Jane Doe wrote to"}, {"prompt": "Call +1 555 010 2000 or"},
+            {"id": 7, "prompt": "The student Ana Silva lives at"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_generate_writes_one_row_per_prompt_and_layer(tiny_llama_dir, prompts_file, tmp_path):
+    out = tmp_path / "out.jsonl"
+    code = main(["generate", "--model", str(tiny_llama_dir), "--layers", "4,2", "--input",
+                 str(prompts_file), "--max-new-tokens", "6", "--batch-size", "2", "--device", "cpu",
+                 "--output", str(out)])
+    assert code == 0
+    rows = read_jsonl(out)
+    assert [(r["id"], r["layer"]) for r in rows] == [("a", 2), ("a", 4), (1, 2), (1, 4), (7, 2), (7, 4)]
+    assert set(rows[0]) == {"id", "layer", "output"}
+    # the same texts as the Python API on the same model
+    model, tokenizer = load_model(str(tiny_llama_dir), device="cpu")
+    prompts = [json.loads(line)["prompt"] for line in prompts_file.read_text().splitlines()]
+    texts = generate(model, tokenizer, prompts, [2, 4], decoding=Decoding(max_new_tokens=6),
+                     progress=False)
+    assert [r["output"] for r in rows] == [texts[layer][i] for i in range(3) for layer in (2, 4)]
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically: no temporary file left
+
+
+def test_generate_one_prompt_with_sampling_to_stdout(tiny_gpt2_dir, capsys):
+    args = ["generate", "--model", str(tiny_gpt2_dir), "--layers", "1,3", "--prompt", "Jane Doe",
+            "--max-new-tokens", "5", "--top-k", "5", "--temperature", "0.1", "--eos-weight", "2",
+            "--seed", "4", "--lens", "raw", "--device", "cpu"]
+    assert main(args) == 0
+    first = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["id"], r["layer"]) for r in first] == [(0, 1), (0, 3)]
+    assert main(args) == 0
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == first
+
+
+@pytest.mark.parametrize("layers", ["0", "5", "2,9"])
+def test_layer_out_of_range_is_a_one_line_error(tiny_llama_dir, capsys, layers):
+    one_line_error(capsys, ["generate", "--model", str(tiny_llama_dir), "--layers", layers,
+                            "--prompt", "Jane", "--device", "cpu"], "layers 1..4")
+
+
+def test_empty_prompt_is_a_one_line_error(tiny_llama_dir, capsys, tmp_path):
+    one_line_error(capsys, ["generate", "--model", str(tiny_llama_dir), "--prompt", "",
+                            "--device", "cpu"], "prompt 0 is empty")
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "fine"}\n{"prompt": ""}\n')
+    one_line_error(capsys, ["generate", "--model", str(tiny_llama_dir), "--input", str(path),
+                            "--device", "cpu"], "prompt 1 is empty")
+    path.write_text('{"text": "no prompt field"}\n')
+    one_line_error(capsys, ["generate", "--model", str(tiny_llama_dir), "--input", str(path),
+                            "--device", "cpu"], "row 1 has no string field 'prompt'")
+
+
+def test_prompt_longer_than_the_context_window_is_a_one_line_error(tiny_llama_dir, capsys):
+    one_line_error(capsys, ["generate", "--model", str(tiny_llama_dir), "--prompt", "The" * 300,
+                            "--device", "cpu"], "longer than the context window (300 tokens > 256)")
+
+
+def test_bad_decoding_settings_are_one_line_errors(tiny_llama_dir, capsys):
+    one_line_error(capsys, ["generate", "--model", str(tiny_llama_dir), "--prompt", "Jane",
+                            "--max-new-tokens", "0", "--device", "cpu"], "max_new_tokens")
+    one_line_error(capsys, ["generate", "--model", str(tiny_llama_dir), "--prompt", "Jane",
+                            "--lens", "nope", "--device", "cpu"], "unknown lens 'nope'")
+
+
+@pytest.fixture(scope="module")
+def gpt2_adapter(tmp_path_factory, tokenizer, tiny_gpt2_dir):
+    """A LoRA adapter trained (well, initialised) on the tiny GPT-2."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_gpt2(tokenizer), LoraConfig(r=2, target_modules=["c_attn"]))
+    path = tmp_path_factory.mktemp("gpt2-adapter")
+    model.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def wide_llama_adapter(tmp_path_factory, tokenizer):
+    """A LoRA adapter for a Llama of another width than the tiny Llama's."""
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_llama(tokenizer, hidden_size=48, intermediate_size=64),
+                           LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
+    path = tmp_path_factory.mktemp("wide-adapter")
+    model.save_pretrained(path)
+    return path
+
+
+def test_adapter_for_another_base_model_is_a_one_line_error(tiny_llama_dir, gpt2_adapter,
+                                                             wide_llama_adapter, capsys):
+    for adapter in (gpt2_adapter, wide_llama_adapter):
+        one_line_error(capsys, ["generate", "--model", str(tiny_llama_dir), "--adapter", str(adapter),
+                                "--prompt", "Jane", "--device", "cpu"], "adapter does not fit")
+
+
+def test_generate_with_an_adapter_folder_as_the_model(tmp_path, tokenizer, tiny_llama_dir, capsys):
+    from peft import LoraConfig, get_peft_model
+
+    tuned = get_peft_model(tiny_llama(tokenizer, initializer_range=0.3),
+                           LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
+    tuned.peft_config["default"].base_model_name_or_path = str(
+        save_model_dir(tiny_llama(tokenizer, initializer_range=0.3), tokenizer, tmp_path / "base"))
+    tuned.save_pretrained(tmp_path / "adapter")
+    args = ["generate", "--model", str(tmp_path / "adapter"), "--layers", "2", "--prompt", "Jane Doe",
+            "--max-new-tokens", "6", "--device", "cpu"]
+    assert main(args) == 0
+    with_adapter = capsys.readouterr().out
+    assert main(args[:2] + [str(tmp_path / "base")] + args[3:]) == 0
+    assert capsys.readouterr().out != with_adapter  # the adapter was applied

@@ -51,6 +51,7 @@ CASES = [
     (v.fr_nir_valid, "2 55 08 14 168 025 39", False),
     (v.nl_bsn_valid, "111222333", True),
     (v.nl_bsn_valid, "111222334", False),
+    (v.nl_bsn_valid, "111222332", False),  # weighted sum 67: off by one from the 11-test
     (v.es_dni_valid, "12345678Z", True),
     (v.es_dni_valid, "12345678A", False),
     (v.pl_pesel_valid, "44051401359", True),

@@ -22,8 +22,9 @@ DEFAULT_LOCALES = ("en_US", "en_GB", "en_IN", "en_AU", "en_CA", "en_IE", "de_DE"
 GROUPS = 4
 """Structure groups: frame i of a pool is in group i % GROUPS, and a document uses one group's
 frames only, so holding a template id (genre/group) out holds those frames out of training."""
-NO_PII_SHARE = 0.15
-"""Share of documents built from PII-free frames only (role speakers, no people)."""
+NO_PII_SHARE = 0.25
+"""Share of documents tried with PII-free frames only (role speakers, no people); a genre whose
+structure group has no PII-free frame for a required part falls back to ordinary frames."""
 
 _SLOT = re.compile(r"\{(?:(\w+)\.)?(\w+)\}")
 _CHOICE = re.compile(r"\[([^\[\]]*\|[^\[\]]*)\]")
@@ -55,6 +56,7 @@ class Genre:
     sections: tuple[Section, ...]
     frames: dict[str, tuple[tuple[str, str], ...]]
     speaker_styles: tuple[str, ...] = ("first",)
+    roles: tuple[str, ...] = ("Agent", "Customer")
 
 
 @lru_cache(maxsize=None)
@@ -65,7 +67,8 @@ def load_genre(name: str) -> Genre:
                      for s in raw["sections"])
     frames = {pool: tuple((f"{name}.{pool}.{i}", text) for i, text in enumerate(texts))
               for pool, texts in raw["frames"].items()}
-    return Genre(name, tuple(raw["people"]), sections, frames, tuple(raw.get("speaker_styles", ("first",))))
+    return Genre(name, tuple(raw["people"]), sections, frames, tuple(raw.get("speaker_styles", ("first",))),
+                 tuple(raw.get("roles", ("Agent", "Customer"))))
 
 
 def has_pii(frame: str) -> bool:
@@ -276,10 +279,12 @@ def compose_one(rng: random.Random, genre: Genre, locale: Locale, others: Sequen
     for section in genre.sections:
         choices = _pick(rng, genre.frames[section.pool], group, clean)
         count = rng.randint(*section.count)
+        if not choices and section.count[0] and clean:  # no PII-free frame for a required part
+            return "", [], [], [], set()
         if not choices or not count:
             continue
-        # Lines of one section differ where the pool allows (a form asks for a name once).
-        drawn = [rng.choice(choices) for _ in range(count)] if count > len(choices) else rng.sample(choices, count)
+        # Frames of one section differ (a form asks for a name once; nobody says one line twice).
+        drawn = rng.sample(choices, min(count, len(choices)))
         for i, (fid, text) in enumerate(drawn):
             if i:
                 w.put(section.sep)
@@ -288,7 +293,7 @@ def compose_one(rng: random.Random, genre: Genre, locale: Locale, others: Sequen
                 speakers = list(persons)[:n_people]
                 me = speakers[i % len(speakers)] if rng.random() < 0.8 else rng.choice(speakers)
                 you = rng.choice([s for s in speakers if s != me] or speakers)
-                w.speaker(None if style == "role" else me, style, ("Agent", "Customer")[i % 2])
+                w.speaker(None if style == "role" else me, style, genre.roles[i % len(genre.roles)])
                 w.frame(text, me=me, you=you)
             else:
                 w.frame(text)

@@ -114,6 +114,7 @@ class _Writer:
     negatives: list[dict[str, str]] = field(default_factory=list)
     features: set[str] = field(default_factory=set)
     fixed: dict[str, str] = field(default_factory=dict)
+    clock: int = 0
 
     def put(self, text: str, label: str | None = None, negative: str | None = None) -> None:
         if label:
@@ -172,8 +173,9 @@ class _Writer:
         else:
             self.name(p, what)
 
-    def name(self, p: Person, form: str) -> None:
-        """A name mention; a title of address and a possessive 's stay outside the span."""
+    def name(self, p: Person, form: str, recase: bool = True) -> None:
+        """A name mention; a title of address and a possessive 's stay outside the span.
+        `recase`: a few mentions are written in capitals or lower case, as people type them."""
         rng = self.rng
         if form == "mention":
             form = rng.choice(("name", "first", "first", "titled", "last"))
@@ -187,7 +189,7 @@ class _Writer:
             self.put(rng.choice(vocab("titles")) + " ")
             form = rng.choice(("name", "last"))
         value = {"name": p.full, "first": p.first, "last": p.last, "NAME": p.full.upper(), "lower": p.full.lower()}[form]
-        casing = rng.random()
+        casing = rng.random() if recase else 1.0
         if form == "NAME" or casing < 0.03:
             value = value.upper()
         elif form == "lower" or casing < (0.12 if self.genre in _CASUAL else 0.04):
@@ -238,14 +240,16 @@ class _Writer:
             self.put(role)
         else:
             p = self.persons[key]
-            if style.startswith("time_"):
-                self.put(f"[{self.rng.randint(8, 18):02d}:{self.rng.randint(0, 59):02d}] ")
+            if style.startswith("time_"):  # a clock that moves forward a few minutes a turn
+                self.clock = self.clock + self.rng.randint(0, 3) if self.clock else self.rng.randint(480, 1080)
+                self.put(f"[{self.clock // 60:02d}:{self.clock % 60:02d}] ")
                 style = style[len("time_"):]
             self.features.add("speaker_names")
             if style == "user":
                 self.put(people.value(self.rng, p, "user"), "USERNAME")
             else:
-                self.name(p, {"first": "first", "full": "name", "caps": "NAME"}[style])
+                # a transcript writes one speaker's label the same way each turn
+                self.name(p, {"first": "first", "full": "name", "caps": "NAME"}[style], recase=False)
         self.put(": ")
 
 

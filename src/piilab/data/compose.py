@@ -149,7 +149,8 @@ class _Writer:
         if what in _VALUE_FIELDS:
             self.put(people.value(rng, p, what), _VALUE_FIELDS[what])
             if what in ("card", "iban", "national_id"):
-                self.features.add(what if what != "national_id" else f"national_id:{people.national_id_kind(p)}")
+                kind = people.national_id_kind(p) or "passport"  # a passport number stands in
+                self.features.add(what if what != "national_id" else f"national_id:{kind}")
         elif what in ("city", "company"):
             self.filler(what)
         elif what in ("address", "address_ml"):

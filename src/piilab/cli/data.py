@@ -15,7 +15,9 @@ from piilab.data import (
 )
 from piilab.data.instruct import PROMPT_STYLES
 from piilab.data.sources import FORMATS, SourceSpec
-from piilab.data.synth import DEFAULT_LOCALES, GENRES, SynthConfig
+from piilab.data.build import GENERATORS
+from piilab.data.compose import ComposeConfig
+from piilab.data.synth import SynthConfig
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help=f"a corpus file, glob or directory; FORMAT one of {', '.join(FORMATS)} "
                        "(a bare PATH is detected); repeatable")
     build.add_argument("--synthetic", type=int, default=0, metavar="N", help="add N synthetic documents")
+    build.add_argument("--generator", default="templates", choices=GENERATORS,
+                       help="synthetic generator: templates (default, synth.py) or compose (frames, docs/data.md)")
     build.add_argument("--mix", action="append", default=[], metavar="alpaca:PATH:FRACTION",
                        help="mix Alpaca-style rows in as FRACTION of each split; repeatable")
     build.add_argument("--test-size", type=float, default=0.1, help="share of documents in test (default 0.1)")
@@ -58,8 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth = verbs.add_parser("synth", help="write synthetic PII documents as span JSONL")
     synth.add_argument("-n", "--n", type=int, default=1000, help="number of documents")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--locales", nargs="+", default=list(DEFAULT_LOCALES))
-    synth.add_argument("--genres", nargs="+", default=list(GENRES), choices=GENRES)
+    synth.add_argument("--generator", default="templates", choices=GENERATORS)
+    synth.add_argument("--locales", nargs="+", help="Faker locales (default: the generator's own set)")
+    synth.add_argument("--genres", nargs="+", help="genres (default: all of the generator's)")
     synth.add_argument("--out", required=True, metavar="FILE.jsonl")
     synth.set_defaults(func=run_synth)
 
@@ -74,6 +79,7 @@ def run_build(args: argparse.Namespace) -> int:
         out=args.out,
         sources=[SourceSpec.parse(s) for s in args.source],
         synthetic=args.synthetic,
+        generator=args.generator,
         mix=[MixSpec.parse(m) for m in args.mix],
         test_size=args.test_size,
         heldout_share=args.heldout_share,
@@ -97,7 +103,9 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    n = write_synthetic(SynthConfig(n=args.n, seed=args.seed, locales=args.locales, genres=args.genres), args.out)
+    config_class = ComposeConfig if args.generator == "compose" else SynthConfig
+    chosen = {key: value for key, value in (("locales", args.locales), ("genres", args.genres)) if value}
+    n = write_synthetic(config_class(n=args.n, seed=args.seed, **chosen), args.out)
     log.info("wrote %d synthetic documents to %s", n, args.out)
     return 0
 

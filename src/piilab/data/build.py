@@ -27,6 +27,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from piilab import __version__
+from piilab.data import compose
 from piilab.data.card import SplitStats
 from piilab.data.dataset import SPLITS
 from piilab.data.instruct import alpaca_record, build_record, get_style, windows
@@ -49,8 +50,8 @@ from piilab.data.split import (
     hash64,
     mix_count,
 )
-from piilab.data.synth import DEFAULT_LOCALES, SynthConfig, synthesize
-from piilab.data.synth import SOURCE as SYNTHETIC
+from piilab.data.synth import SOURCE as synth_source
+from piilab.data.synth import SynthConfig, synthesize
 from piilab.errors import PiilabError
 from piilab.io import atomic_write, write_json, write_jsonl
 
@@ -84,6 +85,17 @@ class MixSpec:
     @staticmethod
     def _bad(text: str) -> "MixSpec":
         raise PiilabError(f"--mix expects alpaca:PATH:FRACTION, got {text!r}")
+
+
+GENERATORS = ("templates", "compose")
+
+
+def synthetic_documents(generator: str, n: int, seed: int, locales: list[str] | None) -> tuple[Iterator[Document], str]:
+    """The documents of one synthetic generator and the source name they carry."""
+    if generator == "compose":
+        config = compose.ComposeConfig(n=n, seed=seed, **({"locales": locales} if locales else {}))
+        return compose.compose(config), compose.SOURCE
+    return synthesize(SynthConfig(n=n, seed=seed, **({"locales": locales} if locales else {}))), synth_source
 
 
 @dataclass
@@ -122,8 +134,10 @@ class BuildConfig:
     """Drop exact and near-duplicate texts before splitting."""
     strict: bool = False
     """Treat every skipped or repaired bad record as an error."""
-    synthetic_locales: list[str] = field(default_factory=lambda: list(DEFAULT_LOCALES))
-    """Faker locales for the synthetic documents."""
+    synthetic_locales: list[str] | None = None
+    """Faker locales for the synthetic documents (None: the generator's own default set)."""
+    generator: str = "templates"
+    """Synthetic generator: 'templates' (synth.py, 82 templates) or 'compose' (compose.py, frames)."""
 
     def __post_init__(self) -> None:
         # An experiment YAML gives strings ("kaggle:train.json") or mappings ({path, format}).
@@ -139,6 +153,8 @@ class BuildConfig:
             raise PiilabError("mix fractions must be >= 0 and add up to less than 1")
         if self.split_by not in ("auto", "document", "template") and not self.split_by.startswith("field:"):
             raise PiilabError(f"unknown --split-by {self.split_by!r}; use auto, document, template or field:NAME")
+        if self.generator not in GENERATORS:
+            raise PiilabError(f"unknown --generator {self.generator!r}; use {' or '.join(GENERATORS)}")
         if self.max_chars <= 0 or not 0 <= self.overlap < self.max_chars:
             raise PiilabError("need --max-chars > 0 and 0 <= --overlap < --max-chars")
 
@@ -179,9 +195,10 @@ def _pii_documents(config: BuildConfig, tallies: dict[str, Tally]) -> Iterator[t
     for spec in config.sources:
         yield from read_documents(spec, tallies, config.strict)
     if config.synthetic > 0:
-        tally = tallies.setdefault(SYNTHETIC, Tally(SYNTHETIC, strict=config.strict))
-        tally.files.append(f"(generated: {config.synthetic} documents, seed {config.seed})")
-        for doc in synthesize(SynthConfig(n=config.synthetic, seed=config.seed, locales=config.synthetic_locales)):
+        docs, source = synthetic_documents(config.generator, config.synthetic, config.seed, config.synthetic_locales)
+        tally = tallies.setdefault(source, Tally(source, strict=config.strict))
+        tally.files.append(f"(generated: {config.synthetic} documents by {config.generator}, seed {config.seed})")
+        for doc in docs:
             tally.read += 1
             yield tally, doc
 
@@ -417,8 +434,9 @@ def build_dataset(config: BuildConfig) -> dict[str, Any]:
     return _Builder(config).run()
 
 
-def write_synthetic(config: SynthConfig, out: str | os.PathLike) -> int:
-    """Write synthetic documents as span JSONL (readable with `--source spans:FILE`)."""
+def write_synthetic(config: SynthConfig | compose.ComposeConfig, out: str | os.PathLike) -> int:
+    """Write synthetic documents (templates or composed) as span JSONL (readable with `--source spans:FILE`)."""
+    docs = compose.compose(config) if isinstance(config, compose.ComposeConfig) else synthesize(config)
     rows = ({"id": d.id, "text": d.text, "spans": [s.to_dict() for s in d.spans or ()],
-             "source": d.source, "meta": d.meta} for d in synthesize(config))
+             "source": d.source, "meta": d.meta} for d in docs)
     return write_jsonl(out, rows)

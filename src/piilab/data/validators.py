@@ -1,0 +1,187 @@
+"""Checks for PII values with a fixed shape: e-mail, URL, phone, Luhn card numbers, IBAN (mod 97)
+and national ID numbers with check digits. Pure functions of a string, for the generator's tests
+and for the extract stage to confirm or complete a model's answer later."""
+
+from __future__ import annotations
+
+import re
+
+# The shape real mail systems accept, not all of RFC 5322: a dotted local part, a dotted domain
+# whose last label is letters. Quoted local parts and IP-literal domains are rare in prose.
+_EMAIL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+                    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
+_URL = re.compile(r"(?:https?://)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+                  r"(?::\d{1,5})?(?:[/?#][^\s]*)?")
+_PHONE_CHARS = re.compile(r"\+?[0-9()\-./ ]+(?:\s*(?:x|ext\.?)\s*\d{1,5})?")
+
+# IBAN length by country (ISO 13616 registry, the countries a European or American text names most).
+IBAN_LENGTHS = {
+    "AT": 20, "BE": 16, "BG": 22, "BR": 29, "CH": 21, "CY": 28, "CZ": 24, "DE": 22, "DK": 18,
+    "EE": 20, "ES": 24, "FI": 18, "FR": 27, "GB": 22, "GR": 27, "HR": 21, "HU": 28, "IE": 22,
+    "IS": 26, "IT": 27, "LT": 20, "LU": 20, "LV": 21, "MT": 31, "NL": 18, "NO": 15, "PL": 28,
+    "PT": 25, "RO": 24, "SE": 24, "SI": 19, "SK": 24, "TR": 26,
+}
+
+
+def is_email(value: str) -> bool:
+    """An address of the usual shape: local part, one '@', a domain ending in a letters-only label."""
+    return len(value) <= 254 and _EMAIL.fullmatch(value) is not None
+
+
+def is_url(value: str) -> bool:
+    """An http(s) URL with a host name (a dotted domain ending in a letters-only label)."""
+    return _URL.fullmatch(value) is not None
+
+
+def is_phone(value: str) -> bool:
+    """Phone-number characters only (digits, + ( ) - . / space, an extension) and 7-15 digits."""
+    if _PHONE_CHARS.fullmatch(value.strip()) is None or value.count("+") > 1:
+        return False
+    main = re.split(r"\s*(?:x|ext\.?)\s*", value)[0]
+    return 7 <= sum(c.isdigit() for c in main) <= 15 and (not main.count("+") or main.strip().startswith("+"))
+
+
+def digits(value: str) -> str:
+    """The digits of a value, separators dropped ('4111 1111-1111' -> '411111111111')."""
+    return "".join(c for c in value if c.isdigit())
+
+
+def luhn_check_digit(payload: str) -> int:
+    """The digit that, appended to `payload`, makes the Luhn sum a multiple of 10."""
+    total = 0
+    for i, char in enumerate(reversed(payload)):
+        d = int(char)
+        if i % 2 == 0:  # doubled: these sit at odd places once the check digit is appended
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return (10 - total % 10) % 10
+
+
+def luhn_valid(value: str, lengths: range = range(12, 20)) -> bool:
+    """A card-like number (spaces or hyphens allowed) whose Luhn checksum holds."""
+    if re.fullmatch(r"[0-9 \-]+", value) is None:
+        return False
+    number = digits(value)
+    return len(number) in lengths and luhn_check_digit(number[:-1]) == int(number[-1])
+
+
+def iban_check_digits(country: str, bban: str) -> str:
+    """The two check digits of an IBAN with this country code and account part (ISO 7064 mod 97-10)."""
+    rearranged = bban + country + "00"
+    number = int("".join(str(int(c, 36)) for c in rearranged.upper()))
+    return f"{98 - number % 97:02d}"
+
+
+def iban_valid(value: str) -> bool:
+    """An IBAN (spaces allowed) with a known country, that country's length, and mod 97 == 1."""
+    iban = value.replace(" ", "").upper()
+    if re.fullmatch(r"[A-Z]{2}[0-9]{2}[A-Z0-9]+", iban) is None or len(iban) != IBAN_LENGTHS.get(iban[:2]):
+        return False
+    return int("".join(str(int(c, 36)) for c in iban[4:] + iban[:4])) % 97 == 1
+
+
+def us_ssn_valid(value: str) -> bool:
+    """AAA-GG-SSSS with an area other than 000, 666 and 9xx, a group other than 00, a serial other than 0000."""
+    match = re.fullmatch(r"(\d{3})[- ]?(\d{2})[- ]?(\d{4})", value)
+    if match is None:
+        return False
+    area, group, serial = match.groups()
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def uk_nino_valid(value: str) -> bool:
+    """A UK National Insurance number: two allowed letters, six digits, a suffix A-D (spaces allowed)."""
+    nino = value.replace(" ", "").upper()
+    match = re.fullmatch(r"([A-CEGHJ-PR-TW-Z])([A-CEGHJ-NPR-TW-Z])\d{6}[A-D]", nino)
+    return match is not None and nino[:2] not in ("BG", "GB", "NK", "KN", "TN", "NT", "ZZ")
+
+
+def steuer_id_check_digit(payload: str) -> int:
+    """The 11th digit of a German tax ID (ISO 7064 MOD 11,10 over the first ten)."""
+    product = 10
+    for char in payload:
+        total = (int(char) + product) % 10 or 10
+        product = total * 2 % 11
+    return (11 - product) % 10
+
+
+def de_steuer_id_valid(value: str) -> bool:
+    """A German Steuer-ID: 11 digits, no leading 0, in the first ten one digit twice or three
+    times and the others at most once, and the MOD 11,10 check digit."""
+    number = value.replace(" ", "")
+    if re.fullmatch(r"[1-9]\d{10}", number) is None:
+        return False
+    counts = sorted((number[:10].count(d) for d in set(number[:10])), reverse=True)
+    return counts[0] in (2, 3) and all(c == 1 for c in counts[1:]) \
+        and steuer_id_check_digit(number[:10]) == int(number[10])
+
+
+def fr_nir_valid(value: str) -> bool:
+    """A French social security number (NIR): sex, year, month, place, order, and key = 97 - n % 97."""
+    number = value.replace(" ", "")
+    match = re.fullmatch(r"([12])(\d{2})(0[1-9]|1[0-2])(\d{8})(\d{2})", number)
+    return match is not None and 97 - int(number[:13]) % 97 == int(number[13:])
+
+
+def nl_bsn_valid(value: str) -> bool:
+    """A Dutch citizen service number (BSN): 9 digits passing the 11-test (weights 9..2, then -1)."""
+    number = value.replace(".", "").replace(" ", "")
+    if re.fullmatch(r"\d{9}", number) is None or number == "000000000":
+        return False
+    total = sum(int(d) * w for d, w in zip(number, range(9, 1, -1))) - int(number[8])
+    return total % 11 == 0
+
+
+_DNI_LETTERS = "TRWAGMYFPDXBNJZSQVHLCKE"
+
+
+def es_dni_letter(number: int) -> str:
+    """The control letter of a Spanish DNI number."""
+    return _DNI_LETTERS[number % 23]
+
+
+def es_dni_valid(value: str) -> bool:
+    """A Spanish DNI: 8 digits and the control letter (number mod 23)."""
+    match = re.fullmatch(r"(\d{8})-?([A-Z])", value.upper())
+    return match is not None and es_dni_letter(int(match[1])) == match[2]
+
+
+def pl_pesel_check_digit(payload: str) -> int:
+    """The last digit of a Polish PESEL (weights 1 3 7 9 repeating over the first ten)."""
+    return (10 - sum(int(d) * w for d, w in zip(payload, (1, 3, 7, 9) * 3)) % 10) % 10
+
+
+def pl_pesel_valid(value: str) -> bool:
+    """A Polish PESEL: 11 digits with its weighted check digit."""
+    return re.fullmatch(r"\d{11}", value) is not None and pl_pesel_check_digit(value[:10]) == int(value[10])
+
+
+def se_personnummer_valid(value: str) -> bool:
+    """A Swedish personal number YYMMDD-NNNC (or with a century, or '+'): Luhn over the last ten digits."""
+    match = re.fullmatch(r"(?:\d{2})?(\d{6})[-+]?(\d{4})", value)
+    return match is not None and luhn_check_digit((match[1] + match[2])[:-1]) == int(match[2][-1])
+
+
+def br_cpf_check_digits(payload: str) -> str:
+    """The two check digits of a Brazilian CPF over its first nine digits."""
+    out = payload
+    for start in (10, 11):
+        total = sum(int(d) * w for d, w in zip(out, range(start, 1, -1)))
+        out += str(total * 10 % 11 % 10)
+    return out[9:]
+
+
+def br_cpf_valid(value: str) -> bool:
+    """A Brazilian CPF (000.000.000-00 or 11 digits) with both check digits, not all one digit."""
+    if re.fullmatch(r"\d{3}\.?\d{3}\.?\d{3}-?\d{2}", value) is None:
+        return False
+    number = digits(value)
+    return len(set(number)) > 1 and br_cpf_check_digits(number[:9]) == number[9:]
+
+
+# National ID kind -> its validator (the kinds `piilab.data.ids` generates).
+NATIONAL_ID_VALIDATORS = {
+    "us_ssn": us_ssn_valid, "uk_nino": uk_nino_valid, "de_steuer_id": de_steuer_id_valid,
+    "fr_nir": fr_nir_valid, "nl_bsn": nl_bsn_valid, "es_dni": es_dni_valid,
+    "pl_pesel": pl_pesel_valid, "se_personnummer": se_personnummer_valid, "br_cpf": br_cpf_valid,
+}

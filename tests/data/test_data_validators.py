@@ -1,0 +1,93 @@
+"""Fixed-shape validators against published valid numbers and near misses, and the ID
+generators against the validators: every generated number passes its check."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from piilab.data import ids
+from piilab.data import validators as v
+
+# (validator, value, expected). The valid values are the published examples of each scheme
+# (Wikipedia, issuing authorities' documentation); the invalid ones change one character.
+CASES = [
+    (v.is_email, "oluwaseun.ah@posteo.de", True),
+    (v.is_email, "kev.o-brien+news@mail.example.co.uk", True),
+    (v.is_email, "no-at-sign.example.com", False),
+    (v.is_email, "two@@example.com", False),
+    (v.is_email, "trailing.dot.@example", False),
+    (v.is_url, "https://github.com/kobrien-dev", True),
+    (v.is_url, "http://www.example.org:8080/path?q=1#top", True),
+    (v.is_url, "github.com/kobrien-dev", False),
+    (v.is_url, "https://no spaces.com", False),
+    (v.is_phone, "+49 30 9018 2245", True),
+    (v.is_phone, "(555) 010-4477 ext. 12", True),
+    (v.is_phone, "020 7946 0018", True),
+    (v.is_phone, "12345", False),
+    (v.is_phone, "call me maybe", False),
+    (v.is_phone, "49+ 30 9018 2245", False),
+    (v.luhn_valid, "4539 1488 0343 6467", True),
+    (v.luhn_valid, "3714-496353-98431", True),
+    (v.luhn_valid, "4539 1488 0343 6468", False),
+    (v.luhn_valid, "4539 1488 0343 646A", False),
+    (v.iban_valid, "GB82 WEST 1234 5698 7654 32", True),
+    (v.iban_valid, "DE89370400440532013000", True),
+    (v.iban_valid, "NL91ABNA0417164300", True),
+    (v.iban_valid, "GB82 WEST 1234 5698 7654 33", False),
+    (v.iban_valid, "DE8937040044053201300", False),  # one digit short for DE
+    (v.iban_valid, "XX89370400440532013000", False),
+    (v.us_ssn_valid, "078-05-1120", True),
+    (v.us_ssn_valid, "666-05-1120", False),
+    (v.us_ssn_valid, "078-00-1120", False),
+    (v.uk_nino_valid, "QQ 12 34 56 C", False),  # QQ is a documentation prefix, never issued
+    (v.uk_nino_valid, "AB 12 34 56 C", True),
+    (v.uk_nino_valid, "GB123456A", False),
+    (v.de_steuer_id_valid, "86095742719", True),
+    (v.de_steuer_id_valid, "86095742718", False),
+    (v.de_steuer_id_valid, "12345678903", False),  # ten different digits: no digit repeated
+    (v.fr_nir_valid, "2 55 08 14 168 025 38", True),
+    (v.fr_nir_valid, "2 55 08 14 168 025 39", False),
+    (v.nl_bsn_valid, "111222333", True),
+    (v.nl_bsn_valid, "111222334", False),
+    (v.nl_bsn_valid, "111222332", False),  # weighted sum 67: off by one from the 11-test
+    (v.es_dni_valid, "12345678Z", True),
+    (v.es_dni_valid, "12345678A", False),
+    (v.pl_pesel_valid, "44051401359", True),
+    (v.pl_pesel_valid, "44051401358", False),
+    (v.se_personnummer_valid, "811218-9876", True),
+    (v.se_personnummer_valid, "811218-9875", False),
+    (v.br_cpf_valid, "529.982.247-25", True),
+    (v.br_cpf_valid, "529.982.247-26", False),
+    (v.br_cpf_valid, "111.111.111-11", False),
+]
+
+
+@pytest.mark.parametrize(("check", "value", "expected"), CASES,
+                         ids=[f"{c.__name__}:{value}" for c, value, _ in CASES])
+def test_validators_accept_published_numbers_and_reject_near_misses(check, value, expected):
+    assert check(value) is expected
+
+
+@pytest.mark.parametrize("kind", sorted(ids.NATIONAL_IDS))
+def test_every_generated_national_id_passes_its_check(kind):
+    rng = random.Random(kind)
+    values = [ids.NATIONAL_IDS[kind](rng) for _ in range(300)]
+    assert all(v.NATIONAL_ID_VALIDATORS[kind](value) for value in values)
+    assert len(set(values)) > 250  # varied, not one number repeated
+
+
+def test_generated_cards_and_ibans_pass_their_checksums_and_a_changed_digit_fails():
+    rng = random.Random(0)
+    cards = [ids.card_number(rng) for _ in range(300)]
+    assert all(v.luhn_valid(card) for card in cards)
+    assert {len(v.digits(card)) for card in cards} == {15, 16}
+    countries = ["DE", "GB", "FR", "NL", "IT", "ES", "PL", "SE", "BR", "CH", "TR"]
+    ibans = [ids.iban(rng, c) for c in countries for _ in range(30)]
+    assert all(v.iban_valid(iban) for iban in ibans)
+    # one digit changed breaks the check (Luhn and mod 97 catch every single-digit error)
+    flipped = [card[:-1] + str((int(card[-1]) + 1) % 10) for card in cards]
+    assert not any(v.luhn_valid(card) for card in flipped)
+    flipped_ibans = [iban[:2] + str((int(iban[2]) + 1) % 10) + iban[3:] for iban in ibans]
+    assert not any(v.iban_valid(iban) for iban in flipped_ibans)

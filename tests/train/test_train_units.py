@@ -12,7 +12,7 @@ from piilab.errors import PiilabError
 from piilab.models.prompts import PromptFormat, default_format
 from piilab.train import IGNORE_INDEX, TrainConfig, encode_record, encode_records
 from piilab.train.encode import choose_pad_token
-from piilab.train.prepare import choose_precision, qlora_kwargs
+from piilab.train.prepare import choose_precision, qlora_kwargs, speed_settings
 from piilab.train.trainer import (
     log_rows,
     read_log_csv,
@@ -143,6 +143,15 @@ def test_precision_follows_the_hardware_and_the_flag(monkeypatch):
     assert choose_precision("mps", "auto")[:2] == (False, False)
     with pytest.raises(PiilabError):
         choose_precision("mps", "on")
+
+
+def test_prefix_sharing_and_compact_activations_are_cpu_defaults_and_flags_override():
+    assert speed_settings("cpu", None, None)[:2] == (True, True)
+    share, compact, reason = speed_settings("cuda", None, None)
+    assert (share, compact) == (False, False) and "auto on cuda" in reason and "given" not in reason
+    share, compact, reason = speed_settings("cuda", True, None)
+    assert (share, compact) == (True, False) and "given: --share-prefix" in reason
+    assert speed_settings("cpu", False, False)[:2] == (False, False)
 
 
 def test_qlora_on_cpu_is_a_one_line_error_naming_cuda():

@@ -52,7 +52,7 @@ def settings(smoke: bool) -> dict:
     if smoke:
         return dict(records=120, lora_steps=4, lora_batch=4, qlora_steps=3, qlora_batch=2, prompts=8,
                     batches=(2, 8), repeats=3, new_tokens=6, layers=(2, 4, 6, 8), eval_records=8)
-    return dict(records=3000, lora_steps=60, lora_batch=16, qlora_steps=8, qlora_batch=8, prompts=64,
+    return dict(records=3000, lora_steps=40, lora_batch=16, qlora_steps=8, qlora_batch=8, prompts=64,
                 batches=(8, 64), repeats=3, new_tokens=35, layers=(8, 16, 24, 30), eval_records=128)
 
 

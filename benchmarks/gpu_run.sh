@@ -4,8 +4,9 @@
 # dill, multiprocess, transformers, tokenizers, bitsandbytes, peft, msgspec, ...: see
 # ../shared/gpu.md) and optionally SmolLM2's tokenizer files in .dev/smollm2-tokenizer/ (else
 # gpu.py trains a small tokenizer; the models keep SmolLM2's vocabulary size either way).
-# Each part has its own timeout; logs, gpu.json and the table land in $OUT (default ./gpu-out).
-OUT=${OUT:-$PWD/gpu-out}; mkdir -p "$OUT"; S=$(date +%s)
+# Usage: bash benchmarks/gpu_run.sh [PARTS] (default decode,train,eval,qlora). Each part has its
+# own timeout; logs, gpu.json and the table land in $OUT (default ./gpu-out).
+OUT=${OUT:-$PWD/gpu-out}; mkdir -p "$OUT"; S=$(date +%s); set -- "${1:-decode,train,eval,qlora}"
 el() { echo "=== [$(( $(date +%s) - S ))s] $*"; }
 el env; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -16,9 +17,9 @@ python3 -c "import torch,transformers,peft,trl,bitsandbytes;print('torch',torch.
 TOK=(); [ -f .dev/smollm2-tokenizer/tokenizer.json ] && TOK=(--tokenizer .dev/smollm2-tokenizer)
 W=/tmp/piilab-gpu  # models and data (the 8B shape is 15 GB); gpu.json is copied to $OUT
 part() { el "$1"; timeout "$2" python3 benchmarks/gpu.py --out $W --parts "$1" "${TOK[@]}" > "$OUT/$1.log" 2>&1; echo "rc $?"; grep -E "^(piilab|trl|decode|eval)" "$OUT/$1.log" | cut -c1-400; cp $W/gpu.json "$OUT/" 2>/dev/null; }
-part decode 170
-part train 150
-part eval 60
-part qlora 230
+# Seconds per part; a device command may run 600 s, so run it as two commands if need be:
+#   bash benchmarks/gpu_run.sh decode,train,eval   then   bash benchmarks/gpu_run.sh qlora
+declare -A LIMIT=([decode]=200 [train]=150 [eval]=60 [qlora]=300)
+for p in ${1//,/ }; do part "$p" "${LIMIT[$p]:-120}"; done
 el table; python3 benchmarks/gpu.py --table $W | tee "$OUT/table.md"
 el done

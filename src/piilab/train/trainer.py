@@ -436,14 +436,15 @@ class RunLogCallback(TrainerCallback):
 
     Rewriting (not appending) means a resumed run's log holds each step once: the history comes
     back from the checkpoint, so steps logged after it by the killed run are dropped. The file
-    grows with the run and piilab logs every step, so a rewrite is skipped when less than
-    `OVERHEAD` times the last rewrite's duration has passed since it: the log never takes more
-    than about 1% of the run (a few rows take well under a millisecond, so short runs and CPU
-    steps still get every row written at once).
+    grows with the run and piilab logs every step, so past `ALWAYS` log entries (a rewrite then
+    takes milliseconds) the next is skipped until `OVERHEAD` times the last one's duration has
+    passed: the log then takes about 1% of the run. Shorter logs are written at every log, so a
+    killed run's file holds every step it logged.
     Also times the steps, for a steady tokens/s that leaves out the first (warm-up) step.
     """
 
     OVERHEAD = 100
+    ALWAYS = 500
 
     def __init__(self, path: Path):
         self.path = path
@@ -455,7 +456,7 @@ class RunLogCallback(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         ended, took = self._last_write
-        if time.perf_counter() - ended >= self.OVERHEAD * took:
+        if len(state.log_history) <= self.ALWAYS or time.perf_counter() - ended >= self.OVERHEAD * took:
             self.write(state)
 
     def on_save(self, args, state, control, **kwargs):

@@ -444,3 +444,32 @@ def test_qlora_trains_a_lora_on_a_4bit_base(tmp_path, tokenizer, data_dir):
     assert (tmp_path / "q" / "adapter_model.safetensors").is_file()
     model, _ = load_model(str(tmp_path / "q"), device="cuda")
     assert torch.isfinite(model(torch.tensor([[5, 6, 7]], device="cuda")).logits).all()
+
+
+def test_counts_are_read_back_from_the_device_once_per_log_not_per_micro_batch(tmp_path, sharp_model_dir,
+                                                                               data_dir, monkeypatch):
+    """On a GPU each read-back (a gather, then `.item()` or `.tolist()`) makes the host wait:
+    piilab's token counts stay on the device over the micro-batches of a step until the log."""
+    from piilab.train.trainer import PiilabSFTTrainer
+
+    gathers = {"n": 0}
+    build = PiilabSFTTrainer.__init__
+
+    def counting(self, *args, **kwargs):
+        build(self, *args, **kwargs)
+        for name in ("gather", "gather_for_metrics"):
+            original = getattr(self.accelerator, name)
+
+            def gather(tensor, *a, _original=original, **k):
+                gathers["n"] += 1
+                return _original(tensor, *a, **k)
+            setattr(self.accelerator, name, gather)
+
+    monkeypatch.setattr(PiilabSFTTrainer, "__init__", counting)
+    summary = train(tiny_config(sharp_model_dir, data_dir, tmp_path / "run", max_steps=3, batch_size=2,
+                                grad_accum=4, share_prefix=False, compact_activations=False))
+    assert summary.global_step == 3 and summary.real_tokens > 0
+    assert gathers["n"] <= 2 * 3  # two per log (counts, real tokens); it was two per micro-batch: 24
+    rows = read_log_csv(tmp_path / "run" / "train_log.csv")
+    assert [r["step"] for r in rows] == [1, 2, 3] and all(0 <= r["token_accuracy"] <= 1 for r in rows)
+    assert rows[-1]["tokens"] == summary.real_tokens and rows[0]["tokens"] < rows[-1]["tokens"]

@@ -12,8 +12,9 @@ from piilab.errors import PiilabError
 from piilab.models.prompts import PromptFormat, default_format
 from piilab.train import IGNORE_INDEX, TrainConfig, encode_record, encode_records
 from piilab.train.encode import choose_pad_token
-from piilab.train.prepare import choose_precision, qlora_kwargs
+from piilab.train.prepare import choose_precision, qlora_kwargs, speed_settings
 from piilab.train.trainer import (
+    RunLogCallback,
     log_rows,
     read_log_csv,
     token_cross_entropy,
@@ -145,6 +146,15 @@ def test_precision_follows_the_hardware_and_the_flag(monkeypatch):
         choose_precision("mps", "on")
 
 
+def test_prefix_sharing_and_compact_activations_are_cpu_defaults_and_flags_override():
+    assert speed_settings("cpu", None, None)[:2] == (True, True)
+    share, compact, reason = speed_settings("cuda", None, None)
+    assert (share, compact) == (False, False) and "auto on cuda" in reason and "given" not in reason
+    share, compact, reason = speed_settings("cuda", True, None)
+    assert (share, compact) == (True, False) and "given: --share-prefix" in reason
+    assert speed_settings("cpu", False, False)[:2] == (False, False)
+
+
 def test_qlora_on_cpu_is_a_one_line_error_naming_cuda():
     with pytest.raises(PiilabError, match="--qlora needs a CUDA GPU") as err:
         qlora_kwargs("cpu", compute_bf16=False)
@@ -152,6 +162,24 @@ def test_qlora_on_cpu_is_a_one_line_error_naming_cuda():
 
 
 # ---------------------------------------------------------------- loss and log
+
+
+def test_the_run_log_is_rewritten_at_every_log_until_it_is_long_then_at_about_one_percent(tmp_path):
+    from types import SimpleNamespace
+
+    def state(n):
+        return SimpleNamespace(is_world_process_zero=True,
+                               log_history=[{"step": i, "loss": 1.0} for i in range(1, n + 1)])
+
+    callback = RunLogCallback(tmp_path / "log.csv")
+    callback._last_write = (float("inf"), 1.0)  # a rewrite that took 1 s and "just" ended
+    callback.on_log(None, state(5), None)
+    assert len(read_log_csv(tmp_path / "log.csv")) == 5  # short: written whatever the last took
+    callback._last_write = (float("inf"), 1.0)
+    callback.on_log(None, state(RunLogCallback.ALWAYS + 1), None)
+    assert len(read_log_csv(tmp_path / "log.csv")) == 5  # long and not yet 100 s later: skipped
+    callback.on_save(None, state(RunLogCallback.ALWAYS + 1), None)
+    assert len(read_log_csv(tmp_path / "log.csv")) == RunLogCallback.ALWAYS + 1  # checkpoints always
 
 
 def test_token_cross_entropy_matches_torch_and_counts_hits():

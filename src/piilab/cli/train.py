@@ -63,9 +63,11 @@ def register(subparsers) -> None:
     speed.add_argument("--group-by-length", action=argparse.BooleanOptionalAction,
                        help=_help("batch records of similar length together", "group_by_length"))
     speed.add_argument("--share-prefix", action=argparse.BooleanOptionalAction,
-                       help=_help("run the prompt prefix a batch shares once per batch (exact)", "share_prefix"))
+                       help="run the prompt prefix a batch shares once per batch (exact; default: on "
+                            "for CPU training, off on a GPU)")
     speed.add_argument("--compact-activations", action=argparse.BooleanOptionalAction,
-                       help=_help("without autocast, store activations for backward in bf16", "compact_activations"))
+                       help="store float32 activations for backward in bf16 (default: on for CPU "
+                            "training, off on a GPU)")
     speed.add_argument("--bf16", choices=["auto", "on", "off"],
                        help=_help("bf16 autocast where the CPU or GPU supports it", "bf16"))
     speed.add_argument("--cpu-memory", choices=["lean", "fast"],

@@ -244,12 +244,13 @@ class _Block(nn.Module):
         return out
 
 
-def _shrink_cache(cache, keep: list[int], exits: list[int], device) -> None:
-    """Keep rows `keep` in every block's cache; block l holds the rows whose exit layer is >= l."""
+def _shrink_cache(cache, keep: torch.Tensor, kept: list[int], exits: list[int]) -> None:
+    """Keep rows `keep` (ascending, on the device; `kept` the same as a list) in every block's
+    cache; block l holds the rows whose exit layer is >= l, so its rows to keep are a prefix of
+    `keep` and one index tensor serves every block (one copy to the device, not one per block)."""
     for block, layer_cache in enumerate(cache.layers[: exits[0]], 1):
         n = sum(e >= block for e in exits)
-        layer_cache.batch_select_indices(torch.tensor([k for k in keep if k < n], device=device,
-                                                      dtype=torch.long))
+        layer_cache.batch_select_indices(keep[: sum(k < n for k in kept)])
 
 
 def _shares(exits: list[int]) -> list[float]:
@@ -361,6 +362,8 @@ def _decode_batch(run: _Run, prompt_ids: list[list[int]], indices: list[int]):
         layer_cache.batch_select_indices(torch.arange(B, device=dev).repeat(copies))
     mask, pos = mask.repeat(G, 1), pos[:, -1:].repeat(G, 1)  # (R, T), (R, 1)
 
+    shares = _shares(exits)  # the rows' shares of a step, and its plan: until rows leave
+    plan.decode(exits)
     for step in range(d.max_new_tokens):
         # lens: each row's exit state -> logits, then one token per row
         logits = run.logits(hidden, exits)  # (R, V)
@@ -375,7 +378,7 @@ def _decode_batch(run: _Run, prompt_ids: list[list[int]], indices: list[int]):
             done.append(ended)
         # time so far goes to the rows in proportion to the blocks they ran through
         now = time.perf_counter()
-        for slot, share in zip(slots, _shares(exits)):
+        for slot, share in zip(slots, shares):
             seconds[slot] += (now - start) * share
         start = now
         if step == d.max_new_tokens - 1 or all(done):
@@ -383,15 +386,17 @@ def _decode_batch(run: _Run, prompt_ids: list[list[int]], indices: list[int]):
         # finished rows leave the batch and every block's cache
         keep = [i for i, ended in enumerate(done) if not ended]
         if len(keep) < len(slots):
-            _shrink_cache(cache, keep, exits, dev)
             index = torch.tensor(keep, device=dev)
+            _shrink_cache(cache, index, keep, exits)
             mask, pos, next_ids = mask[index], pos[index], next_ids[index]
             exits, slots = [exits[i] for i in keep], [slots[i] for i in keep]
             generators = [generators[i] for i in keep] if generators else None
+            shares = _shares(exits)
+            plan.decode(exits)
         # one step: each live row through blocks 1..its exit layer, on the cache
         mask = torch.cat([mask, mask.new_ones(len(slots), 1)], dim=-1)  # (R, T+1)
         pos = pos + 1  # (R, 1)
-        plan.decode(exits)
+        plan.kept = []
         run.forward(exits[0], input_ids=next_ids[:, None], attention_mask=mask if padded else None,
                     position_ids=pos, cache=cache)
         hidden = plan.gathered()  # (R, H)

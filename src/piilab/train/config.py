@@ -75,10 +75,12 @@ class TrainConfig:
     about 1.25-1.5x the peak RSS. See `return_large_blocks_to_the_os`."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about a third more time."""
-    share_prefix: bool = True
-    """Run the prompt prefix all rows of a batch share (the instructions) once per batch; exact."""
-    compact_activations: bool = True
-    """Keep float32 activations saved for backward as bf16 (half their memory; math unchanged)."""
+    share_prefix: bool | None = None
+    """Run the prompt prefix all rows of a batch share (the instructions) once per batch; exact.
+    None: on for CPU training, off on a GPU (`prepare.speed_settings` says why)."""
+    compact_activations: bool | None = None
+    """Keep float32 activations saved for backward as bf16 (half their memory; math unchanged).
+    None: on for CPU training, off on a GPU."""
     exit_layers: list[int] = field(default_factory=list)
     """Early-exit training: also train the logit lens at these decoder layers (1..N-1; '16,24' too)."""
     exit_loss_weight: float = 1.0

@@ -48,6 +48,29 @@ def choose_precision(device_type: str, bf16: str) -> tuple[bool, bool, str]:
     return False, False, f"float32 (auto: no bf16 autocast on {device_type})"
 
 
+def speed_settings(device_type: str, share_prefix: bool | None,
+                   compact_activations: bool | None) -> tuple[bool, bool, str]:
+    """(share_prefix, compact_activations, reason): the given values, or the device's defaults.
+
+    Both were tuned on a 2-core CPU, where a step is compute- and memory-bound: sharing the
+    prompt prefix skips most of the FLOPs and compact activations halve the saved tensors.
+    A GPU has compute and memory to spare for a small model and waits on the host instead,
+    and each adds host work per step: finding the shared prefix reads it back from the device
+    (a sync), and the compaction hook runs Python for every tensor autograd saves.
+    """
+    on_cpu = device_type == "cpu"
+    chosen = (on_cpu if share_prefix is None else share_prefix,
+              on_cpu if compact_activations is None else compact_activations)
+    where = "CPU: compute and memory are the limit" if on_cpu else \
+        f"{device_type}: they add host work and a device sync per step"
+    given = [name for name, value in (("--share-prefix", share_prefix),
+                                      ("--compact-activations", compact_activations)) if value is not None]
+    reason = (f"share prefix {'on' if chosen[0] else 'off'}, compact activations "
+              f"{'on' if chosen[1] else 'off'} (auto on {where}"
+              f"{'; given: ' + ', '.join(given) if given else ''})")
+    return chosen[0], chosen[1], reason
+
+
 def qlora_kwargs(device_type: str, compute_bf16: bool) -> dict[str, Any]:
     """from_pretrained arguments that load the base model in 4-bit NF4 (CUDA only)."""
     if device_type != "cuda":
@@ -214,6 +237,9 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
     if runtime.device.type == "cpu" and config.cpu_memory == "lean" and return_large_blocks_to_the_os():
         log.debug("glibc: blocks of 128 KiB or more are mmap-ed and returned to the OS when freed")
     log.info("training precision: %s", precision)
+    share_prefix, compact, speed = speed_settings(runtime.device.type, config.share_prefix,
+                                                  config.compact_activations)
+    log.info("training speed-ups: %s", speed)
     # Loaded on the CPU in the device's weight dtype; the Trainer moves it to this process's
     # device (cuda:LOCAL_RANK under torchrun/accelerate). QLoRA places it while quantizing.
     load_kwargs = qlora_kwargs(runtime.device.type, bf16) if config.qlora else {"device": "cpu"}
@@ -265,8 +291,8 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
             model=model, args=args, train_dataset=Dataset.from_list(rows),
             eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
             processing_class=tokenizer, peft_config=None if config.full_finetune else lora_config(config),
-            callbacks=[run_log, *callbacks], share_prefix=config.share_prefix,
-            compact_activations=config.compact_activations, exit_layers=config.exit_layers,
+            callbacks=[run_log, *callbacks], share_prefix=share_prefix,
+            compact_activations=compact, exit_layers=config.exit_layers,
             exit_loss_weight=config.exit_loss_weight, exit_loss_schedule=config.exit_loss_schedule,
         )
     trainer.remove_callback(ProgressCallback)
@@ -282,7 +308,7 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
         log.info("LoRA r=%d alpha=%d on %s: %d trainable parameters; %d process(es)",
                  config.lora_r, config.lora_alpha, config.target_modules, trainable, world)
     facts = {"device": str(trainer.args.device), "runtime": runtime.reason, "precision": precision,
-             "world_size": world, "trainable_parameters": trainable, "pad_token": tokenizer.pad_token,
+             "speed_ups": speed, "world_size": world, "trainable_parameters": trainable, "pad_token": tokenizer.pad_token,
              "eos_token": tokenizer.eos_token, "records": asdict(stats)}
     return TrainingRun(config, trainer, run_log, resume_from, stats, facts, fmt, bool(eval_rows))
 

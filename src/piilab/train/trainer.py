@@ -290,7 +290,11 @@ class PiilabSFTTrainer(SFTTrainer):
         self.exit_loss_weight = exit_loss_weight
         self.exit_loss_schedule = exit_loss_schedule
         scheduled_exit_weight(exit_loss_schedule, exit_loss_weight, 0, 1)  # an unknown schedule fails here
-        self.real_tokens = 0  # all processes, this session (not restored on resume)
+        self._real_tokens = 0  # all processes, this session (not restored on resume), as logged
+        # Per micro-batch counts stay on the device until the next log: reading them at every
+        # step (`.item()`, `.tolist()`) would make the host wait for the GPU each time.
+        self._pending_counts: dict[str, list[torch.Tensor]] = {"train": [], "eval": []}
+        self._pending_tokens: list[torch.Tensor] = []
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
@@ -306,25 +310,54 @@ class PiilabSFTTrainer(SFTTrainer):
             loss = loss * self.accelerator.num_processes
         sums = [] if outputs.layer_loss_sums is None else [outputs.layer_loss_sums.float()]
         counts = torch.cat([torch.stack([outputs.num_tokens, outputs.num_correct]).float(), *sums]).detach()
-        total, correct, *layer_sums = self.accelerator.gather_for_metrics(counts.unsqueeze(0)).sum(0).tolist()
-        self._metrics[mode]["mean_token_accuracy"].append(correct / total if total else 0.0)
-        layers = [*self.exit_layers, self.num_layers] if layer_sums else []
-        for layer, layer_sum in zip(layers, layer_sums, strict=True):
-            self._metrics[mode][f"{LAYER_LOSS}{layer}"].append(layer_sum / total if total else 0.0)
+        self._pending_counts[mode].append(counts)
         if mode == "train":
-            self.real_tokens += self._gathered_real_tokens(inputs)
-            self._metrics[mode]["num_tokens"] = [self.real_tokens]
+            self._pending_tokens.append(self._local_real_tokens(inputs))
         if return_outputs:
             return loss, outputs
         return loss
 
-    def _gathered_real_tokens(self, inputs: dict[str, Any]) -> int:
-        """Non-pad tokens in this micro-batch, summed over processes."""
+    @property
+    def real_tokens(self) -> int:
+        """Non-pad tokens trained on so far, all processes (call on every process: it gathers)."""
+        self._flush_tokens()
+        return self._real_tokens
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Turn the pending device counts into this log's metrics (one wait for the device), then log."""
+        mode = "train" if self.model.training else "eval"
+        self._flush_counts(mode)
+        if mode == "train" and self._pending_tokens:  # not on the end-of-training summary
+            self._metrics[mode]["num_tokens"] = [self.real_tokens]
+        super().log(logs, start_time)
+
+    def _flush_counts(self, mode: str) -> None:
+        """Token accuracy and per-layer losses of each pending micro-batch, summed over processes."""
+        pending = self._pending_counts[mode]
+        if not pending:
+            return
+        stacked = torch.stack(pending)  # (M, 2 + layers): micro-batches since the last log
+        pending.clear()
+        per_step = self.accelerator.gather(stacked).reshape(-1, *stacked.shape).sum(0).tolist()
+        layers = [*self.exit_layers, self.num_layers] if stacked.shape[1] > 2 else []
+        for total, correct, *layer_sums in per_step:
+            self._metrics[mode]["mean_token_accuracy"].append(correct / total if total else 0.0)
+            for layer, layer_sum in zip(layers, layer_sums, strict=True):
+                self._metrics[mode][f"{LAYER_LOSS}{layer}"].append(layer_sum / total if total else 0.0)
+
+    def _flush_tokens(self) -> None:
+        if self._pending_tokens:
+            local = torch.stack(self._pending_tokens).sum().reshape(1)
+            self._pending_tokens.clear()
+            self._real_tokens += int(self.accelerator.gather(local).sum())
+
+    @staticmethod
+    def _local_real_tokens(inputs: dict[str, Any]) -> torch.Tensor:
+        """Non-pad tokens in this micro-batch, on its device (not read back here)."""
         if "attention_mask" in inputs:
-            local = inputs["attention_mask"].sum()
-        else:  # padding-free / packed: one row of real tokens, labels -100 only at boundaries
-            local = torch.tensor(inputs["input_ids"].numel(), device=inputs["input_ids"].device)
-        return int(self.accelerator.gather_for_metrics(local.reshape(1)).sum().item())
+            return inputs["attention_mask"].sum()
+        # padding-free / packed: one row of real tokens, labels -100 only at boundaries
+        return torch.tensor(inputs["input_ids"].numel(), device=inputs["input_ids"].device)
 
 
 # ---------------------------------------------------------------- run log
@@ -398,23 +431,46 @@ def plot_loss(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 class RunLogCallback(TrainerCallback):
-    """Rewrites RUN_DIR/train_log.csv from the trainer's log history at every log, on rank 0.
+    """Rewrites RUN_DIR/train_log.csv from the trainer's log history on rank 0, at each log
+    while that is cheap, and always at each checkpoint and at the end.
 
     Rewriting (not appending) means a resumed run's log holds each step once: the history comes
-    back from the checkpoint, so steps logged after it by the killed run are dropped.
+    back from the checkpoint, so steps logged after it by the killed run are dropped. The file
+    grows with the run and piilab logs every step, so past `ALWAYS` log entries (a rewrite then
+    takes milliseconds) the next is skipped until `OVERHEAD` times the last one's duration has
+    passed: the log then takes about 1% of the run. Shorter logs are written at every log, so a
+    killed run's file holds every step it logged.
     Also times the steps, for a steady tokens/s that leaves out the first (warm-up) step.
     """
+
+    OVERHEAD = 100
+    ALWAYS = 500
 
     def __init__(self, path: Path):
         self.path = path
         self.step_times: list[tuple[int, float]] = []
+        self._last_write = (-math.inf, 0.0)  # (perf_counter at its end, its duration)
 
     def on_step_end(self, args, state, control, **kwargs):
         self.step_times.append((state.global_step, time.perf_counter()))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
+        ended, took = self._last_write
+        if len(state.log_history) <= self.ALWAYS or time.perf_counter() - ended >= self.OVERHEAD * took:
+            self.write(state)
+
+    def on_save(self, args, state, control, **kwargs):
+        self.write(state)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.write(state)
+
+    def write(self, state) -> None:
         if state.is_world_process_zero:
+            started = time.perf_counter()
             write_log_csv(self.path, log_rows(state.log_history))
+            ended = time.perf_counter()
+            self._last_write = (ended, ended - started)
 
 
 class QuietProgress(ProgressCallback):

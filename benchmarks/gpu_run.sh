@@ -1,0 +1,25 @@
+#!/bin/bash
+# benchmarks/gpu.py on a CUDA test machine, as one prepared script of at most ~10 minutes.
+# Run from the repository root. Expects the wheels the machine lacks in .whl/ (trl, datasets,
+# dill, multiprocess, transformers, tokenizers, bitsandbytes, peft, msgspec, ...: see
+# ../shared/gpu.md) and optionally SmolLM2's tokenizer files in .dev/smollm2-tokenizer/ (else
+# gpu.py trains a small tokenizer; the models keep SmolLM2's vocabulary size either way).
+# Usage: bash benchmarks/gpu_run.sh [PARTS] (default decode,train,eval,qlora). Each part has its
+# own timeout; logs, gpu.json and the table land in $OUT (default ./gpu-out).
+OUT=${OUT:-$PWD/gpu-out}; mkdir -p "$OUT"; S=$(date +%s); set -- "${1:-decode,train,eval,qlora}"
+el() { echo "=== [$(( $(date +%s) - S ))s] $*"; }
+el env; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+fi
+export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+python3 -c "import torch,transformers,peft,trl,bitsandbytes;print('torch',torch.__version__,'tf',transformers.__version__,'peft',peft.__version__,'trl',trl.__version__,'bnb',bitsandbytes.__version__)" || exit 1
+TOK=(); [ -f .dev/smollm2-tokenizer/tokenizer.json ] && TOK=(--tokenizer .dev/smollm2-tokenizer)
+W=/tmp/piilab-gpu  # models and data (the 8B shape is 15 GB); gpu.json is copied to $OUT
+part() { el "$1"; timeout "$2" python3 benchmarks/gpu.py --out $W --parts "$1" "${TOK[@]}" > "$OUT/$1.log" 2>&1; echo "rc $?"; grep -E "^(piilab|trl|decode|eval)" "$OUT/$1.log" | cut -c1-400; cp $W/gpu.json "$OUT/" 2>/dev/null; }
+# Seconds per part; a device command may run 600 s, so run it as two commands if need be:
+#   bash benchmarks/gpu_run.sh decode,train,eval   then   bash benchmarks/gpu_run.sh qlora
+declare -A LIMIT=([decode]=200 [train]=150 [eval]=60 [qlora]=300)
+for p in ${1//,/ }; do part "$p" "${LIMIT[$p]:-120}"; done
+el table; python3 benchmarks/gpu.py --table $W | tee "$OUT/table.md"
+el done

@@ -1,0 +1,41 @@
+"""benchmarks/gpu.py --smoke: every part of the GPU benchmark runs on the CPU with tiny shapes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("gpu_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_smoke_runs_every_part_side_by_side_and_prints_one_table(tmp_path, capsys):
+    bench = load_benchmark()
+    assert bench.main(["--smoke", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "gpu.json").read_text())
+    runs = results["runs"]
+    assert set(runs) == {name for names in bench.PART_WORKERS.values() for name in names}
+    assert not [name for name, run in runs.items() if "error" in run]
+    for name in ("piilab-lora", "trl-lora", "trl-lora-nogc", "piilab-qlora", "trl-qlora"):
+        assert runs[name]["tokens_per_s"] > 0 and runs[name]["steps"] == (3 if "qlora" in name else 4), name
+    assert runs["trl-lora"]["gradient_checkpointing"] and not runs["trl-lora-nogc"]["gradient_checkpointing"]
+    for batch, d in runs["decode"]["batches"].items():
+        assert len(d["piilab_s"]) == len(d["hf_s"]) == 3, batch
+        # float32 on a CPU: piilab's exit-layer decoding is HF's truncated generate, token for token
+        assert d["identical_rows"] == d["rows"] == 8 * 4, batch
+    assert runs["eval"]["wall_s"] > 0
+    table = capsys.readouterr().out
+    for row in ("135M LoRA r32 b4 tokens/s", "8B-shape QLoRA r16 b2 peak memory", "batch 2 (min / median / max)",
+                "batch 8 (min / median / max)", "piilab eval, 4 layers x 8 records", "SMOKE"):
+        assert row in table, row
+    assert bench.table(results) in table  # --table DIR prints the same from gpu.json

@@ -32,7 +32,7 @@ from transformers.utils import ModelOutput
 from trl import SFTTrainer
 
 from piilab.errors import PiilabError
-from piilab.io import atomic_write
+from piilab.io import atomic_write, read_json, write_json
 from piilab.models import arch
 
 log = logging.getLogger(__name__)
@@ -290,7 +290,7 @@ class PiilabSFTTrainer(SFTTrainer):
         self.exit_loss_weight = exit_loss_weight
         self.exit_loss_schedule = exit_loss_schedule
         scheduled_exit_weight(exit_loss_schedule, exit_loss_weight, 0, 1)  # an unknown schedule fails here
-        self.real_tokens = 0  # all processes, this session (not restored on resume)
+        self.real_tokens = 0  # all processes, the whole run (`train` restores it on resume)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
@@ -397,20 +397,61 @@ def plot_loss(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+PROGRESS_FILE = "piilab_progress.json"  # in each checkpoint: the run's time and tokens so far
+
+
+def checkpoint_progress(checkpoint: Path | None) -> dict[str, float]:
+    """Training seconds and real tokens of a run up to a checkpoint (zero for a fresh run).
+
+    Checkpoints of an older piilab have no progress file: their tokens come from the logged
+    history, their seconds are unknown (0).
+    """
+    if checkpoint is None:
+        return {"train_seconds": 0.0, "real_tokens": 0}
+    path = checkpoint / PROGRESS_FILE
+    if path.is_file():
+        saved = read_json(path)
+        return {"train_seconds": float(saved["train_seconds"]), "real_tokens": int(saved["real_tokens"])}
+    history = read_json(checkpoint / "trainer_state.json").get("log_history", [])
+    return {"train_seconds": 0.0, "real_tokens": logged_tokens(history)}
+
+
+def logged_tokens(history: list[dict[str, Any]]) -> int:
+    """The cumulative real tokens of the last logged training step."""
+    return int(max((entry["num_tokens"] for entry in history if "num_tokens" in entry), default=0))
+
+
 class RunLogCallback(TrainerCallback):
     """Rewrites RUN_DIR/train_log.csv from the trainer's log history at every log, on rank 0.
 
     Rewriting (not appending) means a resumed run's log holds each step once: the history comes
     back from the checkpoint, so steps logged after it by the killed run are dropped.
-    Also times the steps, for a steady tokens/s that leaves out the first (warm-up) step.
+    Also times the steps, for a steady tokens/s that leaves out the first (warm-up) step, and
+    writes the run's seconds and tokens so far into each checkpoint, so a resumed run's figures
+    continue from there instead of restarting at 0.
     """
 
     def __init__(self, path: Path):
         self.path = path
         self.step_times: list[tuple[int, float]] = []
+        self.prior_seconds = 0.0  # training time of earlier sessions, up to the resumed checkpoint
+        self.started: float | None = None
+
+    def session_seconds(self) -> float:
+        return time.perf_counter() - self.started if self.started is not None else 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
         self.step_times.append((state.global_step, time.perf_counter()))
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and checkpoint.is_dir():
+            write_json(checkpoint / PROGRESS_FILE, {
+                "train_seconds": round(self.prior_seconds + self.session_seconds(), 3),
+                "real_tokens": logged_tokens(state.log_history)})
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero:

@@ -156,7 +156,6 @@ def test_cli_errors_are_one_line(tiny_llama_dir, capsys, args, match):
 
 
 def test_a_trained_adapter_prompts_the_same_from_any_directory(tokenizer, tmp_path, monkeypatch, capsys):
-    from piilab.extract import SETTINGS_FILE
     from piilab.train import TrainConfig, train
 
     model = tiny_llama(tokenizer)
@@ -194,7 +193,7 @@ def test_a_trained_adapter_prompts_the_same_from_any_directory(tokenizer, tmp_pa
 
     # a run folder of an older piilab (no prompt_settings.json, a relative data path) still
     # finds its card through the absolute path training recorded
-    (run / SETTINGS_FILE).unlink()
+    (run / "prompt_settings.json").unlink()
     saved = json.loads((run / "train_config.json").read_text())
     saved["config"]["data"] = "data"
     (run / "train_config.json").write_text(json.dumps(saved))

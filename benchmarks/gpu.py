@@ -191,7 +191,7 @@ def run_piilab_train(env: dict, quantized: bool) -> dict:
 
 
 def _history(summary) -> list[dict]:
-    from piilab.train.trainer import read_log_csv
+    from piilab.train.run_log import read_log_csv
 
     return [{**row, "num_tokens": row["tokens"]} for row in read_log_csv(Path(summary.run_dir) / "train_log.csv")
             if "tokens" in row]

@@ -153,3 +153,49 @@ def test_cli_errors_are_one_line(tiny_llama_dir, capsys, args, match):
     from helpers import one_line_error
 
     one_line_error(capsys, ["extract", "--model", str(tiny_llama_dir), "--device", "cpu", *args], match)
+
+
+def test_a_trained_adapter_prompts_the_same_from_any_directory(tokenizer, tmp_path, monkeypatch, capsys):
+    from piilab.train import TrainConfig, train
+
+    model = tiny_llama(tokenizer)
+    model.config.max_position_embeddings = 1024  # room for the prompt with its label definitions
+    base = save_model_dir(model, tokenizer, tmp_path / "base")
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    (work / "data").mkdir(parents=True)
+    elsewhere.mkdir()
+    row = {"source": "t", "prompt": "Find PII: Jane Doe wrote.", "completion": "Jane Doe (NAME)",
+           "text": "Jane Doe wrote.", "spans": [], "meta": {}}
+    (work / "data" / "train.jsonl").write_text("".join(json.dumps({"id": f"r{i}", **row}) + "\n"
+                                                       for i in range(4)))
+    (work / "data" / "card.json").write_text(json.dumps({
+        "prompt_style": "alpaca", "labels": {"NAME": "a name", "EMAIL": "an email"},
+        "config": {"max_chars": 1500, "overlap": 100}}))
+    monkeypatch.chdir(work)
+    train(TrainConfig(data="data", out="run", model=str(base), max_steps=1, batch_size=4, lora_r=2,
+                      save_steps=1000))  # paths relative to the working directory, as users give them
+    run = work / "run"
+    real, prompts = piilab.layers.decode.generate, []
+
+    def spy(model, tokenizer, texts, layers, **kwargs):
+        prompts.append(list(texts))
+        return real(model, tokenizer, texts, layers, **kwargs)
+
+    monkeypatch.setattr(piilab.layers.decode, "generate", spy)
+    printed = []
+    for cwd in (work, elsewhere):
+        monkeypatch.chdir(cwd)
+        assert main(["extract", "--model", str(run), TEXT, "--max-new-tokens", "4", "--device", "cpu"]) == 0
+        printed.append(capsys.readouterr().out)
+    assert printed[0] == printed[1] and prompts[0] == prompts[1]
+    assert "EMAIL" in prompts[0][0] and "PHONE_NUM" not in prompts[0][0]  # training's label set
+    assert prompt_settings(run).style == "alpaca"
+
+    # a run folder of an older piilab (no prompt_settings.json, a relative data path) still
+    # finds its card through the absolute path training recorded
+    (run / "prompt_settings.json").unlink()
+    saved = json.loads((run / "train_config.json").read_text())
+    saved["config"]["data"] = "data"
+    (run / "train_config.json").write_text(json.dumps(saved))
+    settings = prompt_settings(run)
+    assert (settings.style, settings.labels, settings.max_chars) == ("alpaca", ("NAME", "EMAIL"), 1500)

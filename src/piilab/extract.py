@@ -1,7 +1,8 @@
 """Find PII in a user's text with a (tuned) model: prompt as training did, decode, parse, place.
 
-The prompt is built the way training built it: the prompt style and label set of the adapter's
-training data (read from its card), rendered with the prompt format saved beside the adapter.
+The prompt is built the way training built it: the prompt style, label set and windows of the
+adapter's training data (copied from its card into prompt_settings.json by training), rendered
+with the prompt format saved beside the adapter.
 Texts longer than training's window size are cut into the same overlapping windows; the answers
 of all windows are merged. Every item the model names is then looked up in the text: each place
 it occurs becomes a start/end; a value that occurs nowhere was invented by the model and is
@@ -41,6 +42,9 @@ class PromptSettings:
     """Where these settings came from."""
 
 
+SETTINGS_FILE = "prompt_settings.json"  # written into RUN_DIR by `piilab train` and `piilab merge`
+
+
 def _card_settings(card: dict[str, Any], source: str) -> PromptSettings:
     config = card.get("config", {})
     labels = card.get("labels")
@@ -53,28 +57,85 @@ def _card_settings(card: dict[str, Any], source: str) -> PromptSettings:
     )
 
 
+def data_settings(data: str | Path) -> PromptSettings:
+    """The prompt settings a dataset folder was built with (its card.json), for training to keep."""
+    card_path = Path(data) / "card.json"
+    if Path(data).is_dir() and card_path.is_file():
+        try:
+            return _card_settings(json.loads(card_path.read_text()), str(card_path.resolve()))
+        except (OSError, ValueError, TypeError, AttributeError):
+            raise PiilabError(f"{card_path}: unreadable dataset card") from None
+    return PromptSettings(source=f"piilab defaults ({data} has no card.json)")
+
+
+def save_settings(settings: PromptSettings, folder: str | Path) -> None:
+    """Write prompt_settings.json, so the folder prompts the same wherever it is used from."""
+    from dataclasses import asdict
+
+    from piilab.io import write_json
+
+    values = asdict(settings)
+    values["labels"] = list(settings.labels) if settings.labels else None
+    write_json(Path(folder) / SETTINGS_FILE, values)
+
+
+def _load_settings(path: Path) -> PromptSettings:
+    try:
+        values = json.loads(path.read_text())
+        labels = values.get("labels")
+        return PromptSettings(style=str(values["style"]), labels=tuple(labels) if labels else None,
+                              max_chars=int(values["max_chars"]), overlap=int(values["overlap"]),
+                              source=str(path))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        raise PiilabError(f"{path}: unreadable prompt settings") from None
+
+
+def _trained_data_folder(config_path: Path) -> Path | None:
+    """The data folder an older run folder names in train_config.json, as an absolute path.
+
+    The fingerprint's path was resolved when training ran; the config's own `data` may be
+    relative to a working directory long gone, so it is only trusted when absolute.
+    """
+    try:
+        saved = json.loads(config_path.read_text())
+        candidates = [(saved.get("data") or {}).get("path"), (saved.get("config") or {}).get("data")]
+    except (OSError, ValueError, TypeError, AttributeError):
+        log.warning("%s: unreadable; prompt settings fall back to defaults", config_path)
+        return None
+    for candidate in candidates:
+        if isinstance(candidate, str) and Path(candidate).is_absolute():
+            return Path(candidate)
+    return None
+
+
 def prompt_settings(model_dir: str | Path | None = None) -> PromptSettings:
     """The prompt settings an adapter (or merged model) folder was trained with.
 
-    Looks for the training data's card: `card.json` in the folder, or the dataset folder named
-    by its `train_config.json`. Falls back to piilab's defaults (logged).
+    Reads the folder's own prompt_settings.json (written by training); for a folder from an
+    older piilab, its `card.json` or the card of the dataset folder named by its
+    `train_config.json`. Never a path relative to the working directory. Falls back to
+    piilab's defaults (logged).
     """
     if model_dir:
         folder = Path(model_dir)
+        if (folder / SETTINGS_FILE).is_file():
+            return _load_settings(folder / SETTINGS_FILE)
         candidates = [folder / "card.json"]
         config_path = folder / "train_config.json"
         if config_path.is_file():
-            try:
-                data = json.loads(config_path.read_text())["config"]["data"]
-                candidates.append(Path(data) / "card.json")
-            except (OSError, ValueError, KeyError, TypeError):
-                log.warning("%s: unreadable; prompt settings fall back to defaults", config_path)
+            data = _trained_data_folder(config_path)
+            if data is not None:
+                candidates.append(data / "card.json")
         for card_path in candidates:
             if card_path.is_file():
                 try:
                     return _card_settings(json.loads(card_path.read_text()), str(card_path))
-                except (OSError, ValueError, TypeError):
+                except (OSError, ValueError, TypeError, AttributeError):
                     raise PiilabError(f"{card_path}: unreadable dataset card") from None
+        if config_path.is_file():
+            log.warning("%s: a trained folder without %s or a readable training card; prompting "
+                        "with piilab's defaults", folder, SETTINGS_FILE)
+            return PromptSettings()
     log.info("prompt style and labels: piilab defaults (no training card found)")
     return PromptSettings()
 

@@ -12,7 +12,14 @@ import pytest
 from piilab.data import read_records
 from piilab.data import validators as v
 from piilab.data.build import BuildConfig, build_dataset
-from piilab.data.compose import GENRES, GROUPS, ComposeConfig, _Writer, compose, load_genre
+from piilab.data.compose import (
+    GENRES,
+    GROUPS,
+    ComposeConfig,
+    _Writer,
+    compose,
+    load_genre,
+)
 from piilab.data.labels import DEFAULT_LABELS
 from piilab.data.people import Locale, new_person, vocab
 from piilab.errors import PiilabError

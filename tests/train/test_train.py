@@ -20,7 +20,7 @@ from piilab.io import write_jsonl
 from piilab.models import load_model
 from piilab.models.prompts import format_for
 from piilab.train import TrainConfig, train
-from piilab.train.trainer import read_log_csv
+from piilab.train.run_log import read_log_csv
 
 SECRET = "hf_piilabTestSecretToken1234567890"
 # Both prompts open with the same instruction, as piilab's do, so batches share a prefix.
@@ -109,8 +109,8 @@ def trained(tmp_path_factory, sharp_model_dir, data_dir):
 def test_run_dir_is_an_adapter_folder_with_config_format_log_plot_and_metrics(trained, sharp_model_dir):
     run = Path(trained.config.out)
     for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json",
-                 "train_config.json", "prompt_format.json", "train_log.csv", "loss.png",
-                 "train_metrics.json"):
+                 "train_config.json", "prompt_format.json", "prompt_settings.json", "train_log.csv",
+                 "loss.png", "train_metrics.json"):
         assert (run / name).is_file(), name
     adapter = json.loads((run / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == str(sharp_model_dir.resolve())
@@ -242,6 +242,12 @@ def test_a_killed_run_resumes_to_the_planned_step_with_nothing_lost_or_repeated(
     for got, want in zip(rows, reference, strict=True):
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
         assert got["lr"] == pytest.approx(want["lr"], rel=1e-6)
+        assert got["tokens"] == want["tokens"]  # cumulative tokens continue from the checkpoint
+    # the run's tokens and time: the checkpoint's, plus this session's
+    assert resumed.real_tokens == whole.real_tokens == rows[-1]["tokens"]
+    progress = json.loads((tmp_path / "killed" / "checkpoints" / "checkpoint-4" / "piilab_progress.json").read_text())
+    assert progress["real_tokens"] == rows[3]["tokens"] and progress["train_seconds"] > 0
+    assert resumed.train_seconds > progress["train_seconds"] and resumed.tokens_per_second > 0
     from safetensors.torch import load_file
 
     a = load_file(tmp_path / "killed" / "adapter_model.safetensors")
@@ -261,6 +267,12 @@ def test_resume_refuses_a_changed_plan_and_a_fresh_run_refuses_a_used_folder(
         train(config)
     with pytest.raises(PiilabError, match="lr="):
         train(dataclasses.replace(config, resume=True, lr=1e-3))
+    # --resume on a finished run trains nothing and keeps the figures of the session that did
+    metrics = json.loads((tmp_path / "run" / "train_metrics.json").read_text())
+    assert metrics["train_seconds"] > 0 and metrics["real_tokens"] > 0
+    again = train(dataclasses.replace(config, resume=True))
+    assert json.loads((tmp_path / "run" / "train_metrics.json").read_text()) == metrics
+    assert (again.train_seconds, again.real_tokens) == (metrics["train_seconds"], metrics["real_tokens"])
     # --resume on a folder that holds no run yet starts one, so scripts can always pass it.
     fresh = train(dataclasses.replace(config, out=str(tmp_path / "new"), resume=True))
     assert fresh.global_step == 2 and fresh.resumed_from_step == 0

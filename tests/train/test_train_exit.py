@@ -19,11 +19,11 @@ from piilab.layers.decode import Decoding, generate
 from piilab.models import arch, load_model
 from piilab.models.prompts import format_for
 from piilab.train import IGNORE_INDEX, TrainConfig, train
+from piilab.train.run_log import read_log_csv
 from piilab.train.trainer import (
     LAYER_LOSS,
     check_exit_layers,
     install_completion_loss,
-    read_log_csv,
     scheduled_exit_weight,
     shared_prefix_length,
 )

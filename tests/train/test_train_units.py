@@ -13,13 +13,8 @@ from piilab.models.prompts import PromptFormat, default_format
 from piilab.train import IGNORE_INDEX, TrainConfig, encode_record, encode_records
 from piilab.train.encode import choose_pad_token
 from piilab.train.prepare import choose_precision, qlora_kwargs, speed_settings
-from piilab.train.trainer import (
-    RunLogCallback,
-    log_rows,
-    read_log_csv,
-    token_cross_entropy,
-    write_log_csv,
-)
+from piilab.train.run_log import RunLogCallback, log_rows, read_log_csv, write_log_csv
+from piilab.train.trainer import token_cross_entropy
 
 RECORD = {"id": "r1", "source": "t", "prompt": "Jane Doe wrote to jane.doe@example.com today.",
           "completion": "Jane Doe (NAME)\njane.doe@example.com (EMAIL)", "text": "x", "spans": [],
@@ -168,7 +163,7 @@ def test_the_run_log_is_rewritten_at_every_log_until_it_is_long_then_at_about_on
     from types import SimpleNamespace
 
     def state(n):
-        return SimpleNamespace(is_world_process_zero=True,
+        return SimpleNamespace(is_world_process_zero=True, global_step=n,
                                log_history=[{"step": i, "loss": 1.0} for i in range(1, n + 1)])
 
     callback = RunLogCallback(tmp_path / "log.csv")
@@ -178,7 +173,7 @@ def test_the_run_log_is_rewritten_at_every_log_until_it_is_long_then_at_about_on
     callback._last_write = (float("inf"), 1.0)
     callback.on_log(None, state(RunLogCallback.ALWAYS + 1), None)
     assert len(read_log_csv(tmp_path / "log.csv")) == 5  # long and not yet 100 s later: skipped
-    callback.on_save(None, state(RunLogCallback.ALWAYS + 1), None)
+    callback.on_save(SimpleNamespace(output_dir=str(tmp_path)), state(RunLogCallback.ALWAYS + 1), None)
     assert len(read_log_csv(tmp_path / "log.csv")) == RunLogCallback.ALWAYS + 1  # checkpoints always
 
 

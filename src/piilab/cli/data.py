@@ -13,10 +13,10 @@ from piilab.data import (
     dataset_stats,
     write_synthetic,
 )
-from piilab.data.instruct import PROMPT_STYLES
-from piilab.data.sources import FORMATS, SourceSpec
 from piilab.data.build import GENERATORS
 from piilab.data.compose import ComposeConfig
+from piilab.data.instruct import PROMPT_STYLES
+from piilab.data.sources import FORMATS, SourceSpec
 from piilab.data.synth import SynthConfig
 
 log = logging.getLogger(__name__)

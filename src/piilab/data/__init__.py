@@ -10,6 +10,7 @@ completion records), `split` (dedup and leakage-aware splits), `build` (`piilab 
 
 from piilab.data.answer import format_answer, parse_answer
 from piilab.data.build import BuildConfig, MixSpec, build_dataset, write_synthetic
+from piilab.data.compose import ComposeConfig, compose
 from piilab.data.dataset import (
     SPLITS,
     dataset_file,
@@ -17,7 +18,6 @@ from piilab.data.dataset import (
     iter_records,
     read_records,
 )
-from piilab.data.compose import ComposeConfig, compose
 from piilab.data.labels import DEFAULT_LABELS
 from piilab.data.records import Document, Span
 from piilab.data.synth import SynthConfig, synthesize

@@ -41,7 +41,9 @@ class Locale:
     """One Faker locale, seeded, with its name lists and its country's address format (locales.yaml)."""
 
     def __init__(self, code: str, seed: int) -> None:
-        from faker import Faker  # imported here: Faker takes a third of a second to import
+        from faker import (
+            Faker,  # imported here: Faker takes a third of a second to import
+        )
 
         spec = load_yaml("locales.yaml").get(code)
         if spec is None:

@@ -227,8 +227,10 @@ def build_report(
     quality = "PII-F1" if "PII-F1" in runs[0]["scores"] else CHART_METRICS[0]
     charts.append(plot_quality_vs_time(groups, quality, out / "quality-vs-time.png"))
     for label, group in groups.items():
-        # the adapter's folder, or the model's own when it is a full fine-tuning run
-        rows = read_train_log(group[0].get("adapter") or group[0]["model"])
+        # the adapter's folder, or the model's own when it is a full fine-tuning run; recorded
+        # as an absolute path since results written before were read relative to the cwd
+        rows = read_train_log(group[0].get("trained_folder") or group[0].get("adapter")
+                              or group[0]["model"])
         if rows:
             charts.append(plot_loss(label, rows, out / f"loss-{slug(label)}.png"))
 

@@ -24,6 +24,13 @@ from piilab import __version__
 from piilab.data.dataset import dataset_file, read_records
 from piilab.errors import PiilabError
 from piilab.eval import metrics
+from piilab.eval.inputs import (
+    changed_inputs,
+    eval_inputs,
+    previous_results,
+    prune_stale_outputs,
+    sha256_file,
+)
 from piilab.io import append_jsonl, iter_jsonl, read_json, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -94,9 +101,10 @@ class EvalConfig:
         """The lens a model decodes through: its own, else the eval's."""
         return model.lens or self.lens
 
-    def run_id(self, model: ModelUnderTest, layer: int) -> str:
-        """The id (and outputs file name) of one (model, layer) run of this eval."""
-        return run_id(model, layer, self.lens_of(model))
+    def run_id(self, model: ModelUnderTest, layer: int, inputs: str = "") -> str:
+        """The id (and outputs file name) of one (model, layer) run of this eval, given the
+        digest of its inputs' content (`eval_inputs`)."""
+        return run_id(model, layer, self.lens_of(model), inputs)
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share with the run that wrote the folder."""
@@ -146,23 +154,16 @@ def processes() -> Processes:
 # ------------------------------------------------------------------ bookkeeping
 
 
-def run_id(model: ModelUnderTest, layer: int, lens: str) -> str:
-    """A readable, unique file name for one (model, adapter, layer, lens)."""
+def run_id(model: ModelUnderTest, layer: int, lens: str, inputs: str = "") -> str:
+    """A readable, unique file name for one (model, adapter, layer, lens) on given inputs."""
     from piilab.eval.report import slug
 
-    digest = hashlib.sha1(f"{model.spec}\0{model.adapter}\0{lens}".encode()).hexdigest()[:6]
+    key = f"{model.spec}\0{model.adapter}\0{lens}" + (f"\0{inputs}" if inputs else "")
+    digest = hashlib.sha1(key.encode()).hexdigest()[:6]
     name = slug(Path(model.spec).name or model.spec)
     if model.adapter:
         name += "+" + slug(Path(model.adapter).name)
     return f"{name}-{slug(lens.split(':')[0])}-{digest}-L{layer}"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def done_ids(path: Path) -> set[str]:
@@ -185,8 +186,26 @@ def done_ids(path: Path) -> set[str]:
     return ids
 
 
-def prepare_out_dir(config: EvalConfig, overwrite: bool) -> Path:
-    """Create or reuse the results folder; refuse one written with other arguments."""
+def _saved_config(path: Path) -> dict[str, Any]:
+    """eval_config.json as saved; unreadable is an error that says how to get past it."""
+    try:
+        saved = read_json(path)
+    except PiilabError as err:
+        saved = err
+    if not isinstance(saved, dict):
+        reason = saved if isinstance(saved, PiilabError) else f"{path}: not a JSON object"
+        raise PiilabError(f"{reason}; pass --overwrite to start {path.parent} afresh "
+                          "(its outputs are deleted), or choose another --out")
+    return saved
+
+
+def prepare_out_dir(config: EvalConfig, overwrite: bool, inputs: dict[str, Any],
+                    run_ids: set[str]) -> Path:
+    """Create or reuse the results folder; refuse one written with other arguments.
+
+    Outputs of runs whose inputs changed (another test file or model at the same path) are not
+    this eval's runs any more: they are deleted, and those runs decoded again.
+    """
     out = Path(config.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -196,19 +215,27 @@ def prepare_out_dir(config: EvalConfig, overwrite: bool) -> Path:
     except OSError as err:
         raise PiilabError(f"{out}: cannot write results there ({err.strerror})") from None
     saved_path = out / CONFIG_FILE
-    if saved_path.exists():
-        saved = read_json(saved_path)
-        if saved != config.identity():
-            if not overwrite:
-                changed = sorted(k for k in set(saved) | set(config.identity())
-                                 if saved.get(k) != config.identity().get(k))
-                raise PiilabError(
-                    f"{out} holds results of an eval with other arguments ({', '.join(changed)} "
-                    "differ): pass --overwrite to replace them, or choose another --out"
-                )
-            shutil.rmtree(out / "outputs", ignore_errors=True)
-            (out / "results.json").unlink(missing_ok=True)
-    write_json(saved_path, config.identity())
+    identity = config.identity()
+    if overwrite:
+        shutil.rmtree(out / "outputs", ignore_errors=True)
+        (out / "results.json").unlink(missing_ok=True)
+    elif saved_path.exists():
+        saved = _saved_config(saved_path)
+        saved_inputs = saved.pop("inputs", None)
+        if saved != identity:
+            changed = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
+            raise PiilabError(
+                f"{out} holds results of an eval with other arguments ({', '.join(changed)} "
+                "differ): pass --overwrite to replace them, or choose another --out"
+            )
+        if saved_inputs is None:
+            log.warning("%s: written without fingerprints of its inputs (an earlier piilab): "
+                        "every run is decoded again", out)
+        for name in changed_inputs(saved_inputs or {}, inputs) if saved_inputs else ():
+            log.warning("%s changed since %s was written: its runs are decoded and scored again",
+                        name, out)
+    prune_stale_outputs(out / "outputs", run_ids)
+    write_json(saved_path, {**identity, "inputs": inputs})
     (out / "outputs").mkdir(exist_ok=True)
     return out
 
@@ -237,14 +264,14 @@ def check_layers(config: EvalConfig) -> dict[ModelUnderTest, list[int]]:
 
 def decode_model(
     model_ut: ModelUnderTest, layers: list[int], records: list[dict], out: Path,
-    config: EvalConfig, procs: Processes,
+    config: EvalConfig, procs: Processes, inputs: str = "",
 ) -> None:
     """Decode every unfinished (sample, layer) of one model, appending rows as batches finish."""
     from piilab import models
     from piilab.layers import decode as engine
     from piilab.models.prompts import format_for
 
-    files = {layer: out / "outputs" / f"{config.run_id(model_ut, layer)}.jsonl"
+    files = {layer: out / "outputs" / f"{config.run_id(model_ut, layer, inputs)}.jsonl"
              for layer in layers}
     parts = {layer: path.with_suffix(f".rank{procs.rank}.jsonl") if procs.world > 1 else path
              for layer, path in files.items()}
@@ -288,14 +315,25 @@ def decode_model(
 
 
 def finalize_outputs(path: Path, order: dict[str, int]) -> None:
-    """Fold every process's part file into the outputs file and keep it in dataset order."""
+    """Fold every process's part file into the outputs file and keep it in dataset order.
+
+    A row of a sample this test set lacks, or a second row of one, is dropped (logged), so the
+    file holds each sample of these inputs once.
+    """
     parts = sorted(path.parent.glob(f"{path.stem}.rank*.jsonl"))
     rows = list(iter_jsonl(path)) if path.exists() else []
     for part in parts:
         rows += list(iter_jsonl(part))
-    ranks = [order[row["id"]] for row in rows]
-    if parts or ranks != sorted(ranks):
-        write_jsonl(path, sorted(rows, key=lambda row: order[row["id"]]))
+    kept: dict[str, dict] = {}
+    for row in rows:
+        if isinstance(row, dict) and row.get("id") in order:
+            kept.setdefault(row["id"], row)
+    if len(kept) != len(rows):
+        log.warning("%s: dropped %d rows of samples not in this test set, or repeated", path,
+                    len(rows) - len(kept))
+    ranks = [order[rid] for rid in kept]
+    if parts or len(kept) != len(rows) or ranks != sorted(ranks):
+        write_jsonl(path, sorted(kept.values(), key=lambda row: order[row["id"]]))
     for part in parts:
         part.unlink()
 
@@ -315,10 +353,10 @@ def template_subsets(records: list[dict]) -> dict[str, list[dict]]:
 
 def score_run(
     model_ut: ModelUnderTest, layer: int, records: list[dict], out: Path, config: EvalConfig,
-    scorer: metrics.BertScore | None,
+    scorer: metrics.BertScore | None, inputs: dict[str, Any],
 ) -> dict[str, Any]:
     """One entry of results.json["runs"], from the finished outputs file."""
-    rid = config.run_id(model_ut, layer)
+    rid = config.run_id(model_ut, layer, inputs["key"])
     rows = {row["id"]: row for row in iter_jsonl(out / "outputs" / f"{rid}.jsonl")}
     missing = [r["id"] for r in records if r["id"] not in rows]
     if missing:
@@ -339,6 +377,7 @@ def score_run(
     }
     return {
         "id": rid, "model": model_ut.spec, "adapter": model_ut.adapter, "layer": layer,
+        "trained_folder": inputs["trained_folder"], "inputs_key": inputs["key"],
         "lens": config.lens_of(model_ut), "decoding": config.decoding, "n": len(records),
         "scores": scores.scores, "intervals": scores.intervals, "per_label": scores.per_label,
         "counts": scores.counts, "subsets": subsets,
@@ -356,11 +395,15 @@ def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
     if len(set(ids)) != len(ids):
         raise PiilabError(f"{config.data}: record ids are not unique")
     plan = check_layers(config)
-    out = prepare_out_dir(config, overwrite) if procs.main else Path(config.out)
+    inputs = eval_inputs(config, plan)
+    of_model = dict(zip(plan, inputs["models"]))
+    run_ids = {config.run_id(m, layer, of_model[m]["key"]) for m, layers in plan.items()
+               for layer in layers}
+    out = prepare_out_dir(config, overwrite, inputs, run_ids) if procs.main else Path(config.out)
     procs.barrier()
 
     for model_ut, layers in plan.items():
-        decode_model(model_ut, layers, records, out, config, procs)
+        decode_model(model_ut, layers, records, out, config, procs, of_model[model_ut]["key"])
     procs.barrier()
     if not procs.main:
         return {}
@@ -368,30 +411,33 @@ def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
     order = {rid: i for i, rid in enumerate(ids)}
     for model_ut, layers in plan.items():
         for layer in layers:
-            finalize_outputs(out / "outputs" / f"{config.run_id(model_ut, layer)}.jsonl", order)
+            rid = config.run_id(model_ut, layer, of_model[model_ut]["key"])
+            finalize_outputs(out / "outputs" / f"{rid}.jsonl", order)
 
-    previous = read_json(out / "results.json") if (out / "results.json").exists() else {}
-    cached = {run["id"]: run for run in previous.get("runs", [])}
+    previous = previous_results(out / "results.json")
+    cached = {run["id"]: run for run in previous.get("runs", [])
+              if isinstance(run, dict) and "id" in run}
     scorer = metrics.BertScore(config.bertscore_model) if "bertscore" in config.metrics else None
-    data_path = dataset_file(config.data, "test")
     results = {
         "schema_version": SCHEMA_VERSION,
         "piilab_version": __version__,
         "created": previous.get("created") or dt.datetime.now(dt.timezone.utc).isoformat(
             timespec="seconds"),
-        "dataset": {"path": str(data_path), "sha256": sha256_file(data_path), "n": len(records)},
+        "dataset": {**inputs["dataset"], "path": str(dataset_file(config.data, "test")),
+                    "n": len(records)},
         "metrics": metrics.metrics_info(config.bleu, scorer),
         "config": config.identity(),
+        "inputs": inputs,
         "runs": [],
     }
     for model_ut, layers in plan.items():
         for layer in layers:
-            rid = config.run_id(model_ut, layer)
+            rid = config.run_id(model_ut, layer, of_model[model_ut]["key"])
             old = cached.get(rid)
             if old and old.get("outputs_sha256") == sha256_file(out / "outputs" / f"{rid}.jsonl"):
                 run = old  # scored before the interruption: nothing to recompute
             else:
-                run = score_run(model_ut, layer, records, out, config, scorer)
+                run = score_run(model_ut, layer, records, out, config, scorer, of_model[model_ut])
             results["runs"].append(run)
             write_json(out / "results.json", results)  # keep what is scored if killed here
     log.info("results written to %s", out / "results.json")

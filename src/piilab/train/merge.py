@@ -20,10 +20,11 @@ def merge(run_dir: str | os.PathLike, out: str | os.PathLike, *, device: str = "
           dtype: str = "auto") -> Path:
     """Fold a run's LoRA adapter into its base model and save a plain model folder.
 
-    The result (safetensors + tokenizer + prompt_format.json + merge_config.json) loads like any
-    model, with no PEFT. It is written to a temporary folder and renamed into place.
+    The result (safetensors + tokenizer + prompt_format.json + prompt_settings.json +
+    merge_config.json) loads like any model, with no PEFT. It is written to a temporary folder and renamed into place.
     """
     from piilab import models
+    from piilab.extract import prompt_settings, save_settings
     from piilab.models.prompts import FILENAME as FORMAT_FILE
 
     run_dir, out = Path(run_dir), Path(out)
@@ -43,6 +44,7 @@ def merge(run_dir: str | os.PathLike, out: str | os.PathLike, *, device: str = "
         tokenizer.save_pretrained(scratch)
         if (run_dir / FORMAT_FILE).exists():
             shutil.copy2(run_dir / FORMAT_FILE, scratch / FORMAT_FILE)
+        save_settings(prompt_settings(run_dir), scratch)  # also for a run folder of an older piilab
         write_json(scratch / "merge_config.json", {
             "adapter": str(run_dir.resolve()),
             "base": json.loads((run_dir / "adapter_config.json").read_text())["base_model_name_or_path"],

@@ -218,12 +218,8 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
     from piilab.models import arch
     from piilab.models.prompts import default_format
     from piilab.runtime import choose_runtime
-    from piilab.train.trainer import (
-        PiilabSFTTrainer,
-        QuietProgress,
-        RunLogCallback,
-        check_exit_layers,
-    )
+    from piilab.train.run_log import QuietProgress, RunLogCallback
+    from piilab.train.trainer import PiilabSFTTrainer, check_exit_layers
 
     run_dir = Path(config.out)
     resume_from = check_run_dir(config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from piilab.errors import PiilabError
-from piilab.io import write_json
+from piilab.io import read_json, write_json
 from piilab.runtime import let_the_heap_keep_blocks_again, peak_rss_mb
 from piilab.train.config import (
     LOG_FILE,
@@ -37,7 +38,12 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> RunSummary:
 
     `callbacks` are extra transformers TrainerCallbacks (tests use one to kill a run).
     """
-    from piilab.train.trainer import log_rows, plot_loss, write_log_csv
+    from piilab.train.run_log import (
+        checkpoint_progress,
+        log_rows,
+        plot_loss,
+        write_log_csv,
+    )
 
     run = build_trainer(config, callbacks)
     trainer, run_dir = run.trainer, Path(config.out)
@@ -47,9 +53,14 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> RunSummary:
                         fmt=run.fmt, data=data_fingerprint(config.data))
     if run.resume_from is not None:
         log.info("resuming from %s", run.resume_from)
+    # Time and tokens continue from the checkpoint, so the log and the metrics count the run.
+    prior = checkpoint_progress(run.resume_from)
+    trainer.real_tokens = prior["real_tokens"]
+    run.run_log.prior_seconds = prior["train_seconds"]
 
     started = time.perf_counter()
-    if run.resume_from is not None and is_final_checkpoint(run.resume_from):
+    finished_before = run.resume_from is not None and is_final_checkpoint(run.resume_from)
+    if finished_before:
         # transformers would run one step past the plan from a final checkpoint; take it as is.
         log.info("%s is the run's final step: nothing left to train", run.resume_from.name)
         _load_final_checkpoint(trainer, run.resume_from)
@@ -66,25 +77,33 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> RunSummary:
 
     trainer.save_model(str(run_dir))  # the adapter (or, full fine-tuning, the model) + tokenizer
     let_the_heap_keep_blocks_again()
+    session_tokens = trainer.real_tokens - prior["real_tokens"]
+    total_seconds = prior["train_seconds"] + (0.0 if finished_before else seconds)
     summary = RunSummary(
         run_dir=str(run_dir), global_step=trainer.state.global_step,
         train_loss=_train_loss(trainer.state.log_history), eval_loss=eval_loss,
         train_records=run.stats.kept, skipped_records=run.stats.skipped_long + run.stats.skipped_empty,
         trainable_parameters=run.runtime["trainable_parameters"], precision=run.runtime["precision"],
-        train_seconds=round(seconds, 3), real_tokens=trainer.real_tokens,
-        tokens_per_second=round(trainer.real_tokens / seconds, 2) if seconds > 0 else 0.0,
+        train_seconds=round(total_seconds, 3), real_tokens=trainer.real_tokens,
+        tokens_per_second=_rate(session_tokens, seconds) or _rate(trainer.real_tokens, total_seconds),
         steady_tokens_per_second=_steady_rate(run.run_log.step_times, trainer.state.log_history),
         peak_rss_mb=round(peak_rss_mb(), 1), world_size=run.runtime["world_size"],
         resumed_from_step=checkpoint_step(run.resume_from),
     )
+    saved = _saved_summary(run_dir / METRICS_FILE) if finished_before else None
+    if saved is not None:
+        # A finished run resumed trains nothing: its first session's figures (and file) stand.
+        summary = dataclasses.replace(saved, resumed_from_step=summary.resumed_from_step)
     if trainer.is_world_process_zero():
         rows = log_rows(trainer.state.log_history)
         write_log_csv(run_dir / LOG_FILE, rows)
         plot_loss(rows, run_dir / PLOT_FILE)
-        write_json(run_dir / METRICS_FILE, asdict(summary))
+        if saved is None:
+            write_json(run_dir / METRICS_FILE, asdict(summary))
     trainer.accelerator.wait_for_everyone()
-    log.info("trained %d steps in %.0f s (%.0f real tokens/s); %s in %s", summary.global_step, seconds,
-             summary.tokens_per_second, "model" if config.full_finetune else "adapter", run_dir)
+    log.info("trained %d steps in %.0f s (%.0f real tokens/s); %s in %s", summary.global_step,
+             summary.train_seconds, summary.tokens_per_second,
+             "model" if config.full_finetune else "adapter", run_dir)
     return summary
 
 
@@ -107,6 +126,18 @@ def _load_final_checkpoint(trainer, checkpoint: Path) -> None:
     if unexpected:
         raise PiilabError(f"{checkpoint}: weights this model does not have: {', '.join(unexpected[:3])}")
 
+
+
+def _rate(tokens: int, seconds: float) -> float:
+    return round(tokens / seconds, 2) if tokens > 0 and seconds > 0 else 0.0
+
+
+def _saved_summary(path: Path) -> RunSummary | None:
+    """The RunSummary a finished session wrote, if it is there and readable."""
+    try:
+        return RunSummary(**read_json(path))
+    except (PiilabError, TypeError):
+        return None
 
 
 def _train_loss(history: list[dict[str, Any]]) -> float | None:

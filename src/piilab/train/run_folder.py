@@ -93,12 +93,18 @@ def _versions() -> dict[str, str]:
 
 def write_run_files(run_dir: Path, config: TrainConfig, *, runtime: dict[str, Any], tokenizer, fmt,
                     data: dict[str, Any]) -> None:
-    """The exact config, the prompt format and the tokenizer, written before the first step."""
+    """The exact config, the prompt format and settings and the tokenizer, written before the
+    first step: everything later stages need, so the folder works from any directory."""
+    from piilab.extract import data_settings, save_settings
+
     run_dir.mkdir(parents=True, exist_ok=True)
+    # The data folder as an absolute path: a relative one means nothing from another directory.
+    exact = {**asdict(config), "data": str(Path(config.data).resolve())}
     write_json(run_dir / CONFIG_FILE, {
-        "config": asdict(config), "runtime": runtime, "data": data, "versions": _versions(),
+        "config": exact, "runtime": runtime, "data": data, "versions": _versions(),
     })
     fmt.save(run_dir)
+    save_settings(data_settings(config.data), run_dir)
     tokenizer.save_pretrained(run_dir)
 
 

@@ -14,25 +14,19 @@ catch those blocks' outputs during the one backbone pass, so no other layer's st
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
-import math
-import time
 import types
 import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import ProgressCallback, TrainerCallback
 from transformers.utils import ModelOutput
 from trl import SFTTrainer
 
 from piilab.errors import PiilabError
-from piilab.io import atomic_write
 from piilab.models import arch
 
 log = logging.getLogger(__name__)
@@ -290,7 +284,7 @@ class PiilabSFTTrainer(SFTTrainer):
         self.exit_loss_weight = exit_loss_weight
         self.exit_loss_schedule = exit_loss_schedule
         scheduled_exit_weight(exit_loss_schedule, exit_loss_weight, 0, 1)  # an unknown schedule fails here
-        self._real_tokens = 0  # all processes, this session (not restored on resume), as logged
+        self._real_tokens = 0  # all processes, the whole run (`train` restores it on resume)
         # Per micro-batch counts stay on the device until the next log: reading them at every
         # step (`.item()`, `.tolist()`) would make the host wait for the GPU each time.
         self._pending_counts: dict[str, list[torch.Tensor]] = {"train": [], "eval": []}
@@ -322,6 +316,11 @@ class PiilabSFTTrainer(SFTTrainer):
         """Non-pad tokens trained on so far, all processes (call on every process: it gathers)."""
         self._flush_tokens()
         return self._real_tokens
+
+    @real_tokens.setter
+    def real_tokens(self, value: int) -> None:
+        """A resumed run counts on from its checkpoint's tokens."""
+        self._real_tokens = value
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         """Turn the pending device counts into this log's metrics (one wait for the device), then log."""
@@ -361,123 +360,3 @@ class PiilabSFTTrainer(SFTTrainer):
 
 
 # ---------------------------------------------------------------- run log
-
-
-def log_rows(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per logged step from a Trainer's `log_history`, train and eval entries merged."""
-    rows: dict[int, dict[str, Any]] = {}
-    names = {"loss": "loss", "learning_rate": "lr", "eval_loss": "eval_loss", "grad_norm": "grad_norm",
-             "mean_token_accuracy": "token_accuracy", "num_tokens": "tokens", "epoch": "epoch"}
-    for entry in log_history:
-        if "loss" not in entry and "eval_loss" not in entry:
-            continue  # the end-of-training summary
-        row = rows.setdefault(int(entry["step"]), {"step": int(entry["step"])})
-        for key, column in names.items():
-            if key in entry and entry[key] is not None:
-                row[column] = entry[key]
-        for key, value in entry.items():
-            if key.removeprefix("eval_").startswith(LAYER_LOSS) and value is not None:
-                row[key] = value
-    return [rows[step] for step in sorted(rows)]
-
-
-def layer_loss_columns(rows: list[dict[str, Any]]) -> list[str]:
-    """The per-layer loss columns present in log rows: train ones by layer, then eval ones."""
-    found = {key for row in rows for key in row if key.removeprefix("eval_").startswith(LAYER_LOSS)}
-    return sorted(found, key=lambda k: (k.startswith("eval_"), int(k.rpartition("L")[2])))
-
-
-def write_log_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    columns = [*LOG_COLUMNS, *layer_loss_columns(rows)]
-    with atomic_write(path) as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _fmt(row.get(k)) for k in columns})
-
-
-def _fmt(value: Any) -> Any:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return "" if value is None else value
-
-
-def read_log_csv(path: Path) -> list[dict[str, float]]:
-    """The rows of a train_log.csv, numbers parsed, empty cells left out."""
-    with open(path, newline="", encoding="utf-8") as handle:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
-
-
-def plot_loss(rows: list[dict[str, Any]], path: Path) -> None:
-    """Training (and evaluation) loss against the step, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
-    for key, label, style in (("loss", "train", "-"), ("eval_loss", "eval", "o-")):
-        points = [(r["step"], r[key]) for r in rows if key in r and math.isfinite(float(r[key]))]
-        if points:
-            ax.plot(*zip(*points), style, label=label, markersize=3)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (answer tokens)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png")
-    plt.close(fig)
-
-
-class RunLogCallback(TrainerCallback):
-    """Rewrites RUN_DIR/train_log.csv from the trainer's log history on rank 0, at each log
-    while that is cheap, and always at each checkpoint and at the end.
-
-    Rewriting (not appending) means a resumed run's log holds each step once: the history comes
-    back from the checkpoint, so steps logged after it by the killed run are dropped. The file
-    grows with the run and piilab logs every step, so past `ALWAYS` log entries (a rewrite then
-    takes milliseconds) the next is skipped until `OVERHEAD` times the last one's duration has
-    passed: the log then takes about 1% of the run. Shorter logs are written at every log, so a
-    killed run's file holds every step it logged.
-    Also times the steps, for a steady tokens/s that leaves out the first (warm-up) step.
-    """
-
-    OVERHEAD = 100
-    ALWAYS = 500
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.step_times: list[tuple[int, float]] = []
-        self._last_write = (-math.inf, 0.0)  # (perf_counter at its end, its duration)
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.step_times.append((state.global_step, time.perf_counter()))
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        ended, took = self._last_write
-        if len(state.log_history) <= self.ALWAYS or time.perf_counter() - ended >= self.OVERHEAD * took:
-            self.write(state)
-
-    def on_save(self, args, state, control, **kwargs):
-        self.write(state)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        self.write(state)
-
-    def write(self, state) -> None:
-        if state.is_world_process_zero:
-            started = time.perf_counter()
-            write_log_csv(self.path, log_rows(state.log_history))
-            ended = time.perf_counter()
-            self._last_write = (ended, ended - started)
-
-
-class QuietProgress(ProgressCallback):
-    """The Trainer's progress bar, with the latest loss in the bar instead of a printed dict per log."""
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and self.training_bar is not None and logs:
-            shown = {k: f"{logs[k]:.4g}" for k in ("loss", "eval_loss") if isinstance(logs.get(k), float)}
-            if shown:
-                self.training_bar.set_postfix(shown, refresh=False)

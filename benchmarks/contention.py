@@ -1,12 +1,12 @@
 """Benchmark: `piilab extract` on 32 short texts alone, then beside a busy process on the same cores.
 
-    python benchmarks/contention.py [--model smollm2-135m] [--texts 32] [--busy python|matmul]
+    python benchmarks/contention.py [--model smollm2-135m] [--texts 32] [--busy python,decode]
                                     [--timeout 900] [--env KEY=VALUE ...] [-- extract flags]
 
-Both runs are the same `piilab extract --input TEXTS.jsonl` command with default settings, each a
-fresh process (so each makes its own thread choice), pinned to the cores this script may use. The
-second runs while a busy process (a Python busy loop, or a one-thread torch matmul loop) spins on
-those same cores; it starts a second before, so it is running when piilab looks at the load.
+Every run is the same `piilab extract --input TEXTS.jsonl` command with default settings, each a
+fresh process (so each makes its own thread choice), on the cores this script may use: first
+alone, then once beside each busy process (BUSY_LOOPS: a Python loop, torch matmul loops) pinned
+to those same cores; it starts a second before, so it is running when piilab looks at the load.
 Printed side by side: wall time of each run (model load included, as a user waits for it), the
 threads each run chose (from its log), the slowdown ratio, and whether both runs gave the same
 extractions. Target (issue 18): slowdown <= 2.5x.
@@ -65,16 +65,23 @@ TEXTS = [
 ]
 
 BUSY_LOOPS = {
+    # one core: a Python loop
     "python": "while True:\n    pass\n",
+    # one core: a one-thread torch matmul loop
     "matmul": ("import torch\ntorch.set_num_threads(1)\na = torch.randn(256, 256)\n"
                "while True:\n    a = (a @ a).tanh()\n"),
+    # every core: a torch matmul loop on torch's default threads, as another torch job runs
+    "torch": "import torch\na = torch.randn(512, 512)\nwhile True:\n    a = (a @ a).tanh()\n",
+    # every core: small matmuls on torch's default threads, as another decoding process runs
+    "decode": ("import torch\nx, w = torch.randn(8, 576), torch.randn(576, 1536) / 24\n"
+               "while True:\n    x = (x @ w)[:, :576].tanh()\n"),
 }
 
 THREAD_LINE = re.compile(r"runtime: threads: (\d+) (.*)")
 
 
 def start_busy(kind: str, cores: set[int]) -> subprocess.Popen:
-    """A process that keeps one core busy, pinned to the same cores as the runs."""
+    """A busy process (BUSY_LOOPS), pinned to the same cores as the runs."""
     busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOPS[kind]],
                             preexec_fn=lambda: os.sched_setaffinity(0, cores))
     time.sleep(1.0)  # running, and seen by the kernel's accounting, before piilab starts
@@ -100,47 +107,52 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m",
                         help="model spec or adapter folder (e.g. /work/piilab-demo/run)")
     parser.add_argument("--texts", type=int, default=len(TEXTS), help="how many of the 32 texts")
-    parser.add_argument("--busy", choices=sorted(BUSY_LOOPS), default="python")
+    parser.add_argument("--busy", default="python",
+                        help=f"comma-separated busy processes, one run beside each: {','.join(BUSY_LOOPS)}")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per run at most")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                        help="an environment variable for both runs (repeatable)")
+                        help="an environment variable for the extract runs (repeatable)")
     parser.add_argument("extra", nargs="*", help="more `piilab extract` flags (after --)")
     args = parser.parse_args()
+    kinds = args.busy.split(",")
+    if unknown := set(kinds) - set(BUSY_LOOPS):
+        parser.error(f"unknown --busy {','.join(sorted(unknown))}")
 
     cores = os.sched_getaffinity(0)
     env = {**os.environ, **dict(item.split("=", 1) for item in args.env)}
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         texts = Path(tmp) / "texts.jsonl"
         texts.write_text("".join(json.dumps({"id": i, "text": t}) + "\n"
                                  for i, t in enumerate(TEXTS[: args.texts])))
         command = [sys.executable, "-m", "piilab", "extract", "--model", args.model,
                    "--input", str(texts), *args.extra]
-        alone, alone_out, alone_threads = run_extract(command, env, args.timeout)
-        busy = start_busy(args.busy, cores)
-        try:
-            loaded, loaded_out, loaded_threads = run_extract(command, env, args.timeout)
-        finally:
-            busy.kill()
-            busy.wait()
+        rows.append(("alone", *run_extract(command, env, args.timeout)))
+        for kind in kinds:
+            busy = start_busy(kind, cores)
+            try:
+                rows.append((f"beside {kind}", *run_extract(command, env, args.timeout)))
+            finally:
+                busy.kill()
+                busy.wait()
 
     import piilab
     import torch
 
     print(f"piilab extract on {args.texts} texts, model {args.model}, cores {sorted(cores)}, "
           f"torch {torch.__version__}, piilab from {Path(piilab.__file__).parent}")
-    if args.env:
-        print(f"environment: {' '.join(args.env)}")
-    print(f"{'':16} {'wall s':>8}  threads (reason)")
-    print(f"{'alone':16} {alone:8.1f}  {alone_threads}")
-    label = f"beside {args.busy} loop"
-    shown = f"> {args.timeout:.0f}" if loaded == float("inf") else f"{loaded:.1f}"
-    print(f"{label:16} {shown:>8}  {loaded_threads}")
-    if loaded == float("inf"):
-        print(f"slowdown under load: > {args.timeout / alone:.1f}x (target <= 2.5x)")
-    else:
-        same = alone_out == loaded_out
-        print(f"slowdown under load: {loaded / alone:.2f}x (target <= 2.5x); "
-              f"extractions {'identical' if same else 'DIFFER'} between the runs")
+    if args.env or args.extra:
+        print(f"settings: {' '.join(args.env + args.extra)}")
+    alone, alone_out = rows[0][1], rows[0][2]
+    print(f"{'':14} {'wall s':>7} {'slowdown':>9}  same output  threads (reason)")
+    for label, seconds, out, chosen in rows:
+        if seconds == float("inf"):
+            print(f"{label:14} {'>' + format(args.timeout, '.0f'):>7} "
+                  f"{'>' + format(args.timeout / alone, '.1f') + 'x':>9}  {'-':11}  {chosen}")
+            continue
+        print(f"{label:14} {seconds:7.1f} {seconds / alone:8.2f}x  "
+              f"{'yes' if out == alone_out else 'NO':11}  {chosen}")
+    print("target (issue 18): slowdown <= 2.5x")
 
 
 if __name__ == "__main__":

@@ -21,12 +21,17 @@ QUIET_OPENMP = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
 # thread fewer (docs/runtime.md).
 FREE_SHARE = 0.75
 
+# Spinning is a bet that the cores are ours: it is taken only when the last minute's load average
+# (read instantly at import, before torch loads) was below this (docs/runtime.md).
+IDLE_LOAD = 0.5
+
 openmp_note = "not set up (piilab.threads.quiet_openmp was not called)"
 
 
 def quiet_openmp(environ: MutableMapping[str, str] = os.environ,
-                 torch_loaded: bool | None = None) -> str:
-    """Make OpenMP threads sleep at once when idle instead of spinning, unless the user chose.
+                 torch_loaded: bool | None = None, load: float | None = None) -> str:
+    """Make OpenMP threads sleep at once when idle instead of spinning, on a machine where other
+    work ran in the last minute, unless the user chose a wait policy.
 
     Only effective before torch (and its OpenMP runtime) loads, which reads the variables once;
     returns, and keeps in `openmp_note`, a phrase for the log saying what happened.
@@ -34,14 +39,22 @@ def quiet_openmp(environ: MutableMapping[str, str] = os.environ,
     global openmp_note
     torch_loaded = "torch" in sys.modules if torch_loaded is None else torch_loaded
     users = {k: environ[k] for k in QUIET_OPENMP if environ.get(k)}
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (OSError, AttributeError):
+            load = IDLE_LOAD  # unknown: the safe side
     if users:
         note = "OpenMP waiting as the user set it (" + \
             ", ".join(f"{k}={v}" for k, v in users.items()) + ")"
     elif torch_loaded:
         note = "OpenMP spin-waits (torch was imported before piilab, too late to change it)"
+    elif load < IDLE_LOAD:
+        note = f"OpenMP spin-waits (load average {load:.2f} at start: the cores were idle)"
     else:
         environ.update(QUIET_OPENMP)
-        note = "OpenMP threads sleep when idle (OMP_WAIT_POLICY=PASSIVE, KMP_BLOCKTIME=0)"
+        note = (f"OpenMP threads sleep when idle (load average {load:.2f} at start; "
+                "OMP_WAIT_POLICY=PASSIVE, KMP_BLOCKTIME=0)")
     openmp_note = note
     return note
 

@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m",
                         help="model spec or adapter folder (e.g. /work/piilab-demo/run)")
     parser.add_argument("--texts", type=int, default=len(TEXTS), help="how many of the 32 texts")
-    parser.add_argument("--busy", default="python",
+    parser.add_argument("--busy", default="python,decode",
                         help=f"comma-separated busy processes, one run beside each: {','.join(BUSY_LOOPS)}")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per run at most")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",

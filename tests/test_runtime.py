@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from piilab import runtime
+from piilab import runtime, threads
 from piilab.errors import PiilabError
 
 
@@ -22,3 +22,76 @@ def test_cuda_requested_without_cuda_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(PiilabError, match="no CUDA device"):
         runtime.choose_runtime("cuda")
+
+
+@pytest.fixture
+def fresh_thread_choice(monkeypatch):
+    """A process that has not chosen its threads yet; torch's count restored afterwards."""
+    before = torch.get_num_threads()
+    monkeypatch.setattr(runtime, "_threads_reason", None)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_busy_core_means_one_thread_fewer_and_the_reason_is_logged(
+        fresh_thread_choice, monkeypatch, caplog):
+    monkeypatch.setattr(threads, "usable_cpus", lambda: [0, 1])
+    monkeypatch.setattr(threads, "physical_cores", lambda cpus: 2)
+    monkeypatch.setattr(threads, "measure_busy", lambda cpus: (1.0, "/proc/stat over 0.2 s"))
+    torch.set_num_threads(2)  # torch's default on two cores
+    with caplog.at_level("INFO", logger="piilab.runtime"):
+        runtime.choose_runtime("cpu")
+    assert torch.get_num_threads() == 1
+    assert "runtime: threads: 1 (auto: 2 usable cores, 1.0 of them busy with other work, " \
+           "/proc/stat over 0.2 s)" in caplog.text
+    # once per process: a second model load neither measures again nor changes the count
+    monkeypatch.setattr(threads, "measure_busy", lambda cpus: pytest.fail("measured twice"))
+    torch.set_num_threads(2)
+    runtime.choose_runtime("cpu")
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("setting", ["env", "torch"])
+def test_a_count_the_user_set_is_kept(fresh_thread_choice, monkeypatch, caplog, setting):
+    monkeypatch.setattr(threads, "physical_cores", lambda cpus: 2)
+    monkeypatch.setattr(threads, "measure_busy", lambda cpus: (0.0, "test"))
+    torch.set_num_threads(2 if setting == "env" else 1)
+    if setting == "env":
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    with caplog.at_level("INFO", logger="piilab.runtime"):
+        runtime.configure_threads()
+    assert torch.get_num_threads() == (2 if setting == "env" else 1)
+    assert ("OMP_NUM_THREADS=2 set by the user" if setting == "env"
+            else "torch.set_num_threads(1) was called") in caplog.text
+
+
+@pytest.mark.parametrize("verb", [
+    ["generate", "--prompt", "p"], ["extract", "t"], ["eval", "--model", "m", "--data", "d", "--out", "o"],
+    ["train", "--out", "o"], ["lens", "train", "--data", "d", "--out", "o"], ["run", "x.yaml"], ["demo"],
+])
+def test_every_computing_verb_takes_threads(verb):
+    from piilab.cli import make_parser
+
+    args = make_parser().parse_args([*verb, "--threads", "3"])
+    assert args.threads == 3
+
+
+def test_threads_flag_reaches_torch(fresh_thread_choice, tiny_gpt2_dir, capsys, caplog):
+    from piilab.cli import main
+
+    wanted = 3 if torch.get_num_threads() != 3 else 2
+    with caplog.at_level("INFO", logger="piilab.runtime"):
+        code = main(["generate", "--model", str(tiny_gpt2_dir), "--prompt", "hi",
+                     "--max-new-tokens", "2", "--threads", str(wanted)])
+    assert code == 0, capsys.readouterr().err
+    assert torch.get_num_threads() == wanted
+    assert f"runtime: threads: {wanted} (--threads {wanted}" in caplog.text
+
+
+def test_threads_below_one_is_a_one_line_error(fresh_thread_choice, tiny_gpt2_dir, capsys):
+    from piilab.cli import main
+
+    code = main(["generate", "--model", str(tiny_gpt2_dir), "--prompt", "hi", "--threads", "0"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == "piilab: error: --threads must be at least 1, got 0"

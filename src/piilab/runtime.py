@@ -1,4 +1,5 @@
-"""Runtime choices made once per process: device and dtype (logged with the reason), and the heap."""
+"""Runtime choices made once per process, each logged with the reason: device, dtype, CPU threads;
+and the heap."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from piilab import threads
 from piilab.errors import PiilabError
 
 log = logging.getLogger(__name__)
@@ -78,12 +80,48 @@ def choose_dtype(device: torch.device, requested: str = "auto") -> tuple[torch.d
 
 
 def choose_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:
-    """Pick device and dtype once, and log both with the reason."""
+    """Pick device and dtype once, and log both with the reason (and the threads, the first time)."""
+    configure_threads()
     dev, dev_reason = choose_device(device)
     dt, dt_reason = choose_dtype(dev, dtype)
     reason = f"device {dev} ({dev_reason}); dtype {str(dt).removeprefix('torch.')} ({dt_reason})"
     log.info("runtime: %s", reason)
     return Runtime(dev, dt, reason)
+
+
+# ---------------------------------------------------------------- CPU threads
+
+
+_threads_reason: str | None = None  # set by the first configure_threads of this process
+
+
+def configure_threads(requested: int | None = None) -> str:
+    """Set torch's intra-op thread count once per process (piilab.threads.choose_threads), log it.
+
+    Later calls without `requested` keep the first choice; `requested` (--threads) always applies.
+    Returns the logged reason.
+    """
+    global _threads_reason
+    if _threads_reason is not None and requested is None:
+        return _threads_reason
+    cpus = threads.usable_cpus()
+    cores = threads.physical_cores(cpus)
+    busy, measured = 0.0, "not measured"
+    auto = requested is None and not os.environ.get("OMP_NUM_THREADS") \
+        and torch.get_num_threads() == cores
+    if auto:  # the only case that looks at the load; measuring takes a fraction of a second
+        busy_cpus, measured = threads.measure_busy(cpus)
+        busy = busy_cpus * cores / len(cpus)  # logical CPUs to physical cores
+    count, reason = threads.choose_threads(
+        cores, busy, requested=requested, omp_num_threads=os.environ.get("OMP_NUM_THREADS"),
+        torch_threads=torch.get_num_threads())
+    if count is not None:
+        torch.set_num_threads(count)
+    if auto:
+        reason += f", {measured}"
+    _threads_reason = f"{torch.get_num_threads()} ({reason}); {threads.openmp_note}"
+    log.info("runtime: threads: %s", _threads_reason)
+    return _threads_reason
 
 
 # ---------------------------------------------------------------- the heap (glibc)

@@ -51,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(args.log_level)
     try:
+        if "threads" in args:  # the verbs that compute
+            from piilab.runtime import configure_threads
+
+            configure_threads(args.threads)
         return int(args.func(args) or 0)
     except PiilabError as err:
         print(f"piilab: error: {err}", file=sys.stderr)

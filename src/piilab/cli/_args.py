@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 
 
+def add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    """--threads; piilab.cli.main applies it (piilab.runtime.configure_threads) before the verb runs."""
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="CPU threads for torch (default: the cores this process may use, "
+                             "less those other work keeps busy; OMP_NUM_THREADS is respected)")
+
+
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
-    """--device and --dtype, resolved once by piilab.runtime."""
+    """--device, --dtype and --threads, resolved once by piilab.runtime."""
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                         help="where to run (auto: cuda, then mps, then cpu)")
     parser.add_argument("--dtype", default="auto",
@@ -14,6 +21,7 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
                         help="weights dtype (auto: bf16 on GPUs that support it, else float32)")
     parser.add_argument("--trust-remote-code", action="store_true",
                         help="allow a model folder's own Python code to run (off by default)")
+    add_threads_arg(parser)
 
 
 def int_list(text: str) -> list[int]:

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from piilab.cli._args import add_threads_arg
 from piilab.errors import PiilabError
 from piilab.train import (
     CONFIG_FILE,
@@ -76,6 +77,7 @@ def register(subparsers) -> None:
     speed.add_argument("--gradient-checkpointing", action="store_true",
                        help="recompute activations in backward: less memory, more time")
     speed.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help=_help("where to train", "device"))
+    add_threads_arg(speed)
     early = parser.add_argument_group("early-exit training (LayerSkip's loss, no layer dropout)")
     early.add_argument("--exit-layers", metavar="L,L",
                        help="also train the logit lens at these decoder layers (1..N-1), e.g. 16,24")

@@ -1,0 +1,131 @@
+"""The thread choice as a table, the load reading from /proc/stat text, the core count from a
+sysfs tree, and OpenMP's wait policy set only where the user has not set it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from piilab import threads
+from piilab.errors import PiilabError
+
+
+@pytest.mark.parametrize("cores, busy, threads_now, expected", [
+    (2, 0.0, 2, 2),    # idle: every core
+    (2, 0.2, 2, 2),    # a little background work still leaves both cores
+    (2, 0.3, 2, 1),    # under 3/4 of the second core free: it would hold up every parallel region
+    (2, 1.0, 2, 1),    # a busy process on one of two cores: one thread
+    (2, 2.0, 2, 1),    # both busy: still one thread, never none
+    (2, 5.0, 2, 1),    # a load above the core count
+    (1, 0.0, 1, 1),
+    (8, 3.0, 8, 5),
+    (8, 2.3, 8, 5),
+    (8, 0.0, 8, 8),
+])
+def test_auto_threads_are_the_cores_other_work_leaves_free(cores, busy, threads_now, expected):
+    count, reason = threads.choose_threads(cores, busy, torch_threads=threads_now)
+    assert count == expected
+    assert reason.startswith(f"auto: {cores} usable cores, {busy:.1f} of them busy")
+
+
+@pytest.mark.parametrize("kwargs, expected, says", [
+    ({"requested": 3}, 3, "--threads 3, more than the 2 cores"),
+    ({"requested": 1}, 1, "--threads 1"),
+    ({"requested": 2, "omp_num_threads": "1"}, 2, "--threads 2"),   # the flag wins over the env
+    ({"omp_num_threads": "4"}, None, "OMP_NUM_THREADS=4 set by the user"),
+    ({"torch_threads": 1}, None, "torch.set_num_threads(1) was called"),
+    ({"torch_threads": 2}, 1, "auto"),   # torch's default (one per core): piilab chooses
+])
+def test_a_user_setting_wins_over_the_load(kwargs, expected, says):
+    count, reason = threads.choose_threads(2, 1.0, **kwargs)
+    assert count == expected
+    assert says in reason
+
+
+def test_threads_below_one_are_refused():
+    with pytest.raises(PiilabError, match="--threads must be at least 1, got 0"):
+        threads.choose_threads(2, 0.0, requested=0)
+
+
+STAT_BEFORE = """cpu  300 0 30 700 0 0 0 0 0 0
+cpu0 100 0 10 390 0 0 0 0 0 0
+cpu1 200 0 20 310 0 0 0 0 0 0
+intr 1 2 3
+"""
+# 100 ticks later: cpu0 was busy 10 of them, cpu1 all 100 (90 user, 10 steal), cpu2 is not ours
+STAT_AFTER = """cpu  400 0 40 790 0 0 0 10 0 0
+cpu0 105 0 15 480 0 0 0 0 0 0
+cpu1 290 0 20 310 0 0 0 10 0 0
+cpu2 999 0 0 0 0 0 0 0 0 0
+"""
+
+
+def test_busy_cpus_from_two_proc_stat_readings():
+    before = threads.cpu_times(STAT_BEFORE, [0, 1])
+    after = threads.cpu_times(STAT_AFTER, [0, 1])
+    assert before == (700, 1030)
+    assert threads.busy_fraction(before, after, 2) == pytest.approx(1.1)  # 0.1 + 1.0
+    only_cpu1 = threads.busy_fraction(threads.cpu_times(STAT_BEFORE, [1]),
+                                      threads.cpu_times(STAT_AFTER, [1]), 1)
+    assert only_cpu1 == pytest.approx(1.0)
+    assert threads.busy_fraction((5, 10), (5, 10), 2) == 0.0  # no time passed
+
+
+def test_measure_busy_reads_this_machine():
+    busy, how = threads.measure_busy(threads.usable_cpus(), window=0.05)
+    assert 0.0 <= busy <= len(threads.usable_cpus()) + 1e-9
+    assert how.startswith("/proc/stat") or "load" in how
+
+
+def _cpu(sysfs, n, package, core):
+    topology = sysfs / f"cpu{n}" / "topology"
+    topology.mkdir(parents=True)
+    (topology / "physical_package_id").write_text(f"{package}\n")
+    (topology / "core_id").write_text(f"{core}\n")
+
+
+def test_hyperthreads_of_one_core_count_once(tmp_path):
+    for n, (package, core) in enumerate([(0, 0), (0, 0), (0, 1), (1, 0)]):
+        _cpu(tmp_path, n, package, core)
+    assert threads.physical_cores([0, 1, 2, 3], tmp_path) == 3
+    assert threads.physical_cores([0, 1], tmp_path) == 1
+    assert threads.physical_cores([0, 7], tmp_path) == 2  # cpu7 unreadable: count logical CPUs
+
+
+def test_openmp_told_to_sleep_on_a_loaded_machine_only_when_the_user_has_not_chosen():
+    env: dict[str, str] = {}
+    note = threads.quiet_openmp(env, torch_loaded=False, load=1.2)
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+    assert "sleep when idle (load average 1.20" in note
+
+    env = {}
+    assert "the cores were idle" in threads.quiet_openmp(env, torch_loaded=False, load=0.1)
+    assert env == {}  # an idle machine keeps OpenMP's faster spinning
+
+    env = {"OMP_WAIT_POLICY": "ACTIVE"}
+    assert "as the user set it (OMP_WAIT_POLICY=ACTIVE)" in threads.quiet_openmp(
+        env, torch_loaded=False, load=1.2)
+    assert env == {"OMP_WAIT_POLICY": "ACTIVE"}  # neither changed nor completed
+
+    env = {"KMP_BLOCKTIME": "200"}
+    threads.quiet_openmp(env, torch_loaded=False, load=1.2)
+    assert env == {"KMP_BLOCKTIME": "200"}
+
+    env = {}
+    assert "too late" in threads.quiet_openmp(env, torch_loaded=True, load=1.2)
+    assert env == {}
+
+
+@pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_importing_piilab_sets_the_wait_policy_before_torch_loads(given, expected):
+    env = {k: v for k, v in os.environ.items() if k not in threads.QUIET_OPENMP}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    code = ("import os, sys; os.getloadavg = lambda: (9.0, 9.0, 9.0); import piilab; "
+            "assert 'torch' not in sys.modules; print(os.environ.get('OMP_WAIT_POLICY'))")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected

@@ -205,8 +205,13 @@ def print_tables(results: dict[str, dict], records: list[dict], out=sys.stdout) 
         cells = [src, str(counts[src])]
         for s in systems:
             for kind in ("exact", "token"):
-                p, r, f = results[s]["sources"][src][kind].prf()
-                cells.append(f"{p:.2f} / {r:.2f} / {f:.2f}")
+                tally = results[s]["sources"][src][kind]
+                p, r, f = tally.prf()
+                # a source without PII has no recall: show what was (wrongly) predicted instead
+                no_pii = not sum(tally.gold.values())
+                unit = "spans" if kind == "exact" else "tokens"
+                cells.append(f"no PII; {sum(tally.pred.values())} {unit} predicted" if no_pii
+                             else f"{p:.2f} / {r:.2f} / {f:.2f}")
         row(cells)
     out.write("\nPer label, whole set (exact match)\n\n")
     header(["label", "gold"] + [f"{s} P/R/F1" for s in systems])
@@ -254,6 +259,7 @@ def select(records: list[dict], sources: str | None, limit: int | None) -> list[
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)  # a line per text otherwise
     args = make_parser().parse_args(argv)
     records = select(load_dev(args.data), args.sources, args.limit)
     if not records:

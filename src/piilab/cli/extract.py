@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from piilab.cli._args import add_decoding_args, decoding_from
+from piilab.cli._args import add_decoding_args, add_free_decoding_arg, decoding_from
 from piilab.cli.generate import add_model_args
 from piilab.errors import PiilabError
 
@@ -26,6 +26,7 @@ def register(subparsers) -> None:
     parser.add_argument("--style", help="prompt style (default: the one training used)")
     parser.add_argument("--labels", help="comma-separated label set (default: training's)")
     add_decoding_args(parser, max_new_tokens=128)
+    add_free_decoding_arg(parser)
     parser.set_defaults(func=run)
 
 
@@ -71,7 +72,8 @@ def run(args) -> int:
         settings = replace(settings, labels=tuple(x.strip() for x in args.labels.split(",") if x.strip()))
     results = extract(model, tokenizer, texts, layer=args.layer, settings=settings,
                       prompt_format=format_for(tokenizer, trained_in), lens=args.lens,
-                      decoding=decoding, batch_size=args.batch_size)
+                      decoding=decoding, batch_size=args.batch_size,
+                      constrain=not args.free_decoding)
     for id_, result in zip(ids, results):
         if args.redact:
             out = json.dumps({"id": id_, "redacted": result.redacted()}, ensure_ascii=False) \

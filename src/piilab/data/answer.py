@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 NO_PII = "None"
 
@@ -31,11 +31,13 @@ def format_answer(items: Iterable[tuple[str, str]]) -> str:
     return "\n".join([f"{value} ({label})" for value, label in pairs]) if pairs else NO_PII
 
 
-def parse_answer_counted(text: str) -> tuple[list[tuple[str, str]], int]:
+def parse_answer_counted(text: str, labels: Collection[str] | None = None
+                          ) -> tuple[list[tuple[str, str]], int]:
     """Parse an answer into (value, label) pairs and the number of malformed lines.
 
     Total: never raises. Blank lines and a `None` line are not malformed; list bullets
-    ("- ", "1. ") that models like to add are tolerated.
+    ("- ", "1. ") that models like to add are tolerated. Given the prompt's `labels`, a line
+    whose label is not among them is malformed too (design.md, "Answer format").
     """
     items: list[tuple[str, str]] = []
     malformed = 0
@@ -43,17 +45,19 @@ def parse_answer_counted(text: str) -> tuple[list[tuple[str, str]], int]:
         line = _BULLET.sub("", raw).strip()
         if not line or line == NO_PII:
             continue
-        match = _LINE.match(line)
-        if match:
+        # a value may itself start like a bullet ("55) 010 (PHONE_NUM)"): then the line as it is
+        match = _LINE.match(line) or _LINE.match(raw.strip())
+        if match and (labels is None or match["label"] in labels):
             items.append((match["value"].strip(), match["label"]))
         else:
             malformed += 1
     return items, malformed
 
 
-def parse_answer(text: str) -> list[tuple[str, str]]:
-    """Parse an answer into (value, label) pairs; malformed lines are skipped."""
-    return parse_answer_counted(text)[0]
+def parse_answer(text: str, labels: Collection[str] | None = None) -> list[tuple[str, str]]:
+    """Parse an answer into (value, label) pairs; malformed lines (and, given `labels`, lines
+    with a label outside them) are skipped."""
+    return parse_answer_counted(text, labels)[0]
 
 
 def normalize_value(value: str) -> str:

@@ -122,14 +122,18 @@ def score(
     bleu: str = "sacrebleu",
     bertscorer: BertScore | None = None,
     labels: Iterable[str] = (),
+    label_set: Iterable[str] | None = None,
     bootstrap: int = 0,
     seed: int = 0,
 ) -> Scores:
     """Score outputs against references with the chosen metrics (docs/metrics.md).
 
     `bertscorer` should be built once per run and passed to every call; without one, the
-    default encoder is loaded for this call. `bootstrap` > 0 adds 95% intervals from that many
-    resamples of the samples, seeded by `seed`. The degenerate share is always computed.
+    default encoder is loaded for this call. `labels` are listed in the per-label table even
+    when unseen. Given the prompts' `label_set`, an output line naming a label outside it is
+    malformed, not an item (design.md, "Answer format"). `bootstrap` > 0 adds 95% intervals
+    from that many resamples of the samples, seeded by `seed`. The degenerate share is always
+    computed.
     """
     metrics = check_metrics(metrics)
     check_bleu_variant(bleu)
@@ -174,7 +178,7 @@ def score(
 
     per_label: dict[str, dict[str, Any]] = {}
     counts: dict[str, int] = {"samples": n}
-    pii = pii_counts(outputs, references) if "pii" in metrics else None
+    pii = pii_counts(outputs, references, label_set) if "pii" in metrics else None
     if pii is not None:
         scores.update(pii_micro(pii))
         if indices is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,9 +34,11 @@ def is_degenerate(text: str) -> bool:
 # --------------------------------------------------------------------------- PII
 
 
-def answer_items(text: str) -> tuple[frozenset[tuple[str, str]], int]:
-    """The set of normalised (value, label) pairs in an answer, and its malformed-line count."""
-    items, malformed = parse_answer_counted(text)
+def answer_items(text: str, labels: Collection[str] | None = None
+                 ) -> tuple[frozenset[tuple[str, str]], int]:
+    """The set of normalised (value, label) pairs in an answer, and its malformed-line count
+    (a line whose label is outside `labels`, when given, is malformed)."""
+    items, malformed = parse_answer_counted(text, labels)
     return frozenset((normalize_value(v), label) for v, label in items), malformed
 
 
@@ -70,12 +72,17 @@ class PiiCounts:
     """label -> Counter(tp=, fp=, fn=) summed over samples."""
 
 
-def pii_counts(outputs: Sequence[str], references: Sequence[str]) -> PiiCounts:
-    """Match each output's (value, label) set against its reference's, sample by sample."""
+def pii_counts(outputs: Sequence[str], references: Sequence[str],
+               labels: Collection[str] | None = None) -> PiiCounts:
+    """Match each output's (value, label) set against its reference's, sample by sample.
+
+    With the label set, an output line whose label is outside it is malformed, not an item.
+    """
     rows = []
     per_label: dict[str, Counter] = {}
+    labels = frozenset(labels) if labels else None
     for output, reference in zip(outputs, references):
-        pred, malformed = answer_items(output)
+        pred, malformed = answer_items(output, labels)
         gold, _ = answer_items(reference)
         pred_values = {v for v, _ in pred}
         gold_values = {v for v, _ in gold}

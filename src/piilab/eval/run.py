@@ -80,6 +80,9 @@ class EvalConfig:
     """Seed for bootstrap resampling."""
     decoding: dict[str, Any] = field(default_factory=dict)
     """Decoding settings (piilab.layers.decode.Decoding fields)."""
+    constrain: bool = True
+    """Copy-constrained answers for PII records (values copied from the text, labels from the
+    set; layers/constrain.py); False decodes free, as the original experiment did."""
     batch_size: int = 8
     """Prompts decoded together."""
     device: str = "auto"
@@ -262,9 +265,31 @@ def check_layers(config: EvalConfig) -> dict[ModelUnderTest, list[int]]:
 # ------------------------------------------------------------------ decoding
 
 
+def label_set(data: str, records: list[dict]) -> tuple[str, ...]:
+    """The labels the prompts name: the dataset card's, else the default seven and every label
+    the references use (a JSONL file has no card)."""
+    from piilab.data.labels import DEFAULT_LABELS
+
+    card = Path(data) / "card.json"
+    if card.is_file():
+        labels = read_json(card).get("labels")
+        if labels:
+            return tuple(labels)
+    used = {s["label"] for r in records for s in r.get("spans") or ()}
+    return tuple(DEFAULT_LABELS) + tuple(sorted(used - set(DEFAULT_LABELS)))
+
+
+def answer_rules(records: list[dict], labels: tuple[str, ...], constrain: bool) -> list | None:
+    """Per record, what its answer may copy: (text, labels) for a PII record, None for an
+    instruction row (spans null), which decodes free; None for all when not constrained."""
+    if not constrain:
+        return None
+    return [(r["text"], labels) if r.get("spans") is not None else None for r in records]
+
+
 def decode_model(
     model_ut: ModelUnderTest, layers: list[int], records: list[dict], out: Path,
-    config: EvalConfig, procs: Processes, inputs: str = "",
+    config: EvalConfig, procs: Processes, inputs: str = "", labels: tuple[str, ...] = (),
 ) -> None:
     """Decode every unfinished (sample, layer) of one model, appending rows as batches finish."""
     from piilab import models
@@ -302,7 +327,7 @@ def decode_model(
                 model, tokenizer, prompts, layers=list(wanted), lens=config.lens_of(model_ut),
                 decoding=decoding, batch_size=config.batch_size,
                 add_special_tokens=prompt_format.add_special_tokens, progress=False,
-                return_details=True,
+                return_details=True, answers=answer_rules(batch, labels, config.constrain),
             )
             for layer in wanted:
                 seconds = result.seconds[layer] / len(batch)
@@ -353,7 +378,7 @@ def template_subsets(records: list[dict]) -> dict[str, list[dict]]:
 
 def score_run(
     model_ut: ModelUnderTest, layer: int, records: list[dict], out: Path, config: EvalConfig,
-    scorer: metrics.BertScore | None, inputs: dict[str, Any],
+    scorer: metrics.BertScore | None, inputs: dict[str, Any], labels: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """One entry of results.json["runs"], from the finished outputs file."""
     rid = config.run_id(model_ut, layer, inputs["key"])
@@ -364,7 +389,7 @@ def score_run(
     ordered = [rows[r["id"]] for r in records]
     scores = metrics.score(
         [row["output"] for row in ordered], [r["completion"] for r in records],
-        metrics=config.metrics, bleu=config.bleu, bertscorer=scorer,
+        metrics=config.metrics, bleu=config.bleu, bertscorer=scorer, label_set=labels,
         bootstrap=config.bootstrap, seed=config.seed,
     )
     decode_s = sum(row.get("decode_s", 0.0) for row in ordered)
@@ -372,13 +397,14 @@ def score_run(
         name: metrics.score([rows[r["id"]]["output"] for r in chosen],
                             [r["completion"] for r in chosen],
                             metrics=[m for m in config.metrics if m != "bertscore"],
-                            bleu=config.bleu).scores | {"n": len(chosen)}
+                            bleu=config.bleu, label_set=labels).scores | {"n": len(chosen)}
         for name, chosen in template_subsets(records).items()
     }
     return {
         "id": rid, "model": model_ut.spec, "adapter": model_ut.adapter, "layer": layer,
         "trained_folder": inputs["trained_folder"], "inputs_key": inputs["key"],
-        "lens": config.lens_of(model_ut), "decoding": config.decoding, "n": len(records),
+        "lens": config.lens_of(model_ut), "decoding": config.decoding,
+        "constrained": config.constrain, "n": len(records),
         "scores": scores.scores, "intervals": scores.intervals, "per_label": scores.per_label,
         "counts": scores.counts, "subsets": subsets,
         "timing": {"decode_s": round(decode_s, 4), "per_sample_s": round(decode_s / len(records), 6)},
@@ -395,6 +421,7 @@ def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
     if len(set(ids)) != len(ids):
         raise PiilabError(f"{config.data}: record ids are not unique")
     plan = check_layers(config)
+    labels = label_set(config.data, records)
     inputs = eval_inputs(config, plan)
     of_model = dict(zip(plan, inputs["models"]))
     run_ids = {config.run_id(m, layer, of_model[m]["key"]) for m, layers in plan.items()
@@ -403,7 +430,7 @@ def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
     procs.barrier()
 
     for model_ut, layers in plan.items():
-        decode_model(model_ut, layers, records, out, config, procs, of_model[model_ut]["key"])
+        decode_model(model_ut, layers, records, out, config, procs, of_model[model_ut]["key"], labels)
     procs.barrier()
     if not procs.main:
         return {}
@@ -437,7 +464,7 @@ def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
             if old and old.get("outputs_sha256") == sha256_file(out / "outputs" / f"{rid}.jsonl"):
                 run = old  # scored before the interruption: nothing to recompute
             else:
-                run = score_run(model_ut, layer, records, out, config, scorer, of_model[model_ut])
+                run = score_run(model_ut, layer, records, out, config, scorer, of_model[model_ut], labels)
             results["runs"].append(run)
             write_json(out / "results.json", results)  # keep what is scored if killed here
     log.info("results written to %s", out / "results.json")

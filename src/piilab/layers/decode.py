@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from piilab.errors import PiilabError
+from piilab.layers.constrain import CopyGuide
 from piilab.layers.lens import Lens
 from piilab.layers.lenses import make_lens
 from piilab.models import arch
@@ -304,6 +305,7 @@ class _Run:
     device: torch.device
     plan: _Plan
     blocks: list[_Block]
+    guide: CopyGuide | None = None  # copy-constrained answers (layers/constrain.py), if asked
 
     def forward(self, top: int, **inputs) -> None:
         """The model's own forward over blocks 1..top, as planned (states land in plan.kept)."""
@@ -337,6 +339,7 @@ def _decode_batch(run: _Run, prompt_ids: list[list[int]], indices: list[int]):
                   for s in slots] if d.sample else None
     top, cache = run.layers[0], DynamicCache(config=arch.base_model(run.model).config)
     shared = shared_prefix(prompt_ids)
+    guard = run.guide.rows([indices[s % B] for s in slots]) if run.guide else None
 
     start = time.perf_counter()
     if shared:
@@ -367,7 +370,11 @@ def _decode_batch(run: _Run, prompt_ids: list[list[int]], indices: list[int]):
     for step in range(d.max_new_tokens):
         # lens: each row's exit state -> logits, then one token per row
         logits = run.logits(hidden, exits)  # (R, V)
+        if guard:  # only tokens that keep each answer a copy of its text
+            logits = guard.mask(logits, slots)
         next_ids = choose(logits, d, run.eos, generators)  # (R,)
+        if guard:
+            guard.advance(slots, next_ids.tolist())
         done = []
         for slot, token in zip(slots, next_ids.tolist()):
             tokens[slot].append(token)
@@ -418,12 +425,15 @@ def generate(
     add_special_tokens: bool = True,
     progress: bool = True,
     return_details: bool = False,
+    answers: Sequence[tuple[str, Sequence[str]] | None] | None = None,
 ) -> dict[int, list[str]] | Generation:
     """Decode every prompt from every exit layer: {layer: [text per prompt]}.
 
     Prompts are decoded exactly as given (plus the tokenizer's own special tokens when
     `add_special_tokens`). `layers` defaults to the last layer (the ordinary model). With
     `return_details`, returns a `Generation` with token ids and per-layer timings as well.
+    `answers`, one (text, labels) per prompt, constrains each PII answer to copy spans of its
+    text and name labels of its set (None for a prompt leaves it free; layers/constrain.py).
     """
     wall = time.perf_counter()
     decoding = decoding or Decoding()
@@ -439,9 +449,13 @@ def generate(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos or [0])[0]
     device = next(model.parameters()).device
     plan = _Plan()
+    if answers is not None and len(answers) != len(encoded):
+        raise PiilabError(f"{len(answers)} answer constraints for {len(encoded)} prompts")
+    guide = CopyGuide(tokenizer, answers, decoding, eos) if answers and any(answers) else None
     run = _Run(model, tokenizer, make_lens(model, lens), sorted(layers, reverse=True), decoding,
                eos, pad_id, device, plan,
-               [_Block(i, block, plan) for i, block in enumerate(arch.decoder_layers(model), 1)])
+               [_Block(i, block, plan) for i, block in enumerate(arch.decoder_layers(model), 1)],
+               guide)
     log.info("decoding %d prompts from layers %s (lens %s, %s, batches of %d)", len(encoded),
              ",".join(map(str, layers)), run.lens.name, "sampling" if decoding.sample else "greedy",
              batch_size)
@@ -469,6 +483,8 @@ def generate(
                         {layer: sum(map(len, token_ids[layer])) for layer in layers})
     log.info("decoded in %.1f s: %s", result.wall_seconds, ", ".join(
         f"layer {layer} {s:.2f} s/prompt" for layer, s in result.seconds_per_sample().items()))
+    if guide:
+        log.info(guide.summary())
     return result if return_details else texts
 
 

@@ -1,0 +1,229 @@
+"""Copy-constrained decoding: a PII answer may only copy spans of its text and name labels of its set.
+
+At each step, each constrained row takes the most likely of its top-k tokens whose bytes keep the
+answer a valid prefix (piilab.data.answer_grammar); when none does, the shortest forced way on
+(" (", the rest of a label, EOS), then the rest of the vocabulary in order of likelihood.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import weakref
+from collections.abc import Sequence
+
+import torch
+
+from piilab.data.answer_grammar import AnswerGrammar, AnswerState
+from piilab.errors import PiilabError
+
+log = logging.getLogger(__name__)
+
+TOP_K = 50
+"""Candidates per step tried in order of likelihood before the forced way on."""
+
+_BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+# ---------------------------------------------------------------- token bytes
+
+
+def _gpt2_byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-level alphabet, reversed: each printable stand-in character -> its byte."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), 256)]
+    chars, extra = list(keep), 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(keep, chars)}
+
+
+def _decoder_kinds(tokenizer) -> set[str]:
+    """The kinds of step in the tokenizer's decoder (ByteLevel, Replace, ByteFallback, ...)."""
+    import json
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise PiilabError("copy-constrained decoding needs a fast (Rust) tokenizer; pass "
+                          "--free-decoding to decode without it")
+    found: set[str] = set()
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            if "type" in node:
+                found.add(node["type"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(json.loads(backend.to_str()).get("decoder"))
+    return found
+
+
+def token_bytes(tokenizer) -> list[bytes | None]:
+    """The bytes each token id adds to decoded text; None for special tokens (built once)."""
+    try:
+        return _TABLES[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    kinds = _decoder_kinds(tokenizer)
+    special = set(tokenizer.all_special_ids)
+    added = {i: t for i, t in tokenizer.added_tokens_decoder.items()}
+    byte_level = _gpt2_byte_decoder() if "ByteLevel" in kinds else None
+    table: list[bytes | None] = []
+    for i, piece in enumerate(tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))):
+        if i in special or piece is None or (i in added and added[i].special):
+            table.append(None)
+        elif i in added:
+            table.append(added[i].content.encode("utf-8"))
+        elif byte_level is not None:
+            table.append(bytes(byte_level[c] for c in piece)
+                         if all(c in byte_level for c in piece) else None)
+        elif "ByteFallback" in kinds and _BYTE_TOKEN.fullmatch(piece):
+            table.append(bytes([int(piece[3:5], 16)]))
+        else:  # SentencePiece: "▁" stands for a space
+            table.append(piece.replace("▁", " ").encode("utf-8"))
+    _check_table(tokenizer, table)
+    try:
+        _TABLES[tokenizer] = table
+    except TypeError:
+        pass
+    return table
+
+
+def _check_table(tokenizer, table: list[bytes | None], samples: int = 200) -> None:
+    """Decode a spread of tokens after a plain one; the table must predict the text exactly."""
+    texts = {}
+    for i, data in enumerate(table):
+        try:
+            texts[i] = data.decode("utf-8") if data else None
+        except UnicodeDecodeError:
+            texts[i] = None
+    plain = [i for i, t in texts.items() if t and t.isalpha() and t.isascii() and len(t) == 1]
+    ids = [i for i, t in texts.items() if t]
+    if not plain or not ids:
+        raise PiilabError("copy-constrained decoding cannot read this tokenizer's vocabulary; "
+                          "pass --free-decoding to decode without it")
+    for i in ids[:: max(1, len(ids) // samples)]:
+        got = tokenizer.decode([plain[0], i], skip_special_tokens=False,
+                               clean_up_tokenization_spaces=False)
+        if got != texts[plain[0]] + texts[i]:
+            raise PiilabError(
+                f"copy-constrained decoding cannot read this tokenizer: token {i} decodes as "
+                f"{got!r}, not {texts[plain[0]] + texts[i]!r}; pass --free-decoding to decode "
+                "without it")
+
+
+# ---------------------------------------------------------------- guiding a call
+
+
+class CopyGuide:
+    """For one `generate` call: each prompt's answer grammar (None: that prompt decodes free)."""
+
+    def __init__(self, tokenizer, answers: Sequence[tuple[str, Sequence[str]] | None], decoding,
+                 eos: Sequence[int], top_k: int = TOP_K) -> None:
+        self.tokenizer = tokenizer
+        self.table = token_bytes(tokenizer)
+        self.grammars = [AnswerGrammar(text, labels) if answer is not None else None
+                         for answer in answers for text, labels in [answer or (None, None)]]
+        self.decoding, self.eos, self.top_k = decoding, set(eos), max(top_k, decoding.top_k or 1)
+        self.eos_bonus = math.log(decoding.eos_weight) if decoding.eos_weight != 1.0 else 0.0
+        self._first_tokens: dict[str, int | None] = {}
+        self.steps = self.overridden = self.forced = 0
+        """Constrained tokens chosen; of them, where the model's own first choice was invalid;
+        and where no token of the top k was valid."""
+
+    def rows(self, prompt_of_row: Sequence[int]) -> RowGuide | None:
+        """The guide of one batch, whose rows decode these prompts (None if all decode free)."""
+        grammars = [self.grammars[p] for p in prompt_of_row]
+        return RowGuide(self, grammars) if any(grammars) else None
+
+    def summary(self) -> str:
+        return (f"copy constraint: {self.overridden} of {self.steps} tokens were not the model's "
+                f"first choice ({self.forced} forced past the top {self.top_k})")
+
+    def first_token(self, text: str) -> int | None:
+        if text not in self._first_tokens:
+            ids = self.tokenizer.encode(text, add_special_tokens=False)
+            self._first_tokens[text] = ids[0] if ids else None
+        return self._first_tokens[text]
+
+
+class RowGuide:
+    """One batch's answer states, by row slot; masks logits to valid tokens and advances."""
+
+    def __init__(self, guide: CopyGuide, grammars: list[AnswerGrammar | None]) -> None:
+        self.guide, self.grammars = guide, grammars
+        self.states = [g.start() if g else None for g in grammars]
+        self.next: list[dict[int, AnswerState | None]] = [{} for _ in grammars]
+
+    def _try(self, slot: int, token: int) -> bool:
+        """Whether `token` keeps row `slot`'s answer valid (its next state is kept for `advance`)."""
+        grammar, state, table = self.grammars[slot], self.states[slot], self.guide.table
+        if token in self.guide.eos:
+            ok = grammar.accepting(state)
+            self.next[slot][token] = state if ok else None
+            return ok
+        data = table[token] if token < len(table) else None
+        after = grammar.advance(state, data) if data else None
+        self.next[slot][token] = after
+        return after is not None
+
+    def _valid(self, slot: int, ranked: torch.Tensor, top: list[int]) -> list[int]:
+        """Row `slot`'s allowed tokens: the first valid in rank order (greedy), or every valid one
+        in the sampling pool; else the forced way on, else the first valid in the vocabulary."""
+        guide = self.guide
+        pool = (guide.decoding.top_k or guide.top_k) if guide.decoding.sample else 1
+        found = [t for t in top[:pool] if self._try(slot, t)] if pool > 1 else []
+        if not found:
+            found = next(([t] for t in top if self._try(slot, t)), [])
+        if found:
+            guide.overridden += top[0] not in found
+            return found
+        guide.forced += 1
+        guide.overridden += 1
+        grammar, state = self.grammars[slot], self.states[slot]
+        if grammar.accepting(state) and guide.eos:
+            return [min(guide.eos)]
+        forced = [guide.first_token(text) for text in grammar.completions(state)]
+        forced = [t for t in forced if t is not None and self._try(slot, t)]
+        if forced:
+            return [max(forced, key=lambda t: float(ranked[t]))]
+        for t in ranked.argsort(descending=True).tolist():
+            if self._try(slot, t):
+                return [t]
+        return [min(guide.eos)] if guide.eos else [top[0]]  # nothing can follow: end the row
+
+    def mask(self, logits: torch.Tensor, slots: Sequence[int]) -> torch.Tensor:
+        """Logits (R, V) with every token that would break a row's answer set to -inf."""
+        guide = self.guide
+        ranked = logits.float()
+        if guide.eos_bonus and guide.eos:  # rank as `choose` will, EOS weight included
+            ranked = ranked.clone()
+            ranked[:, sorted(guide.eos)] += guide.eos_bonus
+        tops = ranked.topk(min(guide.top_k, ranked.shape[-1]), dim=-1).indices.tolist()  # (R, k)
+        masked = torch.full_like(logits, -math.inf)
+        for row, slot in enumerate(slots):
+            if self.grammars[slot] is None:
+                masked[row] = logits[row]
+                continue
+            self.next[slot] = {}
+            allowed = self._valid(slot, ranked[row], tops[row])
+            guide.steps += 1
+            index = torch.tensor(allowed, device=logits.device)
+            masked[row, index] = logits[row, index].clamp(min=torch.finfo(logits.dtype).min)
+        return masked
+
+    def advance(self, slots: Sequence[int], tokens: Sequence[int]) -> None:
+        """Each constrained row's state after the token chosen for it."""
+        for slot, token in zip(slots, tokens):
+            if self.grammars[slot] is not None:
+                if token not in self.next[slot]:
+                    self._try(slot, token)
+                self.states[slot] = self.next[slot][token] or self.states[slot]

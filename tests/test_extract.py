@@ -5,7 +5,7 @@ import json
 import pytest
 from tiny import save_model_dir, tiny_llama
 
-import piilab.layers.decode
+import piilab.extract
 from piilab.cli import main
 from piilab.data.instruct import get_style
 from piilab.data.labels import DEFAULT_LABELS
@@ -32,11 +32,11 @@ def fixed_answer(monkeypatch):
     """The model's answer is ANSWER; the prompts it was given are recorded."""
     seen = {}
 
-    def fake_generate(model, tokenizer, prompts, layers, **kwargs):
-        seen.update(prompts=list(prompts), layers=layers, kwargs=kwargs)
-        return {layers[0]: [ANSWER] * len(prompts)}
+    def fake_decode(model, tokenizer, prompts, layer, **kwargs):
+        seen.update(prompts=list(prompts), layers=[layer], kwargs=kwargs)
+        return [ANSWER] * len(prompts)
 
-    monkeypatch.setattr(piilab.layers.decode, "generate", fake_generate)
+    monkeypatch.setattr(piilab.extract, "decode_answers", fake_decode)
     return seen
 
 

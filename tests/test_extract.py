@@ -153,3 +153,24 @@ def test_cli_errors_are_one_line(tiny_llama_dir, capsys, args, match):
     from helpers import one_line_error
 
     one_line_error(capsys, ["extract", "--model", str(tiny_llama_dir), "--device", "cpu", *args], match)
+
+
+def test_cli_speedups_give_plain_decodings_answers(tokenizer, tmp_path, capsys):
+    model = tiny_llama(tokenizer, seed=1, initializer_range=0.3)  # varied output: drafts rejected
+    model.config.max_position_embeddings = 1024
+    model_dir = save_model_dir(model, tokenizer, tmp_path / "llama")
+    path = tmp_path / "texts.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in [TEXT, "Omar", TEXT[:40]]))
+    outputs = []
+    for flags in ([], ["--plain-decoding"], ["--draft-tokens", "0", "--no-shared-start"]):
+        assert main(["extract", "--model", str(model_dir), "--input", str(path), "--device", "cpu",
+                     "--max-new-tokens", "12", "--batch-size", "2", *flags]) == 0
+        outputs.append([json.loads(line)["answers"] for line in capsys.readouterr().out.splitlines()])
+    assert outputs[0] == outputs[1] == outputs[2] and len(outputs[0]) == 3
+
+
+def test_cli_refuses_negative_draft_tokens(tiny_llama_dir, capsys):
+    from helpers import one_line_error
+
+    one_line_error(capsys, ["extract", "--model", str(tiny_llama_dir), "--device", "cpu",
+                            "--draft-tokens", "-1", TEXT], "--draft-tokens must be 0 or more")

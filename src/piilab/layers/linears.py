@@ -50,6 +50,9 @@ def effective_weight(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | No
     weight = base.weight
     if not getattr(module, "merged", False) and not getattr(module, "disable_adapters", False):
         for name in module.active_adapters:
+            if getattr(module, "use_dora", {}).get(name):
+                raise PiilabError("a DoRA adapter cannot be merged into a linear copy: use "
+                                  "--linear exact")
             if name in module.lora_A:
                 weight = weight + module.get_delta_weight(name).to(weight.dtype)
     return weight, base.bias

@@ -6,7 +6,7 @@ import sys
 import pytest
 from tiny import save_model_dir, tiny_llama
 
-import piilab.layers.decode
+import piilab.extract
 from piilab.cli import main
 from piilab.data.instruct import get_style
 from piilab.data.labels import DEFAULT_LABELS
@@ -33,11 +33,11 @@ def fixed_answer(monkeypatch):
     """The model's answer is ANSWER; the prompts it was given are recorded."""
     seen = {}
 
-    def fake_generate(model, tokenizer, prompts, layers, **kwargs):
-        seen.update(prompts=list(prompts), layers=layers, kwargs=kwargs)
-        return {layers[0]: [ANSWER] * len(prompts)}
+    def fake_decode(model, tokenizer, prompts, layer, **kwargs):
+        seen.update(prompts=list(prompts), layers=[layer], kwargs=kwargs)
+        return [ANSWER] * len(prompts)
 
-    monkeypatch.setattr(piilab.layers.decode, "generate", fake_generate)
+    monkeypatch.setattr(piilab.extract, "decode_answers", fake_decode)
     return seen
 
 
@@ -80,13 +80,13 @@ def test_answers_are_constrained_to_each_window_unless_asked_otherwise(fixed_ans
     settings = PromptSettings(labels=("NAME", "EMAIL"), max_chars=60, overlap=10)
     extract(None, tokenizer, [TEXT], layer=4, settings=settings,
             prompt_format=PromptFormat("plain"))
-    rules = fixed_answer["kwargs"]["answers"]
+    rules = fixed_answer["kwargs"]["rules"]
     assert len(rules) == len(fixed_answer["prompts"]) > 1
     for (window, labels), prompt in zip(rules, fixed_answer["prompts"]):
         assert window in TEXT and window in prompt and labels == ("NAME", "EMAIL")
     extract(None, tokenizer, [TEXT], layer=4, settings=settings,
             prompt_format=PromptFormat("plain"), constrain=False)
-    assert fixed_answer["kwargs"]["answers"] is None
+    assert fixed_answer["kwargs"]["rules"] is None
 
 
 def test_extract_prompts_like_training_and_places_the_answer(fixed_answer, tokenizer):
@@ -224,3 +224,24 @@ def test_a_trained_adapter_prompts_the_same_from_any_directory(tokenizer, tmp_pa
     (run / "train_config.json").write_text(json.dumps(saved))
     settings = prompt_settings(run)
     assert (settings.style, settings.labels, settings.max_chars) == ("alpaca", ("NAME", "EMAIL"), 1500)
+
+
+def test_cli_speedups_give_plain_decodings_answers(tokenizer, tmp_path, capsys):
+    model = tiny_llama(tokenizer, seed=1, initializer_range=0.3)  # varied output: drafts rejected
+    model.config.max_position_embeddings = 1024
+    model_dir = save_model_dir(model, tokenizer, tmp_path / "llama")
+    path = tmp_path / "texts.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in [TEXT, "Omar", TEXT[:40]]))
+    outputs = []
+    for flags in ([], ["--plain-decoding"], ["--draft-tokens", "0", "--no-shared-start"]):
+        assert main(["extract", "--model", str(model_dir), "--input", str(path), "--device", "cpu",
+                     "--max-new-tokens", "12", "--batch-size", "2", *flags]) == 0
+        outputs.append([json.loads(line)["answers"] for line in capsys.readouterr().out.splitlines()])
+    assert outputs[0] == outputs[1] == outputs[2] and len(outputs[0]) == 3
+
+
+def test_cli_refuses_negative_draft_tokens(tiny_llama_dir, capsys):
+    from helpers import one_line_error
+
+    one_line_error(capsys, ["extract", "--model", str(tiny_llama_dir), "--device", "cpu",
+                            "--draft-tokens", "-1", TEXT], "--draft-tokens must be 0 or more")

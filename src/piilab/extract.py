@@ -231,6 +231,72 @@ def place(text: str, items: Sequence[tuple[str, str]]) -> tuple[list[dict], list
 # ---------------------------------------------------------------- the API
 
 
+@dataclass(frozen=True)
+class SpeedUps:
+    """How extraction saves time. The defaults change no answer: with greedy decoding they give
+    plain decoding's tokens (docs/layers.md, "Extraction speed")."""
+
+    draft_tokens: int = 4
+    """Tokens drafted from the text per forward pass (prompt-lookup decoding); 0: none."""
+    share_prefix: bool = True
+    """Prefill the prompts' common start (template, instruction, labels) once per call."""
+    linear: str = "exact"
+    """Linear layers: "exact" (as loaded), "merged" (LoRA merged into float32 copies) or
+    "bfloat16" (merged bf16 copies; faster where bf16 is native, answers may differ slightly)."""
+
+    @classmethod
+    def off(cls) -> "SpeedUps":
+        """Today's plain batched decoding (piilab.layers.decode.generate), nothing else."""
+        return cls(draft_tokens=0, share_prefix=False, linear="exact")
+
+    @property
+    def lookup(self) -> bool:
+        """Whether decoding goes through prompt-lookup decoding's engine."""
+        return self.draft_tokens > 0 or self.share_prefix
+
+    def __post_init__(self) -> None:
+        from piilab.layers.linears import PRECISIONS
+
+        if self.draft_tokens < 0:
+            raise PiilabError(f"draft tokens must be 0 or more, not {self.draft_tokens}")
+        if self.linear not in PRECISIONS:
+            raise PiilabError(f"unknown linear precision {self.linear!r}: use {', '.join(PRECISIONS)}")
+
+
+def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, decoding,
+                   batch_size: int, add_special_tokens: bool, progress: bool,
+                   speedups: SpeedUps, rules=None) -> list[str]:
+    """Each prompt's answer from exit `layer`, through the fastest engine that gives it exactly.
+
+    `rules`, one (text, labels) per prompt, copy-constrains the answers (layers/constrain.py).
+    """
+    from piilab.layers.decode import generate
+    from piilab.layers.linears import linears_swapped
+    from piilab.layers.lookup import lookup_generate, lookup_supported
+
+    lookup = speedups.lookup
+    if lookup and rules is not None:
+        # Prompt-lookup verification does not apply the copy constraint yet: plain decoding does.
+        log.debug("copy-constrained answers: prompt-lookup decoding not used")
+        lookup = False
+    elif lookup and decoding.sample:
+        log.info("sampling: prompt-lookup decoding and the shared start are greedy-only, not used")
+        lookup = False
+    elif lookup and lookup_supported(model):
+        log.info("prompt-lookup decoding not used: %s", lookup_supported(model))
+        lookup = False
+    with linears_swapped(model, speedups.linear):
+        if lookup:
+            return lookup_generate(model, tokenizer, prompts, layer=layer, lens=lens,
+                                   decoding=decoding, batch_size=batch_size,
+                                   draft_tokens=speedups.draft_tokens,
+                                   share_prefix=speedups.share_prefix,
+                                   add_special_tokens=add_special_tokens, progress=progress).texts
+        return generate(model, tokenizer, prompts, [layer], lens=lens, decoding=decoding,
+                        batch_size=batch_size, add_special_tokens=add_special_tokens,
+                        progress=progress, answers=rules)[layer]
+
+
 def extract(
     model,
     tokenizer,
@@ -241,23 +307,26 @@ def extract(
     prompt_format: PromptFormat | None = None,
     lens: str = "norm",
     decoding=None,
-    batch_size: int = 8,
+    batch_size: int = 16,
     progress: bool = True,
+    speedups: SpeedUps | None = None,
     constrain: bool = True,
 ) -> list[Extraction]:
     """Find the PII in each text, decoding from exit `layer` (default: the last).
 
     `constrain` (default) lets an answer copy only spans of its window and name only labels of
-    the set; False decodes free, as the original experiment did.
+    the set; False decodes free, as the original experiment did. `speedups` (default: every
+    exact one) picks the decoding engine; `SpeedUps.off()` decodes with plain batched `generate`.
     """
     from piilab.data.labels import DEFAULT_LABELS
-    from piilab.layers.decode import Decoding, generate
+    from piilab.layers.decode import Decoding
     from piilab.models import arch
 
     settings = settings or PromptSettings()
     labels = tuple(settings.labels or DEFAULT_LABELS)
     fmt = prompt_format or format_for(tokenizer)
     decoding = decoding or Decoding(max_new_tokens=128)
+    speedups = SpeedUps() if speedups is None else speedups
     layer = arch.num_layers(model) if layer is None else layer
     owners, prompts, rules = [], [], []
     for i, text in enumerate(texts):
@@ -269,9 +338,10 @@ def extract(
             rules.append((window, labels))
     log.info("extracting PII from %d texts (%d windows) at layer %d, style %s", len(texts),
              len(prompts), layer, settings.style)
-    answers = generate(model, tokenizer, prompts, [layer], lens=lens, decoding=decoding,
-                       batch_size=batch_size, add_special_tokens=fmt.add_special_tokens,
-                       progress=progress, answers=rules if constrain else None)[layer]
+    answers = decode_answers(model, tokenizer, prompts, layer, lens=lens, decoding=decoding,
+                             batch_size=batch_size, add_special_tokens=fmt.add_special_tokens,
+                             progress=progress, speedups=speedups,
+                             rules=rules if constrain else None)
     results = []
     for i, text in enumerate(texts):
         mine = [answer for owner, answer in zip(owners, answers) if owner == i]

@@ -25,6 +25,17 @@ def register(subparsers) -> None:
     parser.add_argument("--redact", action="store_true", help="print the text with [LABEL] masks")
     parser.add_argument("--style", help="prompt style (default: the one training used)")
     parser.add_argument("--labels", help="comma-separated label set (default: training's)")
+    speed = parser.add_argument_group("speed-ups (the defaults give plain greedy decoding's answers)")
+    speed.add_argument("--draft-tokens", type=int, default=4, metavar="K",
+                       help="tokens drafted from the text per forward pass and checked by the "
+                            "model (prompt-lookup decoding; default 4, 0: off)")
+    speed.add_argument("--no-shared-start", action="store_true",
+                       help="prefill each prompt whole instead of their common start once per run")
+    speed.add_argument("--linear", choices=["exact", "merged", "bfloat16"], default="exact",
+                       help="linear layers: exact (default), merged (LoRA merged into float32 "
+                            "copies), bfloat16 (faster on CPUs with avx512_bf16; answers may differ)")
+    speed.add_argument("--plain-decoding", action="store_true",
+                       help="no speed-ups: plain batched decoding, as before prompt lookup")
     add_decoding_args(parser, max_new_tokens=128)
     add_free_decoding_arg(parser)
     parser.set_defaults(func=run)
@@ -56,11 +67,15 @@ def read_texts(args) -> tuple[list, list[str], bool]:
 def run(args) -> int:
     from dataclasses import replace
 
-    from piilab.extract import extract, prompt_settings
+    from piilab.extract import SpeedUps, extract, prompt_settings
     from piilab.models import load_model, trained_folder
     from piilab.models.prompts import format_for
 
     ids, texts, lines = read_texts(args)
+    if args.draft_tokens < 0:
+        raise PiilabError(f"--draft-tokens must be 0 or more, not {args.draft_tokens}")
+    speedups = SpeedUps.off() if args.plain_decoding else SpeedUps(
+        draft_tokens=args.draft_tokens, share_prefix=not args.no_shared_start, linear=args.linear)
     decoding = decoding_from(args)
     model, tokenizer = load_model(args.model, args.adapter, device=args.device, dtype=args.dtype,
                                   trust_remote_code=args.trust_remote_code)
@@ -72,7 +87,7 @@ def run(args) -> int:
         settings = replace(settings, labels=tuple(x.strip() for x in args.labels.split(",") if x.strip()))
     results = extract(model, tokenizer, texts, layer=args.layer, settings=settings,
                       prompt_format=format_for(tokenizer, trained_in), lens=args.lens,
-                      decoding=decoding, batch_size=args.batch_size,
+                      decoding=decoding, batch_size=args.batch_size, speedups=speedups,
                       constrain=not args.free_decoding)
     for id_, result in zip(ids, results):
         if args.redact:

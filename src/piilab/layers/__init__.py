@@ -3,7 +3,8 @@
 Modules: `lens` (the logit lens: how layer L's hidden state becomes logits), `tuned_lens`
 (learned per-layer translators) and `lens_training` (`piilab lens train`), `lenses` (every lens
 by name), `generate` (batched decoding from several exit layers at once), `speculative`
-(self-speculation: drafts from an early layer, verified at full depth).
+(self-speculation: drafts from an early layer, verified at full depth), `lookup` (drafts
+from the prompt itself, in batches: extraction's default), `linears` (merged or bf16 linear copies).
 """
 
 from piilab.layers.decode import Decoding, generate

@@ -1,0 +1,124 @@
+"""Benchmark: `piilab extract` throughput on a CPU, each speed-up against plain decoding (issue 17).
+
+    python benchmarks/extract_speed.py --adapter RUN_DIR [--texts FILE.jsonl ...] [--n 150]
+        [--max-chars 400] [--batch-size 16] [--threads 2] [--configs plain,shared,lookup,...]
+
+One run, side by side, on the same texts (JSONL rows with a "text"; `--texts` is repeatable,
+default benchmarks/real_text/dev.jsonl): the `--n` texts under `--max-chars` characters, spread
+evenly over the file(s). Each configuration extracts all of them with the same model and greedy
+decoding (128 new tokens at most) and prints texts per second (wall time of `extract`, prompts
+and parsing included) and the share of texts whose answers are identical to plain decoding's.
+
+Configurations (piilab.extract.SpeedUps), each adding one lever to the one before:
+  plain     today's batched decoding (piilab.layers.decode.generate): the reference answers
+  shared    prompt-lookup engine without drafts: the prompts' common start prefilled once per run
+  lookup    + prompt-lookup drafts (4 tokens per pass): `piilab extract`'s default
+  merged    + LoRA merged into float32 copies of the linear layers
+  bf16      + bfloat16 copies of the linear layers (CPUs with avx512_bf16 or amx_bf16)
+and, with `--batch-sizes`, the last configuration at other batch sizes.
+
+Target (issue 17): >= 15 texts/s on 2 cores, answers identical on >= 98% of the texts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+DEFAULT_TEXTS = Path(__file__).resolve().parent / "real_text" / "dev.jsonl"
+CONFIGS = {
+    "plain": dict(draft_tokens=0, share_prefix=False, linear="exact"),
+    "shared": dict(draft_tokens=0, share_prefix=True, linear="exact"),
+    "lookup": dict(draft_tokens=4, share_prefix=True, linear="exact"),
+    "merged": dict(draft_tokens=4, share_prefix=True, linear="merged"),
+    "bf16": dict(draft_tokens=4, share_prefix=True, linear="bfloat16"),
+}
+LABELS = {"plain": "plain batched decoding", "shared": "+ shared start once per run",
+          "lookup": "+ prompt-lookup drafts (k=4)", "merged": "+ LoRA merged (float32)",
+          "bf16": "+ bf16 linear layers"}
+
+
+def read_texts(paths: list[Path], n: int, max_chars: int) -> list[str]:
+    """`n` texts under `max_chars` characters, spread evenly over the rows of the files."""
+    texts = []
+    for path in paths:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                text = json.loads(line).get("text")
+                if isinstance(text, str) and text.strip() and len(text) < max_chars:
+                    texts.append(text)
+    if len(texts) < n:
+        raise SystemExit(f"only {len(texts)} texts under {max_chars} characters in {paths}")
+    step = len(texts) / n
+    return [texts[int(i * step)] for i in range(n)]
+
+
+def timed_extract(model, tokenizer, texts, settings, fmt, batch_size, speedups):
+    from piilab.extract import extract
+    from piilab.layers.decode import Decoding
+
+    start = time.perf_counter()
+    results = extract(model, tokenizer, texts, settings=settings, prompt_format=fmt,
+                      decoding=Decoding(max_new_tokens=128), batch_size=batch_size,
+                      progress=False, speedups=speedups)
+    return time.perf_counter() - start, [r.answers for r in results]
+
+
+def main(args: argparse.Namespace) -> None:
+    import torch
+
+    from piilab.extract import SpeedUps, prompt_settings
+    from piilab.models import load_model, trained_folder
+    from piilab.models.prompts import format_for
+    from piilab.runtime import cpu_supports_bf16
+
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(args.threads)
+    texts = read_texts(args.texts or [DEFAULT_TEXTS], args.n, args.max_chars)
+    model, tokenizer = load_model(args.model, args.adapter, device="cpu")
+    trained_in = trained_folder(args.model, args.adapter)
+    settings, fmt = prompt_settings(trained_in), format_for(tokenizer, trained_in)
+    # one small warm-up, so no configuration pays for first-call set-up
+    timed_extract(model, tokenizer, texts[:4], settings, fmt, 4, SpeedUps.off())
+
+    print(f"{len(texts)} texts (mean {sum(map(len, texts)) / len(texts):.0f} characters, "
+          f"< {args.max_chars}); model {args.model} + {args.adapter}; {args.threads} threads; "
+          f"native bf16: {cpu_supports_bf16()}; greedy, 128 new tokens at most")
+    print(f"{'configuration':<34} {'batch':>5} {'seconds':>8} {'texts/s':>8} {'identical':>10}")
+    reference = None
+    runs = [(name, args.batch_size) for name in args.configs]
+    runs += [(args.configs[-1], b) for b in args.batch_sizes if b != args.batch_size]
+    for name, batch in runs:
+        speedups = SpeedUps(**CONFIGS[name])
+        seconds, answers = timed_extract(model, tokenizer, texts, settings, fmt, batch, speedups)
+        if reference is None:
+            reference = answers  # the first configuration (plain) is the reference
+        same = sum(a == b for a, b in zip(answers, reference)) / len(texts)
+        print(f"{LABELS[name]:<34} {batch:>5} {seconds:>8.1f} {len(texts) / seconds:>8.1f} "
+              f"{same:>10.1%}", flush=True)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from piilab.cli._args import int_list
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--adapter", help="the tuned adapter (e.g. piilab-demo/run)")
+    parser.add_argument("--texts", type=Path, action="append",
+                        help=f"JSONL with a 'text' per row (repeatable; default {DEFAULT_TEXTS})")
+    parser.add_argument("--n", type=int, default=150)
+    parser.add_argument("--max-chars", type=int, default=400)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-sizes", type=int_list, default=[],
+                        help="the last configuration again at these batch sizes, e.g. 8,32")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--configs", type=lambda s: s.split(","), default=list(CONFIGS),
+                        help=f"comma-separated, from {','.join(CONFIGS)}; the first is the reference")
+    return parser
+
+
+if __name__ == "__main__":
+    main(make_parser().parse_args())

@@ -1,0 +1,97 @@
+"""Decoding-time copies of a model's linear layers: LoRA merged into each weight, optionally in bf16.
+
+A LoRA-wrapped linear layer costs its base product plus two small products and PEFT's Python per
+call; a decode pass of SmolLM2 makes 210 such calls. Inside `linears_swapped(model, precision)`
+every linear layer of the decoder blocks is one plain product with a copy of its effective weight
+(W + scale * B A for each active adapter), in float32 ("merged") or bfloat16 ("bfloat16", for CPUs
+and GPUs with native bf16; activations, norms and attention stay in the model's dtype). The model
+itself is not changed and is whole again on leaving.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from piilab.errors import PiilabError
+from piilab.models import arch
+
+PRECISIONS = ("exact", "merged", "bfloat16")
+
+
+class FrozenLinear(nn.Module):
+    """y = x W^T + b with a fixed copy of W in its own dtype; the output is in x's dtype."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight.detach().to(dtype).contiguous(), persistent=False)
+        self.register_buffer("bias", None if bias is None else bias.detach().to(dtype),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == self.weight.dtype:
+            return nn.functional.linear(x, self.weight, self.bias)
+        return nn.functional.linear(x.to(self.weight.dtype), self.weight, self.bias).to(x.dtype)
+
+
+def _is_lora_linear(module: nn.Module) -> bool:
+    return hasattr(module, "get_delta_weight") and isinstance(getattr(module, "base_layer", None),
+                                                             nn.Linear)
+
+
+def effective_weight(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(weight, bias) the module applies: a plain linear's own, or a LoRA layer's base weight plus
+    the update of each active adapter (unless PEFT has merged them already or disabled them)."""
+    if isinstance(module, nn.Linear):
+        return module.weight, module.bias
+    base = module.base_layer
+    weight = base.weight
+    if not getattr(module, "merged", False) and not getattr(module, "disable_adapters", False):
+        for name in module.active_adapters:
+            if getattr(module, "use_dora", {}).get(name):
+                raise PiilabError("a DoRA adapter cannot be merged into a linear copy: use "
+                                  "--linear exact")
+            if name in module.lora_A:
+                weight = weight + module.get_delta_weight(name).to(weight.dtype)
+    return weight, base.bias
+
+
+def _replaceable(block: nn.Module):
+    """(parent, attribute, module) of each linear layer in a block, LoRA-wrapped ones whole."""
+    found, stack = [], [block]
+    while stack:
+        parent = stack.pop()
+        for name, child in parent.named_children():
+            if _is_lora_linear(child) or type(child) is nn.Linear:
+                found.append((parent, name, child))
+            elif isinstance(child, nn.Linear):
+                continue  # another wrapper of a linear layer (quantized, say): left as it is
+            else:
+                stack.append(child)
+    return found
+
+
+@contextmanager
+def linears_swapped(model: nn.Module, precision: str = "merged"):
+    """Within: the decoder blocks' linear layers compute with frozen copies in `precision`
+    ("exact" leaves the model as it is)."""
+    if precision not in PRECISIONS:
+        raise PiilabError(f"unknown linear precision {precision!r}: use {', '.join(PRECISIONS)}")
+    if precision == "exact":
+        yield model
+        return
+    swaps = []
+    for block in arch.decoder_layers(model):
+        for parent, name, module in _replaceable(block):
+            weight, bias = effective_weight(module)
+            dtype = torch.bfloat16 if precision == "bfloat16" else weight.dtype
+            with torch.no_grad():
+                setattr(parent, name, FrozenLinear(weight, bias, dtype))
+            swaps.append((parent, name, module))
+    try:
+        yield model
+    finally:
+        for parent, name, module in swaps:
+            setattr(parent, name, module)

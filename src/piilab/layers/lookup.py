@@ -1,0 +1,385 @@
+"""Prompt-lookup decoding: greedy decoding in batches, drafting each row's next tokens from its own
+prompt, with the prompts' shared start prefilled once per call.
+
+An extraction answer copies spans of its input ("Jane Doe (NAME)"), so the tokens that follow the
+answer's last few tokens somewhere in the prompt (or earlier in the answer) are a good guess of
+what comes next. Each round, every live row of the batch:
+
+1. Drafts up to k tokens: the continuation of the latest earlier occurrence of its last n tokens
+   (n = 3, then 2, then 1) in its prompt and answer so far. Tokens are compared by their text
+   without leading spaces, because a value that starts an answer line ("Jane") is the same word
+   as the text's " Jane" but another token.
+2. Runs its last committed token and its drafts through the model in one forward pass over the
+   whole batch (rows with fewer drafts are padded; the attention mask hides the padding).
+3. Keeps the longest prefix of drafts equal to the model's own greedy choices, then the model's
+   next choice; the cache positions of rejected drafts stay, hidden by the attention mask.
+
+Every committed token is the model's greedy choice given the tokens before it, so the output is
+plain greedy decoding (`generate(..., layers=[L])`); only the number of forward passes changes.
+The prompts' common start (chat template, instruction, label definitions) runs once per call and
+its keys and values are copied into every batch's cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from piilab.errors import PiilabError
+from piilab.layers.decode import (
+    Decoding,
+    choose,
+    cut_at_stop,
+    encode_prompts,
+    eos_token_ids,
+    new_text,
+)
+from piilab.layers.lens import Lens
+from piilab.layers.lenses import make_lens
+from piilab.models import arch
+
+log = logging.getLogger(__name__)
+
+MAX_NGRAM = 3  # the longest run of last tokens looked up in the prompt
+
+
+@dataclass
+class LookupRun:
+    """What a prompt-lookup run produced (lists in prompt order), and how many passes it took."""
+
+    layer: int
+    texts: list[str]
+    """Decoded new text (special tokens skipped, cut before a stop string)."""
+    token_ids: list[list[int]]
+    """New token ids, including a final EOS token when the model produced one."""
+    passes: int = 0
+    """Forward passes of a batch after its prefill (plain decoding: one per token of its longest row)."""
+    drafted: int = 0
+    """Draft tokens proposed, over all rows."""
+    accepted: int = 0
+    """Draft tokens the model agreed with."""
+    prefix_tokens: int = 0
+    """Tokens of the prompts' shared start, prefilled once."""
+    wall_seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds in the shared start's prefill, the batches' prefills and the decoding rounds."""
+
+    @property
+    def acceptance_rate(self) -> float:
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+    def summary(self) -> str:
+        new = sum(map(len, self.token_ids))
+        return (f"prompt-lookup decoding at layer {self.layer}: {len(self.texts)} prompts, {new} "
+                f"tokens in {self.passes} batch passes, drafts accepted {self.acceptance_rate:.1%} "
+                f"({self.accepted}/{self.drafted}), shared start {self.prefix_tokens} tokens, "
+                f"{self.wall_seconds:.2f} s")
+
+
+# ---------------------------------------------------------------- drafting
+
+
+class Drafter:
+    """One row's lookup table: each run of n <= MAX_NGRAM token keys -> where its latest
+    continuation starts. Keys are token texts without leading spaces."""
+
+    def __init__(self, key_of, max_ngram: int = MAX_NGRAM) -> None:
+        self.key_of, self.max_ngram = key_of, max_ngram
+        self.ids: list[int] = []
+        self.keys: list[str] = []
+        self.table: dict[tuple[str, ...], int] = {}
+
+    def copy(self) -> "Drafter":
+        twin = Drafter(self.key_of, self.max_ngram)
+        twin.ids, twin.keys, twin.table = list(self.ids), list(self.keys), dict(self.table)
+        return twin
+
+    def extend(self, ids: Sequence[int]) -> None:
+        """Append tokens; every run of keys that now has a continuation points at it."""
+        for token in ids:
+            at = len(self.ids)
+            for n in range(1, min(self.max_ngram, at) + 1):
+                self.table[tuple(self.keys[at - n:at])] = at  # latest occurrence wins
+            self.ids.append(token)
+            self.keys.append(self.key_of(token))
+
+    def draft(self, k: int) -> list[int]:
+        """Up to k tokens that followed the longest run of the last tokens seen before."""
+        if k <= 0:
+            return []
+        for n in range(min(self.max_ngram, len(self.keys)), 0, -1):
+            at = self.table.get(tuple(self.keys[-n:]))
+            if at is not None:
+                return self.ids[at:at + k]
+        return []
+
+
+def token_keys(tokenizer):
+    """token id -> its text without leading whitespace, memoised (the drafter's comparison key)."""
+    memo: dict[int, str] = {}
+
+    def key_of(token: int) -> str:
+        key = memo.get(token)
+        if key is None:
+            key = memo[token] = tokenizer.decode([token]).lstrip()
+        return key
+
+    return key_of
+
+
+# ---------------------------------------------------------------- the model
+
+
+class _Keep(nn.Module):
+    """Wraps the exit block: keeps its output hidden states (B, T, H) for the lens."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block, self.kept = block, None
+
+    def forward(self, hidden, *args, **kwargs):
+        out = self.block(hidden, *args, **kwargs)
+        self.kept = out[0] if isinstance(out, tuple) else out
+        return out
+
+
+@dataclass
+class _Run:
+    """What every batch of one call shares."""
+
+    model: nn.Module
+    tokenizer: object
+    lens: Lens
+    layer: int
+    decoding: Decoding
+    eos: list[int]
+    pad_id: int
+    device: torch.device
+    draft_tokens: int
+    key_of: object
+    prefix: list[int]
+    prefix_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def forward(self, ids: torch.Tensor, position_ids: torch.Tensor, cache,
+                mask: torch.Tensor | None) -> torch.Tensor:
+        """Blocks 1..layer over ids (B, T) on the cache: the exit block's states (B, T, H)."""
+        keep = _Keep(arch.decoder_layers(self.model)[self.layer - 1])
+        wrap = lambda i, block: keep if i == self.layer else block  # noqa: E731
+        with arch.truncated(self.model, self.layer, wrap=wrap):
+            arch.backbone(self.model)(input_ids=ids, attention_mask=mask, position_ids=position_ids,
+                                      cache=cache, use_cache=True)
+        return keep.kept
+
+    def greedy(self, hidden: torch.Tensor) -> list[int]:
+        """The greedy token after each state (R, H)."""
+        logits = self.lens(self.layer, hidden)  # (R, V)
+        return choose(logits, self.decoding, self.eos, None).tolist()
+
+
+def _new_cache(run: _Run, rows: int):
+    """A cache holding the shared start's keys and values once per row."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=arch.base_model(run.model).config)
+    for index, (keys, values) in enumerate(run.prefix_cache or []):
+        cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), index)
+    return cache
+
+
+def _prefill_prefix(run: _Run) -> None:
+    """The shared start through blocks 1..layer once; its keys and values kept for every batch."""
+    if not run.prefix:
+        return
+    cache = _new_cache(run, 1)
+    n = len(run.prefix)
+    run.forward(torch.tensor([run.prefix], device=run.device),
+                torch.arange(n, device=run.device)[None], cache, None)
+    run.prefix_cache = [(layer.keys, layer.values) for layer in cache.layers[:run.layer]]
+
+
+def _decode_batch(run: _Run, suffixes: list[list[int]], drafters: list[Drafter], stats: dict):
+    """Greedy decoding of one batch (each prompt = shared start + its suffix): new ids per row."""
+    d, dev, P = run.decoding, run.device, len(run.prefix)
+    B = len(suffixes)
+    cache = _new_cache(run, B)
+    clock = time.perf_counter()
+    # prefill: the suffixes, left-padded after the shared start (the mask hides the padding)
+    width = max(map(len, suffixes))
+    ids = torch.tensor([[run.pad_id] * (width - len(s)) + s for s in suffixes], device=dev)
+    mask = torch.tensor([[1] * P + [0] * (width - len(s)) + [1] * len(s) for s in suffixes],
+                        device=dev)  # (B, P + width)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, P:]  # (B, width), as generate counts
+    hidden = run.forward(ids, pos, cache, mask)[:, -1]  # (B, H)
+    firsts = run.greedy(hidden)
+    now = time.perf_counter()
+    stats["prefill"] += now - clock
+    clock = now
+
+    tokens: list[list[int]] = [[] for _ in range(B)]
+    rows = list(range(B))  # live row -> output slot
+    next_pos = [P + len(s) for s in suffixes]  # position of each slot's last committed token
+    ended = [_emit(run, tokens[r], [firsts[r]]) for r in range(B)]
+    for r in range(B):
+        drafters[r].extend(tokens[r][:1])
+    live = [r for r in range(B) if not ended[r]]
+    if len(live) < B:
+        cache.batch_select_indices(torch.tensor(live, device=dev, dtype=torch.long))
+        mask = mask[live]
+    rows = live
+    while rows:
+        # draft: up to k tokens per row, never more than the row can still commit
+        drafts = [drafters[r].draft(min(run.draft_tokens, d.max_new_tokens - len(tokens[r]) - 1))
+                  for r in rows]
+        K = max(map(len, drafts))
+        inputs = [[tokens[r][-1]] + x + [run.pad_id] * (K - len(x)) for r, x in zip(rows, drafts)]
+        fresh = torch.tensor([[1] * (1 + len(x)) + [0] * (K - len(x)) for x in drafts], device=dev)
+        mask = torch.cat([mask, fresh], dim=-1)  # (R, S + 1 + K)
+        position_ids = torch.tensor([next_pos[r] for r in rows], device=dev)[:, None] + \
+            torch.arange(1 + K, device=dev)  # (R, 1 + K)
+        hidden = run.forward(torch.tensor(inputs, device=dev), position_ids, cache, mask)
+        choices = run.greedy(hidden[fresh.bool()])  # (real positions,) in row order
+        stats["passes"] += 1
+        # accept the drafts the model agrees with, then its own next token
+        keep, at = [], 0
+        for i, (r, x) in enumerate(zip(rows, drafts)):
+            mine = choices[at:at + 1 + len(x)]
+            at += 1 + len(x)
+            a = 0
+            while a < len(x) and x[a] == mine[a]:
+                a += 1
+            stats["drafted"] += len(x)
+            stats["accepted"] += a
+            commit = x[:a] + [mine[a]]
+            mask[i, mask.shape[1] - K + a:] = 0  # rejected drafts' cache positions: hidden
+            next_pos[r] += len(commit)
+            before = len(tokens[r])
+            done = _emit(run, tokens[r], commit)
+            drafters[r].extend(tokens[r][before:])
+            if not done:
+                keep.append(i)
+        if len(keep) < len(rows):  # finished rows leave the batch and the cache
+            index = torch.tensor(keep, device=dev, dtype=torch.long)
+            cache.batch_select_indices(index)
+            mask = mask[index]
+            rows = [rows[i] for i in keep]
+        # cache positions hidden in every row serve no one: drop them from the end
+        unused = int((mask.sum(0) == 0).flip(0).int().cumprod(0).sum()) if rows else 0
+        if unused:
+            cache.crop(-unused)
+            mask = mask[:, :-unused]
+    stats["decode"] += time.perf_counter() - clock
+    return tokens
+
+
+def _emit(run: _Run, tokens: list[int], new: list[int]) -> bool:
+    """Commit tokens one by one, as plain decoding would; True once the sequence ends."""
+    d = run.decoding
+    for token in new:
+        tokens.append(token)
+        if token in run.eos or len(tokens) == d.max_new_tokens:
+            return True
+        if d.stop and cut_at_stop(run.tokenizer.decode(tokens, skip_special_tokens=True), d.stop)[1]:
+            return True
+    return False
+
+
+# ---------------------------------------------------------------- the API
+
+
+def lookup_supported(model: nn.Module) -> str | None:
+    """Why prompt-lookup decoding cannot run on this model (None: it can)."""
+    config = arch.base_model(model).config
+    if getattr(config, "sliding_window", None) and "sliding_attention" in (
+            getattr(config, "layer_types", None) or ["sliding_attention"]):
+        # hidden cache positions would count against the window, which plain decoding's do not
+        return "its attention has a sliding window"
+    return None
+
+
+def lookup_generate(
+    model: nn.Module,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    layer: int | None = None,
+    lens: str | Lens = "norm",
+    decoding: Decoding | None = None,
+    batch_size: int = 16,
+    draft_tokens: int = 4,
+    share_prefix: bool = True,
+    add_special_tokens: bool = True,
+    progress: bool = True,
+) -> LookupRun:
+    """Greedy decoding of every prompt from exit `layer` (default: the last), drafting from the
+    prompts themselves; the texts and token ids are those of `generate(..., layers=[layer])`.
+
+    `draft_tokens` 0 decodes one token per pass (no drafts); `share_prefix` False prefills each
+    prompt whole. Prompts are decoded shortest first, in batches of `batch_size`.
+    """
+    wall = time.perf_counter()
+    decoding = decoding or Decoding()
+    if decoding.sample:
+        raise PiilabError("prompt-lookup decoding is greedy only: sampling is not supported")
+    if batch_size < 1:
+        raise PiilabError("batch size must be at least 1")
+    if draft_tokens < 0:
+        raise PiilabError(f"draft tokens must be 0 or more, not {draft_tokens}")
+    total = arch.num_layers(model)
+    layer = total if layer is None else layer
+    if not 1 <= layer <= total:
+        raise PiilabError(f"exit layer {layer} is out of range: the model has layers 1..{total}")
+    why_not = lookup_supported(model)
+    if why_not:
+        raise PiilabError(f"prompt-lookup decoding does not fit this model: {why_not}")
+    encoded = encode_prompts(tokenizer, prompts, add_special_tokens=add_special_tokens,
+                             context_window=arch.context_window(model),
+                             max_new_tokens=decoding.max_new_tokens)
+    if model.training:
+        log.warning("the model is in training mode (dropout on); call model.eval() for decoding")
+    eos = eos_token_ids(model, tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos or [0])[0]
+    shared = 0
+    if share_prefix and encoded:
+        # every prompt keeps at least its last token, whose state predicts the first new token
+        shared = min(len(os.path.commonprefix(encoded)), min(map(len, encoded)) - 1)
+    run = _Run(model, tokenizer, make_lens(model, lens), layer, decoding, eos, pad_id,
+               next(model.parameters()).device, draft_tokens, token_keys(tokenizer),
+               encoded[0][:shared] if encoded else [])
+    log.info("prompt-lookup decoding of %d prompts at layer %d: up to %d draft tokens, shared "
+             "start of %d tokens, batches of %d", len(encoded), layer, draft_tokens, shared,
+             batch_size)
+    stats = dict(passes=0, drafted=0, accepted=0, prefix=0.0, prefill=0.0, decode=0.0)
+
+    from tqdm.auto import tqdm
+
+    token_ids: list[list[int] | None] = [None] * len(encoded)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding
+    with torch.inference_mode(), tqdm(total=len(encoded), unit="prompt", desc="lookup",
+                                      disable=None if progress else True) as bar:
+        clock = time.perf_counter()
+        _prefill_prefix(run)
+        base = Drafter(run.key_of)
+        base.extend(run.prefix)
+        stats["prefix"] = time.perf_counter() - clock
+        for first in range(0, len(order), batch_size):
+            indices = order[first:first + batch_size]
+            drafters = []
+            for i in indices:
+                drafters.append(base.copy())
+                drafters[-1].extend(encoded[i][shared:])
+            out = _decode_batch(run, [encoded[i][shared:] for i in indices], drafters, stats)
+            for i, row in zip(indices, out):
+                token_ids[i] = row
+            bar.update(len(indices))
+    texts = [new_text(tokenizer, ids, eos, decoding.stop) for ids in token_ids]
+    result = LookupRun(layer, texts, token_ids, stats["passes"], stats["drafted"], stats["accepted"],
+                       shared, time.perf_counter() - wall,
+                       {k: stats[k] for k in ("prefix", "prefill", "decode")})
+    log.info("%s", result.summary())
+    return result

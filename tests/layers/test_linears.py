@@ -1,0 +1,48 @@
+"""Decoding-time linear copies: LoRA merged (and bf16) inside the context, the model whole after."""
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from tiny import tiny_llama
+
+from piilab.errors import PiilabError
+from piilab.layers.linears import FrozenLinear, linears_swapped
+from piilab.models import arch
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture
+def lora_model(tokenizer):
+    model = get_peft_model(tiny_llama(tokenizer, seed=2),
+                           LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    return model.eval()
+
+
+def logits(model, ids):
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+@pytest.mark.parametrize("precision,tolerance", [("merged", 1e-5), ("bfloat16", 5e-2)])
+def test_swapped_linears_compute_the_adapted_model(lora_model, tokenizer, precision, tolerance):
+    ids = torch.tensor([tokenizer("Jane Doe wrote to jane.doe@example.com")["input_ids"]])
+    want = logits(lora_model, ids)
+    with linears_swapped(lora_model, precision):
+        swapped = [m for m in arch.decoder_layers(lora_model).modules() if isinstance(m, FrozenLinear)]
+        assert len(swapped) == 7 * 4  # q k v o gate up down, in each of 4 blocks
+        got = logits(lora_model, ids)
+    assert torch.allclose(got, want, atol=tolerance), (got - want).abs().max()
+    with lora_model.disable_adapter():
+        base = logits(lora_model, ids)
+    assert not torch.allclose(base, want, atol=1e-3)  # the adapter matters, so it was merged in
+    assert not any(isinstance(m, FrozenLinear) for m in lora_model.modules())  # whole again
+    assert torch.equal(logits(lora_model, ids), want)
+
+
+def test_exact_leaves_the_model_and_unknown_precisions_fail(lora_model):
+    with linears_swapped(lora_model, "exact"):
+        assert not any(isinstance(m, FrozenLinear) for m in lora_model.modules())
+    with pytest.raises(PiilabError, match="unknown linear precision"):
+        with linears_swapped(lora_model, "int3"):
+            pass

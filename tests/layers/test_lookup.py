@@ -1,0 +1,105 @@
+"""Prompt-lookup decoding: exactly plain greedy decoding, in fewer forward passes."""
+
+import pytest
+from tiny import tiny_llama, tiny_of_type
+
+from piilab.errors import PiilabError
+from piilab.layers.decode import Decoding, generate
+from piilab.layers.lookup import Drafter, lookup_generate
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+PREFIX = "Find the personal information in the text below. Answer: list each item.\n"
+TEXTS = ["Jane Doe wrote to jane.doe@example.com about order 55-123.",
+         "Call +1 555 010 2000 or visit https://example.org/~jdoe today.",
+         "The student Ana Silva lives at 12 Oak Street, Springfield.",
+         "My username is cool_cat_42.",
+         "Paris.",
+         "The quick brown fox jumps over the lazy dog. Jane Doe Jane Doe Jane Doe"]
+PROMPTS = [PREFIX + t for t in TEXTS]
+
+
+def plain(model, tokenizer, prompts, layer=None, **decoding):
+    d = Decoding(max_new_tokens=24, **decoding)
+    run = generate(model, tokenizer, prompts, [layer] if layer else None, decoding=d,
+                   batch_size=1, progress=False, return_details=True)
+    return run.token_ids[run.layers[0]]
+
+
+def test_drafter_copies_what_followed_the_longest_latest_match():
+    drafter = Drafter(lambda t: str(t).lstrip("-"))
+    drafter.extend([1, 2, 3, 4, 9, 2, 3, 5, 6])
+    drafter.extend([7, 2, 3])
+    assert drafter.draft(2) == [5, 6]  # (2, 3) last continued with 5 6
+    drafter.extend([5, 6])
+    assert drafter.draft(3) == [7, 2, 3]  # (3, 5, 6) was followed by 7 2 3
+    assert drafter.draft(0) == []
+    lone = Drafter(lambda t: t)
+    lone.extend([8])
+    assert lone.draft(4) == []  # nothing seen before
+
+
+def test_drafter_matches_a_line_start_token_with_the_spaced_word():
+    keys = {10: "Jane", 11: "Jane", 12: "Doe", 13: "wrote"}  # 10 " Jane", 11 "Jane"
+    drafter = Drafter(keys.get)
+    drafter.extend([10, 12, 13, 11])
+    assert drafter.draft(2) == [12, 13]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 6])
+def test_lookup_equals_plain_greedy_when_most_drafts_are_rejected(tokenizer, batch_size):
+    model = tiny_llama(tokenizer, seed=1, initializer_range=0.3)  # varied, rarely copied output
+    want = plain(model, tokenizer, PROMPTS)
+    run = lookup_generate(model, tokenizer, PROMPTS, decoding=Decoding(max_new_tokens=24),
+                          batch_size=batch_size, draft_tokens=4, progress=False)
+    assert run.token_ids == want
+    assert run.prefix_tokens > 10  # the instruction was shared
+    assert 0 < run.accepted < run.drafted / 4  # drafts held, and many more were rejected
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_lookup_equals_plain_greedy_when_drafts_hold_in_fewer_passes(tokenizer, batch_size):
+    model = tiny_llama(tokenizer, seed=3)  # repeats itself: its own answer drafts it
+    want = plain(model, tokenizer, PROMPTS)
+    run = lookup_generate(model, tokenizer, PROMPTS, decoding=Decoding(max_new_tokens=24),
+                          batch_size=batch_size, draft_tokens=4, progress=False)
+    assert run.token_ids == want
+    assert run.accepted > 0.9 * run.drafted
+    batches = -(-len(PROMPTS) // batch_size)
+    plain_passes = batches * (24 - 1)  # every batch has a row of 24 tokens: one pass each after the first
+    assert run.passes < 0.6 * plain_passes
+
+
+def test_lookup_without_drafts_or_shared_start_is_plain_greedy(tokenizer):
+    model = tiny_llama(tokenizer, seed=4)
+    want = plain(model, tokenizer, PROMPTS)
+    run = lookup_generate(model, tokenizer, PROMPTS, decoding=Decoding(max_new_tokens=24),
+                          batch_size=4, draft_tokens=0, share_prefix=False, progress=False)
+    assert run.token_ids == want and run.drafted == 0 and run.prefix_tokens == 0
+
+
+def test_lookup_at_an_exit_layer_with_eos_weight_and_stop(tokenizer):
+    model = tiny_llama(tokenizer, seed=5)
+    decoding = dict(eos_weight=3.0, stop=("Jane",))
+    want = plain(model, tokenizer, PROMPTS, layer=2, **decoding)
+    run = lookup_generate(model, tokenizer, PROMPTS, layer=2,
+                          decoding=Decoding(max_new_tokens=24, **decoding), batch_size=3,
+                          progress=False)
+    assert run.token_ids == want
+
+
+@pytest.mark.parametrize("model_type", ["gpt2", "qwen3", "phi"])
+def test_lookup_on_other_architectures(tokenizer, model_type):
+    model = tiny_of_type(model_type, tokenizer)
+    want = plain(model, tokenizer, PROMPTS)
+    run = lookup_generate(model, tokenizer, PROMPTS, decoding=Decoding(max_new_tokens=24),
+                          batch_size=6, progress=False)
+    assert run.token_ids == want
+
+
+def test_lookup_refuses_sampling_and_sliding_windows(tokenizer):
+    with pytest.raises(PiilabError, match="greedy only"):
+        lookup_generate(tiny_llama(tokenizer), tokenizer, PROMPTS,
+                        decoding=Decoding(sample=True), progress=False)
+    with pytest.raises(PiilabError, match="sliding window"):
+        lookup_generate(tiny_of_type("gemma3_text", tokenizer), tokenizer, PROMPTS, progress=False)

@@ -16,6 +16,7 @@ from piilab.data import (
 from piilab.data.instruct import PROMPT_STYLES
 from piilab.data.sources import FORMATS, SourceSpec
 from piilab.data.synth import DEFAULT_LOCALES, GENRES, SynthConfig
+from piilab.io import check_output_file
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out")
     n = write_synthetic(SynthConfig(n=args.n, seed=args.seed, locales=args.locales, genres=args.genres), args.out)
     log.info("wrote %d synthetic documents to %s", n, args.out)
     return 0

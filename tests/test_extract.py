@@ -50,6 +50,25 @@ def test_locate_finds_every_occurrence_exactly_then_loosely():
     assert locate(TEXT, "John Roe") == [] and locate(TEXT, "  ") == []
 
 
+def test_locate_places_values_only_on_token_boundaries():
+    text = "Ann wrote the Annual report with Hanna; call 555-1234, not 1555-12345. ANN signs."
+    assert locate(text, "Ann") == [(0, 3)]  # not inside "Annual" or "Hanna"
+    assert locate(text, "555-1234") == [(45, 53)]  # not inside "1555-12345"
+    assert locate("Annual Hanna", "ann") == []  # nor inside words when matched loosely
+    assert locate("x\nANN B.", "ann b.") == [(2, 8)]  # loose match ending in punctuation
+    # values that start or end with punctuation carry their own boundary on that side
+    assert locate("ping x@user or @user!", "@user") == [(6, 11), (15, 20)]
+    assert locate("tel:(555) 0101", "(555) 010") == []  # ends inside the number "0101"
+    assert locate("tel:(555) 010, home", "(555) 010") == [(4, 13)]
+    assert locate("tel:(555)   010 x", "(555) 010") == [(4, 15)]  # whitespace still flexible
+
+
+def test_redaction_never_masks_inside_other_words():
+    text = "Ann filed the Annual report for Hanna."
+    placed, _ = place(text, [("Ann", "NAME")])
+    assert Extraction(text, 1, [], placed, []).redacted() == "[NAME] filed the Annual report for Hanna."
+
+
 def test_place_keeps_answer_order_and_sets_invented_values_apart():
     placed, invented = place(TEXT, [("Jane Doe", "NAME"), ("John Roe", "NAME"), ("Jane Doe", "NAME"),
                                     ("Omar", "NAME")])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -62,6 +63,13 @@ class Experiment:
                               f"expected {', '.join(sorted(known))}")
         if "out" not in raw or "data" not in raw:
             raise PiilabError(f"{path}: an experiment needs 'out' and 'data'")
+        if not isinstance(raw["out"], str) or not raw["out"]:
+            raise PiilabError(f"{path}: 'out' must be a folder name, got {raw['out']!r}")
+        for section in ("data", "train", "eval", "report"):
+            value = raw.get(section)
+            if not isinstance(value, dict) and not (value is None and section != "data"):
+                raise PiilabError(f"{path}: section '{section}' must be a mapping of settings, got {value!r}")
+        raw = {key: {} if value is None and key in ("eval", "report") else value for key, value in raw.items()}
         return cls(**raw)
 
     @property
@@ -75,7 +83,21 @@ def _build(cls, section: str, values: dict[str, Any], **fixed: Any):
     unknown = sorted(set(values) - names)
     if unknown:
         raise PiilabError(f"experiment section '{section}': unknown key(s) {', '.join(unknown)}")
+    _check_types(cls, section, values)
     return cls(**{**values, **fixed})
+
+
+_PLAIN = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
+
+
+def _check_types(cls, section: str, values: dict[str, Any]) -> None:
+    """Plain-typed settings (int, float, str, bool) hold that type: `synthetic: many` is named
+    here rather than failing as a comparison deep inside a stage."""
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        kinds = _PLAIN.get(hints.get(key))
+        if kinds and (not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds):
+            raise PiilabError(f"experiment section '{section}': {key} must be {hints[key].__name__}, got {value!r}")
 
 
 def stage_configs(exp: Experiment) -> dict[str, Any]:
@@ -84,6 +106,10 @@ def stage_configs(exp: Experiment) -> dict[str, Any]:
     from piilab.eval.run import EvalConfig, ModelUnderTest
     from piilab.train import TrainConfig
 
+    unknown = sorted(set(exp.report) - {"n_examples", "good_fraction"})
+    if unknown:
+        raise PiilabError(f"experiment section 'report': unknown key(s) {', '.join(unknown)}; "
+                          "known: n_examples, good_fraction")
     root = exp.root
     configs: dict[str, Any] = {
         "data": _build(BuildConfig, "data", exp.data, out=str(root / "data")),

@@ -161,22 +161,33 @@ def text_windows(text: str, settings: PromptSettings) -> list[str]:
 # ---------------------------------------------------------------- placing answers in the text
 
 
+def _bounded(body: str, value: str) -> str:
+    """`body` (a pattern for `value`) allowed only where it starts and ends a token.
+
+    A value that begins or ends with a word character must not touch another one there ("Ann"
+    is not in "Annual" or "Hanna"; "555-1234" is not in "1555-12345"); a value that begins or
+    ends with punctuation ("@user", "(555) 010") carries its own boundary on that side.
+    """
+    head = r"(?<!\w)" if re.match(r"\w", value[0]) else ""
+    tail = r"(?!\w)" if re.match(r"\w", value[-1]) else ""
+    return head + body + tail
+
+
 def locate(text: str, value: str) -> list[tuple[int, int]]:
-    """Every (start, end) where `value` occurs in `text`.
+    """Every (start, end) where `value` occurs in `text` as whole tokens.
 
     Exact matches first; if there are none, matches that differ only in letter case or in
-    whitespace (the answer writes an address over two lines on one line).
+    whitespace (the answer writes an address over two lines on one line). Either way a match
+    never starts or ends inside a word (design.md, "Answer format").
     """
     value = value.strip()
     if not value:
         return []
-    found, at = [], text.find(value)
-    while at != -1:
-        found.append((at, at + len(value)))
-        at = text.find(value, at + len(value))
+    exact = re.compile(_bounded(re.escape(value), value))
+    found = [(m.start(), m.end()) for m in exact.finditer(text)]
     if found:
         return found
-    loose = re.compile(r"\s+".join(map(re.escape, value.split())), re.IGNORECASE)
+    loose = re.compile(_bounded(r"\s+".join(map(re.escape, value.split())), value), re.IGNORECASE)
     return [(m.start(), m.end()) for m in loose.finditer(text)]
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -12,6 +14,8 @@ from typing import Any
 
 from piilab.errors import PiilabError
 
+log = logging.getLogger(__name__)
+_OWNER = "pid"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -49,6 +53,10 @@ def read_json(path: str | os.PathLike) -> Any:
             return json.load(handle)
     except FileNotFoundError:
         raise PiilabError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise PiilabError(f"{path}: is a folder, not a JSON file") from None
+    except UnicodeDecodeError:
+        raise PiilabError(f"{path}: not UTF-8 text (a binary file?)") from None
     except json.JSONDecodeError as err:
         raise PiilabError(f"{path}: line {err.lineno}: malformed JSON ({err.msg})") from None
 
@@ -66,10 +74,14 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
 def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
     """Stream JSON Lines; a malformed line is a PiilabError naming the file and line."""
     path = Path(path)
-    if not path.exists():
-        raise PiilabError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
+    if not path.is_file():
+        raise PiilabError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'file not found'}")
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise PiilabError(f"{path}: line {lineno}: not UTF-8 text (a binary file?)") from None
             if not line.strip():
                 continue
             try:
@@ -78,9 +90,81 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
                 raise PiilabError(f"{path}: line {lineno}: malformed JSON ({err.msg})") from None
 
 
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, flag: str) -> None:
+    """Refuse, before any work is done, an output folder that is a file or cannot be written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise PiilabError(f"{path}: {flag} names a file; give a folder (it is created if missing)")
+    existing = _nearest_existing(path)
+    if not existing.is_dir():
+        raise PiilabError(f"{path}: {flag}: {existing} is a file, so this folder cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PiilabError(f"{path}: {flag}: cannot write in {existing} (permission denied)")
+
+
+def check_output_file(path: str | os.PathLike, flag: str) -> None:
+    """Refuse, before any work is done, an output file that could not be written: a folder, or a
+    place this process cannot create files in (the work would be lost at the end)."""
+    path = Path(path)
+    if path.is_dir():
+        raise PiilabError(f"{path}: {flag} names a folder; give a file name")
+    parent = _nearest_existing(path.parent)
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise PiilabError(f"{path}: {flag}: cannot write here")
+
+
 def append_jsonl(path: str | os.PathLike, row: dict) -> None:
     """Append one row and flush it to disk, so an interrupted run keeps every finished line."""
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def clear_stale_scratch(out: Path, prefix: str) -> None:
+    """Remove the scratch folders (`prefix`*) a killed run left in `out`, saying so; a live
+    run's folder is an error (two runs must not write one folder)."""
+    if out.exists() and not out.is_dir():
+        raise PiilabError(f"{out}: --out names a file; give a folder (it is created if missing)")
+    for folder in sorted(out.glob(prefix + "*")) if out.is_dir() else ():
+        try:
+            pid = int((folder / _OWNER).read_text())
+        except (OSError, ValueError):
+            pid = None
+        if pid is not None and _alive(pid):
+            raise PiilabError(f"{out}: another run (pid {pid}) is writing here; wait for it or use another --out")
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        shutil.rmtree(folder, ignore_errors=True)
+        log.warning("%s: removed %.1f MB of scratch files left by an interrupted run", folder, size / 1e6)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
+
+@contextmanager
+def scratch_dir(out: Path, prefix: str) -> Iterator[str]:
+    """A scratch folder in `out`, marked with this process's id and removed afterwards; an
+    unwritable `out` is a one-line error before any work is done."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        scratch = tempfile.TemporaryDirectory(prefix=prefix, dir=out)
+        (Path(scratch.name) / _OWNER).write_text(str(os.getpid()))
+    except OSError as err:
+        raise PiilabError(f"{out}: cannot write here ({err.strerror or err})") from None
+    with scratch as tmp:
+        yield tmp

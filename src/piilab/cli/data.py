@@ -18,6 +18,7 @@ from piilab.data.compose import ComposeConfig
 from piilab.data.instruct import PROMPT_STYLES
 from piilab.data.sources import FORMATS, SourceSpec
 from piilab.data.synth import SynthConfig
+from piilab.io import check_output_file
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    check_output_file(args.out, "--out")
     config_class = ComposeConfig if args.generator == "compose" else SynthConfig
     chosen = {key: value for key, value in (("locales", args.locales), ("genres", args.genres)) if value}
     n = write_synthetic(config_class(n=args.n, seed=args.seed, **chosen), args.out)

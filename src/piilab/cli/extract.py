@@ -62,6 +62,8 @@ def read_texts(args) -> tuple[list, list[str], bool]:
         return [None], [path.read_text(encoding="utf-8")], False
     except OSError as err:
         raise PiilabError(f"{path}: cannot read ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise PiilabError(f"{path}: not UTF-8 text (a binary file?)") from None
 
 
 def run(args) -> int:

@@ -77,7 +77,7 @@ def read_prompts(path: str) -> tuple[list, list[str]]:
 
 
 def run(args) -> int:
-    from piilab.io import write_jsonl
+    from piilab.io import check_output_file, write_jsonl
     from piilab.layers.decode import generate
     from piilab.models import load_model
 
@@ -87,6 +87,8 @@ def run(args) -> int:
             raise PiilabError(f"--{flag.replace('_', '-')} needs --speculative E")
     if args.batch_size is not None and args.speculative is not None:
         raise PiilabError("--batch-size does not apply to --speculative, which decodes one prompt at a time")
+    if args.output:
+        check_output_file(args.output, "--output")  # before decoding, which the error would lose
     ids, prompts = read_prompts(args.input) if args.input else ([0], [args.prompt])
     model, tokenizer = load_model(args.model, args.adapter, device=args.device, dtype=args.dtype,
                                   trust_remote_code=args.trust_remote_code)

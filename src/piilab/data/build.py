@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -32,6 +31,7 @@ from piilab.data.card import SplitStats
 from piilab.data.dataset import SPLITS
 from piilab.data.instruct import alpaca_record, build_record, get_style, windows
 from piilab.data.labels import (
+    UNKNOWN,
     apply_crosswalk,
     definition,
     load_crosswalk,
@@ -53,7 +53,7 @@ from piilab.data.split import (
 from piilab.data.synth import SOURCE as synth_source
 from piilab.data.synth import SynthConfig, synthesize
 from piilab.errors import PiilabError
-from piilab.io import atomic_write, write_json, write_jsonl
+from piilab.io import atomic_write, clear_stale_scratch, scratch_dir, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ _MASK64 = (1 << 64) - 1
 # Spool and output files move ~3 KB a record: 64 KiB buffers make a system call every ~20
 # records rather than every one (the default 8 KiB buffer passes larger writes straight through).
 _BUFFER = 1 << 16
+_SPOOL_PREFIX = ".piilab-build-"
 
 
 @dataclass
@@ -145,6 +146,8 @@ class BuildConfig:
                         for s in self.sources]
         self.mix = [MixSpec.parse(m) if isinstance(m, str) else MixSpec(**m) if isinstance(m, dict) else m
                     for m in self.mix]
+        if self.synthetic < 0:
+            raise PiilabError(f"--synthetic must be >= 0, got {self.synthetic}")
         if not self.sources and self.synthetic <= 0:
             raise PiilabError("nothing to build: give --source FORMAT:PATH and/or --synthetic N")
         if not 0 <= self.test_size < 1:
@@ -237,6 +240,8 @@ class _Builder:
         if reason:
             tally.skip(reason, doc.id, bad=False)
             return None
+        if not self.known_labels(tally, doc):
+            return None
         spans = apply_crosswalk(doc.text, doc.spans, self.crosswalk, self.labels, tally.labels)
         doc_id = doc.id
         # Python's str hash is enough here: ids only need to be unique within this build.
@@ -250,6 +255,24 @@ class _Builder:
         # so this skips a second round of Document checks on the hot path.
         doc.id, doc.spans = doc_id, spans
         return doc
+
+    def known_labels(self, tally: Tally, doc: Document) -> bool:
+        """Whether every span label is in the crosswalk; a document with one that is not is skipped.
+
+        Dropping the span instead would write real PII as a negative example (completion None).
+        """
+        rules = self.crosswalk.rules
+        unknown = sorted({s.label for s in doc.spans if s.label not in rules and s.label.upper() not in rules})
+        if not unknown:
+            return True
+        where = f"{tally.files[-1] if tally.files else tally.source}: record {doc.id}"
+        if self.config.strict:
+            raise PiilabError(f"{where}: label {unknown[0]} is not in the crosswalk; map it in a "
+                              "--crosswalk CSV (source_label,canonical) or leave out --strict to skip such records")
+        for label in unknown:
+            tally.labels.add(label, UNKNOWN)
+        tally.skip(f"label {unknown[0]} not in the crosswalk", where)
+        return False
 
     def split_keys(self, doc: Document) -> tuple[str, int, int]:
         """(mode, group hash, document hash); stable across runs, so the split is reproducible."""
@@ -377,8 +400,8 @@ class _Builder:
     def run(self) -> dict[str, Any]:
         config = self.config
         out = Path(config.out)
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".piilab-build-", dir=out) as tmp:
+        clear_stale_scratch(out, _SPOOL_PREFIX)
+        with scratch_dir(out, _SPOOL_PREFIX) as tmp:
             pii_path, mix_path = Path(tmp) / "records.spool", Path(tmp) / "mix.spool"
             with pii_path.open("wb", buffering=_BUFFER) as spool:
                 self.pass1(spool)
@@ -386,7 +409,7 @@ class _Builder:
                 counts = self.read_mix(spool)
             plan = self.planner.plan(config.test_size, config.seed, config.heldout_share)
             if plan.records["train"] + plan.records["test"] == 0:
-                raise PiilabError("no records to write: every input record was skipped\n" + self._skips())
+                raise PiilabError("no records to write: every input record was skipped (" + self._skips() + ")")
             assign, positions = self.assign_mix(counts, plan)
             splits = self.pass2(pii_path, mix_path, plan, assign, positions)
         if splits["test"]["records"] == 0:
@@ -400,9 +423,12 @@ class _Builder:
 
     def _skips(self) -> str:
         reasons: Counter = Counter()
+        empty = []
         for tally in self.tallies.values():
             reasons.update(tally.skipped)
-        return "; ".join(f"{n} {reason}" for reason, n in reasons.most_common(5))
+            empty += tally.empty_files
+        said = [f"{n} {reason}" for reason, n in reasons.most_common(5)]
+        return "; ".join(said + [f"{path}: no records in it" for path in empty[:5]]) or "no input records"
 
     def card(self, splits: dict[str, Any]) -> dict[str, Any]:
         tallies = dict(sorted(self.tallies.items()))

@@ -204,18 +204,39 @@ def _quote(text: str, limit: int = 160) -> str:
     return (text[:limit] + "…") if len(text) > limit else text
 
 
+def read_runs(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(runs, results) from a results.json, checked for the fields the report reads."""
+    results = read_json(path)
+    if not isinstance(results, dict):
+        raise PiilabError(f"{path}: expected a JSON object with 'runs' (piilab eval's results), "
+                          f"got a {type(results).__name__}")
+    runs = results.get("runs") or []
+    if not isinstance(runs, list) or not runs:
+        raise PiilabError(f"{path}: no runs to report")
+    for i, run in enumerate(runs):
+        missing = [key for key in ("model", "layer", "scores", "timing", "outputs") if not isinstance(run, dict) or key not in run]
+        if missing:
+            raise PiilabError(f"{path}: runs[{i}] lacks {', '.join(missing)}")
+    return runs, results
+
+
 def build_report(
     results_dir: str | Path, out_dir: str | Path | None = None, n_examples: int = 3,
     good_fraction: float = 0.9,
 ) -> Path:
     """Write charts and report.md for a results directory; returns the report's path."""
+    if n_examples < 0:
+        raise PiilabError(f"--examples must be >= 0, got {n_examples}")
+    if not 0 < good_fraction <= 1:
+        raise PiilabError(f"--good-fraction must be in (0, 1], got {good_fraction}")
     results_dir = Path(results_dir)
-    results = read_json(results_dir / "results.json")
-    runs = results.get("runs") or []
-    if not runs:
-        raise PiilabError(f"{results_dir / 'results.json'}: no runs to report")
+    runs, results = read_runs(results_dir / "results.json")
     out = Path(out_dir) if out_dir else results_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        flag = "--out" if out_dir else "RESULTS/report"
+        raise PiilabError(f"{out}: cannot write the report here ({flag}: {err.strerror or err})") from None
     groups = by_model(runs)
 
     charts: list[Path] = []

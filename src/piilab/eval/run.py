@@ -99,6 +99,13 @@ class EvalConfig:
             raise PiilabError(f"--limit must be at least 1, not {self.limit}")
         if self.batch_size < 1:
             raise PiilabError(f"--batch-size must be at least 1, not {self.batch_size}")
+        if self.bootstrap < 0:
+            raise PiilabError(f"--bootstrap must be >= 0 (0: no intervals), not {self.bootstrap}")
+        twice = [m for i, m in enumerate(self.models) if m in self.models[:i]]
+        if twice:
+            m = twice[0]
+            raise PiilabError(f"--model {m.spec}{f' --adapter {m.adapter}' if m.adapter else ''} is given twice "
+                              "with the same lens: give it once (or give each its own --model-lens)")
 
     def lens_of(self, model: ModelUnderTest) -> str:
         """The lens a model decodes through: its own, else the eval's."""
@@ -173,17 +180,21 @@ def done_ids(path: Path) -> set[str]:
     """Sample ids already written to an outputs file (a torn last line is dropped)."""
     if not path.exists():
         return set()
-    ids, good = set(), 0
+    ids, good, lineno = set(), 0, 0
     with path.open("rb") as handle:
-        for line in handle:
+        for lineno, line in enumerate(handle, 1):
             if not line.endswith(b"\n"):
                 break  # killed mid-write: the partial line is redone
             try:
                 ids.add(json.loads(line)["id"])
-            except (ValueError, KeyError):
+            except (ValueError, KeyError, TypeError):
                 break
             good += len(line)
     if good != path.stat().st_size:
+        # A torn last line is routine after a kill; anything else was garbage, and the user
+        # should know that what follows it is decoded again.
+        log.warning("%s: line %d is not a complete output row; it and every line after it are redone",
+                    path, lineno)
         with path.open("r+b") as handle:
             handle.truncate(good)
     return ids

@@ -91,6 +91,13 @@ def _hub_errors(resolved: ResolvedModel):
     def guard():
         try:
             yield
+        except ValueError as err:
+            if "trust_remote_code" not in str(err):
+                raise
+            raise PiilabError(
+                f"{resolved.path}: this model comes with its own Python code; piilab runs it only "
+                "with --trust-remote-code (read the code first)"
+            ) from None
         except OSError as err:
             if resolved.kind != "hub":
                 raise PiilabError(f"{resolved.path}: cannot load model ({err})") from None
@@ -146,6 +153,8 @@ def load_model(
     adapter = adapter or resolved.adapter
     if adapter:
         resolved = ResolvedModel(spec, resolved.kind, resolved.path, adapter=str(adapter))
+    if resolved.kind != "hub" and weights_format(Path(resolved.path)) == PICKLE:
+        raise PiilabError(_PICKLE_REFUSED.format(path=resolved.path))
     runtime = choose_runtime(device, dtype)
     tokenizer = load_tokenizer(resolved, trust_remote_code)
     with _hub_errors(resolved):
@@ -201,6 +210,22 @@ def _meta_parameter_count(config) -> int:
     return sum(p.numel() for p in model.parameters())  # tied weights are counted once
 
 
+SAFETENSORS, PICKLE = "safetensors", "pickle"
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+_PICKLE_REFUSED = ("{path}: has only pickle weights (.bin/.pt), which piilab refuses to load (a pickle "
+                   "can run code); convert them to safetensors, e.g. save_pretrained(..., "
+                   "safe_serialization=True) in a session you trust")
+
+
+def weights_format(path: Path) -> str | None:
+    """'safetensors', 'pickle' (pickle files only), or None (no weight files)."""
+    if any(path.glob("*.safetensors")):
+        return SAFETENSORS
+    if any(p.suffix in _PICKLE_SUFFIXES for p in path.iterdir() if p.is_file()):
+        return PICKLE
+    return None
+
+
 def _stored_dtype(path: Path) -> str | None:
     """The dtype of the first tensor in the folder's safetensors (from the header alone)."""
     files = sorted(path.glob("*.safetensors"))
@@ -222,9 +247,10 @@ def model_info(spec: str, trust_remote_code: bool = False) -> dict[str, Any]:
     config = load_config(resolved, trust_remote_code)
     tokenizer = load_tokenizer(resolved, trust_remote_code)
     model_type = config.model_type
+    weights = weights_format(Path(resolved.path)) if resolved.kind != "hub" else None
     try:
         arch.arch_spec(model_type)
-        supported = True
+        supported = weights != PICKLE  # piilab cannot load a pickle-only folder
     except PiilabError:
         supported = False
     stored = _stored_dtype(Path(resolved.path)) if resolved.kind != "hub" else None
@@ -236,6 +262,7 @@ def model_info(spec: str, trust_remote_code: bool = False) -> dict[str, Any]:
         "architecture": (config.architectures or [type(config).__name__])[0],
         "model_type": model_type,
         "supported": supported,
+        "weights": "pickle only (refused: convert to safetensors)" if weights == PICKLE else weights,
         "num_layers": config.num_hidden_layers,
         "hidden_size": config.hidden_size,
         "vocab_size": config.vocab_size,

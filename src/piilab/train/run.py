@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from piilab.errors import PiilabError
-from piilab.io import read_json, write_json
+from piilab.io import check_output_dir, read_json, write_json
 from piilab.runtime import let_the_heap_keep_blocks_again, peak_rss_mb
 from piilab.train.config import (
     LOG_FILE,
@@ -45,6 +45,10 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> RunSummary:
         write_log_csv,
     )
 
+    # Both checked before the model loads, not after.
+    check_output_dir(config.out, "--out")
+    if not Path(config.data).exists():
+        raise PiilabError(f"{config.data}: --data: no such dataset folder or file")
     run = build_trainer(config, callbacks)
     trainer, run_dir = run.trainer, Path(config.out)
     trainer.accelerator.wait_for_everyone()  # every rank has checked RUN_DIR before rank 0 writes

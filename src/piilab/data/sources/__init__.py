@@ -16,7 +16,7 @@ from pathlib import Path
 
 from piilab.data.records import Document
 from piilab.data.sources import ai4privacy, alpaca, conll, kaggle, presidio, spans
-from piilab.data.sources.base import Tally, peek
+from piilab.data.sources.base import Tally, first_line, peek
 from piilab.errors import PiilabError
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ FORMATS = ("auto", *READERS)
 # Files a directory contributes; anything else in it (README, images) is not data.
 DATA_SUFFIXES = {".json", ".jsonl", ".conll", ".conllu", ".bio", ".iob", ".tsv", ".txt"}
 
+_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9_-]+")
 _TAG = re.compile(r"^(O|[BIOLUES]-\S+|[A-Z][A-Z_]*)$")
 
 
@@ -56,6 +57,9 @@ class SourceSpec:
         fmt, sep, path = text.partition(":")
         if sep and fmt in FORMATS:
             return cls(path=path, format=fmt)
+        # "foo:x.json" is a misspelt format, unless it is a path that exists or a drive letter.
+        if sep and _PREFIX.fullmatch(fmt) and not Path(text).exists():
+            raise PiilabError(f"{text}: unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
         return cls(path=text)
 
 
@@ -83,6 +87,10 @@ def detect_format(path: Path) -> str:
     """The reader for a file, judged from the key names (or tag lines) at its start."""
     head = peek(path)
     start = head.lstrip()[:1]
+    if not head.strip():
+        raise PiilabError(f"{path}: the file is empty (or only whitespace)")
+    if start == "{" and "\n" not in head:
+        head = first_line(path)  # one JSON Lines record longer than the peek: read all of it
     if start in ("[", "{"):
         if '"entity_type"' in head or '"start_position"' in head:
             return "presidio"
@@ -115,5 +123,9 @@ def read_documents(
         tally = tallies.setdefault(fmt, Tally(fmt, strict=strict))
         tally.files.append(str(path))
         log.info("reading %s as %s", path, fmt)
+        before = tally.read
         for doc in READERS[fmt](path, tally):
             yield tally, doc
+        if tally.read == before:
+            log.warning("%s: no records in it", path)
+            tally.empty_files.append(str(path))

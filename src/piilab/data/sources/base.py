@@ -73,6 +73,8 @@ class Tally:
     examples: dict[str, list[str]] = field(default_factory=dict)
     labels: LabelTally = field(default_factory=LabelTally)
     files: list[str] = field(default_factory=list)
+    empty_files: list[str] = field(default_factory=list)
+    """Files that held no records at all (named when nothing could be built)."""
 
     def skip(self, reason: str, where: str, bad: bool = True, n: int = 1) -> None:
         """Count `n` skipped records. Bad input is an error under --strict; policy skips are not."""
@@ -138,6 +140,13 @@ def peek(path: Path, size: int = 65536) -> str:
             return handle.read(size).decode("utf-8-sig", errors="replace")
     except FileNotFoundError:
         raise PiilabError(f"{path}: file not found") from None
+
+
+def first_line(path: Path, limit: int = 1 << 26) -> str:
+    """The first line of a file (at most `limit` bytes), for detecting JSON Lines whose first
+    record is longer than `peek` reads."""
+    with path.open("rb") as handle:
+        return handle.readline(limit).decode("utf-8-sig", errors="replace")
 
 
 def position(where: str) -> str:

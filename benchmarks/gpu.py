@@ -304,11 +304,17 @@ def count_syncs(fn) -> int | None:
 def run_decode(env: dict) -> dict:
     import torch
 
+    with torch.no_grad():  # not set_grad_enabled(False): --smoke runs in the caller's process
+        return _decode_side_by_side(env)
+
+
+def _decode_side_by_side(env: dict) -> dict:
+    import torch
+
     from piilab.layers.decode import Decoding, generate
     from piilab.models import load_model
 
     s = settings(env["smoke"])
-    torch.set_grad_enabled(False)
     model, tokenizer = load_model(env["smol"], device=env["device"])
     sync = torch.cuda.synchronize if env["device"] == "cuda" else (lambda: None)
     prompts, special = test_prompts(env, tokenizer, s["prompts"])

@@ -53,7 +53,13 @@ from piilab.data.split import (
 from piilab.data.synth import SOURCE as synth_source
 from piilab.data.synth import SynthConfig, synthesize
 from piilab.errors import PiilabError
-from piilab.io import atomic_write, clear_stale_scratch, scratch_dir, write_json, write_jsonl
+from piilab.io import (
+    atomic_write,
+    clear_stale_scratch,
+    scratch_dir,
+    write_json,
+    write_jsonl,
+)
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import random
 import re
-import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -20,6 +19,7 @@ from importlib import resources
 
 import yaml
 
+from piilab.data.people import slug
 from piilab.data.records import Document, Span
 from piilab.errors import PiilabError
 
@@ -124,12 +124,6 @@ def _parse(template: str) -> list[tuple[str, bool]]:
     return pieces
 
 
-def _slug(text: str) -> str:
-    """ASCII lower-case letters and digits only ('Clémence' -> 'clemence'), for emails and URLs."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]", "", ascii_text.lower()) or "user"
-
-
 class _Locale:
     """One Faker locale, seeded, with its name lists taken out for fast uniform draws."""
 
@@ -194,7 +188,7 @@ class _Filler:
         return self.b.first
 
     def _email_for(self, person: _Person) -> str:
-        first, last, r = _slug(person.first), _slug(person.last), self.rng
+        first, last, r = slug(person.first), slug(person.last), self.rng
         local = r.choice((f"{first}.{last}", f"{first[0]}{last}{r.randint(1, 99)}", f"{first}_{last}",
                           f"{last}.{first}{r.randint(70, 99)}", f"{first}{r.randint(100, 999)}"))
         return f"{local}@{r.choice(_MAIL_DOMAINS)}"
@@ -210,13 +204,13 @@ class _Filler:
         return old if old != self.value("email") else "old." + old
 
     def _user(self) -> str:
-        first, last, r = _slug(self.a.first), _slug(self.a.last), self.rng
+        first, last, r = slug(self.a.first), slug(self.a.last), self.rng
         return r.choice((f"{first}{last[:1]}{r.randint(1, 99)}", f"{first}_{last}", f"{first[0]}{last}{r.randint(80, 99)}",
                          f"the_real_{first}", f"{last}.{first}", f"{first}{r.choice(('x', 'z', '_'))}{r.randint(1, 9)}"))
 
     def _url(self) -> str:
         user, r = self.value("user"), self.rng
-        first, last = _slug(self.a.first), _slug(self.a.last)
+        first, last = slug(self.a.first), slug(self.a.last)
         return r.choice((f"https://github.com/{user}", f"https://www.linkedin.com/in/{first}-{last}-{r.randint(10, 999)}",
                          f"https://{user.replace('_', '-').replace('.', '-')}.blogspot.com", f"https://www.youtube.com/@{user}",
                          f"https://medium.com/@{user}", f"https://www.{first}{last}.net", f"https://twitter.com/{user}"))

@@ -15,9 +15,8 @@ see piilab.layers.lens and design.md, "Exit layers"). For a batch of prompts and
    exit state into logits in one shared unembedding, and a token is chosen per row.
 4. A row that ends (EOS, a stop string) leaves the batch and every cache at once.
 
-So each block runs once per step for all exit layers (not once per exit layer), the unembedding
-runs once per step, the prompt is prefilled once, and none of `generate`'s per-step machinery
-runs. Nothing ever holds all layers' hidden states.
+So each block and the unembedding run once per step for all exit layers, the prompt is
+prefilled once, and nothing ever holds all layers' hidden states.
 """
 
 from __future__ import annotations
@@ -413,6 +412,17 @@ def _decode_batch(run: _Run, prompt_ids: list[list[int]], indices: list[int]):
 # ---------------------------------------------------------------- the API
 
 
+def prepare_prompts(model: nn.Module, tokenizer, prompts: Sequence[str], decoding: Decoding,
+                    add_special_tokens: bool) -> list[list[int]]:
+    """Every decoder's first step: the prompts' token ids, checked against the context window."""
+    encoded = encode_prompts(tokenizer, prompts, add_special_tokens=add_special_tokens,
+                             context_window=arch.context_window(model),
+                             max_new_tokens=decoding.max_new_tokens)
+    if model.training:
+        log.warning("the model is in training mode (dropout on); call model.eval() for decoding")
+    return encoded
+
+
 def generate(
     model: nn.Module,
     tokenizer,
@@ -440,11 +450,7 @@ def generate(
     if batch_size < 1:
         raise PiilabError("batch size must be at least 1")
     layers = check_layers(model, layers)
-    encoded = encode_prompts(tokenizer, prompts, add_special_tokens=add_special_tokens,
-                             context_window=arch.context_window(model),
-                             max_new_tokens=decoding.max_new_tokens)
-    if model.training:
-        log.warning("the model is in training mode (dropout on); call model.eval() for decoding")
+    encoded = prepare_prompts(model, tokenizer, prompts, decoding, add_special_tokens)
     eos = eos_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos or [0])[0]
     device = next(model.parameters()).device

@@ -36,9 +36,9 @@ from piilab.layers.decode import (
     Decoding,
     choose,
     cut_at_stop,
-    encode_prompts,
     eos_token_ids,
     new_text,
+    prepare_prompts,
 )
 from piilab.layers.lens import Lens
 from piilab.layers.lenses import make_lens
@@ -337,11 +337,7 @@ def lookup_generate(
     why_not = lookup_supported(model)
     if why_not:
         raise PiilabError(f"prompt-lookup decoding does not fit this model: {why_not}")
-    encoded = encode_prompts(tokenizer, prompts, add_special_tokens=add_special_tokens,
-                             context_window=arch.context_window(model),
-                             max_new_tokens=decoding.max_new_tokens)
-    if model.training:
-        log.warning("the model is in training mode (dropout on); call model.eval() for decoding")
+    encoded = prepare_prompts(model, tokenizer, prompts, decoding, add_special_tokens)
     eos = eos_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos or [0])[0]
     shared = 0

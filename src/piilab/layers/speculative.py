@@ -40,9 +40,9 @@ from piilab.layers.decode import (
     Decoding,
     choose,
     cut_at_stop,
-    encode_prompts,
     eos_token_ids,
     new_text,
+    prepare_prompts,
 )
 from piilab.layers.lens import Lens
 from piilab.layers.lenses import make_lens
@@ -355,11 +355,7 @@ def speculative_generate(
         raise PiilabError(f"draft tokens must be at least 1, not {draft_tokens}")
     if decoding.sample:
         raise PiilabError("self-speculative decoding is greedy only: sampling is not supported")
-    encoded = encode_prompts(tokenizer, prompts, add_special_tokens=add_special_tokens,
-                             context_window=arch.context_window(model),
-                             max_new_tokens=decoding.max_new_tokens)
-    if model.training:
-        log.warning("the model is in training mode (dropout on); call model.eval() for decoding")
+    encoded = prepare_prompts(model, tokenizer, prompts, decoding, add_special_tokens)
     precision = draft_head_precision(model, draft_precision)
     stack = _Stack(draft_layer)
     run = _Run(model, draft_lens(model, make_lens(model, lens), precision), decoding, eos_token_ids(model, tokenizer),

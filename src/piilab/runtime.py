@@ -119,7 +119,7 @@ def configure_threads(requested: int | None = None) -> str:
         torch.set_num_threads(count)
     if auto:
         reason += f", {measured}"
-    _threads_reason = f"{torch.get_num_threads()} ({reason}); {threads.openmp_note}"
+    _threads_reason = f"{torch.get_num_threads()} ({reason}); {threads.openmp_note()}"
     log.info("runtime: threads: %s", _threads_reason)
     return _threads_reason
 

@@ -1,62 +1,31 @@
 """How many CPU threads to compute with: the cores this process may use, less the ones other work
-keeps busy. Imports no torch, so `piilab/__init__` can set OpenMP's waiting before torch loads."""
+keeps busy. Imports no torch: the CLI chooses before torch loads."""
 
 from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from collections.abc import MutableMapping
 from pathlib import Path
 
 from piilab.errors import PiilabError
 
-# What piilab sets, when the user has not, for OpenMP runtimes that read them at start-up:
-# GNU libgomp (Linux torch wheels) reads OMP_WAIT_POLICY, Intel/LLVM OpenMP KMP_BLOCKTIME.
-QUIET_OPENMP = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+# How OpenMP threads wait between parallel regions: GNU libgomp (Linux torch wheels) reads
+# OMP_WAIT_POLICY, Intel/LLVM OpenMP KMP_BLOCKTIME. piilab leaves both to the user (docs/runtime.md).
+OPENMP_WAIT = ("OMP_WAIT_POLICY", "KMP_BLOCKTIME")
 
 # A core counts as free when at least this share of it is idle: a thread on a core that other
 # work holds waits for its time slice at every parallel region, which costs far more than one
 # thread fewer (docs/runtime.md).
 FREE_SHARE = 0.75
 
-# Spinning is a bet that the cores are ours: it is taken only when the last minute's load average
-# (read instantly at import, before torch loads) was below this (docs/runtime.md).
-IDLE_LOAD = 0.5
-
-openmp_note = "not set up (piilab.threads.quiet_openmp was not called)"
-
-
-def quiet_openmp(environ: MutableMapping[str, str] = os.environ,
-                 torch_loaded: bool | None = None, load: float | None = None) -> str:
-    """Make OpenMP threads sleep at once when idle instead of spinning, on a machine where other
-    work ran in the last minute, unless the user chose a wait policy.
-
-    Only effective before torch (and its OpenMP runtime) loads, which reads the variables once;
-    returns, and keeps in `openmp_note`, a phrase for the log saying what happened.
-    """
-    global openmp_note
-    torch_loaded = "torch" in sys.modules if torch_loaded is None else torch_loaded
-    users = {k: environ[k] for k in QUIET_OPENMP if environ.get(k)}
-    if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except (OSError, AttributeError):
-            load = IDLE_LOAD  # unknown: the safe side
+def openmp_note(environ: MutableMapping[str, str] = os.environ) -> str:
+    """How OpenMP threads wait, for the log: as the user set it, else OpenMP's own spinning."""
+    users = {k: environ[k] for k in OPENMP_WAIT if environ.get(k)}
     if users:
-        note = "OpenMP waiting as the user set it (" + \
-            ", ".join(f"{k}={v}" for k, v in users.items()) + ")"
-    elif torch_loaded:
-        note = "OpenMP spin-waits (torch was imported before piilab, too late to change it)"
-    elif load < IDLE_LOAD:
-        note = f"OpenMP spin-waits (load average {load:.2f} at start: the cores were idle)"
-    else:
-        environ.update(QUIET_OPENMP)
-        note = (f"OpenMP threads sleep when idle (load average {load:.2f} at start; "
-                "OMP_WAIT_POLICY=PASSIVE, KMP_BLOCKTIME=0)")
-    openmp_note = note
-    return note
+        return "OpenMP waiting as the user set it (" + ", ".join(f"{k}={v}" for k, v in users.items()) + ")"
+    return "OpenMP spin-waits (its default; OMP_WAIT_POLICY=PASSIVE suits a machine whose load comes and goes)"
 
 
 def usable_cpus() -> list[int]:

@@ -9,6 +9,8 @@ from pathlib import Path
 from piilab.cli._args import add_decoding_args, add_free_decoding_arg, decoding_from
 from piilab.cli.generate import add_model_args
 from piilab.errors import PiilabError
+from piilab.models.loading import DEFAULT_MODEL
+from piilab.models.shipped import SHIPPED_DEFAULT
 
 
 def register(subparsers) -> None:
@@ -17,7 +19,8 @@ def register(subparsers) -> None:
         description="Prompt the model the way its training did, decode, parse the answer and "
                     "place every item in the text. Items the model names that do not occur in "
                     "the text are listed under 'invented' and never placed.")
-    add_model_args(parser)
+    add_model_args(parser, default_help=f"{SHIPPED_DEFAULT}, the adapter shipped in piilab; "
+                                        f"{DEFAULT_MODEL} when --adapter is given")
     parser.add_argument("text", nargs="?", help="the text to search")
     parser.add_argument("--input", help="a text file (the whole file is one text), or a .jsonl "
                                         "file with a 'text' (and optional 'id') per line")
@@ -79,6 +82,8 @@ def run(args) -> int:
     speedups = SpeedUps.off() if args.plain_decoding else SpeedUps(
         draft_tokens=args.draft_tokens, share_prefix=not args.no_shared_start, linear=args.linear)
     decoding = decoding_from(args)
+    if args.model is None:
+        args.model = DEFAULT_MODEL if args.adapter else SHIPPED_DEFAULT
     model, tokenizer = load_model(args.model, args.adapter, device=args.device, dtype=args.dtype,
                                   trust_remote_code=args.trust_remote_code)
     trained_in = trained_folder(args.model, args.adapter)

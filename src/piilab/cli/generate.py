@@ -21,11 +21,12 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 8
 
 
-def add_model_args(parser: argparse.ArgumentParser) -> None:
+def add_model_args(parser: argparse.ArgumentParser, default_help: str | None = None) -> None:
     from piilab.models import DEFAULT_MODEL
 
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"embedded name, model folder, adapter folder or hub id (default {DEFAULT_MODEL})")
+    parser.add_argument("--model", default=None if default_help else DEFAULT_MODEL,
+                        help="embedded name, shipped adapter, model folder, adapter folder or hub id "
+                             f"(default {default_help or DEFAULT_MODEL})")
     parser.add_argument("--adapter", help="a PEFT adapter folder to apply to --model")
     parser.add_argument("--lens", default="norm",
                         help="norm: final norm + unembedding (default); raw: unembedding only, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from piilab import models
+from piilab.models.shipped import SHIPPED_DEFAULT, shipped_bases
 
 
 def register(subparsers) -> None:
@@ -25,6 +26,8 @@ def register(subparsers) -> None:
 def run_list(args) -> int:
     rows = models.list_models()
     if args.json:
+        rows += [{"name": name, "description": f"LoRA adapter of {base}, inside piilab",
+                  "base": base, "shipped": True} for name, base in shipped_bases().items()]
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
@@ -32,6 +35,9 @@ def run_list(args) -> int:
         hint = "" if row["installed"] else f"  ({row['install']})"
         default = " [default]" if row["name"] == models.DEFAULT_MODEL else ""
         print(f"{row['name']:<14} {state:<10} {row['description']}{default}{hint}")
+    for name, base in shipped_bases().items():
+        default = " [extract's default]" if name == SHIPPED_DEFAULT else ""
+        print(f"{name:<14} {'shipped':<10} LoRA adapter of {base}, inside piilab{default}")
     return 0
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from piilab.errors import PiilabError
 from piilab.models.embedded import EMBEDDED, ensure_embedded
+from piilab.models.shipped import shipped_adapters
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ def resolve(spec: str, *, _depth: int = 0) -> ResolvedModel:
     """Resolve an embedded name, a local folder (model or adapter) or an explicit hub id."""
     if spec in EMBEDDED:
         return ResolvedModel(spec, "embedded", str(ensure_embedded(spec)))
-    path = Path(spec).expanduser()
+    shipped = shipped_adapters()
+    path = shipped[spec] if spec in shipped else Path(spec).expanduser()
     if path.is_dir():
         if (path / "adapter_config.json").exists():
             if _depth:
@@ -52,7 +54,7 @@ def resolve(spec: str, *, _depth: int = 0) -> ResolvedModel:
         raise PiilabError(f"{path}: a model spec must be a folder, not a file")
     if _looks_like_hub_id(spec):
         return ResolvedModel(spec, "hub", spec)
-    known = ", ".join(EMBEDDED)
+    known = ", ".join([*EMBEDDED, *shipped])
     raise PiilabError(
         f"unknown model {spec!r}: use an embedded name ({known}), a local model folder, "
         "or a hub id such as org/name"

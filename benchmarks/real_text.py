@@ -237,6 +237,34 @@ def print_tables(results: dict[str, dict], records: list[dict], out=sys.stdout) 
              str(res["outside_label_set"]), f"{res['texts_per_s']:.2f}"])
 
 
+# ------------------------------------------------------------------ model and validators
+
+VALIDATOR_VARIANTS = (("check",), ("extend",), ("complete",), ("check", "extend", "complete"))
+
+
+def with_validators(records: list[dict], predictions: dict[str, dict], modes) -> dict[str, dict]:
+    """piilab's predictions passed through piilab.shapes (no model run: the same answers)."""
+    from piilab import shapes
+
+    out = {}
+    for record in records:
+        row = predictions[record["id"]]
+        spans = [tuple(s) for s in row["spans"]]
+        out[record["id"]] = {**row, "spans": [list(s) for s in shapes.combine(record["text"], spans, modes)]}
+    return out
+
+
+def print_validator_table(variants: dict[str, dict], out=sys.stdout) -> None:
+    """The model alone and with each validator mode: whole-set scores and PII-free noise."""
+    out.write("\nModel and validators (piilab.shapes on the same answers), whole set\n\n")
+    out.write("| variant | exact P/R/F1 | token P/R/F1 | items per 100 PII-free texts |\n")
+    out.write("| --- | --- | --- | --- |\n")
+    for name, res in variants.items():
+        exact, token = (res["sources"]["all"][k].prf() for k in ("exact", "token"))
+        out.write(f"| {name} | {'/'.join(f'{x:.2f}' for x in exact)} | "
+                  f"{'/'.join(f'{x:.2f}' for x in token)} | {res['fp_per_100_free']:.1f} |\n")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEV, help="dev set JSONL")
@@ -291,12 +319,20 @@ def main(argv: list[str] | None = None) -> int:
             label = "piilab"
         predictions = run_system(name, make, records, args.out)
         results[label] = score(records, predictions)
+        if name == "piilab":
+            variants = {"piilab alone": results[label]} | {
+                "piilab + " + "+".join(modes): score(records, with_validators(records, predictions, modes))
+                for modes in VALIDATOR_VARIANTS}
     print_tables(results, records)
+    if "piilab" in systems:
+        print_validator_table(variants)
     if args.out:
         write_json(args.out / "results.json", {
             "data": str(args.data), "texts": len(records), "model": args.model, "adapter": args.adapter,
             "layer": args.layer, "presidio_threshold": args.threshold,
-            "systems": {name: summary(res) for name, res in results.items()}})
+            "systems": {name: summary(res) for name, res in results.items()},
+            **({"validators": {name: summary(res) for name, res in variants.items()}}
+               if "piilab" in systems else {})})
     return 0
 
 

@@ -180,3 +180,23 @@ def test_benchmark_tables_show_pii_free_sources_as_counts(bench):
     assert "| docs | 1 | no PII; 1 spans predicted | no PII; 1 tokens predicted |" in table
     assert "| hand | 1 | 1.00 / 1.00 / 1.00 | 1.00 / 1.00 / 1.00 |" in table
     assert "| piilab | 100.0 (n=1) | 0 | 1.00 |" in table
+
+
+def test_benchmark_scores_the_model_with_validators_on_the_same_answers(bench):
+    import io
+
+    text = "Write to ana.lima@example.org, card 4111 1111 1111 1111."
+    records = [{"id": "a", "source": "hand", "text": text, "spans": [
+        {"start": 9, "end": 29, "label": "EMAIL", "value": "ana.lima@example.org"},
+        {"start": 36, "end": 55, "label": "ID_NUM", "value": "4111 1111 1111 1111"}]}]
+    cut = {"a": {"spans": [[9, 17, "EMAIL"]], "seconds": 1.0}}  # "ana.lima": cut, and the card missed
+    extended = bench.with_validators(records, cut, ["extend"])
+    assert extended["a"]["spans"] == [[9, 29, "EMAIL"]]
+    assert bench.with_validators(records, cut, ["check"])["a"]["spans"] == []
+    both = bench.with_validators(records, cut, ["extend", "complete"])
+    assert both["a"]["spans"] == [[9, 29, "EMAIL"], [36, 55, "ID_NUM"]]
+    variants = {"alone": bench.score(records, cut), "all": bench.score(records, both)}
+    out = io.StringIO()
+    bench.print_validator_table(variants, out=out)
+    assert "| alone | 0.00/0.00/0.00 |" in out.getvalue()
+    assert "| all | 1.00/1.00/1.00 | 1.00/1.00/1.00 | 0.0 |" in out.getvalue()

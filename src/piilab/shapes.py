@@ -1,0 +1,91 @@
+"""Values with a fixed shape, found or checked without the model: the validators' half of extract.
+
+A model reads context (whose address, which number is personal) but can miscopy or cut a value;
+a pattern has no context but never miscopies. Three ways to combine them, measured on the
+real-text dev set (docs/evaluation.md, "Model and validators"):
+
+- `check`:    drop a model item labelled EMAIL, PHONE_NUM or URL_PERSONAL whose value does not
+              have that label's shape;
+- `extend`:   grow a model item that is cut inside an e-mail address or URL to the whole value;
+- `complete`: add e-mail addresses, Luhn-valid card numbers and IBANs with valid check digits
+              that the model missed (no URLs or phone numbers: public links and order numbers
+              look the same as personal ones, and only context tells them apart).
+
+Spans are (start, end, label) tuples over one text, end exclusive.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from piilab.data.validators import iban_valid, is_email, is_phone, is_url, luhn_valid
+
+Span = tuple[int, int, str]
+MODES = ("check", "extend", "complete")
+
+_EMAIL_IN_TEXT = re.compile(
+    r"(?<![\w.+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![\w-])")
+_URL_IN_TEXT = re.compile(r"https?://[^\s<>\"'()\[\]]+[^\s<>\"'()\[\].,;:!?]")
+_CARD_IN_TEXT = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+_IBAN_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,30}(?![A-Za-z0-9])")
+_SHAPE_OF = {"EMAIL": is_email, "PHONE_NUM": is_phone, "URL_PERSONAL": is_url}
+
+
+def emails(text: str) -> list[Span]:
+    return [(m.start(), m.end(), "EMAIL") for m in _EMAIL_IN_TEXT.finditer(text) if is_email(m.group())]
+
+
+def urls(text: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _URL_IN_TEXT.finditer(text) if is_url(m.group())]
+
+
+def card_and_iban_numbers(text: str) -> list[Span]:
+    """Card numbers whose Luhn checksum holds and IBANs whose check digits hold, as ID_NUM."""
+    found = [(m.start(), m.end(), "ID_NUM") for m in _CARD_IN_TEXT.finditer(text)
+             if luhn_valid(m.group(), lengths=range(13, 20))]
+    for match in _IBAN_IN_TEXT.finditer(text):
+        # the pattern may run on into a following word in capitals; the longest valid prefix wins
+        value = match.group()
+        for end in range(len(value), 13, -1):
+            if iban_valid(value[:end]) and (end == len(value) or value[end] == " "):
+                found.append((match.start(), match.start() + end, "ID_NUM"))
+                break
+    return found
+
+
+def _overlaps(span: tuple[int, int], others: Iterable[Span]) -> bool:
+    return any(span[0] < o[1] and o[0] < span[1] for o in others)
+
+
+def check(text: str, spans: list[Span]) -> list[Span]:
+    """The model's spans without those whose value lacks their label's shape."""
+    return [s for s in spans if s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])]
+
+
+def extend(text: str, spans: list[Span]) -> list[Span]:
+    """The model's spans, each one that lies strictly inside an e-mail address or URL grown to it."""
+    wholes = [s[:2] for s in emails(text)] + urls(text)
+    out = []
+    for start, end, label in spans:
+        around = [w for w in wholes if w[0] <= start and end <= w[1] and w != (start, end)]
+        out.append((*around[0], label) if around else (start, end, label))
+    return list(dict.fromkeys(out))
+
+
+def complete(text: str, spans: list[Span]) -> list[Span]:
+    """The model's spans, and the e-mail addresses, card numbers and IBANs it missed."""
+    added = [s for s in emails(text) + card_and_iban_numbers(text) if not _overlaps(s[:2], spans)]
+    return sorted(spans + added)
+
+
+def combine(text: str, spans: list[Span], modes: Iterable[str]) -> list[Span]:
+    """Apply the named modes in the order check, extend, complete."""
+    modes = set(modes)
+    unknown = modes - set(MODES)
+    if unknown:
+        raise ValueError(f"unknown validator modes {sorted(unknown)}; known: {', '.join(MODES)}")
+    for name, step in (("check", check), ("extend", extend), ("complete", complete)):
+        if name in modes:
+            spans = step(text, spans)
+    return spans

@@ -1,0 +1,47 @@
+"""Fixed-shape values: found, checked, extended and completed around a model's spans."""
+
+import pytest
+
+from piilab import shapes
+
+TEXT = ("Mail jane.doe@example.org or see https://github.com/jdoe-dev. Card 4111 1111 1111 1111, "
+        "IBAN DE89 3704 0044 0532 0130 00 ORDER 1234567890123, ref 4111 1111 1111 1112.")
+
+
+def value(span):
+    return TEXT[span[0]:span[1]]
+
+
+def test_finds_emails_valid_cards_and_ibans_only():
+    assert [value(s) for s in shapes.emails(TEXT)] == ["jane.doe@example.org"]
+    found = [value(s) for s in shapes.card_and_iban_numbers(TEXT)]
+    # the second card fails Luhn, the 13-digit order number too; the IBAN stops before ORDER
+    assert found == ["4111 1111 1111 1111", "DE89 3704 0044 0532 0130 00"]
+    assert [TEXT[a:b] for a, b in shapes.urls(TEXT)] == ["https://github.com/jdoe-dev"]
+
+
+def test_check_drops_items_without_their_labels_shape():
+    email = TEXT.index("jane")
+    spans = [(email, email + 8, "EMAIL"), (0, 4, "NAME"), (email, email + 20, "EMAIL"),
+             (TEXT.index("Card"), TEXT.index("Card") + 4, "PHONE_NUM")]
+    assert shapes.check(TEXT, spans) == [(0, 4, "NAME"), (email, email + 20, "EMAIL")]
+
+
+def test_extend_grows_a_cut_value_to_the_whole_address_or_url():
+    url = TEXT.index("https")
+    cut = [(url, url + 18, "URL_PERSONAL"), (TEXT.index("jane"), TEXT.index("@"), "EMAIL")]
+    assert [value(s) for s in shapes.extend(TEXT, cut)] == ["https://github.com/jdoe-dev", "jane.doe@example.org"]
+    whole = [(url, url + 27, "URL_PERSONAL")]
+    assert shapes.extend(TEXT, whole) == whole
+
+
+def test_complete_adds_what_the_model_missed_without_doubling_what_it_found():
+    email = TEXT.index("jane")
+    completed = shapes.complete(TEXT, [(email, email + 8, "NAME")])
+    assert [value(s) for s in completed] == ["jane.doe", "4111 1111 1111 1111", "DE89 3704 0044 0532 0130 00"]
+
+
+def test_combine_names_unknown_modes():
+    assert shapes.combine(TEXT, [], []) == []
+    with pytest.raises(ValueError, match="unknown validator modes"):
+        shapes.combine(TEXT, [], ["guess"])

@@ -1,7 +1,8 @@
 """Benchmark: piilab and Presidio's analyzer side by side on real text (benchmarks/real_text/dev.jsonl).
 
-    python benchmarks/real_text.py --adapter RUN_DIR [--model smollm2-135m] [--out DIR]
+    python benchmarks/real_text.py [--model piilab-pii | --adapter RUN_DIR] [--out DIR]
         [--systems piilab,presidio] [--sources hand,python-docs] [--threshold 0.4] [--limit N]
+        [--free-decoding]
 
 Prints exact-match and token-level precision/recall/F1 for each system, per source and per label,
 predicted items per 100 PII-free texts, and texts/s. With --out, predictions are appended per text
@@ -89,7 +90,8 @@ def presidio_predictor(threshold: float):
     return predict
 
 
-def piilab_predictor(model_spec: str, adapter: str | None, device: str, layer: int | None):
+def piilab_predictor(model_spec: str, adapter: str | None, device: str, layer: int | None,
+                     constrain: bool = True):
     """texts -> per text (spans, extra): piilab.extract with the model's training prompt settings."""
     from piilab.extract import extract, prompt_settings
     from piilab.models import load_model, trained_folder
@@ -102,7 +104,7 @@ def piilab_predictor(model_spec: str, adapter: str | None, device: str, layer: i
 
     def predict(texts: list[str]) -> list[tuple[list[SpanPred], dict]]:
         results = extract(model, tokenizer, texts, layer=layer, settings=settings,
-                          prompt_format=fmt, progress=False)
+                          prompt_format=fmt, progress=False, constrain=constrain)
         out = []
         for result in results:
             spans = [SpanPred(s["start"], s["end"], item["label"])
@@ -272,6 +274,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--adapter", default=None, help="adapter (run) folder for --model")
     parser.add_argument("--layer", type=int, default=None, help="exit layer (default: the last)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--free-decoding", action="store_true",
+                        help="piilab decodes free, as extract --free-decoding does (default: under "
+                             "the copy constraint, as extract does)")
     parser.add_argument("--systems", default="piilab,presidio", help="comma-separated: piilab, presidio")
     parser.add_argument("--threshold", type=float, default=0.4, help="Presidio's score threshold")
     parser.add_argument("--sources", default=None, help="only these sources (comma-separated)")
@@ -310,12 +315,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             check_settings(args.out, name, {"data": str(args.data.resolve()), **(
                 {"threshold": args.threshold} if name == "presidio" else
-                {"model": args.model, "adapter": args.adapter, "layer": args.layer})})
+                {"model": args.model, "adapter": args.adapter, "layer": args.layer,
+                 "constrain": not args.free_decoding})})
         if name == "presidio":
             make = partial(presidio_predictor, args.threshold)
             label = f"presidio@{args.threshold}"
         else:
-            make = partial(piilab_predictor, args.model, args.adapter, args.device, args.layer)
+            make = partial(piilab_predictor, args.model, args.adapter, args.device, args.layer,
+                           not args.free_decoding)
             label = "piilab"
         predictions = run_system(name, make, records, args.out)
         results[label] = score(records, predictions)
@@ -329,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         write_json(args.out / "results.json", {
             "data": str(args.data), "texts": len(records), "model": args.model, "adapter": args.adapter,
-            "layer": args.layer, "presidio_threshold": args.threshold,
+            "layer": args.layer, "constrain": not args.free_decoding, "presidio_threshold": args.threshold,
             "systems": {name: summary(res) for name, res in results.items()},
             **({"validators": {name: summary(res) for name, res in variants.items()}}
                if "piilab" in systems else {})})

@@ -286,11 +286,7 @@ def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, de
     from piilab.layers.lookup import lookup_generate, lookup_supported
 
     lookup = speedups.lookup
-    if lookup and rules is not None:
-        # Prompt-lookup verification does not apply the copy constraint yet: plain decoding does.
-        log.debug("copy-constrained answers: prompt-lookup decoding not used")
-        lookup = False
-    elif lookup and decoding.sample:
+    if lookup and decoding.sample:
         log.info("sampling: prompt-lookup decoding and the shared start are greedy-only, not used")
         lookup = False
     elif lookup and lookup_supported(model):
@@ -302,7 +298,8 @@ def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, de
                                    decoding=decoding, batch_size=batch_size,
                                    draft_tokens=speedups.draft_tokens,
                                    share_prefix=speedups.share_prefix,
-                                   add_special_tokens=add_special_tokens, progress=progress).texts
+                                   add_special_tokens=add_special_tokens, progress=progress,
+                                   answers=rules).texts
         return generate(model, tokenizer, prompts, [layer], lens=lens, decoding=decoding,
                         batch_size=batch_size, add_special_tokens=add_special_tokens,
                         progress=progress, answers=rules)[layer]

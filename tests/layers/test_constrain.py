@@ -185,3 +185,26 @@ def test_a_tokenizer_whose_tokens_cannot_be_read_is_refused():
     wp = PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", eos_token="[SEP]")
     with pytest.raises(PiilabError, match="--free-decoding"):
         token_bytes(wp)
+
+
+@pytest.mark.parametrize("seed,preferred", [(0, None), (1, None), (0, "Paris (NAME)"),
+                                            (0, "Jane Doe Paris (NAME)")])
+def test_prompt_lookup_gives_constrained_generates_answers(tokenizer, seed, preferred):
+    """Drafts are checked against the constrained choice, position by position: the answers are
+    those of constrained plain decoding, for random models and for one that prefers invalid ones."""
+    from piilab.layers.lookup import lookup_generate
+
+    rng = random.Random(seed)
+    words = ["Jane", "Doe", "wrote", "Paris", "jane.doe@example.com", "+1", "555", "010", "(NAME)"]
+    texts = [TEXT] + [" ".join(rng.choice(words) for _ in range(rng.randint(3, 10))) for _ in range(4)]
+    model = (scripted(tokenizer, preferred) if preferred
+             else tiny_llama(tokenizer, seed=seed, initializer_range=0.3))
+    want = decode(model, tokenizer, texts)[4]
+    run = lookup_generate(model, tokenizer, [prompt(t) for t in texts], layer=4,
+                          decoding=Decoding(max_new_tokens=30), batch_size=3, progress=False,
+                          answers=[(t, LABELS) for t in texts])
+    assert run.texts == want
+    for text, answer in zip(texts, run.texts):
+        assert_copies(answer, text)
+    if preferred:
+        assert run.accepted > 0  # the copy was drafted from the text and kept

@@ -16,6 +16,8 @@ what comes next. Each round, every live row of the batch:
 
 Every committed token is the model's greedy choice given the tokens before it, so the output is
 plain greedy decoding (`generate(..., layers=[L])`); only the number of forward passes changes.
+Under the copy constraint (layers/constrain.py) the greedy choice is the constrained one, taken
+position by position through a row's drafts, so the output is constrained `generate`'s.
 The prompts' common start (chat template, instruction, label definitions) runs once per call and
 its keys and values are copied into every batch's cache.
 """
@@ -32,6 +34,7 @@ import torch
 from torch import nn
 
 from piilab.errors import PiilabError
+from piilab.layers.constrain import CopyGuide, RowGuide
 from piilab.layers.decode import (
     Decoding,
     choose,
@@ -165,6 +168,7 @@ class _Run:
     key_of: object
     prefix: list[int]
     prefix_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    guide: CopyGuide | None = None  # copy-constrained answers, if asked
 
     def forward(self, ids: torch.Tensor, position_ids: torch.Tensor, cache,
                 mask: torch.Tensor | None) -> torch.Tensor:
@@ -176,10 +180,32 @@ class _Run:
                                       cache=cache, use_cache=True)
         return keep.kept
 
-    def greedy(self, hidden: torch.Tensor) -> list[int]:
-        """The greedy token after each state (R, H)."""
-        logits = self.lens(self.layer, hidden)  # (R, V)
-        return choose(logits, self.decoding, self.eos, None).tolist()
+    def greedy(self, logits: torch.Tensor, guard: RowGuide | None = None,
+               slots: Sequence[int] = ()) -> list[int]:
+        """The greedy token after each row of logits (R, V); with `guard`, the constrained one
+        of each row slot, whose answer state then advances by it."""
+        if guard is None:
+            return choose(logits, self.decoding, self.eos, None).tolist()
+        chosen = choose(guard.mask(logits, slots), self.decoding, self.eos, None).tolist()
+        guard.advance(slots, chosen)
+        return chosen
+
+    def verify(self, logits: torch.Tensor, draft: list[int], guard: RowGuide | None,
+               slot: int) -> list[int]:
+        """One row's commit from its logits (1 + len(draft), V): the drafts that agree with the
+        greedy choices, then the greedy choice after them."""
+        if guard is None:
+            mine = self.greedy(logits)
+            agreed = 0
+            while agreed < len(draft) and draft[agreed] == mine[agreed]:
+                agreed += 1
+            return draft[:agreed] + [mine[agreed]]
+        # constrained: each choice depends on the answer state after the tokens before it
+        for at in range(len(draft) + 1):
+            token = self.greedy(logits[at:at + 1], guard, [slot])[0]
+            if at == len(draft) or token != draft[at]:
+                return draft[:at] + [token]
+        raise AssertionError("unreachable")
 
 
 def _new_cache(run: _Run, rows: int):
@@ -203,7 +229,8 @@ def _prefill_prefix(run: _Run) -> None:
     run.prefix_cache = [(layer.keys, layer.values) for layer in cache.layers[:run.layer]]
 
 
-def _decode_batch(run: _Run, suffixes: list[list[int]], drafters: list[Drafter], stats: dict):
+def _decode_batch(run: _Run, suffixes: list[list[int]], drafters: list[Drafter], stats: dict,
+                  guard: RowGuide | None = None):
     """Greedy decoding of one batch (each prompt = shared start + its suffix): new ids per row."""
     d, dev, P = run.decoding, run.device, len(run.prefix)
     B = len(suffixes)
@@ -216,7 +243,7 @@ def _decode_batch(run: _Run, suffixes: list[list[int]], drafters: list[Drafter],
                         device=dev)  # (B, P + width)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, P:]  # (B, width), as generate counts
     hidden = run.forward(ids, pos, cache, mask)[:, -1]  # (B, H)
-    firsts = run.greedy(hidden)
+    firsts = run.greedy(run.lens(run.layer, hidden), guard, range(B))
     now = time.perf_counter()
     stats["prefill"] += now - clock
     clock = now
@@ -243,19 +270,16 @@ def _decode_batch(run: _Run, suffixes: list[list[int]], drafters: list[Drafter],
         position_ids = torch.tensor([next_pos[r] for r in rows], device=dev)[:, None] + \
             torch.arange(1 + K, device=dev)  # (R, 1 + K)
         hidden = run.forward(torch.tensor(inputs, device=dev), position_ids, cache, mask)
-        choices = run.greedy(hidden[fresh.bool()])  # (real positions,) in row order
+        logits = run.lens(run.layer, hidden[fresh.bool()])  # (real positions, V) in row order
         stats["passes"] += 1
         # accept the drafts the model agrees with, then its own next token
         keep, at = [], 0
         for i, (r, x) in enumerate(zip(rows, drafts)):
-            mine = choices[at:at + 1 + len(x)]
+            commit = run.verify(logits[at:at + 1 + len(x)], x, guard, r)
             at += 1 + len(x)
-            a = 0
-            while a < len(x) and x[a] == mine[a]:
-                a += 1
+            a = len(commit) - 1
             stats["drafted"] += len(x)
             stats["accepted"] += a
-            commit = x[:a] + [mine[a]]
             mask[i, mask.shape[1] - K + a:] = 0  # rejected drafts' cache positions: hidden
             next_pos[r] += len(commit)
             before = len(tokens[r])
@@ -315,12 +339,14 @@ def lookup_generate(
     share_prefix: bool = True,
     add_special_tokens: bool = True,
     progress: bool = True,
+    answers: Sequence[tuple[str, Sequence[str]] | None] | None = None,
 ) -> LookupRun:
     """Greedy decoding of every prompt from exit `layer` (default: the last), drafting from the
     prompts themselves; the texts and token ids are those of `generate(..., layers=[layer])`.
 
     `draft_tokens` 0 decodes one token per pass (no drafts); `share_prefix` False prefills each
-    prompt whole. Prompts are decoded shortest first, in batches of `batch_size`.
+    prompt whole. Prompts are decoded shortest first, in batches of `batch_size`. `answers`, one
+    (text, labels) per prompt, copy-constrains the answers as `generate` does.
     """
     wall = time.perf_counter()
     decoding = decoding or Decoding()
@@ -338,6 +364,8 @@ def lookup_generate(
     if why_not:
         raise PiilabError(f"prompt-lookup decoding does not fit this model: {why_not}")
     encoded = prepare_prompts(model, tokenizer, prompts, decoding, add_special_tokens)
+    if answers is not None and len(answers) != len(encoded):
+        raise PiilabError(f"{len(answers)} answer constraints for {len(encoded)} prompts")
     eos = eos_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos or [0])[0]
     shared = 0
@@ -347,6 +375,8 @@ def lookup_generate(
     run = _Run(model, tokenizer, make_lens(model, lens), layer, decoding, eos, pad_id,
                next(model.parameters()).device, draft_tokens, token_keys(tokenizer),
                encoded[0][:shared] if encoded else [])
+    if answers and any(answers):
+        run.guide = CopyGuide(tokenizer, answers, decoding, eos)
     log.info("prompt-lookup decoding of %d prompts at layer %d: up to %d draft tokens, shared "
              "start of %d tokens, batches of %d", len(encoded), layer, draft_tokens, shared,
              batch_size)
@@ -369,7 +399,8 @@ def lookup_generate(
             for i in indices:
                 drafters.append(base.copy())
                 drafters[-1].extend(encoded[i][shared:])
-            out = _decode_batch(run, [encoded[i][shared:] for i in indices], drafters, stats)
+            guard = run.guide.rows(indices) if run.guide else None
+            out = _decode_batch(run, [encoded[i][shared:] for i in indices], drafters, stats, guard)
             for i, row in zip(indices, out):
                 token_ids[i] = row
             bar.update(len(indices))
@@ -378,4 +409,6 @@ def lookup_generate(
                        shared, time.perf_counter() - wall,
                        {k: stats[k] for k in ("prefix", "prefill", "decode")})
     log.info("%s", result.summary())
+    if run.guide:
+        log.info(run.guide.summary())
     return result

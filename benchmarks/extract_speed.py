@@ -6,7 +6,7 @@
 One run, side by side, on the same texts (JSONL rows with a "text"; `--texts` is repeatable,
 default benchmarks/real_text/dev.jsonl): the `--n` texts under `--max-chars` characters, spread
 evenly over the file(s). Each configuration extracts all of them with the same model and greedy
-decoding (128 new tokens at most) and prints texts per second (wall time of `extract`, prompts
+decoding (128 new tokens at most; copy-constrained as `extract`, or `--free-decoding`) and prints texts per second (wall time of `extract`, prompts
 and parsing included) and the share of texts whose answers are identical to plain decoding's.
 
 Configurations (piilab.extract.SpeedUps), each adding one lever to the one before:
@@ -56,14 +56,14 @@ def read_texts(paths: list[Path], n: int, max_chars: int) -> list[str]:
     return [texts[int(i * step)] for i in range(n)]
 
 
-def timed_extract(model, tokenizer, texts, settings, fmt, batch_size, speedups):
+def timed_extract(model, tokenizer, texts, settings, fmt, batch_size, speedups, constrain=True):
     from piilab.extract import extract
     from piilab.layers.decode import Decoding
 
     start = time.perf_counter()
     results = extract(model, tokenizer, texts, settings=settings, prompt_format=fmt,
                       decoding=Decoding(max_new_tokens=128), batch_size=batch_size,
-                      progress=False, speedups=speedups)
+                      progress=False, speedups=speedups, constrain=constrain)
     return time.perf_counter() - start, [r.answers for r in results]
 
 
@@ -82,18 +82,20 @@ def main(args: argparse.Namespace) -> None:
     trained_in = trained_folder(args.model, args.adapter)
     settings, fmt = prompt_settings(trained_in), format_for(tokenizer, trained_in)
     # one small warm-up, so no configuration pays for first-call set-up
-    timed_extract(model, tokenizer, texts[:4], settings, fmt, 4, SpeedUps.off())
+    timed_extract(model, tokenizer, texts[:4], settings, fmt, 4, SpeedUps.off(), not args.free_decoding)
 
     print(f"{len(texts)} texts (mean {sum(map(len, texts)) / len(texts):.0f} characters, "
           f"< {args.max_chars}); model {args.model} + {args.adapter}; {args.threads} threads; "
-          f"native bf16: {cpu_supports_bf16()}; greedy, 128 new tokens at most")
+          f"native bf16: {cpu_supports_bf16()}; greedy, 128 new tokens at most, "
+          f"{'free' if args.free_decoding else 'copy-constrained'}")
     print(f"{'configuration':<34} {'batch':>5} {'seconds':>8} {'texts/s':>8} {'identical':>10}")
     reference = None
     runs = [(name, args.batch_size) for name in args.configs]
     runs += [(args.configs[-1], b) for b in args.batch_sizes if b != args.batch_size]
     for name, batch in runs:
         speedups = SpeedUps(**CONFIGS[name])
-        seconds, answers = timed_extract(model, tokenizer, texts, settings, fmt, batch, speedups)
+        seconds, answers = timed_extract(model, tokenizer, texts, settings, fmt, batch, speedups,
+                                         not args.free_decoding)
         if reference is None:
             reference = answers  # the first configuration (plain) is the reference
         same = sum(a == b for a, b in zip(answers, reference)) / len(texts)
@@ -106,7 +108,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--adapter", help="the tuned adapter (e.g. piilab-demo/run)")
+    parser.add_argument("--adapter", help="the tuned adapter (e.g. piilab-demo/run; none with "
+                                          "--model piilab-pii)")
     parser.add_argument("--texts", type=Path, action="append",
                         help=f"JSONL with a 'text' per row (repeatable; default {DEFAULT_TEXTS})")
     parser.add_argument("--n", type=int, default=150)
@@ -115,6 +118,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-sizes", type=int_list, default=[],
                         help="the last configuration again at these batch sizes, e.g. 8,32")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--free-decoding", action="store_true",
+                        help="decode free (default: under the copy constraint, as extract does)")
     parser.add_argument("--configs", type=lambda s: s.split(","), default=list(CONFIGS),
                         help=f"comma-separated, from {','.join(CONFIGS)}; the first is the reference")
     return parser

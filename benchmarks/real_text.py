@@ -241,7 +241,7 @@ def print_tables(results: dict[str, dict], records: list[dict], out=sys.stdout) 
 
 # ------------------------------------------------------------------ model and validators
 
-VALIDATOR_VARIANTS = (("check",), ("extend",), ("complete",), ("check", "extend", "complete"))
+VALIDATOR_VARIANTS = (("check",), ("extend",), ("complete",), ("extend", "check", "complete"))
 
 
 def with_validators(records: list[dict], predictions: dict[str, dict], modes) -> dict[str, dict]:

@@ -265,3 +265,22 @@ def test_cli_refuses_negative_draft_tokens(tiny_llama_dir, capsys):
 
     one_line_error(capsys, ["extract", "--model", str(tiny_llama_dir), "--device", "cpu",
                             "--draft-tokens", "-1", TEXT], "--draft-tokens must be 0 or more")
+
+
+def test_cli_validators_complete_the_models_items_unless_turned_off(tiny_llama_dir, monkeypatch, capsys):
+    text = "Write to jane.doe@example.com, card 4111 1111 1111 1111, or call Jane at home."
+    monkeypatch.setattr(piilab.extract, "decode_answers",
+                        lambda model, tokenizer, prompts, layer, **kw: ["jane.doe (EMAIL)\nJane (PHONE_NUM)"] * len(prompts))
+
+    def items(*flags):
+        assert main(["extract", "--model", str(tiny_llama_dir), text, "--device", "cpu", *flags]) == 0
+        out = json.loads(capsys.readouterr().out)
+        return [(i["value"], i["label"], i.get("found_by")) for i in out["items"]], out["rejected"]
+
+    assert items() == ([("jane.doe@example.com", "EMAIL", None), ("4111 1111 1111 1111", "ID_NUM", "pattern")],
+                       [{"value": "Jane", "label": "PHONE_NUM"}])
+    assert items("--validators", "none") == ([("jane.doe", "EMAIL", None), ("Jane", "PHONE_NUM", None)], [])
+    from helpers import one_line_error
+
+    one_line_error(capsys, ["extract", "--model", str(tiny_llama_dir), text, "--validators", "guess"],
+                   "unknown validators guess")

@@ -45,3 +45,19 @@ def test_combine_names_unknown_modes():
     assert shapes.combine(TEXT, [], []) == []
     with pytest.raises(ValueError, match="unknown validator modes"):
         shapes.combine(TEXT, [], ["guess"])
+
+
+def test_on_items_regroups_extract_items_and_reports_what_check_dropped():
+    email, url = TEXT.index("jane"), TEXT.index("https")
+    items = [{"value": "jane.doe", "label": "EMAIL", "spans": [{"start": email, "end": email + 8}]},
+             {"value": "https://github.com/jdoe", "label": "URL_PERSONAL",
+              "spans": [{"start": url, "end": url + 23}]},
+             {"value": "Mail", "label": "PHONE_NUM", "spans": [{"start": 0, "end": 4}]}]
+    out, rejected = shapes.on_items(TEXT, items, shapes.MODES)
+    assert rejected == [{"value": "Mail", "label": "PHONE_NUM"}]
+    assert [(i["value"], i["label"], i.get("found_by")) for i in out] == [
+        ("jane.doe@example.org", "EMAIL", None),  # the model's, grown before its shape was judged
+        ("https://github.com/jdoe-dev", "URL_PERSONAL", None),  # the model's, grown to the whole URL
+        ("4111 1111 1111 1111", "ID_NUM", "pattern"),
+        ("DE89 3704 0044 0532 0130 00", "ID_NUM", "pattern")]
+    assert shapes.on_items(TEXT, items, []) == (items, [])

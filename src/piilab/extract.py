@@ -205,10 +205,14 @@ class Extraction:
     """{value, label} for each item that occurs nowhere in the text."""
     outside_labels: list[dict[str, str]] = field(default_factory=list)
     """{value, label} for each item whose label is not in the label set."""
+    rejected: list[dict[str, str]] = field(default_factory=list)
+    """{value, label} for each model item the validators dropped (its value lacks its label's
+    shape; piilab.shapes)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"layer": self.layer, "items": self.items, "invented": self.invented,
-                "outside_labels": self.outside_labels, "answers": self.answers}
+                "outside_labels": self.outside_labels, "rejected": self.rejected,
+                "answers": self.answers}
 
     def redacted(self) -> str:
         """The text with every placed item replaced by [LABEL] (longest first where they overlap)."""
@@ -319,17 +323,25 @@ def extract(
     progress: bool = True,
     speedups: SpeedUps | None = None,
     constrain: bool = True,
+    validators: Sequence[str] = (),
 ) -> list[Extraction]:
     """Find the PII in each text, decoding from exit `layer` (default: the last).
 
     `constrain` (default) lets an answer copy only spans of its window and name only labels of
     the set; False decodes free, as the original experiment did. `speedups` (default: every
     exact one) picks the decoding engine; `SpeedUps.off()` decodes with plain batched `generate`.
+    `validators` (modes of piilab.shapes: check, extend, complete) combine the model's items with
+    patterns for values of a fixed shape; none by default here, `piilab extract`'s are chosen on
+    the real-text dev set (docs/evaluation.md).
     """
+    from piilab import shapes
     from piilab.data.labels import DEFAULT_LABELS
     from piilab.layers.decode import Decoding
     from piilab.models import arch
 
+    unknown = set(validators) - set(shapes.MODES)
+    if unknown:
+        raise PiilabError(f"unknown validators {', '.join(sorted(unknown))}: use {', '.join(shapes.MODES)}")
     settings = settings or PromptSettings()
     labels = tuple(settings.labels or DEFAULT_LABELS)
     fmt = prompt_format or format_for(tokenizer)
@@ -355,10 +367,12 @@ def extract(
         mine = [answer for owner, answer in zip(owners, answers) if owner == i]
         items = [item for answer in mine for item in parse_answer(answer)]
         placed, invented = place(text, [item for item in items if item[1] in labels])
+        placed, rejected = shapes.on_items(text, placed, validators)
+        placed = [item for item in placed if item["label"] in labels]  # patterns' labels too
         outside = [{"value": v, "label": label} for v, label in dict.fromkeys(items)
                    if label not in labels]
         if outside:
             log.warning("%d items named a label outside the label set; reported, not placed",
                         len(outside))
-        results.append(Extraction(text, layer, mine, placed, invented, outside))
+        results.append(Extraction(text, layer, mine, placed, invented, outside, rejected))
     return results

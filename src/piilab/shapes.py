@@ -4,9 +4,9 @@ A model reads context (whose address, which number is personal) but can miscopy 
 a pattern has no context but never miscopies. Three ways to combine them, measured on the
 real-text dev set (docs/evaluation.md, "Model and validators"):
 
+- `extend`:   grow a model item that is cut inside an e-mail address or URL to the whole value;
 - `check`:    drop a model item labelled EMAIL, PHONE_NUM or URL_PERSONAL whose value does not
               have that label's shape;
-- `extend`:   grow a model item that is cut inside an e-mail address or URL to the whole value;
 - `complete`: add e-mail addresses, Luhn-valid card numbers and IBANs with valid check digits
               that the model missed (no URLs or phone numbers: public links and order numbers
               look the same as personal ones, and only context tells them apart).
@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from piilab.data.validators import iban_valid, is_email, is_phone, is_url, luhn_valid
 
 Span = tuple[int, int, str]
-MODES = ("check", "extend", "complete")
+MODES = ("extend", "check", "complete")  # the order they apply in
 
 _EMAIL_IN_TEXT = re.compile(
     r"(?<![\w.+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![\w-])")
@@ -80,12 +80,42 @@ def complete(text: str, spans: list[Span]) -> list[Span]:
 
 
 def combine(text: str, spans: list[Span], modes: Iterable[str]) -> list[Span]:
-    """Apply the named modes in the order check, extend, complete."""
+    """Apply the named modes in the order extend, check, complete (a cut value is grown before
+    its shape is judged)."""
     modes = set(modes)
     unknown = modes - set(MODES)
     if unknown:
         raise ValueError(f"unknown validator modes {sorted(unknown)}; known: {', '.join(MODES)}")
-    for name, step in (("check", check), ("extend", extend), ("complete", complete)):
+    for name, step in (("extend", extend), ("check", check), ("complete", complete)):
         if name in modes:
             spans = step(text, spans)
     return spans
+
+
+def on_items(text: str, items: list[dict], modes: Iterable[str]) -> tuple[list[dict], list[dict]]:
+    """`combine` on extract's placed items ({value, label, spans: [{start, end}]}): the items
+    after it, in text order (those the patterns added marked "found_by": "pattern"), and the
+    model's items that `check` dropped ({value, label})."""
+    modes = set(modes)
+    if not modes:
+        return items, []
+    by_model, rejected = [], []
+    for item in items:
+        spans = [(s["start"], s["end"], item["label"]) for s in item["spans"]]
+        spans = extend(text, spans) if "extend" in modes else spans
+        kept = check(text, spans) if "check" in modes else spans
+        if not kept:
+            rejected.append({"value": item["value"], "label": item["label"]})
+        by_model += kept
+    final = complete(text, sorted(set(by_model))) if "complete" in modes else sorted(set(by_model))
+    grouped: dict[tuple[str, str], list[Span]] = {}
+    for span in final:
+        grouped.setdefault((text[span[0]:span[1]], span[2]), []).append(span)
+    out = []
+    for (value, label), places in grouped.items():
+        item = {"value": value, "label": label,
+                "spans": [{"start": start, "end": end} for start, end, _ in places]}
+        if not set(places) & set(by_model):
+            item["found_by"] = "pattern"
+        out.append(item)
+    return out, rejected

@@ -12,6 +12,9 @@ from piilab.errors import PiilabError
 from piilab.models.loading import DEFAULT_MODEL
 from piilab.models.shipped import SHIPPED_DEFAULT
 
+# Chosen on the real-text dev set (docs/evaluation.md, "Model and validators").
+DEFAULT_VALIDATORS: tuple[str, ...] = ("extend", "check", "complete")
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -39,6 +42,12 @@ def register(subparsers) -> None:
                             "copies), bfloat16 (faster on CPUs with avx512_bf16; answers may differ)")
     speed.add_argument("--plain-decoding", action="store_true",
                        help="no speed-ups: plain batched decoding, as before prompt lookup")
+    parser.add_argument("--validators", default=",".join(DEFAULT_VALIDATORS), metavar="MODES",
+                        help="combine the model with patterns for fixed-shape values: comma-separated "
+                             "check (drop an email, phone or URL without its shape), extend (grow a "
+                             "cut email or URL), complete (add emails, Luhn card numbers and IBANs "
+                             f"the model missed); 'none' for the model alone (default "
+                             f"{','.join(DEFAULT_VALIDATORS) or 'none'})")
     add_decoding_args(parser, max_new_tokens=128)
     add_free_decoding_arg(parser)
     parser.set_defaults(func=run)
@@ -69,6 +78,10 @@ def read_texts(args) -> tuple[list, list[str], bool]:
         raise PiilabError(f"{path}: not UTF-8 text (a binary file?)") from None
 
 
+def validators_from(value: str) -> tuple[str, ...]:
+    return () if value.strip() == "none" else tuple(m.strip() for m in value.split(",") if m.strip())
+
+
 def run(args) -> int:
     from dataclasses import replace
 
@@ -95,7 +108,7 @@ def run(args) -> int:
     results = extract(model, tokenizer, texts, layer=args.layer, settings=settings,
                       prompt_format=format_for(tokenizer, trained_in), lens=args.lens,
                       decoding=decoding, batch_size=args.batch_size, speedups=speedups,
-                      constrain=not args.free_decoding)
+                      constrain=not args.free_decoding, validators=validators_from(args.validators))
     for id_, result in zip(ids, results):
         if args.redact:
             out = json.dumps({"id": id_, "redacted": result.redacted()}, ensure_ascii=False) \

@@ -23,7 +23,7 @@ def run_dir(tmp_path, tokenizer):
         model = get_peft_model(tiny_llama(tokenizer), LoraConfig(r=4, target_modules="all-linear",
                                                                  init_lora_weights=False))
         model.save_pretrained(folder, safe_serialization=True)
-    (folder / "train_config.json").write_text(json.dumps({"model": "smollm2-135m"}))
+    (folder / "train_config.json").write_text(json.dumps({"config": {"model": "smollm2-135m", "data": "d", "out": "r"}}))
     (folder / "prompt_format.json").write_text(json.dumps({"kind": "plain"}))
     (folder / "prompt_settings.json").write_text(json.dumps({"style": "list"}))
     return folder
@@ -43,7 +43,7 @@ def test_export_writes_bf16_weights_and_names_the_base_not_a_path(run_dir, tmp_p
 
 
 def test_export_refuses_unfinished_runs_and_non_embedded_bases(run_dir, tmp_path):
-    (run_dir / "train_config.json").write_text(json.dumps({"model": "/home/me/llama"}))
+    (run_dir / "train_config.json").write_text(json.dumps({"config": {"model": "/home/me/llama", "data": "d", "out": "r"}}))
     with pytest.raises(PiilabError, match="only adapters of embedded models ship"):
         shipped.export_adapter(run_dir, tmp_path / "out")
     (run_dir / shipped.WEIGHTS).unlink()

@@ -12,7 +12,6 @@ from typing import Any
 
 from piilab.errors import PiilabError
 from piilab.models.embedded import EMBEDDED, ensure_embedded
-from piilab.models.shipped import shipped_adapters
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +35,10 @@ def _looks_like_hub_id(spec: str) -> bool:
 
 
 def resolve(spec: str, *, _depth: int = 0) -> ResolvedModel:
-    """Resolve an embedded name, a local folder (model or adapter) or an explicit hub id."""
+    """Resolve an embedded name, a shipped adapter, a local folder (model or adapter) or an
+    explicit hub id."""
+    from piilab.models.shipped import shipped_adapters  # here: `python -m` runs that module
+
     if spec in EMBEDDED:
         return ResolvedModel(spec, "embedded", str(ensure_embedded(spec)))
     shipped = shipped_adapters()

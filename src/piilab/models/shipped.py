@@ -7,6 +7,7 @@ it), the weights as bfloat16 safetensors (half the size; answers checked on the 
 the run's prompt format and prompt settings.
 
     python -m piilab.models.shipped RUN_DIR [NAME]   # refresh the package's copy from a run
+                                                     # (NAME: piilab-pii)
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def _bfloat16_weights(source: Path, target: Path) -> None:
 def trained_base(run_dir: Path) -> str:
     """The embedded model a run trained on, from its train_config.json."""
     from piilab.models.embedded import EMBEDDED
+    from piilab.train.config import load_run_config
 
-    base = json.loads((run_dir / "train_config.json").read_text()).get("model")
+    base = load_run_config(run_dir).model
     if base not in EMBEDDED:
         raise PiilabError(f"{run_dir}: trained on {base!r}; only adapters of embedded models ship")
     return base
@@ -76,6 +78,9 @@ def export_adapter(run_dir: str | Path, out_dir: str | Path) -> Path:
         _bfloat16_weights(run_dir / WEIGHTS, scratch / WEIGHTS)
         for name in KEPT_FILES:
             shutil.copyfile(run_dir / name, scratch / name)
+        for path in scratch.iterdir():  # readable by every user of an installed package
+            path.chmod(0o644)
+        scratch.chmod(0o755)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         scratch.rename(out_dir)

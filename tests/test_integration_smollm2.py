@@ -37,3 +37,24 @@ def test_greedy_decoding_knows_paris():
     inputs = tokenizer("The capital of France is", return_tensors="pt")
     out = model.generate(**inputs, max_new_tokens=5, do_sample=False)
     assert "Paris" in tokenizer.decode(out[0, inputs.input_ids.shape[1]:])
+
+
+LEASE = ("Hi team, please send the signed lease to Mrs. Oluwaseun Adebayo-Hartmann at "
+         "oluwaseun.ah@posteo.de or call her on +49 30 9018 2245. Her flat is at Schönhauser "
+         "Allee 112, 10439 Berlin.")
+TICKET = ("Ticket #88213: user kev_the_builder (Kevin O'Brien) reported that his SSN 078-05-1120 "
+          "was shown on https://github.com/kobrien-dev profile page.")
+
+
+def test_extract_without_a_model_uses_piilab_pii_on_issue_16s_texts(capsys):
+    """Issue 16's two hand-written texts through `piilab extract` with no --model."""
+    found = []
+    for text in (LEASE, TICKET):
+        assert main(["extract", text, "--device", "cpu"]) == 0
+        found.append({(i["value"], i["label"]) for i in json.loads(capsys.readouterr().out)["items"]})
+    assert found[0] == {("Oluwaseun Adebayo-Hartmann", "NAME"), ("oluwaseun.ah@posteo.de", "EMAIL"),
+                        ("+49 30 9018 2245", "PHONE_NUM"),
+                        ("Schönhauser Allee 112, 10439 Berlin", "STREET_ADDRESS")}
+    # nothing wrong; the real name "Kevin O'Brien" is still missed (docs/evaluation.md)
+    assert found[1] == {("kev_the_builder", "USERNAME"), ("078-05-1120", "ID_NUM"),
+                        ("https://github.com/kobrien-dev", "URL_PERSONAL")}

@@ -31,15 +31,17 @@ def register(subparsers) -> None:
     parser.add_argument("--redact", action="store_true", help="print the text with [LABEL] masks")
     parser.add_argument("--style", help="prompt style (default: the one training used)")
     parser.add_argument("--labels", help="comma-separated label set (default: training's)")
-    speed = parser.add_argument_group("speed-ups (the defaults give plain greedy decoding's answers)")
+    speed = parser.add_argument_group("speed-ups (the defaults give plain greedy decoding's answers, "
+                                      "the merged weights up to float rounding)")
     speed.add_argument("--draft-tokens", type=int, default=4, metavar="K",
                        help="tokens drafted from the text per forward pass and checked by the "
                             "model (prompt-lookup decoding; default 4, 0: off)")
     speed.add_argument("--no-shared-start", action="store_true",
                        help="prefill each prompt whole instead of their common start once per run")
-    speed.add_argument("--linear", choices=["exact", "merged", "bfloat16"], default="exact",
-                       help="linear layers: exact (default), merged (LoRA merged into float32 "
-                            "copies), bfloat16 (faster on CPUs with avx512_bf16; answers may differ)")
+    speed.add_argument("--linear", choices=["exact", "merged", "bfloat16"], default="merged",
+                       help="linear layers: merged (default: LoRA merged into float32 copies, one "
+                            "product per layer), exact (as loaded), bfloat16 (faster on CPUs with "
+                            "avx512_bf16; answers may differ)")
     speed.add_argument("--plain-decoding", action="store_true",
                        help="no speed-ups: plain batched decoding, as before prompt lookup")
     parser.add_argument("--validators", default=",".join(DEFAULT_VALIDATORS), metavar="MODES",

@@ -70,7 +70,9 @@ def test_every_genre_label_locale_and_structural_feature_occurs(docs):
     assert len([f for f in features if f.startswith("national_id:")]) >= 7
     kinds = Counter(n["kind"] for d in docs for n in d.meta["hard_negatives"])
     assert {"organisation", "place", "product", "work title", "date", "public URL", "order number",
-            "ticket number", "invoice number", "cited author", "instructor"} <= set(kinds)
+            "ticket number", "invoice number", "cited author", "instructor", "package name", "version",
+            "file path", "project name", "code identifier", "code", "CVE id", "issue number",
+            "commit id"} <= set(kinds)
     no_pii = sum(not d.spans for d in docs) / len(docs)
     assert 0.05 < no_pii < 0.3
 
@@ -183,3 +185,14 @@ def test_an_experiment_file_chooses_the_generator_with_the_same_key(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     config = experiment.stage_configs(experiment.Experiment.from_yaml(path))["data"]
     assert config.generator == "compose"
+
+
+def test_developers_text_has_technical_negatives_and_its_people_as_spans():
+    devlogs = list(compose(ComposeConfig(n=60, seed=2, genres=("devlog",))))
+    for doc in devlogs:
+        technical = {n["value"] for n in doc.meta["hard_negatives"]}
+        # a package name, path or version is never inside a PII span
+        assert not any(t in s.value for t in technical for s in doc.spans if len(t) > 3), doc.text
+    labels = Counter(s.label for d in devlogs for s in d.spans)
+    assert labels["NAME"] and labels["EMAIL"] and labels["USERNAME"]
+    assert sum(not d.spans for d in devlogs) >= 10  # release notes without people are common

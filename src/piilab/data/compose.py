@@ -1,6 +1,6 @@
 """Synthetic documents composed from many sentence frames per genre (frames/*.yaml): emails with
 signatures, transcripts with speaker names, tickets, CVs, forms, invoices, letters, notes, posts,
-essays. Spans are exact by construction; frames fall in structure groups that a split can hold out."""
+essays, developers' notes. Spans are exact by construction; frames fall in structure groups that a split can hold out."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from piilab.data.records import Document, Span
 from piilab.errors import PiilabError
 
 SOURCE = "compose"
-GENRES = ("email", "chat", "meeting", "ticket", "cv", "form", "invoice", "letter", "note", "social", "essay")
+GENRES = ("email", "chat", "meeting", "ticket", "cv", "form", "invoice", "letter", "note", "social", "essay",
+          "devlog")
 DEFAULT_LOCALES = ("en_US", "en_GB", "en_IN", "en_AU", "en_CA", "en_IE", "de_DE", "de_AT", "de_CH", "fr_FR",
                    "es_ES", "it_IT", "nl_NL", "pt_BR", "pl_PL", "sv_SE", "da_DK", "fi_FI", "cs_CZ")
 GROUPS = 4
@@ -228,6 +229,7 @@ class _Writer:
             "degree": lambda: rng.choice(vocab("degrees")), "year": lambda: str(rng.randint(2005, 2025)),
             "n": lambda: str(rng.randint(2, 12)),
             "instructor": lambda: f"{rng.choice(('Professor', 'Dr.', 'Ms.', 'Mr.'))} {rng.choice(self.locale.last_names)}",
+            **_developer_fillers(rng),
         }
         if what not in makers:
             raise PiilabError(f"frame slot {{{what}}} has no generator")
@@ -254,10 +256,39 @@ class _Writer:
         self.put(": ")
 
 
+def _developer_fillers(rng: random.Random) -> dict:
+    """Makers of the technical values in developers' text (frames/devlog.yaml): all non-PII."""
+    def version() -> str:
+        core = ".".join(str(rng.randint(0, 12)) for _ in range(rng.randint(2, 3)))
+        return rng.choice((core, f"{core}-{rng.randint(1, 9)}", f"{rng.randint(1, 3)}:{core}+dfsg-1",
+                           f"v{core}", f"{core}~rc{rng.randint(1, 3)}"))
+
+    def path() -> str:
+        parts = rng.sample(("src", "lib", "tests", "docs", "debian/patches", "include", "tools", "app"), 2)
+        name = rng.choice(vocab("package_stems")).replace("-", "_")
+        return f"{'/'.join(parts)}/{name}{rng.choice(('.py', '.c', '.h', '.patch', '.rst', '.*', '.json'))}"
+
+    return {
+        "package": lambda: (rng.choice(vocab("package_prefixes")) + rng.choice(vocab("package_stems"))
+                            + rng.choice(vocab("package_suffixes"))),
+        "version": version, "path": path,
+        "project": lambda: rng.choice(vocab("projects")), "module": lambda: rng.choice(vocab("modules")),
+        "identifier": lambda: rng.choice(vocab("identifiers")), "option": lambda: rng.choice(vocab("options")),
+        "code": lambda: rng.choice(vocab("code_snippets")),
+        "cve": lambda: f"CVE-{rng.randint(2015, 2026)}-{rng.randint(1000, 49999)}",
+        "bug": lambda: rng.choice((f"#{rng.randint(100, 1099999)}", f"GH-{rng.randint(10, 9999)}",
+                                   f"issue {rng.randint(10, 9999)}")),
+        "commit": lambda: "".join(rng.choice("0123456789abcdef") for _ in range(rng.choice((7, 10)))),
+    }
+
+
 _NEGATIVE_KINDS = {"org": "organisation", "company": "organisation", "city": "place", "country": "place",
                    "product": "product", "work": "work title", "date": "date", "public_url": "public URL",
                    "order": "order number", "ticket": "ticket number", "invoice": "invoice number",
-                   "author": "cited author", "instructor": "instructor"}
+                   "author": "cited author", "instructor": "instructor", "package": "package name",
+                   "version": "version", "path": "file path", "project": "project name",
+                   "identifier": "code identifier", "code": "code", "cve": "CVE id", "bug": "issue number",
+                   "commit": "commit id"}
 
 
 def _date(rng: random.Random) -> str:

@@ -196,3 +196,38 @@ def test_developers_text_has_technical_negatives_and_its_people_as_spans():
     labels = Counter(s.label for d in devlogs for s in d.spans)
     assert labels["NAME"] and labels["EMAIL"] and labels["USERNAME"]
     assert sum(not d.spans for d in devlogs) >= 10  # release notes without people are common
+
+
+def test_the_shipped_recipe_pins_the_genres_it_was_trained_on(tmp_path):
+    """pii.yaml names the eleven genres piilab-pii saw, so it still rebuilds that data now that
+    the generator has more; --genres restricts a build and is refused for the templates."""
+    from importlib import resources
+
+    from piilab import experiment
+
+    path = resources.files("piilab.configs").joinpath("pii.yaml")
+    config = experiment.stage_configs(experiment.Experiment.from_yaml(path))["data"]
+    assert config.generator == "compose" and set(config.synthetic_genres) == set(GENRES) - {"devlog"}
+    out = tmp_path / "d"
+    build_dataset(BuildConfig(out=str(out), synthetic=30, generator="compose",
+                              synthetic_genres=["devlog", "chat"], test_size=0.2))
+    genres = {r["meta"]["genre"] for split in ("train", "test") for r in read_records(out / f"{split}.jsonl")}
+    assert genres == {"devlog", "chat"}
+    with pytest.raises(PiilabError, match="--genres"):
+        build_dataset(BuildConfig(out=str(tmp_path / "t"), synthetic=5, synthetic_genres=["chat"]))
+
+
+def test_the_same_seed_gives_the_same_documents_in_another_process():
+    """Faker builds some lists from sets (its it_IT cities), whose order follows Python's hash
+    seed: the documents must not."""
+    import subprocess
+    import sys
+
+    script = ("import hashlib; from piilab.data.compose import compose, ComposeConfig; "
+              "h = hashlib.sha256(); "
+              "[h.update(d.text.encode()) for d in compose(ComposeConfig(n=120, seed=0, locales=['it_IT']))]; "
+              "print(h.hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                              env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)}).stdout
+               for seed in (1, 2)}
+    assert len(digests) == 1

@@ -37,6 +37,18 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", ascii_text.lower()) or "user"
 
 
+def _fix_list_orders(faker) -> None:
+    """Sort every list of strings a Faker provider draws from. Some are built from sets (Faker's
+    it_IT cities), so their order, and the value a seed draws, changed with Python's hash seed
+    from one process to the next."""
+    for provider in faker.providers:
+        for name in dir(type(provider)):
+            value = getattr(type(provider), name, None)
+            if (not name.startswith("_") and isinstance(value, (list, tuple)) and value
+                    and all(isinstance(v, str) for v in value)):
+                setattr(provider, name, type(value)(sorted(value)))
+
+
 class Locale:
     """One Faker locale, seeded, with its name lists and its country's address format (locales.yaml)."""
 
@@ -52,6 +64,7 @@ class Locale:
         self.code, self.spec = code, spec
         self.faker = Faker(code)
         self.faker.seed_instance(seed)
+        _fix_list_orders(self.faker)
         person = next(p for p in self.faker.providers if "person" in type(p).__module__)
         # Uniform draws from Faker's lists: fast, and more varied than its frequency weights.
         self.first_names = sorted(set(person.first_names))

@@ -41,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--synthetic", type=int, default=0, metavar="N", help="add N synthetic documents")
     build.add_argument("--generator", default="templates", choices=GENERATORS,
                        help="synthetic generator: templates (default, synth.py) or compose (frames, docs/data.md)")
+    build.add_argument("--genres", nargs="+", metavar="GENRE",
+                       help="the compose generator's genres (default: all of them)")
     build.add_argument("--mix", action="append", default=[], metavar="alpaca:PATH:FRACTION",
                        help="mix Alpaca-style rows in as FRACTION of each split; repeatable")
     build.add_argument("--test-size", type=float, default=0.1, help="share of documents in test (default 0.1)")
@@ -81,6 +83,7 @@ def run_build(args: argparse.Namespace) -> int:
         sources=[SourceSpec.parse(s) for s in args.source],
         synthetic=args.synthetic,
         generator=args.generator,
+        synthetic_genres=_names(args.genres),
         mix=[MixSpec.parse(m) for m in args.mix],
         test_size=args.test_size,
         heldout_share=args.heldout_share,

@@ -97,11 +97,15 @@ class MixSpec:
 GENERATORS = ("templates", "compose")
 
 
-def synthetic_documents(generator: str, n: int, seed: int, locales: list[str] | None) -> tuple[Iterator[Document], str]:
+def synthetic_documents(generator: str, n: int, seed: int, locales: list[str] | None,
+                        genres: list[str] | None = None) -> tuple[Iterator[Document], str]:
     """The documents of one synthetic generator and the source name they carry."""
     if generator == "compose":
-        config = compose.ComposeConfig(n=n, seed=seed, **({"locales": locales} if locales else {}))
+        config = compose.ComposeConfig(n=n, seed=seed, **({"locales": locales} if locales else {}),
+                                       **({"genres": genres} if genres else {}))
         return compose.compose(config), compose.SOURCE
+    if genres:
+        raise PiilabError("--genres chooses the compose generator's genres; the templates have none")
     return synthesize(SynthConfig(n=n, seed=seed, **({"locales": locales} if locales else {}))), synth_source
 
 
@@ -145,6 +149,8 @@ class BuildConfig:
     """Faker locales for the synthetic documents (None: the generator's own default set)."""
     generator: str = "templates"
     """Synthetic generator: 'templates' (synth.py, 82 templates) or 'compose' (compose.py, frames)."""
+    synthetic_genres: list[str] | None = None
+    """The compose generator's genres (None: all of them)."""
 
     def __post_init__(self) -> None:
         # An experiment YAML gives strings ("kaggle:train.json") or mappings ({path, format}).
@@ -204,7 +210,8 @@ def _pii_documents(config: BuildConfig, tallies: dict[str, Tally]) -> Iterator[t
     for spec in config.sources:
         yield from read_documents(spec, tallies, config.strict)
     if config.synthetic > 0:
-        docs, source = synthetic_documents(config.generator, config.synthetic, config.seed, config.synthetic_locales)
+        docs, source = synthetic_documents(config.generator, config.synthetic, config.seed,
+                                           config.synthetic_locales, config.synthetic_genres)
         tally = tallies.setdefault(source, Tally(source, strict=config.strict))
         tally.files.append(f"(generated: {config.synthetic} documents by {config.generator}, seed {config.seed})")
         for doc in docs:

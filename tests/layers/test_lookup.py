@@ -103,3 +103,27 @@ def test_lookup_refuses_sampling_and_sliding_windows(tokenizer):
                         decoding=Decoding(sample=True), progress=False)
     with pytest.raises(PiilabError, match="sliding window"):
         lookup_generate(tiny_of_type("gemma3_text", tokenizer), tokenizer, PROMPTS, progress=False)
+
+
+def test_lookup_with_grouped_key_value_heads_is_plain_greedy_and_restores_the_environment(tokenizer, monkeypatch):
+    """SmolLM2 groups 3 key/value heads under 9 query heads; on a CPU lookup lets SDPA handle the
+    groups (no copied cache), with plain decoding's answers."""
+    import os
+
+    from piilab.layers import lookup
+
+    monkeypatch.delenv(lookup._FORCE_GQA, raising=False)
+    seen = []
+    real = lookup._decode_batch
+
+    def spy(*args, **kwargs):
+        seen.append(os.environ.get(lookup._FORCE_GQA))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lookup, "_decode_batch", spy)
+    model = tiny_llama(tokenizer, seed=2, num_attention_heads=4, num_key_value_heads=1)
+    want = plain(model, tokenizer, PROMPTS)
+    run = lookup_generate(model, tokenizer, PROMPTS, decoding=Decoding(max_new_tokens=24),
+                          batch_size=3, progress=False)
+    assert run.token_ids == want
+    assert seen == ["1", "1"] and lookup._FORCE_GQA not in os.environ

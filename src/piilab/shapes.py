@@ -99,15 +99,14 @@ def on_items(text: str, items: list[dict], modes: Iterable[str]) -> tuple[list[d
     modes = set(modes)
     if not modes:
         return items, []
-    by_model, rejected = [], []
-    for item in items:
-        spans = [(s["start"], s["end"], item["label"]) for s in item["spans"]]
-        spans = extend(text, spans) if "extend" in modes else spans
-        kept = check(text, spans) if "check" in modes else spans
+    by_model, rejected = set(), []
+    for item in items:  # one item at a time, so a dropped one can be named
+        kept = combine(text, [(s["start"], s["end"], item["label"]) for s in item["spans"]],
+                       modes - {"complete"})
         if not kept:
             rejected.append({"value": item["value"], "label": item["label"]})
-        by_model += kept
-    final = complete(text, sorted(set(by_model))) if "complete" in modes else sorted(set(by_model))
+        by_model.update(kept)
+    final = combine(text, sorted(by_model), modes & {"complete"})
     grouped: dict[tuple[str, str], list[Span]] = {}
     for span in final:
         grouped.setdefault((text[span[0]:span[1]], span[2]), []).append(span)
@@ -115,7 +114,7 @@ def on_items(text: str, items: list[dict], modes: Iterable[str]) -> tuple[list[d
     for (value, label), places in grouped.items():
         item = {"value": value, "label": label,
                 "spans": [{"start": start, "end": end} for start, end, _ in places]}
-        if not set(places) & set(by_model):
+        if not by_model.intersection(places):
             item["found_by"] = "pattern"
         out.append(item)
     return out, rejected

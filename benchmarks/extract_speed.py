@@ -6,14 +6,14 @@
 One run, side by side, on the same texts (JSONL rows with a "text"; `--texts` is repeatable,
 default benchmarks/real_text/dev.jsonl): the `--n` texts under `--max-chars` characters, spread
 evenly over the file(s). Each configuration extracts all of them with the same model and greedy
-decoding (128 new tokens at most; copy-constrained as `extract`, or `--free-decoding`) and prints texts per second (wall time of `extract`, prompts
-and parsing included) and the share of texts whose answers are identical to plain decoding's.
+decoding (128 new tokens at most; copy-constrained as `extract`, or `--free-decoding`) and
+prints texts per second (wall time of `extract`, prompts and parsing included) and the share of texts whose answers are identical to plain decoding's.
 
 Configurations (piilab.extract.SpeedUps), each adding one lever to the one before:
   plain     today's batched decoding (piilab.layers.decode.generate): the reference answers
   shared    prompt-lookup engine without drafts: the prompts' common start prefilled once per run
-  lookup    + prompt-lookup drafts (4 tokens per pass): `piilab extract`'s default
-  merged    + LoRA merged into float32 copies of the linear layers
+  lookup    + prompt-lookup drafts (4 tokens per pass)
+  merged    + LoRA merged into float32 copies of the linear layers: `piilab extract`'s default
   bf16      + bfloat16 copies of the linear layers (CPUs with avx512_bf16 or amx_bf16)
 and, with `--batch-sizes`, the last configuration at other batch sizes.
 

@@ -329,8 +329,9 @@ def extract(
     """Find the PII in each text, decoding from exit `layer` (default: the last).
 
     `constrain` (default) lets an answer copy only spans of its window and name only labels of
-    the set; False decodes free, as the original experiment did. `speedups` (default: every
-    exact one) picks the decoding engine; `SpeedUps.off()` decodes with plain batched `generate`.
+    the set; False decodes free, as the original experiment did. `speedups` (default: drafts,
+    the shared start and merged LoRA weights) picks the decoding engine; `SpeedUps.off()` decodes
+    with plain batched `generate`.
     `validators` (modes of piilab.shapes: check, extend, complete) combine the model's items with
     patterns for values of a fixed shape; none by default here, `piilab extract`'s are chosen on
     the real-text dev set (docs/evaluation.md).

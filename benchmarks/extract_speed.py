@@ -7,7 +7,8 @@ One run, side by side, on the same texts (JSONL rows with a "text"; `--texts` is
 default benchmarks/real_text/dev.jsonl): the `--n` texts under `--max-chars` characters, spread
 evenly over the file(s). Each configuration extracts all of them with the same model and greedy
 decoding (128 new tokens at most; copy-constrained as `extract`, or `--free-decoding`) and
-prints texts per second (wall time of `extract`, prompts and parsing included) and the share of texts whose answers are identical to plain decoding's.
+prints texts per second (wall time of `extract`, prompts and parsing included) and the share of
+texts whose answers are identical to plain decoding's.
 
 Configurations (piilab.extract.SpeedUps), each adding one lever to the one before:
   plain     today's batched decoding (piilab.layers.decode.generate): the reference answers

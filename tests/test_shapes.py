@@ -27,6 +27,16 @@ def test_check_drops_items_without_their_labels_shape():
     assert shapes.check(TEXT, spans) == [(0, 4, "NAME"), (email, email + 20, "EMAIL")]
 
 
+def test_check_drops_technical_prose_the_model_calls_pii():
+    text = "Bump libbpf to 1.1.2; see debian/patches/fix.patch and d/control (CVE-2023-25652), Anna."
+    def at(value, label):
+        return (text.index(value), text.index(value) + len(value), label)
+    spans = [at("libbpf", "USERNAME"), at("debian/patches/fix.patch", "ID_NUM"), at("d/control", "USERNAME"),
+             at("CVE-2023-25652", "ID_NUM"), at("Anna", "NAME"), at("1.1.2", "STREET_ADDRESS")]
+    # a package name has a username's shape: only the context (the model) can tell them apart
+    assert shapes.check(text, spans) == [at("libbpf", "USERNAME"), at("Anna", "NAME")]
+
+
 def test_extend_grows_a_cut_value_to_the_whole_address_or_url():
     url = TEXT.index("https")
     cut = [(url, url + 18, "URL_PERSONAL"), (TEXT.index("jane"), TEXT.index("@"), "EMAIL")]

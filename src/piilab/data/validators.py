@@ -12,7 +12,7 @@ _EMAIL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^
                     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
 _URL = re.compile(r"(?:https?://)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
                   r"(?::\d{1,5})?(?:[/?#][^\s]*)?")
-_PHONE_CHARS = re.compile(r"\+?[0-9()\-./ ]+(?:\s*(?:x|ext\.?)\s*\d{1,5})?")
+_PHONE_CHARS = re.compile(r"[+0-9()\-./ ]+(?:\s*(?:x|ext\.?)\s*\d{1,5})?")
 
 # IBAN length by country (ISO 13616 registry, the countries a European or American text names most).
 IBAN_LENGTHS = {
@@ -33,12 +33,64 @@ def is_url(value: str) -> bool:
     return _URL.fullmatch(value) is not None
 
 
+_WEB_ADDRESS = re.compile(r"(?P<scheme>https?://)?(?P<www>www\.)?(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
+                          r"(?P<tld>[A-Za-z]{2,63})(?::\d{1,5})?(?P<path>[/?#]\S*)?")
+# Without a scheme, 'www.' or a path, a dotted word is a web address only under a TLD people
+# host their own pages on ('anna.dev'), not a module or file name ('os.path', 'setup.py').
+_PERSONAL_SITE_TLDS = frozenset("com org net io dev me info blog site page xyz app co eu de fr nl uk".split())
+
+
+def is_web_address(value: str) -> bool:
+    """A URL as people write them: `is_url`'s shape, or without the scheme ('gitlab.com/anna',
+    'www.anna.de', 'anna.dev')."""
+    match = _WEB_ADDRESS.fullmatch(value)
+    if match is None:
+        return False
+    return bool(match["scheme"] or match["www"] or match["path"]
+                or match["tld"].lower() in _PERSONAL_SITE_TLDS)
+
+
 def is_phone(value: str) -> bool:
     """Phone-number characters only (digits, + ( ) - . / space, an extension) and 7-15 digits."""
     if _PHONE_CHARS.fullmatch(value.strip()) is None or value.count("+") > 1:
         return False
     main = re.split(r"\s*(?:x|ext\.?)\s*", value)[0]
-    return 7 <= sum(c.isdigit() for c in main) <= 15 and (not main.count("+") or main.strip().startswith("+"))
+    return 7 <= sum(c.isdigit() for c in main) <= 15 and (not main.count("+") or main.lstrip("( ").startswith("+"))
+
+
+# Necessary, not sufficient: the characters a value of each label can hold at all. A name has
+# letters and no digits, code or path characters; a username is one token; an ID number has a digit
+# and is not a file path, code or a public CVE id; a street address has a word and a number.
+_NOT_IN_NAME = re.compile(r"[\d/\\_=@`()\[\]{}<>#|:;*+]")
+_NOT_IN_USERNAME = re.compile(r"[\s/\\()\[\]{}<>`,;*=]")
+_NOT_IN_ID = re.compile(r"[^\W\d_]/|/[^\W\d_]|[`\\=!()\[\]{}]")
+_NOT_IN_ADDRESS = re.compile(r"[=+`\[\]{}<>]")
+_CVE = re.compile(r"CVE-\d{4}-\d+", re.IGNORECASE)
+_WORD = re.compile(r"[^\W\d_]{3,}")
+
+
+def is_name(value: str) -> bool:
+    """Two letters or more, with no digits, code or path characters (titles and apostrophes pass)."""
+    return sum(c.isalpha() for c in value) >= 2 and _NOT_IN_NAME.search(value) is None
+
+
+def is_username(value: str) -> bool:
+    """One token of two characters or more without path, bracket or code characters; not an
+    e-mail address (that is EMAIL)."""
+    return len(value) >= 2 and _NOT_IN_USERNAME.search(value) is None and not is_email(value)
+
+
+def is_id_number(value: str) -> bool:
+    """A digit somewhere, and neither a file path ('debian/patches/x.patch'), code, nor a CVE id."""
+    return (any(c.isdigit() for c in value) and _NOT_IN_ID.search(value) is None
+            and _CVE.fullmatch(value.strip()) is None)
+
+
+def is_street_address(value: str) -> bool:
+    """A word of three letters or more and a number (or, without one, three comma-separated
+    parts: 'Esplanada Clara Garcia, Tupi B, Machado Verde - RJ'), without code characters."""
+    numbered = any(c.isdigit() for c in value) or value.count(",") >= 2
+    return numbered and _WORD.search(value) is not None and _NOT_IN_ADDRESS.search(value) is None
 
 
 def digits(value: str) -> str:

@@ -2,7 +2,7 @@
 
     python benchmarks/real_text.py [--model piilab-pii | --adapter RUN_DIR] [--out DIR]
         [--systems piilab,presidio] [--sources hand,python-docs] [--threshold 0.4] [--limit N]
-        [--free-decoding]
+        [--free-decoding] [--linear merged|exact|bfloat16]
 
 Prints exact-match and token-level precision/recall/F1 for each system, per source and per label,
 predicted items per 100 PII-free texts, and texts/s. With --out, predictions are appended per text
@@ -91,9 +91,10 @@ def presidio_predictor(threshold: float):
 
 
 def piilab_predictor(model_spec: str, adapter: str | None, device: str, layer: int | None,
-                     constrain: bool = True):
-    """texts -> per text (spans, extra): piilab.extract with the model's training prompt settings."""
-    from piilab.extract import extract, prompt_settings
+                     constrain: bool = True, linear: str = "merged"):
+    """texts -> per text (spans, extra): piilab.extract with the model's training prompt settings
+    and `linear` precision (extract's --linear)."""
+    from piilab.extract import SpeedUps, extract, prompt_settings
     from piilab.models import load_model, trained_folder
     from piilab.models.prompts import format_for
 
@@ -104,7 +105,8 @@ def piilab_predictor(model_spec: str, adapter: str | None, device: str, layer: i
 
     def predict(texts: list[str]) -> list[tuple[list[SpanPred], dict]]:
         results = extract(model, tokenizer, texts, layer=layer, settings=settings,
-                          prompt_format=fmt, progress=False, constrain=constrain)
+                          prompt_format=fmt, progress=False, constrain=constrain,
+                          speedups=SpeedUps(linear=linear))
         out = []
         for result in results:
             spans = [SpanPred(s["start"], s["end"], item["label"])
@@ -277,6 +279,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--free-decoding", action="store_true",
                         help="piilab decodes free, as extract --free-decoding does (default: under "
                              "the copy constraint, as extract does)")
+    parser.add_argument("--linear", default="merged", choices=("exact", "merged", "bfloat16"),
+                        help="piilab's linear layers, as extract --linear (default merged)")
     parser.add_argument("--systems", default="piilab,presidio", help="comma-separated: piilab, presidio")
     parser.add_argument("--threshold", type=float, default=0.4, help="Presidio's score threshold")
     parser.add_argument("--sources", default=None, help="only these sources (comma-separated)")
@@ -316,13 +320,13 @@ def main(argv: list[str] | None = None) -> int:
             check_settings(args.out, name, {"data": str(args.data.resolve()), **(
                 {"threshold": args.threshold} if name == "presidio" else
                 {"model": args.model, "adapter": args.adapter, "layer": args.layer,
-                 "constrain": not args.free_decoding})})
+                 "constrain": not args.free_decoding, "linear": args.linear})})
         if name == "presidio":
             make = partial(presidio_predictor, args.threshold)
             label = f"presidio@{args.threshold}"
         else:
             make = partial(piilab_predictor, args.model, args.adapter, args.device, args.layer,
-                           not args.free_decoding)
+                           not args.free_decoding, args.linear)
             label = "piilab"
         predictions = run_system(name, make, records, args.out)
         results[label] = score(records, predictions)
@@ -336,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         write_json(args.out / "results.json", {
             "data": str(args.data), "texts": len(records), "model": args.model, "adapter": args.adapter,
-            "layer": args.layer, "constrain": not args.free_decoding, "presidio_threshold": args.threshold,
+            "layer": args.layer, "constrain": not args.free_decoding, "linear": args.linear,
+            "presidio_threshold": args.threshold,
             "systems": {name: summary(res) for name, res in results.items()},
             **({"validators": {name: summary(res) for name, res in variants.items()}}
                if "piilab" in systems else {})})

@@ -2,6 +2,7 @@
 
     python benchmarks/extract_speed.py --adapter RUN_DIR [--texts FILE.jsonl ...] [--n 150]
         [--max-chars 400] [--batch-size 16] [--threads 2] [--configs plain,shared,lookup,...]
+        [--batch-sizes 32,64] [--draft-tokens 2,3]
 
 One run, side by side, on the same texts (JSONL rows with a "text"; `--texts` is repeatable,
 default benchmarks/real_text/dev.jsonl): the `--n` texts under `--max-chars` characters, spread
@@ -16,7 +17,8 @@ Configurations (piilab.extract.SpeedUps), each adding one lever to the one befor
   lookup    + prompt-lookup drafts (4 tokens per pass)
   merged    + LoRA merged into float32 copies of the linear layers: `piilab extract`'s default
   bf16      + bfloat16 copies of the linear layers (CPUs with avx512_bf16 or amx_bf16)
-and, with `--batch-sizes`, the last configuration at other batch sizes.
+and, with `--batch-sizes` or `--draft-tokens`, the last configuration at other batch sizes or
+draft lengths.
 
 Target (issue 17): >= 15 texts/s on 2 cores, answers identical on >= 98% of the texts.
 """
@@ -89,19 +91,22 @@ def main(args: argparse.Namespace) -> None:
           f"< {args.max_chars}); model {args.model} + {args.adapter}; {args.threads} threads; "
           f"native bf16: {cpu_supports_bf16()}; greedy, 128 new tokens at most, "
           f"{'free' if args.free_decoding else 'copy-constrained'}")
-    print(f"{'configuration':<34} {'batch':>5} {'seconds':>8} {'texts/s':>8} {'identical':>10}")
+    print(f"{'configuration':<34} {'batch':>5} {'drafts':>6} {'seconds':>8} {'texts/s':>8} {'identical':>10}")
     reference = None
-    runs = [(name, args.batch_size) for name in args.configs]
-    runs += [(args.configs[-1], b) for b in args.batch_sizes if b != args.batch_size]
-    for name, batch in runs:
-        speedups = SpeedUps(**CONFIGS[name])
+    last = args.configs[-1]
+    runs = [(name, args.batch_size, None) for name in args.configs]
+    runs += [(last, b, None) for b in args.batch_sizes if b != args.batch_size]
+    runs += [(last, args.batch_size, k) for k in args.draft_tokens
+             if k != CONFIGS[last]["draft_tokens"]]
+    for name, batch, drafts in runs:
+        speedups = SpeedUps(**(CONFIGS[name] | ({} if drafts is None else {"draft_tokens": drafts})))
         seconds, answers = timed_extract(model, tokenizer, texts, settings, fmt, batch, speedups,
                                          not args.free_decoding)
         if reference is None:
             reference = answers  # the first configuration (plain) is the reference
         same = sum(a == b for a, b in zip(answers, reference)) / len(texts)
-        print(f"{LABELS[name]:<34} {batch:>5} {seconds:>8.1f} {len(texts) / seconds:>8.1f} "
-              f"{same:>10.1%}", flush=True)
+        print(f"{LABELS[name]:<34} {batch:>5} {speedups.draft_tokens:>6} {seconds:>8.1f} "
+              f"{len(texts) / seconds:>8.1f} {same:>10.1%}", flush=True)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -118,6 +123,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--batch-sizes", type=int_list, default=[],
                         help="the last configuration again at these batch sizes, e.g. 8,32")
+    parser.add_argument("--draft-tokens", type=int_list, default=[],
+                        help="the last configuration again with these draft lengths, e.g. 2,3")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--free-decoding", action="store_true",
                         help="decode free (default: under the copy constraint, as extract does)")

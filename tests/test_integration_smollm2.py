@@ -52,9 +52,9 @@ def test_extract_without_a_model_uses_piilab_pii_on_issue_16s_texts(capsys):
     for text in (LEASE, TICKET):
         assert main(["extract", text, "--device", "cpu"]) == 0
         found.append({(i["value"], i["label"]) for i in json.loads(capsys.readouterr().out)["items"]})
+    # the shipped model of 2026-12-05 (devlog genre): the address in the lease is missed, the
+    # ticket's SSN is called a phone number and its URL is missed (docs/evaluation.md)
     assert found[0] == {("Oluwaseun Adebayo-Hartmann", "NAME"), ("oluwaseun.ah@posteo.de", "EMAIL"),
-                        ("+49 30 9018 2245", "PHONE_NUM"),
-                        ("Schönhauser Allee 112, 10439 Berlin", "STREET_ADDRESS")}
-    # nothing wrong; the real name "Kevin O'Brien" is still missed (docs/evaluation.md)
-    assert found[1] == {("kev_the_builder", "USERNAME"), ("078-05-1120", "ID_NUM"),
-                        ("https://github.com/kobrien-dev", "URL_PERSONAL")}
+                        ("+49 30 9018 2245", "PHONE_NUM")}
+    assert found[1] == {("kev_the_builder", "USERNAME"), ("Kevin O'Brien", "NAME"),
+                        ("078-05-1120", "PHONE_NUM")}

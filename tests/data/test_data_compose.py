@@ -134,6 +134,14 @@ def test_emails_urls_and_phones_have_their_shapes(docs):
     assert sum(v.is_phone(x) for x in by_label["PHONE_NUM"]) / len(by_label["PHONE_NUM"]) > 0.97
 
 
+def test_every_generated_value_passes_its_labels_shape_check(docs):
+    """extract's `check` validator drops what lacks its label's shape: it must keep every true value."""
+    from piilab.shapes import _SHAPE_OF
+
+    failing = [(s.label, s.value) for d in docs for s in d.spans if not _SHAPE_OF[s.label](s.value)]
+    assert not failing
+
+
 def test_every_frame_renders_and_every_layout_pool_fills_every_group():
     rng = random.Random(0)
     loc = Locale("en_GB", seed=0)
@@ -198,16 +206,16 @@ def test_developers_text_has_technical_negatives_and_its_people_as_spans():
     assert sum(not d.spans for d in devlogs) >= 10  # release notes without people are common
 
 
-def test_the_shipped_recipe_pins_the_genres_it_was_trained_on(tmp_path):
-    """pii.yaml names the eleven genres piilab-pii saw, so it still rebuilds that data now that
-    the generator has more; --genres restricts a build and is refused for the templates."""
+def test_the_shipped_recipe_uses_every_genre_and_genres_restrict_a_build(tmp_path):
+    """pii.yaml composes from every genre (devlog included); --genres restricts a build and is
+    refused for the templates."""
     from importlib import resources
 
     from piilab import experiment
 
     path = resources.files("piilab.configs").joinpath("pii.yaml")
     config = experiment.stage_configs(experiment.Experiment.from_yaml(path))["data"]
-    assert config.generator == "compose" and set(config.synthetic_genres) == set(GENRES) - {"devlog"}
+    assert config.generator == "compose" and config.synthetic_genres is None
     out = tmp_path / "d"
     build_dataset(BuildConfig(out=str(out), synthetic=30, generator="compose",
                               synthetic_genres=["devlog", "chat"], test_size=0.2))

@@ -74,6 +74,8 @@ def export_adapter(run_dir: str | Path, out_dir: str | Path) -> Path:
     try:
         config = json.loads((run_dir / "adapter_config.json").read_text())
         config["base_model_name_or_path"] = base
+        if isinstance(config.get("target_modules"), list):  # PEFT writes a set: its order varies by run
+            config["target_modules"] = sorted(config["target_modules"])
         (scratch / "adapter_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         _bfloat16_weights(run_dir / WEIGHTS, scratch / WEIGHTS)
         for name in KEPT_FILES:

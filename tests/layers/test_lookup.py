@@ -114,16 +114,41 @@ def test_lookup_with_grouped_key_value_heads_is_plain_greedy_and_restores_the_en
 
     monkeypatch.delenv(lookup._FORCE_GQA, raising=False)
     seen = []
-    real = lookup._decode_batch
+    real = lookup._decode_stream
 
     def spy(*args, **kwargs):
         seen.append(os.environ.get(lookup._FORCE_GQA))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lookup, "_decode_batch", spy)
+    monkeypatch.setattr(lookup, "_decode_stream", spy)
     model = tiny_llama(tokenizer, seed=2, num_attention_heads=4, num_key_value_heads=1)
     want = plain(model, tokenizer, PROMPTS)
     run = lookup_generate(model, tokenizer, PROMPTS, decoding=Decoding(max_new_tokens=24),
                           batch_size=3, progress=False)
     assert run.token_ids == want
-    assert seen == ["1", "1"] and lookup._FORCE_GQA not in os.environ
+    assert seen == ["1"] and lookup._FORCE_GQA not in os.environ
+
+
+@pytest.mark.parametrize(("seed", "eos_weight"), [(1, 10.0), (3, 2.0)])
+def test_lookup_refills_finished_rows_with_waiting_prompts(tokenizer, monkeypatch, seed, eos_weight):
+    """Continuous batching: waiting prompts join rows that are mid-answer, whose cache may be longer
+    or shorter than theirs, and every answer is still plain greedy decoding's."""
+    from piilab.layers import lookup
+
+    joins = []
+    real = lookup._join
+
+    def spy(cache, mask, other, other_mask):
+        joins.append((mask.shape[1], other_mask.shape[1]))
+        return real(cache, mask, other, other_mask)
+
+    monkeypatch.setattr(lookup, "_join", spy)
+    model = tiny_llama(tokenizer, seed=seed, initializer_range=0.3)
+    prompts = PROMPTS + [PREFIX + "A longer text about nothing much. " * 6 + "Jane Doe, 12 Oak Street."]
+    decoding = dict(eos_weight=eos_weight)  # answers of 1 to 24 tokens: rows end at different steps
+    want = plain(model, tokenizer, prompts, **decoding)
+    run = lookup_generate(model, tokenizer, prompts, decoding=Decoding(max_new_tokens=24, **decoding),
+                          batch_size=4, progress=False)
+    assert run.token_ids == want
+    assert len({len(ids) for ids in want}) > 3
+    assert joins  # prompts joined a batch in flight

@@ -19,7 +19,9 @@ plain greedy decoding (`generate(..., layers=[L])`); only the number of forward 
 Under the copy constraint (layers/constrain.py) the greedy choice is the constrained one, taken
 position by position through a row's drafts, so the output is constrained `generate`'s.
 The prompts' common start (chat template, instruction, label definitions) runs once per call and
-its keys and values are copied into every batch's cache.
+its keys and values are copied into every batch's cache. Batches are continuous: once half of a
+batch's rows have finished, the next prompts are prefilled and join the rows still decoding, so
+short answers do not leave a few long ones to run alone while prompts wait.
 """
 
 from __future__ import annotations
@@ -230,37 +232,89 @@ def _prefill_prefix(run: _Run) -> None:
     run.prefix_cache = [(layer.keys, layer.values) for layer in cache.layers[:run.layer]]
 
 
-def _decode_batch(run: _Run, suffixes: list[list[int]], drafters: list[Drafter], stats: dict,
-                  guard: RowGuide | None = None):
-    """Greedy decoding of one batch (each prompt = shared start + its suffix): new ids per row."""
-    d, dev, P = run.decoding, run.device, len(run.prefix)
-    B = len(suffixes)
-    cache = _new_cache(run, B)
-    clock = time.perf_counter()
-    # prefill: the suffixes, left-padded after the shared start (the mask hides the padding)
+def _prefill(run: _Run, suffixes: list[list[int]]):
+    """New rows (each prompt = shared start + its suffix) through the model: their cache, their
+    attention mask (B, P + width) and the exit block's states at their last tokens (B, H)."""
+    dev, P = run.device, len(run.prefix)
+    cache = _new_cache(run, len(suffixes))
+    # the suffixes, left-padded after the shared start (the mask hides the padding)
     width = max(map(len, suffixes))
     ids = torch.tensor([[run.pad_id] * (width - len(s)) + s for s in suffixes], device=dev)
     mask = torch.tensor([[1] * P + [0] * (width - len(s)) + [1] * len(s) for s in suffixes],
-                        device=dev)  # (B, P + width)
+                        device=dev)
     pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, P:]  # (B, width), as generate counts
-    hidden = run.forward(ids, pos, cache, mask)[:, -1]  # (B, H)
-    firsts = run.greedy(run.lens(run.layer, hidden), guard, range(B))
-    now = time.perf_counter()
-    stats["prefill"] += now - clock
-    clock = now
+    hidden = run.forward(ids, pos, cache, mask)[:, -1]
+    return cache, mask, hidden
 
-    tokens: list[list[int]] = [[] for _ in range(B)]
-    rows = list(range(B))  # live row -> output slot
-    next_pos = [P + len(s) for s in suffixes]  # position of each slot's last committed token
-    ended = [_emit(run, tokens[r], [firsts[r]]) for r in range(B)]
-    for r in range(B):
-        drafters[r].extend(tokens[r][:1])
-    live = [r for r in range(B) if not ended[r]]
-    if len(live) < B:
-        cache.batch_select_indices(torch.tensor(live, device=dev, dtype=torch.long))
-        mask = mask[live]
-    rows = live
-    while rows:
+
+def _padded(states: torch.Tensor, length: int) -> torch.Tensor:
+    """Cached states (B, heads, S, D) padded with zeros at the end to `length` positions."""
+    extra = length - states.shape[-2]
+    return states if extra == 0 else torch.nn.functional.pad(states, (0, 0, 0, extra))
+
+
+def _join(cache, mask: torch.Tensor, other, other_mask: torch.Tensor) -> torch.Tensor:
+    """Append `other`'s rows to `cache` (in place), both padded at the end to the longer one;
+    the joined mask. Where a position sits in the cache does not matter to attention (its place in
+    the text is already in its key), so the padding is hidden and never attended to."""
+    length = max(mask.shape[1], other_mask.shape[1])
+    for mine, theirs in zip(cache.layers, other.layers):
+        if mine.is_initialized:
+            mine.keys = torch.cat([_padded(mine.keys, length), _padded(theirs.keys, length)])
+            mine.values = torch.cat([_padded(mine.values, length), _padded(theirs.values, length)])
+    pad = torch.nn.functional.pad
+    return torch.cat([pad(mask, (0, length - mask.shape[1])),
+                      pad(other_mask, (0, length - other_mask.shape[1]))])
+
+
+def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: dict,
+                   batch_size: int, guard: RowGuide | None = None, finished=lambda: None):
+    """Greedy decoding of every suffix (each prompt = shared start + suffix), at most
+    `batch_size` rows at a time: once half the rows have finished, the next waiting prompts take
+    their places (continuous batching), so passes do not run for a few long answers while prompts
+    wait. `base` drafts from the shared start; `finished()` is called as each row ends.
+    New ids per suffix, in the order given."""
+    d, dev = run.decoding, run.device
+    tokens: list[list[int]] = [[] for _ in suffixes]
+    drafters: dict[int, Drafter] = {}  # live rows' lookup tables
+    next_pos = [len(run.prefix) + len(s) for s in suffixes]  # position of each row's last token
+    waiting = list(range(len(suffixes)))
+    rows: list[int] = []  # live rows, in cache order
+    cache, mask = None, None
+
+    def admit() -> None:
+        """Prefill the next waiting prompts into free places; commit their first tokens."""
+        nonlocal cache, mask, rows
+        clock = time.perf_counter()
+        new, waiting[:] = waiting[:batch_size - len(rows)], waiting[batch_size - len(rows):]
+        new_cache, new_mask, hidden = _prefill(run, [suffixes[r] for r in new])
+        firsts = run.greedy(run.lens(run.layer, hidden), guard, new)
+        live = []
+        for r, first in zip(new, firsts):
+            if _emit(run, tokens[r], [first]):
+                finished()
+                continue
+            drafters[r] = base.copy()
+            drafters[r].extend(suffixes[r] + [first])
+            live.append(r)
+        if len(live) < len(new):
+            keep = torch.tensor([new.index(r) for r in live], device=dev, dtype=torch.long)
+            new_cache.batch_select_indices(keep)
+            new_mask = new_mask[keep]
+        if live:
+            if cache is None:
+                cache, mask = new_cache, new_mask
+            else:
+                mask = _join(cache, mask, new_cache, new_mask)
+            rows = rows + live
+        stats["prefill"] += time.perf_counter() - clock
+
+    while waiting or rows:
+        if waiting and len(rows) <= batch_size // 2:
+            admit()
+            if not rows:
+                continue
+        clock = time.perf_counter()
         # draft: up to k tokens per row, never more than the row can still commit
         drafts = [drafters[r].draft(min(run.draft_tokens, d.max_new_tokens - len(tokens[r]) - 1))
                   for r in rows]
@@ -285,8 +339,11 @@ def _decode_batch(run: _Run, suffixes: list[list[int]], drafters: list[Drafter],
             next_pos[r] += len(commit)
             before = len(tokens[r])
             done = _emit(run, tokens[r], commit)
-            drafters[r].extend(tokens[r][before:])
-            if not done:
+            if done:
+                del drafters[r]
+                finished()
+            else:
+                drafters[r].extend(tokens[r][before:])
                 keep.append(i)
         if len(keep) < len(rows):  # finished rows leave the batch and the cache
             index = torch.tensor(keep, device=dev, dtype=torch.long)
@@ -298,7 +355,9 @@ def _decode_batch(run: _Run, suffixes: list[list[int]], drafters: list[Drafter],
         if unused:
             cache.crop(-unused)
             mask = mask[:, :-unused]
-    stats["decode"] += time.perf_counter() - clock
+        if not rows:
+            cache, mask = None, None
+        stats["decode"] += time.perf_counter() - clock
     return tokens
 
 
@@ -369,7 +428,8 @@ def lookup_generate(
     prompts themselves; the texts and token ids are those of `generate(..., layers=[layer])`.
 
     `draft_tokens` 0 decodes one token per pass (no drafts); `share_prefix` False prefills each
-    prompt whole. Prompts are decoded shortest first, in batches of `batch_size`. `answers`, one
+    prompt whole. Prompts are decoded shortest first, at most `batch_size` at a time, finished
+    rows' places taken by the next prompts (continuous batching). `answers`, one
     (text, labels) per prompt, copy-constrains the answers as `generate` does.
     """
     wall = time.perf_counter()
@@ -417,17 +477,11 @@ def lookup_generate(
         base = Drafter(run.key_of)
         base.extend(run.prefix)
         stats["prefix"] = time.perf_counter() - clock
-        for first in range(0, len(order), batch_size):
-            indices = order[first:first + batch_size]
-            drafters = []
-            for i in indices:
-                drafters.append(base.copy())
-                drafters[-1].extend(encoded[i][shared:])
-            guard = run.guide.rows(indices) if run.guide else None
-            out = _decode_batch(run, [encoded[i][shared:] for i in indices], drafters, stats, guard)
-            for i, row in zip(indices, out):
-                token_ids[i] = row
-            bar.update(len(indices))
+        guard = run.guide.rows(order) if run.guide else None
+        out = _decode_stream(run, [encoded[i][shared:] for i in order], base, stats, batch_size,
+                             guard, lambda: bar.update(1))
+        for i, row in zip(order, out):
+            token_ids[i] = row
     texts = [new_text(tokenizer, ids, eos, decoding.stop) for ids in token_ids]
     result = LookupRun(layer, texts, token_ids, stats["passes"], stats["drafted"], stats["accepted"],
                        shared, time.perf_counter() - wall,

@@ -1,7 +1,7 @@
 """Benchmark: `piilab extract` throughput on a CPU, each speed-up against plain decoding (issue 17).
 
     python benchmarks/extract_speed.py --adapter RUN_DIR [--texts FILE.jsonl ...] [--n 150]
-        [--max-chars 400] [--batch-size 16] [--threads 2] [--configs plain,shared,lookup,...]
+        [--max-chars 400] [--batch-size 32] [--threads 2] [--configs plain,shared,lookup,...]
         [--batch-sizes 32,64] [--draft-tokens 2,3]
 
 One run, side by side, on the same texts (JSONL rows with a "text"; `--texts` is repeatable,
@@ -80,6 +80,9 @@ def main(args: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
+    from piilab.extract import BATCH_SIZE
+
+    args.batch_size = args.batch_size or BATCH_SIZE
     texts = read_texts(args.texts or [DEFAULT_TEXTS], args.n, args.max_chars)
     model, tokenizer = load_model(args.model, args.adapter, device="cpu")
     trained_in = trained_folder(args.model, args.adapter)
@@ -120,7 +123,8 @@ def make_parser() -> argparse.ArgumentParser:
                         help=f"JSONL with a 'text' per row (repeatable; default {DEFAULT_TEXTS})")
     parser.add_argument("--n", type=int, default=150)
     parser.add_argument("--max-chars", type=int, default=400)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="prompts decoded at a time (default: extract's, piilab.extract.BATCH_SIZE)")
     parser.add_argument("--batch-sizes", type=int_list, default=[],
                         help="the last configuration again at these batch sizes, e.g. 8,32")
     parser.add_argument("--draft-tokens", type=int_list, default=[],

@@ -284,3 +284,20 @@ def test_cli_validators_complete_the_models_items_unless_turned_off(tiny_llama_d
 
     one_line_error(capsys, ["extract", "--model", str(tiny_llama_dir), text, "--validators", "guess"],
                    "unknown validators guess")
+
+
+def test_cli_decodes_in_batches_of_extracts_default_unless_told(tokenizer, tmp_path, capsys, monkeypatch):
+    import piilab.extract as extract_module
+    from piilab.errors import PiilabError
+
+    model_dir = save_model_dir(tiny_llama(tokenizer), tokenizer, tmp_path / "llama")
+    seen = []
+
+    def spy(*args, batch_size, **kwargs):
+        seen.append(batch_size)
+        raise PiilabError("stop here")
+
+    monkeypatch.setattr(extract_module, "extract", spy)
+    for flags in ([], ["--batch-size", "3"]):
+        assert main(["extract", "Omar", "--model", str(model_dir), "--device", "cpu", *flags]) == 2
+    assert seen == [extract_module.BATCH_SIZE, 3]

@@ -44,6 +44,7 @@ class PromptSettings:
 
 
 SETTINGS_FILE = "prompt_settings.json"  # written into RUN_DIR by `piilab train` and `piilab merge`
+BATCH_SIZE = 32  # prompts decoded at a time: 5.0 texts/s against 4.3 at 16 (docs/layers.md)
 
 
 def _card_settings(card: dict[str, Any], source: str) -> PromptSettings:
@@ -320,7 +321,7 @@ def extract(
     prompt_format: PromptFormat | None = None,
     lens: str = "norm",
     decoding=None,
-    batch_size: int = 16,
+    batch_size: int = BATCH_SIZE,
     progress: bool = True,
     speedups: SpeedUps | None = None,
     constrain: bool = True,

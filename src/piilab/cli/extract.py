@@ -23,7 +23,9 @@ def register(subparsers) -> None:
                     "place every item in the text. Items the model names that do not occur in "
                     "the text are listed under 'invented' and never placed.")
     add_model_args(parser, default_help=f"{SHIPPED_DEFAULT}, the adapter shipped in piilab; "
-                                        f"{DEFAULT_MODEL} when --adapter is given")
+                                        f"{DEFAULT_MODEL} when --adapter is given",
+                   batch_help="prompts decoded at a time (default 32: piilab.extract.BATCH_SIZE, "
+                              "the fastest measured on 2 cores)")
     parser.add_argument("text", nargs="?", help="the text to search")
     parser.add_argument("--input", help="a text file (the whole file is one text), or a .jsonl "
                                         "file with a 'text' (and optional 'id') per line")
@@ -87,7 +89,7 @@ def validators_from(value: str) -> tuple[str, ...]:
 def run(args) -> int:
     from dataclasses import replace
 
-    from piilab.extract import SpeedUps, extract, prompt_settings
+    from piilab.extract import BATCH_SIZE, SpeedUps, extract, prompt_settings
     from piilab.models import load_model, trained_folder
     from piilab.models.prompts import format_for
 
@@ -109,7 +111,8 @@ def run(args) -> int:
         settings = replace(settings, labels=tuple(x.strip() for x in args.labels.split(",") if x.strip()))
     results = extract(model, tokenizer, texts, layer=args.layer, settings=settings,
                       prompt_format=format_for(tokenizer, trained_in), lens=args.lens,
-                      decoding=decoding, batch_size=args.batch_size, speedups=speedups,
+                      decoding=decoding, speedups=speedups,
+                      batch_size=BATCH_SIZE if args.batch_size is None else args.batch_size,
                       constrain=not args.free_decoding, validators=validators_from(args.validators))
     for id_, result in zip(ids, results):
         if args.redact:

@@ -21,7 +21,10 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 8
 
 
-def add_model_args(parser: argparse.ArgumentParser, default_help: str | None = None) -> None:
+def add_model_args(parser: argparse.ArgumentParser, default_help: str | None = None,
+                   batch_help: str | None = None) -> None:
+    """--model, --adapter, --lens, --batch-size and the runtime flags. With `batch_help`,
+    --batch-size defaults to None: the command's own default, which the help names."""
     from piilab.models import DEFAULT_MODEL
 
     parser.add_argument("--model", default=None if default_help else DEFAULT_MODEL,
@@ -31,8 +34,8 @@ def add_model_args(parser: argparse.ArgumentParser, default_help: str | None = N
     parser.add_argument("--lens", default="norm",
                         help="norm: final norm + unembedding (default); raw: unembedding only, "
                              "as the original experiment; tuned:LENS_DIR: a trained tuned lens")
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
-                        help=f"prompts per batch (default {BATCH_SIZE})")
+    parser.add_argument("--batch-size", type=int, default=None if batch_help else BATCH_SIZE,
+                        help=batch_help or f"prompts per batch (default {BATCH_SIZE})")
     add_runtime_args(parser)
 
 

@@ -51,6 +51,14 @@ def test_complete_adds_what_the_model_missed_without_doubling_what_it_found():
     assert [value(s) for s in completed] == ["jane.doe", "4111 1111 1111 1111", "DE89 3704 0044 0532 0130 00"]
 
 
+def test_role_mailboxes_are_neither_added_nor_kept():
+    text = "Write to support@shop.example or to jane.roe@example.org."
+    desk = (9, 29, "EMAIL")
+    assert text[desk[0]:desk[1]] == "support@shop.example"
+    assert shapes.complete(text, []) == [(36, 56, "EMAIL")]
+    assert shapes.check(text, [desk, (36, 56, "EMAIL")]) == [(36, 56, "EMAIL")]
+
+
 def test_combine_names_unknown_modes():
     assert shapes.combine(TEXT, [], []) == []
     with pytest.raises(ValueError, match="unknown validator modes"):

@@ -6,13 +6,15 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
 
 - `extend`:   grow a model item that is cut inside an e-mail address or URL to the whole value;
 - `check`:    drop a model item whose value cannot have its label's shape: an e-mail, phone or
-              web address of the wrong shape, a "name" with digits or code characters, a
-              "username" with spaces or slashes, an "ID" that is a file path, code or a CVE id,
-              an "address" with no number (piilab.data.validators; each keeps every value the
-              generator writes and every value in the dev set);
-- `complete`: add e-mail addresses, Luhn-valid card numbers and IBANs with valid check digits
-              that the model missed (no URLs or phone numbers: public links and order numbers
-              look the same as personal ones, and only context tells them apart).
+              web address of the wrong shape, a role mailbox ("support@...") as EMAIL, a
+              "name" with digits or code characters, a "username" with spaces or slashes, an
+              "ID" that is a file path, code or a CVE id, an "address" with no number
+              (piilab.data.validators; each keeps every value the generator writes and every
+              value in the dev set);
+- `complete`: add e-mail addresses (not role mailboxes), Luhn-valid card numbers and IBANs with
+              valid check digits that the model missed (no URLs or phone numbers: public links
+              and order numbers look the same as personal ones, and only context tells them
+              apart).
 
 Spans are (start, end, label) tuples over one text, end exclusive.
 """
@@ -22,9 +24,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from piilab.data.validators import (iban_valid, is_email, is_id_number, is_name, is_phone,
-                                   is_street_address, is_url, is_username, is_web_address,
-                                   luhn_valid)
+from piilab.data.validators import (iban_valid, is_email, is_id_number, is_name, is_personal_email,
+                                   is_phone, is_street_address, is_url, is_username,
+                                   is_web_address, luhn_valid)
 
 Span = tuple[int, int, str]
 MODES = ("extend", "check", "complete")  # the order they apply in
@@ -34,7 +36,7 @@ _EMAIL_IN_TEXT = re.compile(
 _URL_IN_TEXT = re.compile(r"https?://[^\s<>\"'()\[\]]+[^\s<>\"'()\[\].,;:!?]")
 _CARD_IN_TEXT = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _IBAN_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,30}(?![A-Za-z0-9])")
-_SHAPE_OF = {"NAME": is_name, "EMAIL": is_email, "USERNAME": is_username, "ID_NUM": is_id_number,
+_SHAPE_OF = {"NAME": is_name, "EMAIL": is_personal_email, "USERNAME": is_username, "ID_NUM": is_id_number,
              "PHONE_NUM": is_phone, "URL_PERSONAL": is_web_address, "STREET_ADDRESS": is_street_address}
 
 
@@ -81,7 +83,8 @@ def extend(text: str, spans: list[Span]) -> list[Span]:
 
 def complete(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans, and the e-mail addresses, card numbers and IBANs it missed."""
-    added = [s for s in emails(text) + card_and_iban_numbers(text) if not _overlaps(s[:2], spans)]
+    personal = [s for s in emails(text) if is_personal_email(text[s[0]:s[1]])]
+    added = [s for s in personal + card_and_iban_numbers(text) if not _overlaps(s[:2], spans)]
     return sorted(spans + added)
 
 

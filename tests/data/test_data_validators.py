@@ -63,6 +63,10 @@ CASES = [
     (v.br_cpf_valid, "111.111.111-11", False),
     # shapes a label's value must have at all: real values pass, technical prose does not
     (v.is_phone, "(+358) 179579576", True),
+    (v.is_personal_email, "oluwaseun.ah@posteo.de", True),
+    (v.is_personal_email, "support@patagonia.com", False),  # a role mailbox: a desk, not a person
+    (v.is_personal_email, "No-Reply@example.org", False),
+    (v.is_personal_email, "supporter.jane@example.org", True),
     (v.is_web_address, "gitlab.com/hmustafa", True),
     (v.is_web_address, "www.anna-berg.de", True),
     (v.is_web_address, "tobiadeyemi.com", True),

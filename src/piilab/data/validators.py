@@ -33,6 +33,25 @@ def is_url(value: str) -> bool:
     return _URL.fullmatch(value) is not None
 
 
+# Role mailboxes (RFC 2142's and their common kin, a few languages): an organisation's desk, not
+# a person's address. Neither the generator nor the dev set labels one as EMAIL.
+_ROLE_MAILBOX = re.compile(
+    r"(?:info|support|help|helpdesk|service|services|sales|contact|admin|office|team|hello|press|"
+    r"security|abuse|postmaster|webmaster|hostmaster|no-?reply|billing|jobs|careers|hr|marketing|"
+    r"orders|admissions|enquiries|inquiries|reception|newsletter|kontakt|accueil|secretaria)@",
+    re.IGNORECASE)
+
+
+def is_role_mailbox(value: str) -> bool:
+    """An address whose local part names a desk or a function ('support@', 'info@'), not a person."""
+    return _ROLE_MAILBOX.match(value) is not None
+
+
+def is_personal_email(value: str) -> bool:
+    """An e-mail address of the usual shape that is not a role mailbox."""
+    return is_email(value) and not is_role_mailbox(value)
+
+
 _WEB_ADDRESS = re.compile(r"(?P<scheme>https?://)?(?P<www>www\.)?(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
                           r"(?P<tld>[A-Za-z]{2,63})(?::\d{1,5})?(?P<path>[/?#]\S*)?")
 # Without a scheme, 'www.' or a path, a dotted word is a web address only under a TLD people

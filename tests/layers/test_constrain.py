@@ -208,3 +208,18 @@ def test_prompt_lookup_gives_constrained_generates_answers(tokenizer, seed, pref
         assert_copies(answer, text)
     if preferred:
         assert run.accepted > 0  # the copy was drafted from the text and kept
+
+
+def test_prompt_lookup_decodes_a_row_without_a_rule_free_beside_constrained_ones(tokenizer):
+    from piilab.layers.lookup import lookup_generate
+
+    model = scripted(tokenizer, "Paris (NAME)")
+    prompts = [prompt(TEXT), prompt("Ana Silva lives at 12 Oak Street, Springfield.")]
+    rules = [(TEXT, LABELS), None]
+    want = generate(model, tokenizer, prompts, [4], decoding=Decoding(max_new_tokens=30),
+                    answers=rules, progress=False)[4]
+    run = lookup_generate(model, tokenizer, prompts, layer=4, decoding=Decoding(max_new_tokens=30),
+                          progress=False, answers=rules)
+    assert run.texts == want
+    assert run.texts[1] == "Paris (NAME)"  # free: the scripted answer, though Paris is absent
+    assert_copies(run.texts[0], TEXT)

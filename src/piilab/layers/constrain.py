@@ -200,23 +200,39 @@ class RowGuide:
                 return [t]
         return [min(guide.eos)] if guide.eos else [top[0]]  # nothing can follow: end the row
 
-    def mask(self, logits: torch.Tensor, slots: Sequence[int]) -> torch.Tensor:
-        """Logits (R, V) with every token that would break a row's answer set to -inf."""
+    def rank(self, logits: torch.Tensor) -> tuple[torch.Tensor, list[list[int]]]:
+        """Scores (R, V) as `choose` ranks tokens (EOS weight included) and each row's top k ids,
+        best first: one top-k call for all the rows."""
         guide = self.guide
         ranked = logits.float()
-        if guide.eos_bonus and guide.eos:  # rank as `choose` will, EOS weight included
+        if guide.eos_bonus and guide.eos:
             ranked = ranked.clone()
             ranked[:, sorted(guide.eos)] += guide.eos_bonus
-        tops = ranked.topk(min(guide.top_k, ranked.shape[-1]), dim=-1).indices.tolist()  # (R, k)
+        return ranked, ranked.topk(min(guide.top_k, ranked.shape[-1]), dim=-1).indices.tolist()
+
+    def _allowed(self, slot: int, ranked: torch.Tensor, top: list[int]) -> list[int]:
+        self.next[slot] = {}
+        self.guide.steps += 1
+        return self._valid(slot, ranked, top)
+
+    def pick(self, slot: int, ranked: torch.Tensor, top: list[int]) -> int:
+        """Greedy decoding's constrained token for row `slot` from its ranked scores (V,) and top
+        ids (`rank`'s), without masking the vocabulary; the row's state advances by it."""
+        if self.grammars[slot] is None:  # a row decoding free
+            return top[0]
+        token = self._allowed(slot, ranked, top)[0]  # greedy: the first valid in rank order
+        self.advance([slot], [token])
+        return token
+
+    def mask(self, logits: torch.Tensor, slots: Sequence[int]) -> torch.Tensor:
+        """Logits (R, V) with every token that would break a row's answer set to -inf."""
+        ranked, tops = self.rank(logits)
         masked = torch.full_like(logits, -math.inf)
         for row, slot in enumerate(slots):
             if self.grammars[slot] is None:
                 masked[row] = logits[row]
                 continue
-            self.next[slot] = {}
-            allowed = self._valid(slot, ranked[row], tops[row])
-            guide.steps += 1
-            index = torch.tensor(allowed, device=logits.device)
+            index = torch.tensor(self._allowed(slot, ranked[row], tops[row]), device=logits.device)
             masked[row, index] = logits[row, index].clamp(min=torch.finfo(logits.dtype).min)
         return masked
 

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from piilab.errors import PiilabError
+from piilab.layers.cache import roomy_cache
 from piilab.layers.constrain import CopyGuide, RowGuide
 from piilab.layers.decode import (
     Decoding,
@@ -183,39 +184,36 @@ class _Run:
                                       cache=cache, use_cache=True)
         return keep.kept
 
-    def greedy(self, logits: torch.Tensor, guard: RowGuide | None = None,
-               slots: Sequence[int] = ()) -> list[int]:
-        """The greedy token after each row of logits (R, V); with `guard`, the constrained one
-        of each row slot, whose answer state then advances by it."""
+    def choices(self, logits: torch.Tensor, guard: RowGuide | None):
+        """For the positions (P, V) of one pass: `pick(position, slot)`, the greedy token there
+        given the tokens committed before it (constrained ones advance their row's state by it).
+        Free choices are all made at once; constrained ones share one top-k call."""
         if guard is None:
-            return choose(logits, self.decoding, self.eos, None).tolist()
-        chosen = choose(guard.mask(logits, slots), self.decoding, self.eos, None).tolist()
-        guard.advance(slots, chosen)
-        return chosen
+            chosen = choose(logits, self.decoding, self.eos, None).tolist()
+            return lambda position, slot: chosen[position]
+        ranked, tops = guard.rank(logits)
+        return lambda position, slot: guard.pick(slot, ranked[position], tops[position])
 
-    def verify(self, logits: torch.Tensor, draft: list[int], guard: RowGuide | None,
-               slot: int) -> list[int]:
-        """One row's commit from its logits (1 + len(draft), V): the drafts that agree with the
-        greedy choices, then the greedy choice after them."""
-        if guard is None:
-            mine = self.greedy(logits)
-            agreed = 0
-            while agreed < len(draft) and draft[agreed] == mine[agreed]:
-                agreed += 1
-            return draft[:agreed] + [mine[agreed]]
-        # constrained: each choice depends on the answer state after the tokens before it
-        for at in range(len(draft) + 1):
-            token = self.greedy(logits[at:at + 1], guard, [slot])[0]
-            if at == len(draft) or token != draft[at]:
-                return draft[:at] + [token]
-        raise AssertionError("unreachable")
+    def greedy(self, logits: torch.Tensor, guard: RowGuide | None, slots: Sequence[int]) -> list[int]:
+        """The greedy token after each row of logits (R, V), row i being slot `slots[i]`."""
+        pick = self.choices(logits, guard)
+        return [pick(i, slot) for i, slot in enumerate(slots)]
+
+
+def verify(pick, start: int, draft: list[int], slot: int) -> list[int]:
+    """One row's commit, its positions starting at `start` in a pass's `pick`: the drafts that
+    agree with the greedy choices, then the greedy choice after them (each choice is made given
+    the tokens before it, as the copy constraint's answer state requires)."""
+    for at in range(len(draft) + 1):
+        token = pick(start + at, slot)
+        if at == len(draft) or token != draft[at]:
+            return draft[:at] + [token]
+    raise AssertionError("unreachable")
 
 
 def _new_cache(run: _Run, rows: int):
-    """A cache holding the shared start's keys and values once per row."""
-    from transformers import DynamicCache
-
-    cache = DynamicCache(config=arch.base_model(run.model).config)
+    """A cache of roomy layers, holding the shared start's keys and values once per row."""
+    cache = roomy_cache(arch.base_model(run.model).config)
     for index, (keys, values) in enumerate(run.prefix_cache or []):
         cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), index)
     return cache
@@ -247,21 +245,13 @@ def _prefill(run: _Run, suffixes: list[list[int]]):
     return cache, mask, hidden
 
 
-def _padded(states: torch.Tensor, length: int) -> torch.Tensor:
-    """Cached states (B, heads, S, D) padded with zeros at the end to `length` positions."""
-    extra = length - states.shape[-2]
-    return states if extra == 0 else torch.nn.functional.pad(states, (0, 0, 0, extra))
-
-
 def _join(cache, mask: torch.Tensor, other, other_mask: torch.Tensor) -> torch.Tensor:
     """Append `other`'s rows to `cache` (in place), both padded at the end to the longer one;
     the joined mask. Where a position sits in the cache does not matter to attention (its place in
     the text is already in its key), so the padding is hidden and never attended to."""
     length = max(mask.shape[1], other_mask.shape[1])
     for mine, theirs in zip(cache.layers, other.layers):
-        if mine.is_initialized:
-            mine.keys = torch.cat([_padded(mine.keys, length), _padded(theirs.keys, length)])
-            mine.values = torch.cat([_padded(mine.values, length), _padded(theirs.values, length)])
+        mine.join(theirs, length)
     pad = torch.nn.functional.pad
     return torch.cat([pad(mask, (0, length - mask.shape[1])),
                       pad(other_mask, (0, length - other_mask.shape[1]))])
@@ -326,11 +316,12 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
             torch.arange(1 + K, device=dev)  # (R, 1 + K)
         hidden = run.forward(torch.tensor(inputs, device=dev), position_ids, cache, mask)
         logits = run.lens(run.layer, hidden[fresh.bool()])  # (real positions, V) in row order
+        pick = run.choices(logits, guard)
         stats["passes"] += 1
         # accept the drafts the model agrees with, then its own next token
         keep, at = [], 0
         for i, (r, x) in enumerate(zip(rows, drafts)):
-            commit = run.verify(logits[at:at + 1 + len(x)], x, guard, r)
+            commit = verify(pick, at, x, r)
             at += 1 + len(x)
             a = len(commit) - 1
             stats["drafted"] += len(x)

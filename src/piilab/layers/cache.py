@@ -1,0 +1,86 @@
+"""A key-value cache that grows in place, for decoding loops that append a few positions per pass.
+
+transformers' DynamicLayer appends by `torch.cat`, which copies the whole cache of a layer at
+every pass: with 32 rows of a few hundred positions that is 16% of extraction's time on 2 cores.
+A RoomyLayer keeps its keys and values at the start of a buffer with ROOM free positions after
+them; a pass writes its new positions there, and only a full buffer is copied into a bigger one.
+It also joins another cache's rows (continuous batching) and drops rows or end positions.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+ROOM = 64
+"""Free cache positions kept after the last one, so most passes append without reallocating."""
+
+
+class RoomyLayer(DynamicLayer):
+    """A cache layer whose keys and values (B, heads, S, D) are views of the first `used`
+    positions of buffers with room to grow; a buffer's later positions are written before they
+    are read."""
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized:
+            self.device, self.is_initialized = key_states.device, True
+            self._hold(key_states[:, :, :0], value_states[:, :, :0], key_states.shape[-2])
+        self._append(key_states, value_states)
+        return self.keys, self.values
+
+    def _append(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        start, end = self.used, self.used + keys.shape[-2]
+        if end > self._keys.shape[-2]:  # full: move to a bigger buffer, once per ROOM positions
+            self._hold(self.keys, self.values, end)
+        self._keys[:, :, start:end] = keys
+        self._values[:, :, start:end] = values
+        self._show(end)
+
+    def _hold(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
+        """New buffers of `length` + ROOM positions, starting with the given states."""
+        self._keys = _empty_like(keys, length + ROOM)
+        self._values = _empty_like(values, length + ROOM)
+        self._keys[:, :, :keys.shape[-2]] = keys
+        self._values[:, :, :values.shape[-2]] = values
+        self._show(keys.shape[-2])
+
+    def _show(self, used: int) -> None:
+        self.used = used
+        self.keys, self.values = self._keys[:, :, :used], self._values[:, :, :used]
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove < 0 and self.is_initialized:
+            self._show(self.used + tokens_to_remove)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized:
+            self._keys, self._values = self._keys[indices], self._values[indices]
+            self._show(self.used)
+
+    def join(self, other: "RoomyLayer", length: int) -> None:
+        """Append `other`'s rows, whose used positions fit in `length` as ours do; the used
+        positions become `length` for every row, padded with zeros (which a mask hides; garbage
+        could be NaN, and a hidden NaN value still spoils attention's weighted sum)."""
+        if self.is_initialized:
+            rows = self.keys.shape[0]
+            joined = []
+            for mine, theirs in ((self.keys, other.keys), (self.values, other.values)):
+                states = mine.new_zeros(rows + theirs.shape[0], *mine.shape[1:-2], length + ROOM,
+                                        mine.shape[-1])
+                states[:rows, :, :mine.shape[-2]] = mine
+                states[rows:, :, :theirs.shape[-2]] = theirs
+                joined.append(states)
+            self._keys, self._values = joined
+            self._show(length)
+
+
+def _empty_like(states: torch.Tensor, length: int) -> torch.Tensor:
+    return states.new_empty(*states.shape[:-2], length, states.shape[-1])
+
+
+def roomy_cache(config) -> DynamicCache:
+    """A DynamicCache for a model `config` whose full-attention layers are RoomyLayers."""
+    cache = DynamicCache(config=config)
+    cache.layers = [RoomyLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    return cache

@@ -1,0 +1,54 @@
+"""The roomy key-value cache holds what transformers' DynamicLayer holds, through every operation
+prompt-lookup decoding uses (append, crop, drop rows, join another cache's rows)."""
+
+import torch
+from transformers.cache_utils import DynamicLayer
+
+from piilab.layers.cache import ROOM, RoomyLayer, roomy_cache
+
+
+def states(rows: int, length: int, seed: int) -> torch.Tensor:
+    return torch.randn(rows, 2, length, 4, generator=torch.Generator().manual_seed(seed))
+
+
+def same(roomy: RoomyLayer, plain: DynamicLayer) -> bool:
+    return torch.equal(roomy.keys, plain.keys) and torch.equal(roomy.values, plain.values)
+
+
+def test_roomy_layer_appends_crops_and_drops_rows_as_the_plain_layer_does():
+    roomy, plain = RoomyLayer(), DynamicLayer()
+    for step, length in enumerate([5, 1, 3, ROOM + 7, 2]):  # the fourth outgrows the buffer
+        k, v = states(3, length, step), states(3, length, 100 + step)
+        got, want = roomy.update(k, v), plain.update(k, v)
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+        assert same(roomy, plain) and roomy.get_seq_length() == plain.get_seq_length()
+    roomy.crop(-4), plain.crop(-4)
+    assert same(roomy, plain)
+    rows = torch.tensor([2, 0])
+    roomy.batch_select_indices(rows), plain.batch_select_indices(rows)
+    assert same(roomy, plain)
+    k, v = states(2, 3, 7), states(2, 3, 8)  # written over the cropped positions
+    roomy.update(k, v), plain.update(k, v)
+    assert same(roomy, plain)
+
+
+def test_roomy_layer_joins_rows_padded_with_zeros_at_the_end():
+    mine, theirs = RoomyLayer(), RoomyLayer()
+    a, b = states(2, 6, 1), states(1, 9, 2)
+    mine.update(a, a + 1)
+    theirs.update(b, b + 1)
+    mine.join(theirs, 11)
+    assert mine.keys.shape == (3, 2, 11, 4) and mine.get_seq_length() == 11
+    assert torch.equal(mine.keys[:2, :, :6], a) and torch.equal(mine.values[2:, :, :9], b + 1)
+    assert not mine.keys[:2, :, 6:].any() and not mine.values[2:, :, 9:].any()
+    more = states(3, 2, 3)
+    mine.update(more, more)  # appends after the joined length, for every row
+    assert torch.equal(mine.keys[:, :, 11:], more)
+
+
+def test_roomy_cache_replaces_the_full_attention_layers_of_a_config():
+    from transformers import LlamaConfig
+
+    cache = roomy_cache(LlamaConfig(num_hidden_layers=3, hidden_size=8, num_attention_heads=2,
+                                    num_key_value_heads=1, intermediate_size=16, vocab_size=32))
+    assert [type(layer) for layer in cache.layers] == [RoomyLayer] * 3

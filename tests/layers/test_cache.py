@@ -52,3 +52,18 @@ def test_roomy_cache_replaces_the_full_attention_layers_of_a_config():
     cache = roomy_cache(LlamaConfig(num_hidden_layers=3, hidden_size=8, num_attention_heads=2,
                                     num_key_value_heads=1, intermediate_size=16, vocab_size=32))
     assert [type(layer) for layer in cache.layers] == [RoomyLayer] * 3
+
+
+def test_compacted_orders_keep_the_rows_asked_for_and_move_few():
+    from piilab.layers.cache import compacted
+
+    assert compacted(6, [0, 1, 3, 5]) == [0, 1, 5, 3]  # row 5 fills the place of row 2
+    assert compacted(4, [0, 1, 2]) == [0, 1, 2]  # dropping the last row moves nothing
+    assert sorted(compacted(8, [1, 2, 6, 7])) == [1, 2, 6, 7]
+    roomy, plain = RoomyLayer(), DynamicLayer()
+    k = states(6, 4, 9)
+    roomy.update(k, -k), plain.update(k, -k)
+    for order in ([0, 1, 5, 3], [2, 0, 1], [1]):  # a compacted order, any order, one row
+        index = torch.tensor(order)
+        roomy.batch_select_indices(index), plain.batch_select_indices(index)
+        assert same(roomy, plain)

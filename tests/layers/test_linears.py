@@ -46,3 +46,19 @@ def test_exact_leaves_the_model_and_unknown_precisions_fail(lora_model):
     with pytest.raises(PiilabError, match="unknown linear precision"):
         with linears_swapped(lora_model, "int3"):
             pass
+
+
+def test_bfloat16_blocks_compute_in_bf16_and_the_head_in_the_models_dtype(lora_model, tokenizer):
+    ids = torch.tensor([tokenizer("Jane Doe wrote to jane.doe@example.com")["input_ids"]])
+    blocks = arch.decoder_layers(lora_model)
+    norms = [p for name, p in blocks.named_parameters() if "norm" in name]
+    before = [p.detach().clone() for p in norms]
+    with linears_swapped(lora_model, "bfloat16"), torch.no_grad():
+        assert {p.dtype for p in norms} == {torch.bfloat16}
+        out = arch.base_model(lora_model).model(input_ids=ids, use_cache=True)
+        assert out.last_hidden_state.dtype == torch.float32  # the final norm keeps float32
+        assert out.past_key_values.layers[0].keys.dtype == torch.bfloat16  # the blocks' own cache
+        hidden = out.last_hidden_state.to(torch.bfloat16)
+        assert arch.logit_lens(lora_model, hidden).dtype == torch.float32
+    assert all(p.dtype == torch.float32 and torch.equal(p, b) for p, b in zip(norms, before))
+    assert arch.base_model(lora_model).get_input_embeddings()._forward_hooks == {}

@@ -54,9 +54,20 @@ class RoomyLayer(DynamicLayer):
             self._show(self.used + tokens_to_remove)
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self.is_initialized:
+        """Keep rows `indices`, in that order. Only the rows whose place changes are copied
+        (`compacted` orders make them few); the buffers keep their size."""
+        if not self.is_initialized:
+            return
+        n = len(indices)
+        if n > self._keys.shape[0]:
             self._keys, self._values = self._keys[indices], self._values[indices]
-            self._show(self.used)
+        else:
+            moved = (indices != torch.arange(n, device=indices.device)).nonzero().flatten()
+            if len(moved):  # read every source row before writing any (a source may move too)
+                self._keys[moved] = self._keys[indices[moved]]
+                self._values[moved] = self._values[indices[moved]]
+            self._keys, self._values = self._keys[:n], self._values[:n]
+        self._show(self.used)
 
     def join(self, other: "RoomyLayer", length: int) -> None:
         """Append `other`'s rows, whose used positions fit in `length` as ours do; the used
@@ -73,6 +84,19 @@ class RoomyLayer(DynamicLayer):
                 joined.append(states)
             self._keys, self._values = joined
             self._show(length)
+
+
+def compacted(rows: int, keep: list[int]) -> list[int]:
+    """An order of the `keep` rows (of `rows`) for `batch_select_indices` that moves as few as
+    possible: kept rows stay in place, except those beyond the new end, which fill the places
+    of dropped ones."""
+    end, kept = len(keep), set(keep)
+    movers = [row for row in keep if row >= end]
+    holes = [row for row in range(end) if row not in kept]
+    order = list(range(end))
+    for hole, mover in zip(holes, movers):
+        order[hole] = mover
+    return order
 
 
 def _empty_like(states: torch.Tensor, length: int) -> torch.Tensor:

@@ -3,9 +3,11 @@
 A LoRA-wrapped linear layer costs its base product plus two small products and PEFT's Python per
 call; a decode pass of SmolLM2 makes 210 such calls. Inside `linears_swapped(model, precision)`
 every linear layer of the decoder blocks is one plain product with a copy of its effective weight
-(W + scale * B A for each active adapter), in float32 ("merged") or bfloat16 ("bfloat16", for CPUs
-and GPUs with native bf16; activations, norms and attention stay in the model's dtype). The model
-itself is not changed and is whole again on leaving.
+(W + scale * B A for each active adapter), in the model's dtype ("merged") or bfloat16
+("bfloat16", for CPUs and GPUs with native bf16). With "bfloat16" the decoder blocks compute in
+bfloat16 throughout (their norms and attention, so the key-value cache too): the embeddings'
+output is cast down, and the final norm and unembedding keep the model's dtype, so near-equal
+logits are not rounded into ties. The model is whole again on leaving.
 """
 
 from __future__ import annotations
@@ -90,8 +92,29 @@ def linears_swapped(model: nn.Module, precision: str = "merged"):
             with torch.no_grad():
                 setattr(parent, name, FrozenLinear(weight, bias, dtype))
             swaps.append((parent, name, module))
+    lowered, hook = [], None
+    if precision == "bfloat16":
+        lowered = _blocks_lowered(model, torch.bfloat16)
+        embeddings = arch.base_model(model).get_input_embeddings()
+        hook = embeddings.register_forward_hook(lambda _, __, out: out.to(torch.bfloat16))
     try:
         yield model
     finally:
+        if hook is not None:
+            hook.remove()
+        for param, data in lowered:
+            param.data = data
         for parent, name, module in swaps:
             setattr(parent, name, module)
+
+
+def _blocks_lowered(model: nn.Module, dtype: torch.dtype) -> list[tuple[nn.Parameter, torch.Tensor]]:
+    """Cast the decoder blocks' other floating parameters (norms) to `dtype`, in place; each
+    parameter with its original data, to restore."""
+    lowered = []
+    for block in arch.decoder_layers(model):
+        for param in block.parameters():
+            if param.is_floating_point() and param.dtype != dtype:
+                lowered.append((param, param.data))
+                param.data = param.data.to(dtype)
+    return lowered

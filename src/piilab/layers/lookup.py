@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from piilab.errors import PiilabError
-from piilab.layers.cache import roomy_cache
+from piilab.layers.cache import compacted, roomy_cache
 from piilab.layers.constrain import CopyGuide, RowGuide
 from piilab.layers.decode import (
     Decoding,
@@ -337,10 +337,11 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
                 drafters[r].extend(tokens[r][before:])
                 keep.append(i)
         if len(keep) < len(rows):  # finished rows leave the batch and the cache
-            index = torch.tensor(keep, device=dev, dtype=torch.long)
+            order = compacted(len(rows), keep)
+            index = torch.tensor(order, device=dev, dtype=torch.long)
             cache.batch_select_indices(index)
             mask = mask[index]
-            rows = [rows[i] for i in keep]
+            rows = [rows[i] for i in order]
         # cache positions hidden in every row serve no one: drop them from the end
         unused = int((mask.sum(0) == 0).flip(0).int().cumprod(0).sum()) if rows else 0
         if unused:

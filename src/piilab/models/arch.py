@@ -118,7 +118,7 @@ def unembedding(model: nn.Module) -> nn.Module:
 
 def unembed(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """Logits from (already normalised) hidden states, with the model's own logit soft-capping."""
-    logits = unembedding(model)(hidden)
+    logits = unembedding(model)(_in_head_dtype(model, hidden))
     cap = getattr(base_model(model).config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
@@ -138,8 +138,17 @@ def unembedding_swapped(model: nn.Module, head: nn.Module):
 
 
 def logit_lens(model: nn.Module, hidden: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-    """The logit lens: unembed(final_norm(h)); `normalize=False` is the original 'raw' variant."""
+    """The logit lens: unembed(final_norm(h)); `normalize=False` is the original 'raw' variant.
+    The head computes in its own dtype, whatever the blocks computed in (linears.py's bfloat16)."""
+    hidden = _in_head_dtype(model, hidden)
     return unembed(model, final_norm(model)(hidden) if normalize else hidden)
+
+
+def _in_head_dtype(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """`hidden` in the dtype of a floating-point unembedding weight (as it is otherwise)."""
+    weight = getattr(unembedding(model), "weight", None)
+    floating = weight is not None and weight.is_floating_point()
+    return hidden.to(weight.dtype) if floating else hidden
 
 
 @contextmanager

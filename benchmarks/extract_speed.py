@@ -16,7 +16,7 @@ Configurations (piilab.extract.SpeedUps), each adding one lever to the one befor
   shared    prompt-lookup engine without drafts: the prompts' common start prefilled once per run
   lookup    + prompt-lookup drafts (4 tokens per pass)
   merged    + LoRA merged into float32 copies of the linear layers: `piilab extract`'s default
-  bf16      + bfloat16 copies of the linear layers (CPUs with avx512_bf16 or amx_bf16)
+  bf16      + the decoder blocks in bfloat16, head in float32 (CPUs with avx512_bf16 or amx_bf16)
 and, with `--batch-sizes` or `--draft-tokens`, the last configuration at other batch sizes or
 draft lengths.
 
@@ -41,7 +41,7 @@ CONFIGS = {
 }
 LABELS = {"plain": "plain batched decoding", "shared": "+ shared start once per run",
           "lookup": "+ prompt-lookup drafts (k=4)", "merged": "+ LoRA merged (float32)",
-          "bf16": "+ bf16 linear layers"}
+          "bf16": "+ bf16 decoder blocks"}
 
 
 def read_texts(paths: list[Path], n: int, max_chars: int) -> list[str]:

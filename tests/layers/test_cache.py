@@ -67,3 +67,16 @@ def test_compacted_orders_keep_the_rows_asked_for_and_move_few():
         index = torch.tensor(order)
         roomy.batch_select_indices(index), plain.batch_select_indices(index)
         assert same(roomy, plain)
+
+
+def test_roomy_layer_reorders_and_repeats_rows_as_the_plain_layer_does():
+    roomy, plain = RoomyLayer(), DynamicLayer()
+    k = states(3, 5, 4)
+    roomy.update(k, k * 2), plain.update(k, k * 2)
+    roomy.reorder_cache(torch.tensor([2, 2, 0])), plain.reorder_cache(torch.tensor([2, 2, 0]))
+    assert same(roomy, plain)
+    roomy.batch_repeat_interleave(2), plain.batch_repeat_interleave(2)
+    assert same(roomy, plain) and roomy.keys.shape[0] == 6
+    more = states(6, 1, 5)
+    roomy.update(more, more), plain.update(more, more)
+    assert same(roomy, plain)

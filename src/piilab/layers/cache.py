@@ -69,6 +69,14 @@ class RoomyLayer(DynamicLayer):
             self._keys, self._values = self._keys[:n], self._values[:n]
         self._show(self.used)
 
+    def reorder_cache(self, beam_idx: torch.Tensor) -> None:
+        self.batch_select_indices(beam_idx)
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.is_initialized:
+            rows = torch.arange(self._keys.shape[0], device=self._keys.device)
+            self.batch_select_indices(rows.repeat_interleave(repeats))
+
     def join(self, other: "RoomyLayer", length: int) -> None:
         """Append `other`'s rows, whose used positions fit in `length` as ours do; the used
         positions become `length` for every row, padded with zeros (which a mask hides; garbage

@@ -37,6 +37,16 @@ def test_check_drops_technical_prose_the_model_calls_pii():
     assert shapes.check(text, spans) == [at("libbpf", "USERNAME"), at("Anna", "NAME")]
 
 
+def test_check_labels_a_social_security_number_id_num_whatever_the_model_called_it():
+    text = "Ticket #88213: his SSN 078-05-1120 was shown; call 555-010-1234 or 666-12-3456."
+    def at(value, label):
+        return (text.index(value), text.index(value) + len(value), label)
+    spans = [at("078-05-1120", "PHONE_NUM"), at("555-010-1234", "PHONE_NUM"),
+             at("666-12-3456", "PHONE_NUM")]  # area 666 is never issued: a number like any other
+    assert shapes.check(text, spans) == [at("078-05-1120", "ID_NUM"), at("555-010-1234", "PHONE_NUM"),
+                                         at("666-12-3456", "PHONE_NUM")]
+
+
 def test_extend_grows_a_cut_value_to_the_whole_address_or_url():
     url = TEXT.index("https")
     cut = [(url, url + 18, "URL_PERSONAL"), (TEXT.index("jane"), TEXT.index("@"), "EMAIL")]

@@ -10,7 +10,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
               "name" with digits or code characters, a "username" with spaces or slashes, an
               "ID" that is a file path, code or a CVE id, an "address" with no number
               (piilab.data.validators; each keeps every value the generator writes and every
-              value in the dev set);
+              value in the dev set); and relabel a value in the US social security number
+              shape (123-45-6789) ID_NUM, whatever the model called it (PHONE_NUM, mostly);
 - `complete`: add e-mail addresses (not role mailboxes), Luhn-valid card numbers and IBANs with
               valid check digits that the model missed (no URLs or phone numbers: public links
               and order numbers look the same as personal ones, and only context tells them
@@ -26,7 +27,7 @@ from collections.abc import Iterable
 
 from piilab.data.validators import (iban_valid, is_email, is_id_number, is_name, is_personal_email,
                                    is_phone, is_role_mailbox, is_street_address, is_url,
-                                   is_username, is_web_address, luhn_valid)
+                                   is_us_ssn, is_username, is_web_address, luhn_valid)
 
 Span = tuple[int, int, str]
 MODES = ("extend", "check", "complete")  # the order they apply in
@@ -67,8 +68,11 @@ def _overlaps(span: tuple[int, int], others: Iterable[Span]) -> bool:
 
 
 def check(text: str, spans: list[Span]) -> list[Span]:
-    """The model's spans without those whose value lacks their label's shape."""
-    return [s for s in spans if s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])]
+    """The model's spans without those whose value lacks their label's shape, social security
+    numbers labelled ID_NUM."""
+    relabelled = [(start, end, "ID_NUM" if is_us_ssn(text[start:end]) else label)
+                  for start, end, label in spans]
+    return [s for s in relabelled if s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])]
 
 
 def extend(text: str, spans: list[Span]) -> list[Span]:

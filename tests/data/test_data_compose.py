@@ -136,10 +136,14 @@ def test_emails_urls_and_phones_have_their_shapes(docs):
 
 def test_every_generated_value_passes_its_labels_shape_check(docs):
     """extract's `check` validator drops what lacks its label's shape: it must keep every true value."""
+    from piilab.data.validators import is_us_ssn
     from piilab.shapes import _SHAPE_OF
 
     failing = [(s.label, s.value) for d in docs for s in d.spans if not _SHAPE_OF[s.label](s.value)]
     assert not failing
+    # and `check` relabels social security numbers ID_NUM: no other label's value has their shape
+    assert not [(s.label, s.value) for d in docs for s in d.spans
+                if s.label != "ID_NUM" and is_us_ssn(s.value)]
 
 
 def test_every_frame_renders_and_every_layout_pool_fills_every_group():

@@ -154,6 +154,12 @@ def iban_valid(value: str) -> bool:
     return int("".join(str(int(c, 36)) for c in iban[4:] + iban[:4])) % 97 == 1
 
 
+def is_us_ssn(value: str) -> bool:
+    """A US social security number written 123-45-6789, with valid groups (`us_ssn_valid`):
+    no phone numbering plan groups its digits 3-2-4 with hyphens."""
+    return re.fullmatch(r"\d{3}-\d{2}-\d{4}", value) is not None and us_ssn_valid(value)
+
+
 def us_ssn_valid(value: str) -> bool:
     """AAA-GG-SSSS with an area other than 000, 666 and 9xx, a group other than 00, a serial other than 0000."""
     match = re.fullmatch(r"(\d{3})[- ]?(\d{2})[- ]?(\d{4})", value)

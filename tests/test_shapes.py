@@ -47,6 +47,15 @@ def test_check_labels_a_social_security_number_id_num_whatever_the_model_called_
                                          at("666-12-3456", "PHONE_NUM")]
 
 
+def test_check_drops_freephone_numbers_and_companies_as_a_persons():
+    text = "Call 0800 123 4567 or Jane on 020 7946 0958. Vendor: Cloudflare, Inc.; customer Brightwave GmbH."
+    def at(value, label):
+        return (text.index(value), text.index(value) + len(value), label)
+    spans = [at("0800 123 4567", "PHONE_NUM"), at("Jane", "NAME"), at("020 7946 0958", "PHONE_NUM"),
+             at("Cloudflare, Inc.", "NAME"), at("Brightwave GmbH", "NAME")]
+    assert shapes.check(text, spans) == [at("Jane", "NAME"), at("020 7946 0958", "PHONE_NUM")]
+
+
 def test_extend_grows_a_cut_value_to_the_whole_address_or_url():
     url = TEXT.index("https")
     cut = [(url, url + 18, "URL_PERSONAL"), (TEXT.index("jane"), TEXT.index("@"), "EMAIL")]
@@ -89,3 +98,18 @@ def test_on_items_regroups_extract_items_and_reports_what_check_dropped():
         ("4111 1111 1111 1111", "ID_NUM", "pattern"),
         ("DE89 3704 0044 0532 0130 00", "ID_NUM", "pattern")]
     assert shapes.on_items(TEXT, items, []) == (items, [])
+
+
+def test_every_gold_value_of_the_dev_set_passes_its_labels_check():
+    """`check` judges shapes only: no value a person annotated in the dev set may fail it."""
+    import json
+    from pathlib import Path
+
+    dev = Path(__file__).resolve().parents[1] / "benchmarks" / "real_text" / "dev.jsonl"
+    spans = [(r["text"], s) for line in dev.read_text(encoding="utf-8").splitlines()
+             for r in [json.loads(line)] for s in r["spans"]]
+    assert len(spans) > 500
+    failing = [s for text, s in spans
+               if shapes.check(text, [(s["start"], s["end"], s["label"])]) !=
+               [(s["start"], s["end"], s["label"])]]
+    assert not failing

@@ -7,7 +7,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
 - `extend`:   grow a model item that is cut inside an e-mail address or URL to the whole value;
 - `check`:    drop a model item whose value cannot have its label's shape: an e-mail, phone or
               web address of the wrong shape, a role mailbox ("support@...") as EMAIL, a
-              "name" with digits or code characters, a "username" with spaces or slashes, an
+              freephone number (0800 ..., 1-800-...) as PHONE_NUM, a "name" with digits or
+              code characters or ending in a company's legal form ("... GmbH"), a "username" with spaces or slashes, an
               "ID" that is a file path, code or a CVE id, an "address" with no number
               (piilab.data.validators; each keeps every value the generator writes and every
               value in the dev set); and relabel a value in the US social security number
@@ -26,7 +27,7 @@ import re
 from collections.abc import Iterable
 
 from piilab.data.validators import (iban_valid, is_email, is_id_number, is_name, is_personal_email,
-                                   is_phone, is_role_mailbox, is_street_address, is_url,
+                                   is_personal_phone, is_role_mailbox, is_street_address, is_url,
                                    is_us_ssn, is_username, is_web_address, luhn_valid)
 
 Span = tuple[int, int, str]
@@ -38,7 +39,8 @@ _URL_IN_TEXT = re.compile(r"https?://[^\s<>\"'()\[\]]+[^\s<>\"'()\[\].,;:!?]")
 _CARD_IN_TEXT = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 _IBAN_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,30}(?![A-Za-z0-9])")
 _SHAPE_OF = {"NAME": is_name, "EMAIL": is_personal_email, "USERNAME": is_username, "ID_NUM": is_id_number,
-             "PHONE_NUM": is_phone, "URL_PERSONAL": is_web_address, "STREET_ADDRESS": is_street_address}
+             "PHONE_NUM": is_personal_phone, "URL_PERSONAL": is_web_address,
+             "STREET_ADDRESS": is_street_address}
 
 
 def emails(text: str) -> list[Span]:

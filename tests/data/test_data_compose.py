@@ -72,9 +72,26 @@ def test_every_genre_label_locale_and_structural_feature_occurs(docs):
     assert {"organisation", "place", "product", "work title", "date", "public URL", "order number",
             "ticket number", "invoice number", "cited author", "instructor", "package name", "version",
             "file path", "project name", "code identifier", "code", "CVE id", "issue number",
-            "commit id"} <= set(kinds)
+            "commit id", "organisation e-mail", "organisation phone", "organisation address",
+            "organisation website"} <= set(kinds)
     no_pii = sum(not d.spans for d in docs) / len(docs)
     assert 0.05 < no_pii < 0.3
+
+
+def test_organisations_contact_details_are_hard_negatives_in_a_persons_shape(docs):
+    """A desk's e-mail, a hotline, premises: the same shapes as a person's, never labelled."""
+    from piilab.data.validators import is_email, is_phone, is_street_address, is_toll_free
+
+    values = {}
+    for doc in docs:
+        for n in doc.meta["hard_negatives"]:
+            values.setdefault(n["kind"], []).append(n["value"])
+    assert all(is_email(v) for v in values["organisation e-mail"])
+    assert all(is_phone(v) for v in values["organisation phone"])
+    assert any(is_toll_free(v) for v in values["organisation phone"])
+    assert all(is_street_address(v) for v in values["organisation address"])
+    personal_phones = [s.value for d in docs for s in d.spans if s.label == "PHONE_NUM"]
+    assert personal_phones and not any(is_toll_free(v) for v in personal_phones)
 
 
 def test_casing_features_mean_what_they_say(docs):

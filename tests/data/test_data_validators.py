@@ -78,6 +78,26 @@ CASES = [
     (v.is_name, "qt4", False),
     (v.is_name, "t", False),
     (v.is_name, "x(arg)", False),
+    (v.is_name, "Brightwave Analytics GmbH", False),  # a company's legal form ends it
+    (v.is_name, "Acme, Inc.", False),
+    (v.is_name, "Jane Ltd-Hopkins", True),
+    (v.is_name, "Abba Oyelaran", True),
+    (v.is_name, "Ana de la Cruz", True),
+    (v.is_name, "Ahmed bin Rashid al-Hassan", True),
+    (v.is_name, "jane doe", True),  # casual writing
+    (v.is_name, "Sehr geehrte Kundinnen und Kunden", False),  # a salutation
+    (v.is_name, "unser Kundenservice", False),
+    (v.is_toll_free, "0800 123 4567", True),
+    (v.is_toll_free, "1-800-638-6464", True),
+    (v.is_toll_free, "(877) 555-0199", True),
+    (v.is_toll_free, "+1 888 555 0100", True),
+    (v.is_toll_free, "+800 1234 5678", True),
+    (v.is_toll_free, "040 605 90 000", False),
+    (v.is_toll_free, "+49 30 9018 2245", False),
+    (v.is_toll_free, "080 1234 5678", False),  # a Japanese mobile, not 0800
+    (v.is_toll_free, "+855 12 345 678", False),  # Cambodia's country code
+    (v.is_personal_phone, "+49 30 9018 2245", True),
+    (v.is_personal_phone, "0808 157 0192", False),
     (v.is_username, "kev_the_builder", True),
     (v.is_username, "@anna.b", True),
     (v.is_username, "d/control", False),

@@ -230,6 +230,7 @@ class _Writer:
             "n": lambda: str(rng.randint(2, 12)),
             "instructor": lambda: f"{rng.choice(('Professor', 'Dr.', 'Ms.', 'Mr.'))} {rng.choice(self.locale.last_names)}",
             **_developer_fillers(rng),
+            **_organisation_contacts(rng, self.locale),
         }
         if what not in makers:
             raise PiilabError(f"frame slot {{{what}}} has no generator")
@@ -282,13 +283,37 @@ def _developer_fillers(rng: random.Random) -> dict:
     }
 
 
+def _organisation_contacts(rng: random.Random, locale) -> dict:
+    """An organisation's own contact details (its desk's e-mail, its hotline, its premises, its
+    site): the same shapes as a person's, and not PII, which only the context tells."""
+    faker = locale.faker
+
+    def hotline() -> str:
+        if rng.random() < 0.5:  # a switchboard looks like anyone's number
+            return faker.phone_number().strip()
+        digits = lambda n: "".join(str(rng.randint(0, 9)) for _ in range(n))  # noqa: E731
+        return rng.choice((f"0800 {digits(3)} {digits(4)}", f"1-800-{digits(3)}-{digits(4)}",
+                           f"0800 {digits(6)}", f"+1 888 {digits(3)} {digits(4)}",
+                           f"(877) {digits(3)}-{digits(4)}", f"0808 {digits(3)} {digits(4)}"))
+
+    return {
+        "org_email": lambda: f"{rng.choice(vocab('desk_mailboxes'))}@{faker.domain_name()}",
+        "org_phone": hotline,
+        "org_address": lambda: ", ".join(locale.address_lines(rng)),
+        "org_url": lambda: rng.choice(("www.", "https://www.", "https://")) + faker.domain_name()
+        + rng.choice(("", "/", "/contact", "/support", f"/track?id={rng.randint(10**8, 10**9)}")),
+    }
+
+
 _NEGATIVE_KINDS = {"org": "organisation", "company": "organisation", "city": "place", "country": "place",
                    "product": "product", "work": "work title", "date": "date", "public_url": "public URL",
                    "order": "order number", "ticket": "ticket number", "invoice": "invoice number",
                    "author": "cited author", "instructor": "instructor", "package": "package name",
                    "version": "version", "path": "file path", "project": "project name",
                    "identifier": "code identifier", "code": "code", "cve": "CVE id", "bug": "issue number",
-                   "commit": "commit id"}
+                   "commit": "commit id", "org_email": "organisation e-mail",
+                   "org_phone": "organisation phone", "org_address": "organisation address",
+                   "org_url": "organisation website"}
 
 
 def _date(rng: random.Random) -> str:

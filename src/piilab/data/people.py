@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from piilab.data import ids
+from piilab.data.validators import is_toll_free
 from piilab.errors import PiilabError
 
 FRAMES = resources.files("piilab.data").joinpath("frames")
@@ -107,6 +108,14 @@ def new_person(rng: random.Random, locale: Locale) -> Person:
     return Person(first, last, locale)
 
 
+def _phone(loc: Locale) -> str:
+    """A person's number: Faker's, drawn again while it is a freephone number (a business line)."""
+    number = loc.faker.phone_number().strip()
+    while is_toll_free(number):
+        number = loc.faker.phone_number().strip()
+    return number
+
+
 def _email(rng: random.Random, p: Person) -> str:
     first, last = slug(p.first), slug(p.last)
     local = rng.choice((f"{first}.{last}", f"{first[0]}{last}{rng.randint(1, 99)}", f"{first}_{last}",
@@ -143,7 +152,7 @@ def value(rng: random.Random, p: Person, kind: str) -> str:
         loc = p.locale
         makers = {
             "email": lambda: _email(rng, p), "user": lambda: _user(rng, p), "url": lambda: _url(rng, p),
-            "phone": lambda: loc.faker.phone_number().strip(),
+            "phone": lambda: _phone(loc),
             "address_lines": lambda: "\n".join(loc.address_lines(rng)),
             "card": lambda: ids.card_number(rng),
             "iban": lambda: ids.iban(rng, loc.spec["iban"]),

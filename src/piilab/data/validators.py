@@ -80,6 +80,23 @@ def is_phone(value: str) -> bool:
     return 7 <= sum(c.isdigit() for c in main) <= 15 and plus_leads
 
 
+# Freephone numbers: the US/Canada's 8XX codes, the "0800" family of most of Europe (0800-0809 in
+# the UK, France's 0800-0805), and international freephone (+800). A business pays for them: no
+# person's own number is one.
+_TOLL_FREE = re.compile(r"(?:\+?1[\s.-]?\(?|\()?8(?:00|33|44|55|66|77|88)(?:\)[\s.-]?|[\s.-])\d"
+                        r"|(?:\+800|\(?080[0-9])\)?[\s.-]?\d")
+
+
+def is_toll_free(value: str) -> bool:
+    """A freephone number (1-800-..., 0800 ..., +800 ...): an organisation's line."""
+    return _TOLL_FREE.match(value.strip()) is not None
+
+
+def is_personal_phone(value: str) -> bool:
+    """A phone number that is not a freephone number."""
+    return is_phone(value) and not is_toll_free(value)
+
+
 # Necessary, not sufficient: the characters a value of each label can hold at all. A name has
 # letters and no digits, code or path characters; a username is one token; an ID number has a digit
 # and is not a file path, code or a public CVE id; a street address has a word and a number.
@@ -91,9 +108,33 @@ _CVE = re.compile(r"CVE-\d{4}-\d+", re.IGNORECASE)
 _WORD = re.compile(r"[^\W\d_]{3,}")
 
 
+# A company's legal form as the last word: "Brightwave Analytics GmbH", "Acme, Inc.".
+_LEGAL_FORM = re.compile(r"[\s,](?:GmbH|AG|KG|OHG|Inc\.?|Ltd\.?|LLC|LLP|plc|PLC|Corp\.?|Co\.|S\.A\.?|SA|"
+                         r"SARL|SAS|S\.r\.l\.|Srl|S\.p\.A\.|SpA|B\.V\.|BV|N\.V\.|NV|Oy|AB|ApS|Pty)$")
+
+
+# Lower-case words a capitalised name may hold ("Ana de la Cruz", "Ludwig van Beethoven",
+# "Ahmed bin Rashid", "al-Hassan", "d'Arcy").
+_NAME_PARTICLES = frozenset("van von de der den da di du del della dei dos das do la le bin binti "
+                            "ibn al el y e ter ten af zu d l".split())
+_NAME_WORD = re.compile(r"[^\W\d_][\w'’.-]*")
+
+
+def _lower_word_in_capitalised_name(value: str) -> bool:
+    """A lower-case word other than a particle beside capitalised ones ("Sehr geehrte Kunden",
+    "unser Kundenservice"): a phrase, not a name. All lower case is casual writing and passes."""
+    words = _NAME_WORD.findall(value)
+    if value == value.lower() or not any(w[0].isupper() for w in words):
+        return False
+    return any(w[0].islower() and re.split(r"[-'’]", w)[0].lower() not in _NAME_PARTICLES
+               for w in words)
+
+
 def is_name(value: str) -> bool:
-    """Two letters or more, with no digits, code or path characters (titles and apostrophes pass)."""
-    return sum(c.isalpha() for c in value) >= 2 and _NOT_IN_NAME.search(value) is None
+    """Two letters or more, with no digits, code or path characters (titles and apostrophes pass),
+    not ending in a company's legal form, no lower-case word among capitalised ones but particles."""
+    return (sum(c.isalpha() for c in value) >= 2 and _NOT_IN_NAME.search(value) is None
+            and _LEGAL_FORM.search(value) is None and not _lower_word_in_capitalised_name(value))
 
 
 def is_username(value: str) -> bool:

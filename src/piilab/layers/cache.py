@@ -1,4 +1,5 @@
-"""A key-value cache that grows in place, for decoding loops that append a few positions per pass.
+"""A key-value cache that grows in place, for decoding loops that append a few positions per pass
+(`generate` and prompt-lookup decoding).
 
 transformers' DynamicLayer appends by `torch.cat`, which copies the whole cache of a layer at
 every pass: with 32 rows of a few hundred positions that is 16% of extraction's time on 2 cores.

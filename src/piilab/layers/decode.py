@@ -326,7 +326,7 @@ def _decode_batch(run: _Run, prompt_ids: list[list[int]], indices: list[int]):
 
     Rows are (exit layer, prompt) pairs, highest exit layer first.
     """
-    from transformers import DynamicCache
+    from piilab.layers.cache import roomy_cache
 
     d, plan, dev = run.decoding, run.plan, run.device
     B, G = len(prompt_ids), len(run.layers)
@@ -336,7 +336,7 @@ def _decode_batch(run: _Run, prompt_ids: list[list[int]], indices: list[int]):
     seconds = [0.0] * len(slots)
     generators = [torch.Generator().manual_seed(row_seed(d.seed, indices[s % B], exits[s]))
                   for s in slots] if d.sample else None
-    top, cache = run.layers[0], DynamicCache(config=arch.base_model(run.model).config)
+    top, cache = run.layers[0], roomy_cache(arch.base_model(run.model).config)
     shared = shared_prefix(prompt_ids)
     guard = run.guide.rows([indices[s % B] for s in slots]) if run.guide else None
 

@@ -25,7 +25,8 @@ def run_dir(tmp_path, tokenizer):
         model.save_pretrained(folder, safe_serialization=True)
     (folder / "train_config.json").write_text(json.dumps({"config": {"model": "smollm2-135m", "data": "d", "out": "r"}}))
     (folder / "prompt_format.json").write_text(json.dumps({"kind": "plain"}))
-    (folder / "prompt_settings.json").write_text(json.dumps({"style": "list"}))
+    (folder / "prompt_settings.json").write_text(json.dumps({"style": "list",
+                                                             "source": "/home/me/exp/data/card.json"}))
     return folder
 
 
@@ -40,6 +41,8 @@ def test_export_writes_bf16_weights_and_names_the_base_not_a_path(run_dir, tmp_p
     config = json.loads((out / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "smollm2-135m"
     assert config["target_modules"] == sorted(config["target_modules"])  # a stable file from run to run
+    settings = json.loads((out / "prompt_settings.json").read_text())
+    assert settings == {"style": "list", "source": "exp/data/card.json"}  # no path of this machine
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["adapter_config.json", shipped.WEIGHTS, *shipped.KEPT_FILES])
 

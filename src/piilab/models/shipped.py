@@ -60,6 +60,16 @@ def trained_base(run_dir: Path) -> str:
     return base
 
 
+def _portable_settings(path: Path) -> None:
+    """Prompt settings name the training card they came from; keep the experiment folder's own
+    part of that path ("piilab-pii/data/card.json"), not where the machine kept it."""
+    settings = json.loads(path.read_text())
+    source = settings.get("source")
+    if isinstance(source, str) and Path(source).is_absolute():
+        settings["source"] = Path(*Path(source).parts[-3:]).as_posix()
+        path.write_text(json.dumps(settings, indent=2) + "\n")
+
+
 def export_adapter(run_dir: str | Path, out_dir: str | Path) -> Path:
     """Write RUN_DIR's adapter as a shipped folder (bf16 weights, base by its embedded name),
     atomically."""
@@ -80,6 +90,7 @@ def export_adapter(run_dir: str | Path, out_dir: str | Path) -> Path:
         _bfloat16_weights(run_dir / WEIGHTS, scratch / WEIGHTS)
         for name in KEPT_FILES:
             shutil.copyfile(run_dir / name, scratch / name)
+        _portable_settings(scratch / "prompt_settings.json")
         for path in scratch.iterdir():  # readable by every user of an installed package
             path.chmod(0o644)
         scratch.chmod(0o755)

@@ -62,3 +62,31 @@ def test_bfloat16_blocks_compute_in_bf16_and_the_head_in_the_models_dtype(lora_m
         assert arch.logit_lens(lora_model, hidden).dtype == torch.float32
     assert all(p.dtype == torch.float32 and torch.equal(p, b) for p, b in zip(norms, before))
     assert arch.base_model(lora_model).get_input_embeddings()._forward_hooks == {}
+
+
+def test_shortlist_head_is_exact_for_the_likely_tokens():
+    """bf16 scores everywhere, the head's own (float32) logits for each position's shortlist: the
+    best tokens and their order are the exact head's, though bf16 alone would misorder them."""
+    from piilab.layers.linears import ShortlistHead
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(32, 4096, bias=True)
+    hidden = torch.randn(2, 5, 32)
+    exact = head(hidden).detach()
+    got = ShortlistHead(head, shortlist=16)(hidden).detach()
+    assert got.shape == exact.shape and got.dtype == torch.float32
+    top = exact.topk(10, dim=-1)
+    assert torch.equal(got.topk(10, dim=-1).indices, top.indices)
+    assert torch.allclose(got.gather(-1, top.indices), top.values, atol=1e-5)
+    assert not torch.allclose(got, exact, atol=1e-4)  # the rest are bf16 products
+    coarse = torch.nn.functional.linear(hidden.bfloat16(), head.weight.bfloat16(), head.bias.bfloat16())
+    assert not torch.equal(coarse.float().topk(10, dim=-1).indices, top.indices)
+
+
+def test_bfloat16_swaps_in_a_shortlist_head_and_restores_the_model_s(lora_model):
+    from piilab.layers.linears import ShortlistHead
+
+    head = arch.unembedding(lora_model)
+    with linears_swapped(lora_model, "bfloat16"):
+        assert isinstance(arch.unembedding(lora_model), ShortlistHead)
+    assert arch.unembedding(lora_model) is head

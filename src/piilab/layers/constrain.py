@@ -17,6 +17,7 @@ import torch
 
 from piilab.data.answer_grammar import AnswerGrammar, AnswerState
 from piilab.errors import PiilabError
+from piilab.layers.ranking import top_k
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,7 @@ class RowGuide:
         if guide.eos_bonus and guide.eos:
             ranked = ranked.clone()
             ranked[:, sorted(guide.eos)] += guide.eos_bonus
-        return ranked, ranked.topk(min(guide.top_k, ranked.shape[-1]), dim=-1).indices.tolist()
+        return ranked, top_k(ranked, guide.top_k)[1].tolist()
 
     def _allowed(self, slot: int, ranked: torch.Tensor, top: list[int]) -> list[int]:
         self.next[slot] = {}

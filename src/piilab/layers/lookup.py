@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from piilab.errors import PiilabError
+from piilab.layers.attention import folded_attention
 from piilab.layers.cache import compacted, roomy_cache
 from piilab.layers.constrain import CopyGuide, RowGuide
 from piilab.layers.decode import (
@@ -462,7 +463,7 @@ def lookup_generate(
 
     token_ids: list[list[int] | None] = [None] * len(encoded)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding
-    with torch.inference_mode(), grouped_kv_in_sdpa(run.device), \
+    with torch.inference_mode(), grouped_kv_in_sdpa(run.device), folded_attention(model), \
             tqdm(total=len(encoded), unit="prompt", desc="lookup", disable=None if progress else True) as bar:
         clock = time.perf_counter()
         _prefill_prefix(run)

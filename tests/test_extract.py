@@ -301,3 +301,13 @@ def test_cli_decodes_in_batches_of_extracts_default_unless_told(tokenizer, tmp_p
     for flags in ([], ["--batch-size", "3"]):
         assert main(["extract", "Omar", "--model", str(model_dir), "--device", "cpu", *flags]) == 2
     assert seen == [extract_module.BATCH_SIZE, 3]
+
+
+def test_answer_seeds_are_what_an_answer_says_besides_its_values():
+    from piilab.data.answer import format_answer
+    from piilab.extract import answer_seeds
+
+    seeds = answer_seeds(["NAME", "EMAIL"])
+    assert seeds == ["None", " (EMAIL)", " (NAME)"]  # the first label last: drafted after " ("
+    answer = format_answer([("Jane Doe", "NAME"), ("jane@example.com", "EMAIL")])
+    assert all(seed in answer or seed == format_answer([]) for seed in seeds)

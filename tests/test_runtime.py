@@ -1,3 +1,6 @@
+import os
+import platform
+
 import pytest
 import torch
 
@@ -95,3 +98,32 @@ def test_threads_below_one_is_a_one_line_error(fresh_thread_choice, tiny_gpt2_di
     code = main(["generate", "--model", str(tiny_gpt2_dir), "--prompt", "hi", "--threads", "0"])
     assert code == 2
     assert capsys.readouterr().err.strip() == "piilab: error: --threads must be at least 1, got 0"
+
+
+@pytest.mark.skipif(not (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"),
+                    reason="glibc's mallopt")
+def test_decoding_keeps_freed_blocks_and_training_returns_them(monkeypatch):
+    """A freed 64 MiB tensor stays with the process after keep_freed_blocks_for_decoding (the
+    next pass reuses it without page faults) and goes back to the OS under training's setting."""
+    import resource
+
+    page = resource.getpagesize()
+
+    def freed_mib() -> float:
+        block = torch.ones(64 << 20, dtype=torch.uint8)
+        before = int(open("/proc/self/statm").read().split()[1])
+        del block
+        return (before - int(open("/proc/self/statm").read().split()[1])) * page / 2**20
+
+    for name in [n for n in os.environ if n.startswith("MALLOC_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
+    assert runtime.keep_freed_blocks_for_decoding() is False  # glibc's own settings stand
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    try:
+        assert runtime.keep_freed_blocks_for_decoding() is True
+        assert freed_mib() < 8
+        assert runtime.return_large_blocks_to_the_os() is True
+        assert freed_mib() > 56
+    finally:
+        runtime.let_the_heap_keep_blocks_again()

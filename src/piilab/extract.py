@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from piilab.data.answer import parse_answer
+from piilab.data.answer import NO_PII, parse_answer
 from piilab.errors import PiilabError
 from piilab.models.prompts import PromptFormat, format_for
 
@@ -280,16 +280,26 @@ class SpeedUps:
             raise PiilabError(f"unknown linear precision {self.linear!r}: use {', '.join(PRECISIONS)}")
 
 
+def answer_seeds(labels: Sequence[str]) -> list[str]:
+    """What an answer says besides the values it copies: "None", or " (LABEL)" after each value.
+    Drafted from the instruction instead, the tokens after "None" or "(" were those of the
+    instruction's own sentences ("None\n\nText:", "(LABEL). If"), rejected every time. The first
+    label comes last, so that after " (" the most common one (NAME) is drafted."""
+    return [NO_PII, *(f" ({label})" for label in reversed(labels))]
+
+
 def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, decoding,
                    batch_size: int, add_special_tokens: bool, progress: bool,
-                   speedups: SpeedUps, rules=None) -> list[str]:
+                   speedups: SpeedUps, rules=None, labels: Sequence[str] = ()) -> list[str]:
     """Each prompt's answer from exit `layer`, through the fastest engine that gives it exactly.
 
     `rules`, one (text, labels) per prompt, copy-constrains the answers (layers/constrain.py).
+    `labels` (the answers' label set) seeds prompt-lookup's drafts with the answer's own words.
     """
     from piilab.layers.decode import generate
     from piilab.layers.linears import linears_swapped
     from piilab.layers.lookup import lookup_generate, lookup_supported
+    from piilab.runtime import keep_freed_blocks_for_decoding
 
     lookup = speedups.lookup
     if lookup and decoding.sample:
@@ -298,6 +308,8 @@ def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, de
     elif lookup and lookup_supported(model):
         log.info("prompt-lookup decoding not used: %s", lookup_supported(model))
         lookup = False
+    if next(model.parameters()).device.type == "cpu":
+        keep_freed_blocks_for_decoding()
     with linears_swapped(model, speedups.linear):
         if lookup:
             return lookup_generate(model, tokenizer, prompts, layer=layer, lens=lens,
@@ -305,7 +317,7 @@ def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, de
                                    draft_tokens=speedups.draft_tokens,
                                    share_prefix=speedups.share_prefix,
                                    add_special_tokens=add_special_tokens, progress=progress,
-                                   answers=rules).texts
+                                   answers=rules, seeds=answer_seeds(labels)).texts
         return generate(model, tokenizer, prompts, [layer], lens=lens, decoding=decoding,
                         batch_size=batch_size, add_special_tokens=add_special_tokens,
                         progress=progress, answers=rules)[layer]
@@ -364,7 +376,7 @@ def extract(
     answers = decode_answers(model, tokenizer, prompts, layer, lens=lens, decoding=decoding,
                              batch_size=batch_size, add_special_tokens=fmt.add_special_tokens,
                              progress=progress, speedups=speedups,
-                             rules=rules if constrain else None)
+                             rules=rules if constrain else None, labels=labels)
     results = []
     for i, text in enumerate(texts):
         mine = [answer for owner, answer in zip(owners, answers) if owner == i]

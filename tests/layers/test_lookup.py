@@ -5,7 +5,7 @@ from tiny import tiny_llama, tiny_of_type
 
 from piilab.errors import PiilabError
 from piilab.layers.decode import Decoding, generate
-from piilab.layers.lookup import Drafter, lookup_generate
+from piilab.layers.lookup import Drafter, base_drafter, lookup_generate, token_keys, verify
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -44,6 +44,30 @@ def test_drafter_matches_a_line_start_token_with_the_spaced_word():
     drafter = Drafter(keys.get)
     drafter.extend([10, 12, 13, 11])
     assert drafter.draft(2) == [12, 13]
+
+
+def test_seeds_win_over_the_shared_start_and_lose_to_the_rows_own_tokens(tokenizer):
+    """Extraction seeds "None" + EOS: after "None" the instruction's own next words were drafted."""
+    encode = lambda text: tokenizer.encode(text, add_special_tokens=False)  # noqa: E731
+    eos = tokenizer.eos_token_id
+    keys = token_keys(tokenizer)
+    start = encode("If there is none, write: None\n\nText:\n")
+    answer = encode("Paris.\nNone")
+    plain_row, seeded_row = base_drafter(keys, start).copy(), base_drafter(keys, start, [encode("None") + [eos]]).copy()
+    plain_row.extend(answer)
+    seeded_row.extend(answer)
+    assert plain_row.draft(3) == encode("\n\nText:")[:3]
+    assert seeded_row.draft(3)[0] == eos  # (decoding cuts a draft after its EOS)
+    own = base_drafter(keys, start, [encode("None") + [eos]]).copy()
+    own.extend(encode("None of them,None"))  # the row's own "None" was followed by " of"
+    assert own.draft(2) == encode(" of them")[:2]
+
+
+def test_a_drafted_eos_the_model_agrees_with_ends_the_commit():
+    chosen = {0: 5, 1: 2, 2: 9}  # the greedy token at each position of the pass
+    pick = lambda position, slot: chosen[position]  # noqa: E731
+    assert verify(pick, 0, [5, 2, 7], slot=0, eos=[2]) == [5, 2]  # nothing is picked after EOS
+    assert verify(pick, 0, [5, 2, 7], slot=0) == [5, 2, 9]
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 6])

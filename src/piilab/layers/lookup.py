@@ -128,6 +128,17 @@ class Drafter:
         return []
 
 
+def base_drafter(key_of, prefix: Sequence[int], seeds: Sequence[Sequence[int]] = ()) -> Drafter:
+    """The table every row's drafter starts from: the shared start's tokens, then each seed's.
+    Latest occurrences win, so a seed's continuation wins over the shared start's, and a row's
+    own tokens (added after) over both."""
+    base = Drafter(key_of)
+    base.extend(prefix)
+    for seed in seeds:
+        base.extend(seed)
+    return base
+
+
 def token_keys(tokenizer):
     """token id -> its text without leading whitespace, memoised (the drafter's comparison key)."""
     memo: dict[int, str] = {}
@@ -201,13 +212,13 @@ class _Run:
         return [pick(i, slot) for i, slot in enumerate(slots)]
 
 
-def verify(pick, start: int, draft: list[int], slot: int) -> list[int]:
+def verify(pick, start: int, draft: list[int], slot: int, eos: Sequence[int] = ()) -> list[int]:
     """One row's commit, its positions starting at `start` in a pass's `pick`: the drafts that
     agree with the greedy choices, then the greedy choice after them (each choice is made given
-    the tokens before it, as the copy constraint's answer state requires)."""
+    the tokens before it, as the copy constraint's answer state requires); an agreed EOS ends it."""
     for at in range(len(draft) + 1):
         token = pick(start + at, slot)
-        if at == len(draft) or token != draft[at]:
+        if at == len(draft) or token != draft[at] or token in eos:
             return draft[:at] + [token]
     raise AssertionError("unreachable")
 
@@ -307,8 +318,8 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
                 continue
         clock = time.perf_counter()
         # draft: up to k tokens per row, never more than the row can still commit
-        drafts = [drafters[r].draft(min(run.draft_tokens, d.max_new_tokens - len(tokens[r]) - 1))
-                  for r in rows]
+        drafts = [_through_eos(drafters[r].draft(min(run.draft_tokens, d.max_new_tokens - len(tokens[r]) - 1)),
+                               run.eos) for r in rows]
         K = max(map(len, drafts))
         inputs = [[tokens[r][-1]] + x + [run.pad_id] * (K - len(x)) for r, x in zip(rows, drafts)]
         fresh = torch.tensor([[1] * (1 + len(x)) + [0] * (K - len(x)) for x in drafts], device=dev)
@@ -322,7 +333,7 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
         # accept the drafts the model agrees with, then its own next token
         keep, at = [], 0
         for i, (r, x) in enumerate(zip(rows, drafts)):
-            commit = verify(pick, at, x, r)
+            commit = verify(pick, at, x, r, run.eos)
             at += 1 + len(x)
             a = len(commit) - 1
             stats["drafted"] += len(x)
@@ -352,6 +363,14 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
             cache, mask = None, None
         stats["decode"] += time.perf_counter() - clock
     return tokens
+
+
+def _through_eos(draft: list[int], eos: Sequence[int]) -> list[int]:
+    """A draft cut after its first EOS token: nothing after it could be committed."""
+    for at, token in enumerate(draft):
+        if token in eos:
+            return draft[:at + 1]
+    return draft
 
 
 def _emit(run: _Run, tokens: list[int], new: list[int]) -> bool:
@@ -416,6 +435,7 @@ def lookup_generate(
     add_special_tokens: bool = True,
     progress: bool = True,
     answers: Sequence[tuple[str, Sequence[str]] | None] | None = None,
+    seeds: Sequence[str] = (),
 ) -> LookupRun:
     """Greedy decoding of every prompt from exit `layer` (default: the last), drafting from the
     prompts themselves; the texts and token ids are those of `generate(..., layers=[layer])`.
@@ -423,7 +443,9 @@ def lookup_generate(
     `draft_tokens` 0 decodes one token per pass (no drafts); `share_prefix` False prefills each
     prompt whole. Prompts are decoded shortest first, at most `batch_size` at a time, finished
     rows' places taken by the next prompts (continuous batching). `answers`, one
-    (text, labels) per prompt, copy-constrains the answers as `generate` does.
+    (text, labels) per prompt, copy-constrains the answers as `generate` does. `seeds` are
+    fragments of the answers to expect, each drafted as if EOS followed it (extraction's "None",
+    " (NAME)"): they win over the shared start's tokens, never over a row's own.
     """
     wall = time.perf_counter()
     decoding = decoding or Decoding()
@@ -467,8 +489,8 @@ def lookup_generate(
             tqdm(total=len(encoded), unit="prompt", desc="lookup", disable=None if progress else True) as bar:
         clock = time.perf_counter()
         _prefill_prefix(run)
-        base = Drafter(run.key_of)
-        base.extend(run.prefix)
+        base = base_drafter(run.key_of, run.prefix, [
+            tokenizer.encode(seed, add_special_tokens=False) + eos[:1] for seed in seeds])
         stats["prefix"] = time.perf_counter() - clock
         guard = run.guide.rows(order) if run.guide else None
         out = _decode_stream(run, [encoded[i][shared:] for i in order], base, stats, batch_size,

@@ -134,14 +134,14 @@ def test_lookup_with_grouped_key_value_heads_is_plain_greedy_and_restores_the_en
     groups (no copied cache), with plain decoding's answers."""
     import os
 
-    from piilab.layers import lookup
+    from piilab.layers import attention, lookup
 
-    monkeypatch.delenv(lookup._FORCE_GQA, raising=False)
+    monkeypatch.delenv(attention._FORCE_GQA, raising=False)
     seen = []
     real = lookup._decode_stream
 
     def spy(*args, **kwargs):
-        seen.append(os.environ.get(lookup._FORCE_GQA))
+        seen.append(os.environ.get(attention._FORCE_GQA))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(lookup, "_decode_stream", spy)
@@ -150,7 +150,7 @@ def test_lookup_with_grouped_key_value_heads_is_plain_greedy_and_restores_the_en
     run = lookup_generate(model, tokenizer, PROMPTS, decoding=Decoding(max_new_tokens=24),
                           batch_size=3, progress=False)
     assert run.token_ids == want
-    assert seen == ["1"] and lookup._FORCE_GQA not in os.environ
+    assert seen == ["1"] and attention._FORCE_GQA not in os.environ
 
 
 @pytest.mark.parametrize(("seed", "eos_weight"), [(1, 10.0), (3, 2.0)])

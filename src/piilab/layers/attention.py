@@ -12,11 +12,13 @@ to match, gives SDPA one larger block per key/value head, reading each key once:
     fp32, ms  enable_gqa / folded            1.17/1.03 1.50/1.37 1.71/1.95 3.17/3.34
 
 The folded result is the same to the bit in these shapes (each query still sees the same keys in
-the same order). Longer query blocks (prefill) are left to transformers' SDPA path with `enable_gqa`.
+the same order). Longer query blocks (prefill) are left to transformers' SDPA path, told to
+share the key/value heads itself on a CPU (`grouped_kv_in_sdpa`).
 """
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 import torch
@@ -73,3 +75,26 @@ def folded_attention(model: nn.Module):
         yield
     finally:
         config._attn_implementation = before
+
+
+@contextmanager
+def grouped_kv_in_sdpa(device: torch.device):
+    """On a CPU, let SDPA attend with grouped key/value heads itself (`enable_gqa`) instead of
+    transformers copying the whole cache to every query head first (`repeat_kv`), which it does
+    whenever there is a mask. Same answers (48 of 48 texts with piilab-pii), about 9% less time.
+    Not on CUDA, where a mask with grouped heads falls back to SDPA's slow math kernel."""
+    if device.type != "cpu":
+        yield
+        return
+    before = os.environ.get(_FORCE_GQA)
+    os.environ[_FORCE_GQA] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[_FORCE_GQA]
+        else:
+            os.environ[_FORCE_GQA] = before
+
+
+_FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"  # read by transformers at every attention call

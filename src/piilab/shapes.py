@@ -8,8 +8,9 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
 - `check`:    drop a model item whose value cannot have its label's shape: an e-mail, phone or
               web address of the wrong shape, a role mailbox ("support@...") as EMAIL, a
               freephone number (0800 ..., 1-800-...) as PHONE_NUM, a "name" with digits or
-              code characters or ending in a company's legal form ("... GmbH"), a "username" with spaces or slashes, an
-              "ID" that is a file path, code or a CVE id, an "address" with no number
+              code characters or ending in a company's legal form ("... GmbH"), a "username"
+              with spaces or slashes, an "ID" that is a file path, code or a CVE id, an
+              "address" with no number or that reads as a sentence
               (piilab.data.validators; each keeps every value the generator writes and every
               value in the dev set); and relabel a value in the US social security number
               shape (123-45-6789) ID_NUM, whatever the model called it (PHONE_NUM, mostly);

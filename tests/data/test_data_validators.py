@@ -116,6 +116,11 @@ CASES = [
     (v.is_street_address, "Refreshed the patch", False),
     (v.is_street_address, "x = x + 1", False),
     (v.is_street_address, "31.1-1", False),
+    (v.is_street_address, "12 rue de la Paix, 75002 Paris", True),
+    (v.is_street_address, "via della Spiga 7, 20121 Milano", True),
+    (v.is_street_address, "allée des Acacias 3, appartement 12", True),
+    (v.is_street_address, "the meeting with the agency moves to Thursday 14 h, room Montmartre", False),
+    (v.is_street_address, "unser Service ist vom 24.12. bis 01.01. nicht erreichbar, danach wieder", False),
 ]
 
 

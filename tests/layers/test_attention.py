@@ -1,4 +1,4 @@
-"""Folded grouped-query attention: the same output as transformers' SDPA path, for the shapes it folds."""
+"""Folded grouped-query attention: transformers' SDPA path's output, for the shapes it folds."""
 
 import pytest
 import torch
@@ -60,7 +60,8 @@ def test_a_model_decodes_the_same_inside_folded_attention(tokenizer):
     mask[1, :3] = 0
     with torch.no_grad():
         out = model(input_ids=ids[:, :-3], attention_mask=mask[:, :-3], use_cache=True)
-        want = model(input_ids=ids[:, -3:], attention_mask=mask, past_key_values=out.past_key_values).logits
+        want = model(input_ids=ids[:, -3:], attention_mask=mask,
+                     past_key_values=out.past_key_values).logits
         out = model(input_ids=ids[:, :-3], attention_mask=mask[:, :-3], use_cache=True)
         with folded_attention(model):
             assert config._attn_implementation == NAME

@@ -53,7 +53,8 @@ def test_seeds_win_over_the_shared_start_and_lose_to_the_rows_own_tokens(tokeniz
     keys = token_keys(tokenizer)
     start = encode("If there is none, write: None\n\nText:\n")
     answer = encode("Paris.\nNone")
-    plain_row, seeded_row = base_drafter(keys, start).copy(), base_drafter(keys, start, [encode("None") + [eos]]).copy()
+    plain_row = base_drafter(keys, start).copy()
+    seeded_row = base_drafter(keys, start, [encode("None") + [eos]]).copy()
     plain_row.extend(answer)
     seeded_row.extend(answer)
     assert plain_row.draft(3) == encode("\n\nText:")[:3]

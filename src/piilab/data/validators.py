@@ -151,9 +151,17 @@ def is_id_number(value: str) -> bool:
 
 def is_street_address(value: str) -> bool:
     """A word of three letters or more and a number (or, without one, three comma-separated
-    parts: 'Esplanada Clara Garcia, Tupi B, Machado Verde - RJ'), without code characters."""
+    parts: 'Esplanada Clara Garcia, Tupi B, Machado Verde - RJ'), without code characters, and
+    not a sentence: fewer than SENTENCE_WORDS lower-case words of four letters or more (an
+    address has names, numbers and short particles: 'rue de la Paix', 'via della Spiga')."""
     numbered = any(c.isdigit() for c in value) or value.count(",") >= 2
-    return numbered and _WORD.search(value) is not None and _NOT_IN_ADDRESS.search(value) is None
+    prose = sum(1 for word in _LOWER_WORD.findall(value) if word.islower()) >= SENTENCE_WORDS
+    return (numbered and not prose and _WORD.search(value) is not None
+            and _NOT_IN_ADDRESS.search(value) is None)
+
+
+SENTENCE_WORDS = 4
+_LOWER_WORD = re.compile(r"(?<![\w'’])[^\W\d_]{4,}(?![\w'’])")
 
 
 def digits(value: str) -> str:

@@ -48,7 +48,7 @@ class ShortlistHead(nn.Module):
     """An unembedding whose logits are exact (in its weight's dtype) for the `shortlist` most likely
     tokens of each position and bfloat16 products for the rest.
 
-    The full head in float32 is a fifth of a bf16 extraction's time on a CPU; in bfloat16 alone,
+    The full head in float32 is a tenth of a bf16 extraction's time on a CPU; in bfloat16 alone,
     logits within its rounding error tie, and greedy choices flip. A token outside the bf16
     shortlist has an exact logit below the shortlist's best only if bf16 misjudged it by more than
     the gap to `shortlist` others, so greedy (and constrained greedy, which looks at the top

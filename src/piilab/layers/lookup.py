@@ -317,8 +317,8 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
                 continue
         clock = time.perf_counter()
         # draft: up to k tokens per row, never more than the row can still commit
-        drafts = [_through_eos(drafters[r].draft(min(run.draft_tokens, d.max_new_tokens - len(tokens[r]) - 1)),
-                               run.eos) for r in rows]
+        room = [min(run.draft_tokens, d.max_new_tokens - len(tokens[r]) - 1) for r in rows]
+        drafts = [_through_eos(drafters[r].draft(k), run.eos) for r, k in zip(rows, room)]
         K = max(map(len, drafts))
         inputs = [[tokens[r][-1]] + x + [run.pad_id] * (K - len(x)) for r, x in zip(rows, drafts)]
         fresh = torch.tensor([[1] * (1 + len(x)) + [0] * (K - len(x)) for x in drafts], device=dev)

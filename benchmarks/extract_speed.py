@@ -8,8 +8,10 @@ One run, side by side, on the same texts (JSONL rows with a "text"; `--texts` is
 default benchmarks/real_text/dev.jsonl): the `--n` texts under `--max-chars` characters, spread
 evenly over the file(s). Each configuration extracts all of them with the same model and greedy
 decoding (128 new tokens at most; copy-constrained as `extract`, or `--free-decoding`) and
-prints texts per second (wall time of `extract`, prompts and parsing included) and the share of
-texts whose answers are identical to plain decoding's.
+prints texts per second (wall time of `extract`, prompts and parsing included), the share of
+texts whose answers are identical to plain decoding's (the decoded text, token for token), and
+the share whose extracted items are (what a user gets: an answer that differs only in, say, a
+leading space of a value yields the same items).
 
 Configurations (piilab.extract.SpeedUps), each adding one lever to the one before:
   plain     today's batched decoding (piilab.layers.decode.generate): the reference answers
@@ -67,7 +69,8 @@ def timed_extract(model, tokenizer, texts, settings, fmt, batch_size, speedups, 
     results = extract(model, tokenizer, texts, settings=settings, prompt_format=fmt,
                       decoding=Decoding(max_new_tokens=128), batch_size=batch_size,
                       progress=False, speedups=speedups, constrain=constrain)
-    return time.perf_counter() - start, [r.answers for r in results]
+    items = [sorted((i["value"], i["label"]) for i in r.items) for r in results]
+    return time.perf_counter() - start, [r.answers for r in results], items
 
 
 def main(args: argparse.Namespace) -> None:
@@ -94,7 +97,8 @@ def main(args: argparse.Namespace) -> None:
           f"< {args.max_chars}); model {args.model} + {args.adapter}; {args.threads} threads; "
           f"native bf16: {cpu_supports_bf16()}; greedy, 128 new tokens at most, "
           f"{'free' if args.free_decoding else 'copy-constrained'}")
-    print(f"{'configuration':<34} {'batch':>5} {'drafts':>6} {'seconds':>8} {'texts/s':>8} {'identical':>10}")
+    print(f"{'configuration':<34} {'batch':>5} {'drafts':>6} {'seconds':>8} {'texts/s':>8} "
+          f"{'identical':>10} {'same items':>10}")
     reference = None
     last = args.configs[-1]
     runs = [(name, args.batch_size, None) for name in args.configs]
@@ -103,13 +107,14 @@ def main(args: argparse.Namespace) -> None:
              if k != CONFIGS[last]["draft_tokens"]]
     for name, batch, drafts in runs:
         speedups = SpeedUps(**(CONFIGS[name] | ({} if drafts is None else {"draft_tokens": drafts})))
-        seconds, answers = timed_extract(model, tokenizer, texts, settings, fmt, batch, speedups,
-                                         not args.free_decoding)
+        seconds, answers, items = timed_extract(model, tokenizer, texts, settings, fmt, batch,
+                                                speedups, not args.free_decoding)
         if reference is None:
-            reference = answers  # the first configuration (plain) is the reference
-        same = sum(a == b for a, b in zip(answers, reference)) / len(texts)
+            reference = answers, items  # the first configuration (plain) is the reference
+        same = sum(a == b for a, b in zip(answers, reference[0])) / len(texts)
+        same_items = sum(a == b for a, b in zip(items, reference[1])) / len(texts)
         print(f"{LABELS[name]:<34} {batch:>5} {speedups.draft_tokens:>6} {seconds:>8.1f} "
-              f"{len(texts) / seconds:>8.1f} {same:>10.1%}", flush=True)
+              f"{len(texts) / seconds:>8.1f} {same:>10.1%} {same_items:>10.1%}", flush=True)
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -132,6 +132,21 @@ GLIBC_MMAP_THRESHOLD_MAX = 32 << 20  # the ceiling of glibc's own dynamic thresh
 _threshold_set = False  # whether return_large_blocks_to_the_os changed it in this process
 
 
+def _mallopt(*settings: tuple[int, int]) -> bool:
+    """Set glibc malloc options (parameter, value) for the whole process; whether all applied
+    (False off glibc Linux)."""
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        return all([libc.mallopt(option, value) for option, value in settings])
+    except (OSError, AttributeError):
+        return False
+
+
 def return_large_blocks_to_the_os(threshold: int = 128 << 10) -> bool:
     """Make glibc serve allocations of `threshold` bytes or more with mmap, for the whole process.
 
@@ -147,22 +162,12 @@ def return_large_blocks_to_the_os(threshold: int = 128 << 10) -> bool:
     `MALLOC_MMAP_THRESHOLD_` (e.g. 1048576), which is left alone. Returns whether it applied
     (glibc Linux only).
     """
-    import ctypes
-    import platform
-
     global _threshold_set
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
     if os.environ.get("MALLOC_MMAP_THRESHOLD_"):
         return False
-    try:
-        libc = ctypes.CDLL(None)
-        _threshold_set = bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
-        if _threshold_set:  # undo keep_freed_blocks_for_decoding: freed heap goes back again
-            libc.mallopt(M_TRIM_THRESHOLD, 128 << 10)
-            libc.mallopt(M_TOP_PAD, 0)
-    except (OSError, AttributeError):
-        return False
+    # trim threshold and top pad back to glibc's defaults (keep_freed_blocks_for_decoding's undone)
+    _threshold_set = _mallopt((M_MMAP_THRESHOLD, threshold), (M_TRIM_THRESHOLD, 128 << 10),
+                              (M_TOP_PAD, 0))
     return _threshold_set
 
 
@@ -178,23 +183,12 @@ def keep_freed_blocks_for_decoding() -> bool:
     261 ms instead of 368, and 150 texts through `extract` 10.1-10.5 s instead of 10.5-11.1.
     Memory freed stays with the process (its peak stays what decoding needed). Leaves glibc's
     own MALLOC_*_ settings alone; returns whether it applied (glibc Linux only)."""
-    import ctypes
-    import platform
-
     global _threshold_set
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
     if any(name.startswith("MALLOC_") for name in os.environ):
         return False
-    try:
-        libc = ctypes.CDLL(None)
-        applied = all(libc.mallopt(option, value) for option, value in (
-            (M_MMAP_THRESHOLD, DECODING_HEAP), (M_TRIM_THRESHOLD, DECODING_HEAP),
-            (M_TOP_PAD, DECODING_TOP_PAD)))
-    except (OSError, AttributeError):
-        return False
     _threshold_set = False  # training's low threshold is undone
-    return applied
+    return _mallopt((M_MMAP_THRESHOLD, DECODING_HEAP), (M_TRIM_THRESHOLD, DECODING_HEAP),
+                    (M_TOP_PAD, DECODING_TOP_PAD))
 
 
 def let_the_heap_keep_blocks_again() -> None:
@@ -206,9 +200,7 @@ def let_the_heap_keep_blocks_again() -> None:
     """
     global _threshold_set
     if _threshold_set:
-        import ctypes
-
-        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD_MAX)
+        _mallopt((M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD_MAX))
         _threshold_set = False
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from piilab.data.answer import NO_PII, parse_answer
+from piilab.data.answer import format_answer, parse_answer
 from piilab.errors import PiilabError
 from piilab.models.prompts import PromptFormat, format_for
 
@@ -285,7 +285,7 @@ def answer_seeds(labels: Sequence[str]) -> list[str]:
     Drafted from the instruction instead, the tokens after "None" or "(" were those of the
     instruction's own sentences ("None\n\nText:", "(LABEL). If"), rejected every time. The first
     label comes last, so that after " (" the most common one (NAME) is drafted."""
-    return [NO_PII, *(f" ({label})" for label in reversed(labels))]
+    return [format_answer([]), *(format_answer([("", label)]) for label in reversed(labels))]
 
 
 def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, decoding,

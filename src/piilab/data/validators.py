@@ -149,6 +149,10 @@ def is_id_number(value: str) -> bool:
             and _CVE.fullmatch(value.strip()) is None)
 
 
+SENTENCE_WORDS = 4  # lower-case words of four letters or more that make an "address" prose
+_LOWER_WORD = re.compile(r"(?<![\w'’])[^\W\d_]{4,}(?![\w'’])")
+
+
 def is_street_address(value: str) -> bool:
     """A word of three letters or more and a number (or, without one, three comma-separated
     parts: 'Esplanada Clara Garcia, Tupi B, Machado Verde - RJ'), without code characters, and
@@ -158,10 +162,6 @@ def is_street_address(value: str) -> bool:
     prose = sum(1 for word in _LOWER_WORD.findall(value) if word.islower()) >= SENTENCE_WORDS
     return (numbered and not prose and _WORD.search(value) is not None
             and _NOT_IN_ADDRESS.search(value) is None)
-
-
-SENTENCE_WORDS = 4
-_LOWER_WORD = re.compile(r"(?<![\w'’])[^\W\d_]{4,}(?![\w'’])")
 
 
 def digits(value: str) -> str:

@@ -134,6 +134,8 @@ def linears_swapped(model: nn.Module, precision: str = "merged"):
         head = arch.unembedding(model)
         if type(head) is nn.Linear:
             arch.base_model(model).set_output_embeddings(ShortlistHead(head, SHORTLIST))
+        else:
+            head = None  # a head of another kind stays, and nothing is restored
     try:
         yield model
     finally:

@@ -1,6 +1,6 @@
 """Benchmark on one GPU: piilab side by side with plain TRL and HF `generate`, one table.
 
-    python benchmarks/gpu.py --out DIR [--parts train,qlora,decode,eval] [--smoke]
+    python benchmarks/gpu.py --out DIR [--parts train,qlora,decode,eval,profile] [--smoke]
     python benchmarks/gpu.py --table DIR          # the table again, from DIR/gpu.json
 
 Random-weight models built from configs (no hub, no file outside the repo), saved once under
@@ -15,7 +15,9 @@ vocabulary size either way. Data: `piilab data build --synthetic 3000`. Parts:
   bitsandbytes as TRL's documentation shows it;
 - decode: exit layers 8,16,24,30 of the 135M shape, 64 test prompts, 35 new tokens, greedy;
   piilab.generate against HF `generate` on truncated copies, batches 8 and 64, 3 timed repeats;
-- eval: `piilab eval` wall time, 4 layers, 128 records, BLEU/ROUGE/PII.
+- eval: `piilab eval` wall time, 4 layers, 128 records, BLEU/ROUGE/PII;
+- profile: piilab's 135M LoRA steps under torch.profiler: wall against GPU-busy time per step,
+  host waits per step, and (to stderr) the operations with the most host time.
 
 Each run is its own subprocess, so peak GPU memory (torch's max allocated) is its own.
 Tokens/s counts real (non-pad) tokens from the end of the first step to the end of the last.
@@ -35,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-PARTS = ("train", "qlora", "decode", "eval")
+PARTS = ("train", "qlora", "decode", "eval", "profile")
 SMOL = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
             num_key_value_heads=3, head_dim=64, max_position_embeddings=8192, rope_theta=100000.0,
             rms_norm_eps=1e-5, tie_word_embeddings=True)
@@ -133,7 +135,7 @@ def prepare(work: Path, smoke: bool, given_tokenizer: str | None, parts: list[st
     data = build_data(work, settings(smoke)["records"])
     tokenizer, source = tokenizer_for(work, given_tokenizer)
     shapes = {"smol": TINY, "llama8b": TINY} if smoke else {"smol": SMOL, "llama8b": LLAMA8B}
-    needed = {"llama8b"} if parts == ["qlora"] else {"smol", "llama8b"} if "qlora" in parts else {"smol"}
+    needed = ({"llama8b"} if "qlora" in parts else set()) | ({"smol"} if set(parts) - {"qlora"} else set())
     folders = {name: str(build_model(work, "tiny" if smoke else name, shape, tokenizer, device))
                for name, shape in shapes.items() if name in needed}
     return {"device": device, "data": str(data), "tokenizer": source, **folders}
@@ -172,22 +174,62 @@ def peak_memory() -> dict:
     return {"peak_gpu_gib": gpu, "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
 
-def run_piilab_train(env: dict, quantized: bool) -> dict:
-    from piilab.train import TrainConfig, train
+def piilab_train_config(env: dict, out: str, quantized: bool, steps: int | None = None):
+    """piilab's side of a training comparison: the same model, LoRA rank, batch and rate as TRL's."""
+    from piilab.train import TrainConfig
 
     s = settings(env["smoke"])
+    return TrainConfig(
+        data=env["data"], out=out, model=env["llama8b" if quantized else "smol"],
+        qlora=quantized and env["device"] == "cuda", lora_r=16 if quantized else 32, lora_alpha=32,
+        lora_dropout=0.05, batch_size=s["qlora_batch" if quantized else "lora_batch"], lr=1e-3,
+        max_steps=steps or s["qlora_steps" if quantized else "lora_steps"], save_steps=100_000, seed=0)
+
+
+def run_piilab_train(env: dict, quantized: bool) -> dict:
+    from piilab.train import train
+
     clock, times = _clock()
-    qlora = quantized and env["device"] == "cuda"
     with tempfile.TemporaryDirectory() as tmp:
-        config = TrainConfig(
-            data=env["data"], out=str(Path(tmp) / "run"), model=env["llama8b" if quantized else "smol"],
-            qlora=qlora, lora_r=16 if quantized else 32, lora_alpha=32, lora_dropout=0.05,
-            batch_size=s["qlora_batch" if quantized else "lora_batch"], lr=1e-3,
-            max_steps=s["qlora_steps" if quantized else "lora_steps"], save_steps=100_000, seed=0)
+        config = piilab_train_config(env, str(Path(tmp) / "run"), quantized)
         summary = train(config, callbacks=[clock])
         return {**steady(times, _history(summary)), **peak_memory(), "precision": summary.precision,
                 "batch": config.batch_size,
-                "gradient_checkpointing": config.gradient_checkpointing, "four_bit": qlora}
+                "gradient_checkpointing": config.gradient_checkpointing, "four_bit": config.qlora}
+
+
+# Host calls that make the host wait for the GPU (or copy through pageable memory)
+WAITS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpyAsync")
+
+
+def run_profile(env: dict) -> dict:
+    """piilab's 135M LoRA steps under torch.profiler: wall time per step against the GPU's busy
+    time, the host waits per step, and (in the log) the operations with the most host time."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+    from transformers import TrainerCallback
+
+    from piilab.train import train
+
+    cuda = env["device"] == "cuda"
+    warmup, active = (1, 2) if env["smoke"] else (3, 10)
+    activities = [ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if cuda else [])]
+    profiler = profile(activities=activities, schedule=schedule(wait=1, warmup=warmup, active=active, repeat=1))
+    ends: list[float] = []
+
+    class Step(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            ends.append(time.perf_counter())
+            profiler.step()
+
+    with tempfile.TemporaryDirectory() as tmp, profiler:
+        train(piilab_train_config(env, str(Path(tmp) / "run"), False, steps=2 + warmup + active), callbacks=[Step()])
+    events = profiler.key_averages()
+    print(events.table(sort_by="self_cpu_time_total", row_limit=25), file=sys.stderr, flush=True)
+    device_us = sum(getattr(e, "self_device_time_total", 0) for e in events)
+    wall_ms = (ends[warmup + active] - ends[warmup]) * 1000 / active
+    return {"steps": active, "wall_ms_per_step": wall_ms,
+            "gpu_busy_ms_per_step": device_us / 1000 / active if cuda else None,
+            "host_waits_per_step": {e.key: e.count / active for e in events if e.key in WAITS}, **peak_memory()}
 
 
 def _history(summary) -> list[dict]:
@@ -333,11 +375,13 @@ def _decode_side_by_side(env: dict) -> dict:
                  batch_size=batch, add_special_tokens=special, progress=False)  # warm-up
         hf_truncated(model, tokenizer, prompts[:batch], layers, batch, 4, special)
         piilab_s, hf_s = [], []
-        for _ in range(s["repeats"]):
+        for repeat in range(s["repeats"]):
             seconds, generation = _timed(ours, sync)
             piilab_s.append(seconds)
             seconds, hf_ids = _timed(theirs, sync)
             hf_s.append(seconds)
+            print(f"decode batch {batch} repeat {repeat + 1}: piilab {piilab_s[-1]:.2f} s, HF {hf_s[-1]:.2f} s",
+                  file=sys.stderr, flush=True)
         same = sum(generation.token_ids[layer][i] == hf_ids[layer][i]
                    for layer in layers for i in range(len(prompts)))
         syncs = (count_syncs(lambda: generate(model, tokenizer, prompts[:batch], layers, decoding=decoding,
@@ -372,9 +416,10 @@ WORKERS = {
     "trl-qlora": lambda env: run_trl_train(env, quantized=True, checkpointing=True),
     "decode": run_decode,
     "eval": run_eval,
+    "profile": run_profile,
 }
 PART_WORKERS = {"train": ("piilab-lora", "trl-lora", "trl-lora-nogc"), "qlora": ("piilab-qlora", "trl-qlora"),
-                "decode": ("decode",), "eval": ("eval",)}
+                "decode": ("decode",), "eval": ("eval",), "profile": ("profile",)}
 
 
 # ---------------------------------------------------------------- the table
@@ -426,6 +471,12 @@ def table(results: dict) -> str:
     if r.get("eval"):
         e = r["eval"]
         rows.append((f"piilab eval, {len(e['layers'])} layers x {e['records']} records", f"{e['wall_s']:.1f} s", "", ""))
+    if r.get("profile") and "wall_ms_per_step" in r["profile"]:
+        p = r["profile"]
+        busy = f", GPU busy {p['gpu_busy_ms_per_step']:.0f} ms" if p.get("gpu_busy_ms_per_step") is not None else ""
+        waits = ", ".join(f"{k} {v:.1f}" for k, v in sorted(p["host_waits_per_step"].items())) or "none"
+        rows.append((f"135M LoRA step under torch.profiler ({p['steps']} steps)",
+                     f"{p['wall_ms_per_step']:.0f} ms wall{busy}; host waits per step: {waits}", "", ""))
     head = (f"{results.get('gpu', 'CPU')}; torch {results.get('torch')}; tokenizer: {results.get('tokenizer')}"
             f"{'; SMOKE (tiny shapes on CPU: figures mean nothing)' if results.get('smoke') else ''}")
     lines = [head, "", "| " + " | ".join(rows[0]) + " |", "|---|---|---|---|"]
@@ -441,10 +492,11 @@ def run_worker(name: str, env: dict, args) -> dict:
         return WORKERS[name](env)
     cmd = [sys.executable, __file__, "--worker", name, "--env", json.dumps(env)]
     penv = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=penv)
+    # stderr is not captured: a worker's progress lands in the log as it runs, so a part stopped
+    # by its timeout still shows what it measured
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env=penv)
     if done.returncode != 0:
-        sys.stderr.write(done.stderr[-4000:])
-        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
+        return {"error": f"exit {done.returncode} (the worker's traceback is in the log above)"}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -34,8 +34,10 @@ def test_smoke_runs_every_part_side_by_side_and_prints_one_table(tmp_path, capsy
         # float32 on a CPU: piilab's exit-layer decoding is HF's truncated generate, token for token
         assert d["identical_rows"] == d["rows"] == 8 * 4, batch
     assert runs["eval"]["wall_s"] > 0
+    assert runs["profile"]["steps"] == 2 and runs["profile"]["wall_ms_per_step"] > 0
     table = capsys.readouterr().out
     for row in ("135M LoRA r32 b4 tokens/s", "8B-shape QLoRA r16 b2 peak memory", "batch 2 (min / median / max)",
-                "batch 8 (min / median / max)", "piilab eval, 4 layers x 8 records", "SMOKE"):
+                "batch 8 (min / median / max)", "piilab eval, 4 layers x 8 records",
+                "LoRA step under torch.profiler (2 steps)", "SMOKE"):
         assert row in table, row
     assert bench.table(results) in table  # --table DIR prints the same from gpu.json

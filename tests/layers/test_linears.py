@@ -6,7 +6,7 @@ from peft import LoraConfig, get_peft_model
 from tiny import tiny_llama
 
 from piilab.errors import PiilabError
-from piilab.layers.linears import FrozenLinear, linears_swapped
+from piilab.layers.linears import FrozenLinear, linears_swapped, packed_bf16
 from piilab.models import arch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -48,20 +48,29 @@ def test_exact_leaves_the_model_and_unknown_precisions_fail(lora_model):
             pass
 
 
-def test_bfloat16_blocks_compute_in_bf16_and_the_head_in_the_models_dtype(lora_model, tokenizer):
+def test_bfloat16_blocks_compute_in_bf16_around_a_residual_stream_in_the_models_dtype(lora_model, tokenizer):
     ids = torch.tensor([tokenizer("Jane Doe wrote to jane.doe@example.com")["input_ids"]])
     blocks = arch.decoder_layers(lora_model)
-    norms = [p for name, p in blocks.named_parameters() if "norm" in name]
-    before = [p.detach().clone() for p in norms]
+    norms = [m for m in blocks.modules() if "norm" in type(m).__name__.lower()]
+    seen = {}
+    probes = [norms[0].register_forward_hook(lambda m, i, o: seen.update(norm_in=i[0].dtype)),
+              blocks[1].register_forward_hook(lambda m, i, o: seen.update(block_out=o[0].dtype if isinstance(o, tuple) else o.dtype))]
     with linears_swapped(lora_model, "bfloat16"), torch.no_grad():
-        assert {p.dtype for p in norms} == {torch.bfloat16}
+        assert {p.dtype for m in norms for p in m.parameters()} == {torch.float32}  # their own weights
+        assert {p.dtype for name, p in blocks.named_parameters() if "norm" not in name} <= {torch.bfloat16}
+        probes.append(norms[0].register_forward_hook(lambda m, i, o: seen.update(norm_out=o.dtype)))
         out = arch.base_model(lora_model).model(input_ids=ids, use_cache=True)
         assert out.last_hidden_state.dtype == torch.float32  # the final norm keeps float32
         assert out.past_key_values.layers[0].keys.dtype == torch.bfloat16  # the blocks' own cache
         hidden = out.last_hidden_state.to(torch.bfloat16)
         assert arch.logit_lens(lora_model, hidden).dtype == torch.float32
-    assert all(p.dtype == torch.float32 and torch.equal(p, b) for p, b in zip(norms, before))
-    assert arch.base_model(lora_model).get_input_embeddings()._forward_hooks == {}
+    for probe in probes:
+        probe.remove()
+    # the stream between blocks stays float32; a norm reads it and hands the block bf16
+    assert seen == {"norm_in": torch.float32, "norm_out": torch.bfloat16, "block_out": torch.float32}
+    assert not any(m._forward_hooks for m in lora_model.modules())  # every hook removed
+    with torch.no_grad():
+        assert arch.base_model(lora_model).model(input_ids=ids).last_hidden_state.dtype == torch.float32
 
 
 def test_shortlist_head_is_exact_for_the_likely_tokens():
@@ -90,3 +99,43 @@ def test_bfloat16_swaps_in_a_shortlist_head_and_restores_the_model_s(lora_model)
     with linears_swapped(lora_model, "bfloat16"):
         assert isinstance(arch.unembedding(lora_model), ShortlistHead)
     assert arch.unembedding(lora_model) is head
+
+
+@pytest.mark.skipif(packed_bf16(torch.zeros(8, 8, dtype=torch.bfloat16)) is None,
+                    reason="no native bf16 or no oneDNN on this CPU")
+@pytest.mark.parametrize("rows", [1, 25, 160, 700])
+def test_a_packed_bf16_product_is_the_plain_one(rows):
+    torch.manual_seed(rows)
+    weight, bias = torch.randn(96, 64).bfloat16(), torch.randn(96).bfloat16()
+    layer = FrozenLinear(weight, bias, torch.bfloat16)
+    assert layer.packed is not None
+    x = torch.randn(2, rows, 64).bfloat16()
+    with torch.no_grad():
+        got = layer(x)
+    want = torch.nn.functional.linear(x.float(), weight.float(), bias.float())
+    assert got.dtype == torch.bfloat16 and got.shape == (2, rows, 96)
+    # the same sums, rounded to bf16 once: within one bf16 step of the float32 product
+    assert torch.allclose(got.float(), want, rtol=2 ** -7, atol=1e-2), (got.float() - want).abs().max()
+
+
+def test_packing_needs_a_bf16_weight_and_gradients_take_the_plain_product():
+    assert packed_bf16(torch.zeros(8, 8)) is None  # float32: MKL's own product is kept
+    layer = FrozenLinear(torch.randn(4, 3), None, torch.bfloat16)
+    x = torch.randn(5, 3, dtype=torch.bfloat16, requires_grad=True)
+    layer(x).sum().backward()  # a packed product has no gradient; the plain one is used
+    assert torch.allclose(x.grad.float(), layer.weight.float().sum(0).expand(5, 3), atol=1e-2)
+
+
+@pytest.mark.parametrize("model_type", ["llama", "gpt2", "qwen3", "phi"])
+def test_bfloat16_blocks_run_on_each_architecture_and_stay_near_the_model(model_type, tokenizer):
+    """Norms of other kinds (LayerNorm, Qwen3's query and key norms), parallel blocks (Phi) and
+    position embeddings without a rotary module (GPT-2) all reach bf16 products and attention."""
+    from tiny import tiny_of_type
+
+    model = tiny_of_type(model_type, tokenizer).eval()
+    ids = torch.tensor([tokenizer("Jane Doe wrote to jane.doe@example.com")["input_ids"]])
+    want = logits(model, ids)
+    with linears_swapped(model, "bfloat16"):
+        got = logits(model, ids)
+    assert got.dtype == torch.float32 and torch.allclose(got, want, atol=5e-2), (got - want).abs().max()
+    assert torch.equal(logits(model, ids), want)  # whole again

@@ -151,3 +151,15 @@ def test_generated_cards_and_ibans_pass_their_checksums_and_a_changed_digit_fail
     assert not any(v.luhn_valid(card) for card in flipped)
     flipped_ibans = [iban[:2] + str((int(iban[2]) + 1) % 10) + iban[3:] for iban in ibans]
     assert not any(v.iban_valid(iban) for iban in flipped_ibans)
+
+
+def test_a_personal_phone_is_drawn_again_while_it_is_a_freephone_number():
+    from piilab.data.people import personal_phone
+
+    class Faker:
+        numbers = iter(["1-800-555-0199", "0800 123 4567", " +49 30 9018 2245 "])
+
+        def phone_number(self):
+            return next(self.numbers)
+
+    assert personal_phone(Faker()) == "+49 30 9018 2245"

@@ -108,11 +108,11 @@ def new_person(rng: random.Random, locale: Locale) -> Person:
     return Person(first, last, locale)
 
 
-def _phone(loc: Locale) -> str:
+def personal_phone(faker) -> str:
     """A person's number: Faker's, drawn again while it is a freephone number (a business line)."""
-    number = loc.faker.phone_number().strip()
+    number = faker.phone_number().strip()
     while is_toll_free(number):
-        number = loc.faker.phone_number().strip()
+        number = faker.phone_number().strip()
     return number
 
 
@@ -152,7 +152,7 @@ def value(rng: random.Random, p: Person, kind: str) -> str:
         loc = p.locale
         makers = {
             "email": lambda: _email(rng, p), "user": lambda: _user(rng, p), "url": lambda: _url(rng, p),
-            "phone": lambda: _phone(loc),
+            "phone": lambda: personal_phone(loc.faker),
             "address_lines": lambda: "\n".join(loc.address_lines(rng)),
             "card": lambda: ids.card_number(rng),
             "iban": lambda: ids.iban(rng, loc.spec["iban"]),

@@ -19,7 +19,7 @@ from importlib import resources
 
 import yaml
 
-from piilab.data.people import slug
+from piilab.data.people import personal_phone, slug
 from piilab.data.records import Document, Span
 from piilab.errors import PiilabError
 
@@ -216,7 +216,7 @@ class _Filler:
                          f"https://medium.com/@{user}", f"https://www.{first}{last}.net", f"https://twitter.com/{user}"))
 
     def _phone(self) -> str:
-        return self.loc.faker.phone_number()
+        return personal_phone(self.loc.faker)
 
     def _student_id(self) -> str:
         r = self.rng

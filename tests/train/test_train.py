@@ -204,9 +204,17 @@ def test_cpu_memory_decides_whether_glibc_returns_large_blocks(tmp_path, sharp_m
 
     calls = []
     monkeypatch.setattr(train_module, "return_large_blocks_to_the_os", lambda: calls.append(1) or True)
-    train_module.build_trainer(tiny_config(sharp_model_dir, data_dir, tmp_path / "run", device="cpu",
-                                           cpu_memory=cpu_memory))
+    run = train_module.build_trainer(tiny_config(sharp_model_dir, data_dir, tmp_path / "run", device="cpu",
+                                                 cpu_memory=cpu_memory))
     assert bool(calls) is lowered
+    # with glibc's heap left alone, batches come in a few lengths (multiples of 64 tokens) so that
+    # freed blocks fit the next batch's; lean mode pads to the longest row only
+    rows = [run.trainer.train_dataset[i] for i in range(3)]
+    batch = run.trainer.data_collator(rows)
+    longest = max(len(r["input_ids"]) for r in rows)
+    want = -(-longest // train_module.FAST_HEAP_LENGTH_STEP) * train_module.FAST_HEAP_LENGTH_STEP
+    assert batch["input_ids"].shape[1] == (longest if lowered else want)
+    assert int(batch["attention_mask"].sum()) == sum(len(r["input_ids"]) for r in rows)  # padding masked
 
 
 # ---------------------------------------------------------------- resume

@@ -4,13 +4,13 @@ A LoRA-wrapped linear layer costs its base product plus two small products and P
 call; a decode pass of SmolLM2 makes 210 such calls. Inside `linears_swapped(model, precision)`
 every linear layer of the decoder blocks is one plain product with a copy of its effective weight
 (W + scale * B A for each active adapter), in the model's dtype ("merged") or bfloat16
-("bfloat16", for CPUs and GPUs with native bf16). With "bfloat16" the decoder blocks compute in
-bfloat16 (products, attention, so the key-value cache too) while the residual stream between and
-around them keeps the model's dtype: each block norm reads it and gives bf16, and each block's
-bf16 updates are added to it. The final norm keeps the model's dtype. The unembedding then scores the
-whole vocabulary in bfloat16 and its SHORTLIST best tokens again in the model's dtype
-(ShortlistHead), so near-equal logits of the likely tokens are not rounded into ties. The model is
-whole again on leaving.
+("bfloat16", for CPUs and GPUs with native bf16; prepacked for oneDNN on a CPU). With "bfloat16"
+the decoder blocks compute in bfloat16 (products, attention, so the key-value cache too) while the
+residual stream between and around them keeps the model's dtype: each block norm reads it and
+gives bf16, and each block's bf16 updates are added to it. The final norm keeps the model's dtype.
+The unembedding then scores the whole vocabulary in bfloat16 and its SHORTLIST best tokens again
+in the model's dtype (ShortlistHead), so near-equal logits of the likely tokens are not rounded
+into ties. The model is whole again on leaving.
 """
 
 from __future__ import annotations

@@ -55,22 +55,27 @@ def packed_product(weight: torch.Tensor) -> Product | None:
 
 
 class FrozenLinear(nn.Module):
-    """y = x W^T + b with a fixed copy of W in its own dtype; the output is in x's dtype. On a CPU
-    the copy is also kept prepacked (`packed_product`), used when no gradient is wanted."""
+    """y = x W^T + b with a fixed copy of W in `dtype`, for decoding; the output is in x's dtype.
+    Where `packed_product` can pack the copy, only the packed one is kept (a model's bf16 copies
+    would otherwise take their memory twice), and a product that wants a gradient is refused."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype) -> None:
         super().__init__()
-        self.register_buffer("weight", weight.detach().to(dtype).contiguous(), persistent=False)
+        self.dtype = dtype
+        plain = weight.detach().to(dtype).contiguous()
+        self.packed = packed_product(plain)
+        self.register_buffer("weight", plain if self.packed is None else None, persistent=False)
         self.register_buffer("bias", None if bias is None else bias.detach().to(dtype),
                              persistent=False)
-        self.packed = packed_product(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype != self.weight.dtype:
-            return self(x.to(self.weight.dtype)).to(x.dtype)
-        if self.packed is not None and not (torch.is_grad_enabled() and x.requires_grad):
-            return self.packed(x, self.bias)
-        return nn.functional.linear(x, self.weight, self.bias)
+        if x.dtype != self.dtype:
+            return self(x.to(self.dtype)).to(x.dtype)
+        if self.packed is None:
+            return nn.functional.linear(x, self.weight, self.bias)
+        if torch.is_grad_enabled() and x.requires_grad:
+            raise PiilabError("a prepacked linear copy computes no gradient: it is for decoding")
+        return self.packed(x, self.bias)
 
 
 class ShortlistHead(nn.Module):

@@ -145,3 +145,18 @@ def test_bfloat16_blocks_run_on_each_architecture_and_stay_near_the_model(model_
         got = logits(model, ids)
     assert got.dtype == torch.float32 and torch.allclose(got, want, atol=5e-2), (got - want).abs().max()
     assert torch.equal(logits(model, ids), want)  # whole again
+
+
+def test_bfloat16_without_native_bf16_keeps_the_plain_copies(lora_model, tokenizer, monkeypatch):
+    """On a CPU without avx512_bf16/amx_bf16 nothing is packed; the same swap computes with plain
+    bf16 products (emulated, slow) and stays near the model."""
+    from piilab.layers import linears
+
+    monkeypatch.setattr(linears, "cpu_supports_bf16", lambda: False)
+    ids = torch.tensor([tokenizer("Jane Doe wrote to jane.doe@example.com")["input_ids"]])
+    want = logits(lora_model, ids)
+    with linears_swapped(lora_model, "bfloat16"):
+        swapped = [m for m in arch.decoder_layers(lora_model).modules() if isinstance(m, FrozenLinear)]
+        assert swapped and all(m.packed is None and m.weight.dtype == torch.bfloat16 for m in swapped)
+        got = logits(lora_model, ids)
+    assert torch.allclose(got, want, atol=5e-2), (got - want).abs().max()

@@ -186,17 +186,21 @@ def _is_norm(module: nn.Module) -> bool:
     return "norm" in type(module).__name__.lower()
 
 
+def _block_modules(model: nn.Module):
+    """Every module inside the decoder blocks (the blocks themselves included)."""
+    return (module for block in arch.decoder_layers(model) for module in block.modules())
+
+
 def _blocks_lowered(model: nn.Module, dtype: torch.dtype) -> list[tuple[nn.Parameter, torch.Tensor]]:
     """Cast the decoder blocks' floating parameters other than the norms' to `dtype`, in place
     (the linear layers' are copies already); each parameter with its original data, to restore."""
     lowered = []
-    for block in arch.decoder_layers(model):
-        for module in block.modules():
-            if not _is_norm(module):
-                for param in module.parameters(recurse=False):
-                    if param.is_floating_point() and param.dtype != dtype:
-                        lowered.append((param, param.data))
-                        param.data = param.data.to(dtype)
+    params = (param for module in _block_modules(model) if not _is_norm(module)
+              for param in module.parameters(recurse=False))
+    for param in params:
+        if param.is_floating_point() and param.dtype != dtype:
+            lowered.append((param, param.data))
+            param.data = param.data.to(dtype)
     return lowered
 
 
@@ -212,8 +216,8 @@ def _bf16_outputs(model: nn.Module) -> list:
     the rotary embedding's cos and sin are cast down so that queries and keys stay bf16. Adding
     bf16 updates to a float32 stream rounds a third less (mean logit error 0.056 against 0.084
     with a bf16 stream, SmolLM2)."""
-    hooks = [module.register_forward_hook(_cast_to_bf16)
-             for block in arch.decoder_layers(model) for module in block.modules() if _is_norm(module)]
+    hooks = [module.register_forward_hook(_cast_to_bf16) for module in _block_modules(model)
+             if _is_norm(module)]
     hooks += [module.register_forward_hook(_cast_to_bf16) for module in model.modules()
               if "rotary" in type(module).__name__.lower()]
     return hooks

@@ -77,6 +77,9 @@ def folded_attention(model: nn.Module):
         config._attn_implementation = before
 
 
+_FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"  # read by transformers at every attention call
+
+
 @contextmanager
 def grouped_kv_in_sdpa(device: torch.device):
     """On a CPU, let SDPA attend with grouped key/value heads itself (`enable_gqa`) instead of
@@ -95,6 +98,3 @@ def grouped_kv_in_sdpa(device: torch.device):
             del os.environ[_FORCE_GQA]
         else:
             os.environ[_FORCE_GQA] = before
-
-
-_FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"  # read by transformers at every attention call

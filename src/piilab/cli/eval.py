@@ -16,18 +16,23 @@ from piilab.eval.run import EvalConfig, ModelUnderTest, evaluate
 
 
 class _ModelAction(argparse.Action):
-    """`--model A --adapter X --model-lens L --model B`: --adapter and --model-lens belong to the
-    --model before them."""
+    """`--model A --adapter X --model-lens L --model-layers 8,16 --model B`: --adapter,
+    --model-lens and --model-layers belong to the --model before them."""
 
     def __call__(self, parser, namespace, value, option_string=None):
         models = getattr(namespace, "models", None) or []
         if option_string == "--model":
-            models.append({"spec": value, "adapter": None, "lens": None})
+            models.append({"spec": value, "adapter": None, "lens": None, "layers": None})
             namespace.models = models
             return
-        key = option_string.removeprefix("--model-").removeprefix("--")  # adapter, lens
+        key = option_string.removeprefix("--model-").removeprefix("--")  # adapter, lens, layers
         if not models or models[-1][key] is not None:
             raise argparse.ArgumentError(self, f"each {option_string} must follow its own --model")
+        if key == "layers":
+            try:
+                value = int_list(value)
+            except argparse.ArgumentTypeError as error:
+                raise argparse.ArgumentError(self, str(error)) from None
         models[-1][key] = value
 
 
@@ -42,8 +47,12 @@ def register(subparsers) -> None:
     parser.add_argument("--model-lens", action=_ModelAction, dest="models",
                         help="lens for the --model before it only (e.g. tuned:LENS_DIR); list a "
                         "model twice to compare two lenses")
+    parser.add_argument("--model-layers", action=_ModelAction, dest="models",
+                        help="exit layers for the --model before it only, e.g. 5,9,14,18 beside "
+                        "a deeper model's --layers 8,16,24,30")
     parser.add_argument("--layers", type=int_list, help="exit layers, e.g. 8,16,24,30 "
-                        "(default: each model's last layer)")
+                        "(default: each model's last layer), for every model without "
+                        "--model-layers")
     parser.add_argument("--lens", default="norm", help="norm, raw, or tuned:LENS_DIR, for every "
                         "model without a --model-lens")
     parser.add_argument("--data", required=True, help="dataset folder (uses test.jsonl) or JSONL")

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,13 @@ class ModelUnderTest:
     lens: str | None = None
     """This model's lens (e.g. tuned:LENS_DIR); None uses the eval's `lens`. The same model may
     be listed twice with two lenses, to compare them in one results.json."""
+    layers: tuple[int, ...] | None = None
+    """This model's exit layers; None uses the eval's `layers`. Models of different depths are
+    compared at about the same depths (8, 16, 24, 30 of 30 beside 5, 9, 14, 18 of 18)."""
+
+    def __post_init__(self) -> None:
+        if self.layers is not None:  # a list from JSON or the command line; frozen, so hashable
+            object.__setattr__(self, "layers", tuple(self.layers))
 
 
 @dataclass
@@ -101,7 +108,8 @@ class EvalConfig:
             raise PiilabError(f"--batch-size must be at least 1, not {self.batch_size}")
         if self.bootstrap < 0:
             raise PiilabError(f"--bootstrap must be >= 0 (0: no intervals), not {self.bootstrap}")
-        twice = [m for i, m in enumerate(self.models) if m in self.models[:i]]
+        runs = [replace(m, layers=None) for m in self.models]  # what names a run's outputs
+        twice = [m for i, m in enumerate(self.models) if runs[i] in runs[:i]]
         if twice:
             m = twice[0]
             raise PiilabError(f"--model {m.spec}{f' --adapter {m.adapter}' if m.adapter else ''} is given twice "
@@ -262,7 +270,7 @@ def check_layers(config: EvalConfig) -> dict[ModelUnderTest, list[int]]:
     for model in config.models:
         resolved = models.resolve(model.adapter or model.spec)
         depth = models.load_config(resolved).num_hidden_layers
-        layers = config.layers or [depth]
+        layers = list(model.layers or config.layers or [depth])
         bad = [layer for layer in layers if not 1 <= layer <= depth]
         if bad:
             raise PiilabError(

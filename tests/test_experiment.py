@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -82,3 +83,18 @@ def test_a_full_finetuning_experiment_evaluates_the_run_folder_as_the_model(tmp_
     models = experiment.stage_configs(experiment.Experiment.from_yaml(path))["eval"].models
     assert [(m.spec, m.adapter) for m in models] == [(str(tiny_llama_dir), None),
                                                      (str(tmp_path / "exp" / "run"), None)]
+
+
+@pytest.mark.parametrize("config", sorted((Path(experiment.__file__).parent / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_recipe_reads_and_its_pairs_share_data_and_recipe(config):
+    """Each config in piilab's configs/ builds its stages; a -gemma recipe is its SmolLM2 twin's
+    with only the model, its exit layers and the output folder changed (issue 16's comparison)."""
+    exp = experiment.Experiment.from_yaml(config)
+    stages = experiment.stage_configs(exp)
+    assert stages["train"].model in ("smollm2-135m", "gemma3-270m")
+    if config.stem.endswith("-gemma"):
+        twin = experiment.Experiment.from_yaml(config.with_name(config.stem.removesuffix("-gemma") + ".yaml"))
+        assert exp.data == twin.data
+        assert {**exp.train, "model": None} == {**twin.train, "model": None}
+        assert {**exp.eval, "layers": None} == {**twin.eval, "layers": None}

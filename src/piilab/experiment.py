@@ -132,7 +132,12 @@ def stage_configs(exp: Experiment) -> dict[str, Any]:
 
 
 def _stamp(config: Any) -> Any:
-    return json_ready(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config)
+    from piilab.eval.run import saved_models
+
+    stamp = json_ready(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config)
+    if isinstance(stamp, dict) and "models" in stamp:  # eval's, as earlier folders stamped it
+        stamp["models"] = saved_models(stamp["models"])
+    return stamp
 
 
 def json_ready(value: Any) -> Any:

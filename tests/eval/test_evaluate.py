@@ -241,6 +241,12 @@ def test_models_of_different_depths_each_at_their_own_layers(tiny_llama_dir, tok
     assert exit_info.value.code == 2 and "must follow its own --model" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(eval_args(tiny_llama_dir, data_dir, tmp_path / "z", "--model-layers", "one"))
+    # a folder written before models had layers of their own resumes
+    saved = json.loads((out / "eval_config.json").read_text())
+    assert [m.get("layers") for m in saved["models"]] == [None, [1, 2]]
+    saved["models"][0].pop("layers", None)
+    (out / "eval_config.json").write_text(json.dumps(saved))
+    assert main(argv) == 0
     # an experiment file's entry; one model listed twice names the same runs, whatever its layers
     config = ev.EvalConfig(models=[{"spec": "m", "layers": [5, 9]}], data="d", out="o")
     assert config.models[0].layers == (5, 9) and hash(config.models[0])

@@ -126,7 +126,14 @@ class EvalConfig:
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share with the run that wrote the folder."""
-        return {k: v for k, v in _jsonable(asdict(self)).items() if k not in ("out", "device")}
+        same = {k: v for k, v in _jsonable(asdict(self)).items() if k not in ("out", "device")}
+        return {**same, "models": saved_models(same["models"])}
+
+
+def saved_models(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Models as eval_config.json and an experiment's stamp hold them: a model without layers of
+    its own is written as before models could have them, so earlier folders still resume."""
+    return [{k: v for k, v in m.items() if k != "layers" or v is not None} for m in models]
 
 
 def _jsonable(value: Any) -> Any:

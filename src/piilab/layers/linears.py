@@ -95,7 +95,7 @@ class ShortlistHead(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         flat = hidden.reshape(-1, hidden.shape[-1]).to(self.weight.dtype)
-        logits = self.low(flat.to(torch.bfloat16)).to(self.weight.dtype)
+        logits = self.low(flat)  # bf16 product, in the head's dtype
         if self.bias is not None:
             logits += self.bias
         top = top_k(logits, self.shortlist)[1]  # (N, S)

@@ -192,11 +192,26 @@ def test_labels_language_and_prompt_style_options(tmp_path):
     (["--synthetic", "5", "--mix", "alpaca:a.json", "--out", "x"], "alpaca:PATH:FRACTION"),
     (["--synthetic", "5", "--split-by", "colour", "--out", "x"], "split-by"),
     (["--source", "nowhere/at/all.json", "--out", "x"], "no such file"),
+    (["--real", "letters", "--out", "x"], "unknown real-text set 'letters'; shipped: mail"),
 ])
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys, monkeypatch, argv, message):
     monkeypatch.chdir(tmp_path)
     assert main(["data", "build", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_the_shipped_mail_set_builds_as_real_text_records(tmp_path):
+    out = tmp_path / "mail"
+    assert main(["data", "build", "--real", "mail", "--test-size", "0.1", "--out", str(out)]) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["config"]["real"] == ["mail"] and card["sources"]["spans"]["skipped"] == 0
+    rows = records(out / "train.jsonl") + records(out / "test.jsonl")
+    assert len(rows) == card["sources"]["spans"]["written"] > 500 and {r["source"] for r in rows} == {"mail"}
+    labels = {label for r in rows for _, label in parse_answer(r["completion"]) or ()}
+    assert labels == {"NAME", "EMAIL", "PHONE_NUM", "URL_PERSONAL"}
+    # A real text without a labelled item is a negative: about a quarter of them (DATA_SOURCES.md).
+    negatives = sum(parse_answer(r["completion"]) == [] for r in rows)
+    assert 0.15 * len(rows) < negatives < 0.35 * len(rows)
 
 
 def test_alpaca_in_source_is_pointed_to_mix(tmp_path, capsys):

@@ -16,6 +16,7 @@ from piilab.data import (
 from piilab.data.build import GENERATORS
 from piilab.data.compose import ComposeConfig
 from piilab.data.instruct import PROMPT_STYLES
+from piilab.data.real import REAL_SETS
 from piilab.data.sources import FORMATS, SourceSpec
 from piilab.data.synth import SynthConfig
 from piilab.io import check_output_file
@@ -38,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--source", action="append", default=[], metavar="FORMAT:PATH",
                        help=f"a corpus file, glob or directory; FORMAT one of {', '.join(FORMATS)} "
                        "(a bare PATH is detected); repeatable")
+    build.add_argument("--real", action="append", default=[], metavar="NAME",
+                       help=f"add a shipped real-text set ({', '.join(REAL_SETS)}; DATA_SOURCES.md beside it)")
     build.add_argument("--synthetic", type=int, default=0, metavar="N", help="add N synthetic documents")
     build.add_argument("--generator", default="templates", choices=GENERATORS,
                        help="synthetic generator: templates (default, synth.py) or compose (frames, docs/data.md)")
@@ -81,6 +84,7 @@ def run_build(args: argparse.Namespace) -> int:
     config = BuildConfig(
         out=args.out,
         sources=[SourceSpec.parse(s) for s in args.source],
+        real=args.real,
         synthetic=args.synthetic,
         generator=args.generator,
         synthetic_genres=_names(args.genres),

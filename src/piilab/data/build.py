@@ -37,6 +37,7 @@ from piilab.data.labels import (
     load_crosswalk,
     resolve_labels,
 )
+from piilab.data.real import real_set_path
 from piilab.data.records import Document
 from piilab.data.sources import SourceSpec, read_documents
 from piilab.data.sources.ai4privacy import normalize_language
@@ -151,6 +152,8 @@ class BuildConfig:
     """Synthetic generator: 'templates' (synth.py, 82 templates) or 'compose' (compose.py, frames)."""
     synthetic_genres: list[str] | None = None
     """The compose generator's genres (None: all of them)."""
+    real: list[str] = field(default_factory=list)
+    """Shipped real-text sets to read as sources, by name (piilab.data.real: 'mail')."""
 
     def __post_init__(self) -> None:
         # An experiment YAML gives strings ("kaggle:train.json") or mappings ({path, format}).
@@ -160,8 +163,10 @@ class BuildConfig:
                     for m in self.mix]
         if self.synthetic < 0:
             raise PiilabError(f"--synthetic must be >= 0, got {self.synthetic}")
-        if not self.sources and self.synthetic <= 0:
-            raise PiilabError("nothing to build: give --source FORMAT:PATH and/or --synthetic N")
+        for name in self.real:
+            real_set_path(name)  # an unknown name fails here, before anything is read
+        if not self.sources and not self.real and self.synthetic <= 0:
+            raise PiilabError("nothing to build: give --source FORMAT:PATH, --real NAME and/or --synthetic N")
         if not 0 <= self.test_size < 1:
             raise PiilabError(f"--test-size must be in [0, 1), got {self.test_size}")
         if sum(m.fraction for m in self.mix) >= 1 or any(m.fraction < 0 for m in self.mix):
@@ -207,7 +212,8 @@ def _tag_heldout(body: bytes, heldout: bool) -> bytes:
 
 
 def _pii_documents(config: BuildConfig, tallies: dict[str, Tally]) -> Iterator[tuple[Tally, Document]]:
-    for spec in config.sources:
+    specs = [*config.sources, *(SourceSpec(str(real_set_path(name)), "spans") for name in config.real)]
+    for spec in specs:
         yield from read_documents(spec, tallies, config.strict)
     if config.synthetic > 0:
         docs, source = synthetic_documents(config.generator, config.synthetic, config.seed,

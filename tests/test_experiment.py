@@ -85,6 +85,15 @@ def test_a_full_finetuning_experiment_evaluates_the_run_folder_as_the_model(tmp_
                                                      (str(tmp_path / "exp" / "run"), None)]
 
 
+def test_a_setting_added_later_is_stamped_only_when_used():
+    """Folders stamped before `data.real` existed resume: the data stamp names it only when set."""
+    exp = experiment.Experiment.from_yaml(experiment.demo_config_path(), out="somewhere")
+    stamp = experiment._stamp(experiment.stage_configs(exp)["data"])
+    assert "real" not in stamp and stamp["synthetic"] == 1500
+    exp.data = {**exp.data, "real": ["mail"]}
+    assert experiment._stamp(experiment.stage_configs(exp)["data"])["real"] == ["mail"]
+
+
 @pytest.mark.parametrize("config", sorted((Path(experiment.__file__).parent / "configs").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_every_shipped_recipe_reads_and_its_pairs_share_data_and_recipe(config):

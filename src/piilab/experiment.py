@@ -131,12 +131,19 @@ def stage_configs(exp: Experiment) -> dict[str, Any]:
     return configs
 
 
+# Settings added after run folders were first stamped, with their defaults: left out of a stamp
+# while at the default, so those folders still resume instead of building and training again.
+_ADDED_LATER = {"real": []}
+
+
 def _stamp(config: Any) -> Any:
     from piilab.eval.run import saved_models
 
     stamp = json_ready(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config)
     if isinstance(stamp, dict) and "models" in stamp:  # eval's, as earlier folders stamped it
         stamp["models"] = saved_models(stamp["models"])
+    if isinstance(stamp, dict):
+        stamp = {k: v for k, v in stamp.items() if _ADDED_LATER.get(k, object()) != v}
     return stamp
 
 

@@ -225,6 +225,7 @@ def test_config_takes_strings_or_mappings_as_an_experiment_file_would():
     assert a == b
     with pytest.raises(PiilabError, match="unknown format"):
         BuildConfig(out="x", sources=[{"path": "t.json", "format": "excel"}])
+    assert BuildConfig(out="x", real="mail") == BuildConfig(out="x", real=["mail"])
 
 
 def test_a_lone_surrogate_escape_is_a_counted_skip_not_a_crash(tmp_path):

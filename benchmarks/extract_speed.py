@@ -61,16 +61,17 @@ def read_texts(paths: list[Path], n: int, max_chars: int) -> list[str]:
     return [texts[int(i * step)] for i in range(n)]
 
 
-def timed_extract(model, tokenizer, texts, settings, fmt, batch_size, speedups, constrain=True):
+def timed_extract(model, tokenizer, texts, settings, fmt, batch_size, speedups, constrain=True,
+                  second_look=0.0):
     from piilab.extract import extract
     from piilab.layers.decode import Decoding
 
     start = time.perf_counter()
     results = extract(model, tokenizer, texts, settings=settings, prompt_format=fmt,
                       decoding=Decoding(max_new_tokens=128), batch_size=batch_size,
-                      progress=False, speedups=speedups, constrain=constrain)
+                      progress=False, speedups=speedups, constrain=constrain, second_look=second_look)
     items = [sorted((i["value"], i["label"]) for i in r.items) for r in results]
-    return time.perf_counter() - start, [r.answers for r in results], items
+    return time.perf_counter() - start, [(r.answers, r.second_look) for r in results], items
 
 
 def main(args: argparse.Namespace) -> None:
@@ -91,12 +92,14 @@ def main(args: argparse.Namespace) -> None:
     trained_in = trained_folder(args.model, args.adapter)
     settings, fmt = prompt_settings(trained_in), format_for(tokenizer, trained_in)
     # one small warm-up, so no configuration pays for first-call set-up
-    timed_extract(model, tokenizer, texts[:4], settings, fmt, 4, SpeedUps.off(), not args.free_decoding)
+    timed_extract(model, tokenizer, texts[:4], settings, fmt, 4, SpeedUps.off(), not args.free_decoding,
+                  args.second_look)
 
     print(f"{len(texts)} texts (mean {sum(map(len, texts)) / len(texts):.0f} characters, "
           f"< {args.max_chars}); model {args.model} + {args.adapter}; {args.threads} threads; "
           f"native bf16: {cpu_supports_bf16()}; greedy, 128 new tokens at most, "
-          f"{'free' if args.free_decoding else 'copy-constrained'}")
+          f"{'free' if args.free_decoding else 'copy-constrained'}, second look "
+          f"{args.second_look or 'off'}")
     print(f"{'configuration':<34} {'batch':>5} {'drafts':>6} {'seconds':>8} {'texts/s':>8} "
           f"{'identical':>10} {'same items':>10}")
     reference = None
@@ -108,7 +111,7 @@ def main(args: argparse.Namespace) -> None:
     for name, batch, drafts in runs:
         speedups = SpeedUps(**(CONFIGS[name] | ({} if drafts is None else {"draft_tokens": drafts})))
         seconds, answers, items = timed_extract(model, tokenizer, texts, settings, fmt, batch,
-                                                speedups, not args.free_decoding)
+                                                speedups, not args.free_decoding, args.second_look)
         if reference is None:
             reference = answers, items  # the first configuration (plain) is the reference
         same = sum(a == b for a, b in zip(answers, reference[0])) / len(texts)
@@ -119,6 +122,7 @@ def main(args: argparse.Namespace) -> None:
 
 def make_parser() -> argparse.ArgumentParser:
     from piilab.cli._args import int_list
+    from piilab.second_look import THRESHOLD as SECOND_LOOK
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
@@ -137,6 +141,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--free-decoding", action="store_true",
                         help="decode free (default: under the copy constraint, as extract does)")
+    parser.add_argument("--second-look", type=float, default=SECOND_LOOK,
+                        help=f"extract's second look on every configuration (default {SECOND_LOOK}, "
+                             "extract's; 0: off)")
     parser.add_argument("--configs", type=lambda s: s.split(","), default=list(CONFIGS),
                         help=f"comma-separated, from {','.join(CONFIGS)}; the first is the reference")
     return parser

@@ -32,6 +32,7 @@ from piilab.eval.span_scores import (
     token_tally,
 )
 from piilab.io import append_jsonl, iter_jsonl, write_json
+from piilab.second_look import THRESHOLD as SECOND_LOOK
 
 DEV = Path(__file__).resolve().parent / "real_text" / "dev.jsonl"
 LABELS = ("NAME", "EMAIL", "USERNAME", "ID_NUM", "PHONE_NUM", "URL_PERSONAL", "STREET_ADDRESS")
@@ -93,9 +94,11 @@ def presidio_predictor(threshold: float):
 
 
 def piilab_predictor(model_spec: str, adapter: str | None, device: str, layer: int | None,
-                     constrain: bool = True, linear: str = "merged", eos_weight: float = 1.0):
+                     constrain: bool = True, linear: str = "merged", eos_weight: float = 1.0,
+                     second_look: float = 0.0):
     """texts -> per text (spans, extra): piilab.extract with the model's training prompt settings,
-    `linear` precision (extract's --linear) and `eos_weight` (extract's --eos-weight)."""
+    `linear` precision (extract's --linear), `eos_weight` (extract's --eos-weight) and
+    `second_look` (extract's --second-look)."""
     from piilab.extract import SpeedUps, extract, prompt_settings
     from piilab.layers.decode import Decoding
     from piilab.models import load_model, trained_folder
@@ -110,7 +113,8 @@ def piilab_predictor(model_spec: str, adapter: str | None, device: str, layer: i
         results = extract(model, tokenizer, texts, layer=layer, settings=settings,
                           prompt_format=fmt, progress=False, constrain=constrain,
                           speedups=SpeedUps(linear=linear),
-                          decoding=Decoding(max_new_tokens=128, eos_weight=eos_weight))
+                          decoding=Decoding(max_new_tokens=128, eos_weight=eos_weight),
+                          second_look=second_look)
         out = []
         for result in results:
             spans = [SpanPred(s["start"], s["end"], item["label"])
@@ -287,6 +291,9 @@ def make_parser() -> argparse.ArgumentParser:
                         help="piilab's linear layers, as extract --linear (default merged)")
     parser.add_argument("--eos-weight", type=float, default=1.0,
                         help="piilab's EOS weight, as extract --eos-weight (default 1: greedy)")
+    parser.add_argument("--second-look", type=float, default=SECOND_LOOK,
+                        help=f"piilab's second look, as extract --second-look (default {SECOND_LOOK}, "
+                             "extract's; 0: off)")
     parser.add_argument("--systems", default="piilab,presidio", help="comma-separated: piilab, presidio")
     parser.add_argument("--threshold", type=float, default=0.4, help="Presidio's score threshold")
     parser.add_argument("--sources", default=None, help="only these sources (comma-separated)")
@@ -327,13 +334,14 @@ def main(argv: list[str] | None = None) -> int:
                 {"threshold": args.threshold} if name == "presidio" else
                 {"model": args.model, "adapter": args.adapter, "layer": args.layer,
                  "constrain": not args.free_decoding, "linear": args.linear,
-                 **({"eos_weight": args.eos_weight} if args.eos_weight != 1.0 else {})})})
+                 **({"eos_weight": args.eos_weight} if args.eos_weight != 1.0 else {}),
+                 **({"second_look": args.second_look} if args.second_look else {})})})
         if name == "presidio":
             make = partial(presidio_predictor, args.threshold)
             label = f"presidio@{args.threshold}"
         else:
             make = partial(piilab_predictor, args.model, args.adapter, args.device, args.layer,
-                           not args.free_decoding, args.linear, args.eos_weight)
+                           not args.free_decoding, args.linear, args.eos_weight, args.second_look)
             label = "piilab"
         predictions = run_system(name, make, records, args.out)
         results[label] = score(records, predictions)
@@ -348,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.out / "results.json", {
             "data": str(args.data), "texts": len(records), "model": args.model, "adapter": args.adapter,
             "layer": args.layer, "constrain": not args.free_decoding, "linear": args.linear,
-            "eos_weight": args.eos_weight, "presidio_threshold": args.threshold,
+            "eos_weight": args.eos_weight, "second_look": args.second_look,
+            "presidio_threshold": args.threshold,
             "systems": {name: summary(res) for name, res in results.items()},
             **({"validators": {name: summary(res) for name, res in variants.items()}}
                if "piilab" in systems else {})})

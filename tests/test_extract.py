@@ -192,6 +192,8 @@ def test_cli_runs_a_real_tiny_model_end_to_end(tokenizer, tmp_path, capsys):
     (["--layer", "5", TEXT], "layers 1..4"),
     (["  "], "text 0 is empty"),
     ([], "give a TEXT or --input FILE"),
+    (["--second-look", "1", TEXT], "--second-look must be a probability in [0, 1), not 1.0"),
+    (["--second-look", "-0.1", TEXT], "--second-look must be a probability"),
 ])
 def test_cli_errors_are_one_line(tiny_llama_dir, capsys, args, match):
     from helpers import one_line_error

@@ -17,9 +17,11 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from piilab import second_look as look
 from piilab.data.answer import format_answer, parse_answer
 from piilab.errors import PiilabError
 from piilab.models.prompts import PromptFormat, format_for
@@ -209,11 +211,14 @@ class Extraction:
     rejected: list[dict[str, str]] = field(default_factory=list)
     """{value, label} for each model item the validators dropped (its value lacks its label's
     shape; piilab.shapes)."""
+    second_look: list[str] = field(default_factory=list)
+    """The lines the second look decoded (piilab.second_look); their new items are in `items`,
+    marked "found_by": "second look"."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"layer": self.layer, "items": self.items, "invented": self.invented,
                 "outside_labels": self.outside_labels, "rejected": self.rejected,
-                "answers": self.answers}
+                "answers": self.answers, "second_look": self.second_look}
 
     def redacted(self) -> str:
         """The text with every placed item replaced by [LABEL] (longest first where they overlap)."""
@@ -290,10 +295,12 @@ def answer_seeds(labels: Sequence[str]) -> list[str]:
 
 def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, decoding,
                    batch_size: int, add_special_tokens: bool, progress: bool,
-                   speedups: SpeedUps, rules=None, labels: Sequence[str] = ()) -> list[str]:
+                   speedups: SpeedUps, rules=None, labels: Sequence[str] = (),
+                   notes=None) -> list[str]:
     """Each prompt's answer from exit `layer`, through the fastest engine that gives it exactly.
 
-    `rules`, one (text, labels) per prompt, copy-constrains the answers (layers/constrain.py).
+    `rules`, one (text, labels) per prompt, copy-constrains the answers (layers/constrain.py),
+    and `notes` collects what decoding saw besides them (layers/constrain.Notes).
     `labels` (the answers' label set) seeds prompt-lookup's drafts with the answer's own words.
     """
     from piilab.layers.decode import generate
@@ -317,10 +324,11 @@ def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, de
                                    draft_tokens=speedups.draft_tokens,
                                    share_prefix=speedups.share_prefix,
                                    add_special_tokens=add_special_tokens, progress=progress,
-                                   answers=rules, seeds=answer_seeds(labels)).texts
+                                   answers=rules, seeds=answer_seeds(labels),
+                                   notes=notes).texts
         return generate(model, tokenizer, prompts, [layer], lens=lens, decoding=decoding,
                         batch_size=batch_size, add_special_tokens=add_special_tokens,
-                        progress=progress, answers=rules)[layer]
+                        progress=progress, answers=rules, notes=notes)[layer]
 
 
 def extract(
@@ -338,6 +346,7 @@ def extract(
     speedups: SpeedUps | None = None,
     constrain: bool = True,
     validators: Sequence[str] = (),
+    second_look: float = 0.0,
 ) -> list[Extraction]:
     """Find the PII in each text, decoding from exit `layer` (default: the last).
 
@@ -347,10 +356,13 @@ def extract(
     with plain batched `generate`.
     `validators` (modes of piilab.shapes: check, extend, complete) combine the model's items with
     patterns for values of a fixed shape; none by default here, `piilab extract`'s are chosen on
-    the real-text dev set (docs/evaluation.md).
+    the real-text dev set (docs/evaluation.md). `second_look` p > 0 decodes one more line from
+    each way on between items that the model gave at least p (greedy, constrained decoding only;
+    piilab.second_look); off by default here, `piilab extract`'s p is chosen on the same set.
     """
     from piilab import shapes
     from piilab.data.labels import DEFAULT_LABELS
+    from piilab.layers.constrain import Notes
     from piilab.layers.decode import Decoding
     from piilab.models import arch
 
@@ -373,15 +385,26 @@ def extract(
             rules.append((window, labels))
     log.info("extracting PII from %d texts (%d windows) at layer %d, style %s", len(texts),
              len(prompts), layer, settings.style)
-    answers = decode_answers(model, tokenizer, prompts, layer, lens=lens, decoding=decoding,
-                             batch_size=batch_size, add_special_tokens=fmt.add_special_tokens,
-                             progress=progress, speedups=speedups,
-                             rules=rules if constrain else None, labels=labels)
+    engine = partial(decode_answers, model, tokenizer, layer=layer, lens=lens,
+                     batch_size=batch_size, add_special_tokens=fmt.add_special_tokens,
+                     progress=progress, speedups=speedups, labels=labels)
+    notes = None
+    if second_look > 0 and constrain and not decoding.sample:
+        notes = Notes(second_look)
+    elif second_look > 0:
+        log.info("second look not used: it needs greedy, copy-constrained decoding")
+    answers = engine(prompts, decoding=decoding, rules=rules if constrain else None,
+                     notes=notes)
+    lines: list[list[str]] = [[] for _ in prompts]
+    if notes is not None:
+        lines = look_again(engine, prompts, rules, answers, notes, decoding)
     results = []
     for i, text in enumerate(texts):
         mine = [answer for owner, answer in zip(owners, answers) if owner == i]
         items = [item for answer in mine for item in parse_answer(answer)]
         placed, invented = place(text, [item for item in items if item[1] in labels])
+        looked = [line for owner, found in zip(owners, lines) if owner == i for line in found]
+        placed = second_look_items(text, placed, looked, labels)
         placed, rejected = shapes.on_items(text, placed, validators)
         placed = [item for item in placed if item["label"] in labels]  # patterns' labels too
         outside = [{"value": v, "label": label} for v, label in dict.fromkeys(items)
@@ -389,5 +412,39 @@ def extract(
         if outside:
             log.warning("%d items named a label outside the label set; reported, not placed",
                         len(outside))
-        results.append(Extraction(text, layer, mine, placed, invented, outside, rejected))
+        results.append(Extraction(text, layer, mine, placed, invented, outside, rejected, looked))
     return results
+
+
+def look_again(engine, prompts: list[str], rules: list[tuple], answers: list[str], notes,
+               decoding) -> list[list[str]]:
+    """Per prompt, the lines its second look wrote: from each way on noted, the answer decoded
+    to the end of that line, kept where the model wrote it itself (the constraint never had
+    to override its first choice: a forced line is the constraint's, not the model's)."""
+    from dataclasses import replace
+
+    from piilab.layers.constrain import Notes
+
+    todo = look.branches(answers, notes.ways_on)
+    lines: list[list[str]] = [[] for _ in prompts]
+    if not todo:
+        return lines
+    seen = Notes()
+    new = engine([prompts[p] + written for p, written in todo],
+                 decoding=replace(decoding, stop=(*decoding.stop, "\n")),
+                 rules=[(*rules[p], written) for p, written in todo], notes=seen)
+    for k, ((p, written), continuation) in enumerate(zip(todo, new)):
+        if k not in seen.overridden:
+            lines[p].append(look.line(written, continuation))
+    log.info("second look: %d ways on of probability >= %.2f in %d answers; %d lines the "
+             "model's own", len(todo), notes.threshold, len({p for p, _ in todo}),
+             len(todo) - len(seen.overridden))
+    return lines
+
+
+def second_look_items(text: str, placed: list[dict], looked: list[str], labels) -> list[dict]:
+    """`placed` and the new items of the second look's lines (second_look.join)."""
+    if not looked:
+        return placed
+    found = [item for line in looked for item in parse_answer(line) if item[1] in labels]
+    return look.join(placed, place(text, found)[0])

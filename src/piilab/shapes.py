@@ -109,19 +109,21 @@ def combine(text: str, spans: list[Span], modes: Iterable[str]) -> list[Span]:
 
 
 def on_items(text: str, items: list[dict], modes: Iterable[str]) -> tuple[list[dict], list[dict]]:
-    """`combine` on extract's placed items ({value, label, spans: [{start, end}]}): the items
-    after it, in text order (those the patterns added marked "found_by": "pattern"), and the
-    model's items that `check` dropped ({value, label})."""
+    """`combine` on extract's placed items ({value, label, spans: [{start, end}]}, maybe
+    "found_by"): the items after it, in text order (those the patterns added marked "found_by":
+    "pattern", the others keeping theirs), and the model's items that `check` dropped."""
     modes = set(modes)
     if not modes:
         return items, []
-    by_model, rejected = set(), []
+    by_model, rejected, found_by = set(), [], {}
     for item in items:  # one item at a time, so a dropped one can be named
         kept = combine(text, [(s["start"], s["end"], item["label"]) for s in item["spans"]],
                        modes - {"complete"})
         if not kept:
             rejected.append({"value": item["value"], "label": item["label"]})
         by_model.update(kept)
+        if "found_by" in item:  # the second look's items keep their mark
+            found_by.update((span, item["found_by"]) for span in kept)
     final = combine(text, sorted(by_model), modes & {"complete"})
     grouped: dict[tuple[str, str], list[Span]] = {}
     for span in final:
@@ -130,7 +132,10 @@ def on_items(text: str, items: list[dict], modes: Iterable[str]) -> tuple[list[d
     for (value, label), places in grouped.items():
         item = {"value": value, "label": label,
                 "spans": [{"start": start, "end": end} for start, end, _ in places]}
+        marks = [found_by[place] for place in places if place in found_by]
         if not by_model.intersection(places):
             item["found_by"] = "pattern"
+        elif marks:
+            item["found_by"] = marks[0]
         out.append(item)
     return out, rejected

@@ -11,6 +11,7 @@ from piilab.cli.generate import add_model_args
 from piilab.errors import PiilabError
 from piilab.models.loading import DEFAULT_MODEL
 from piilab.models.shipped import SHIPPED_DEFAULT
+from piilab.second_look import THRESHOLD as SECOND_LOOK
 
 # Chosen on the real-text dev set (docs/evaluation.md, "Model and validators").
 DEFAULT_VALIDATORS: tuple[str, ...] = ("extend", "check", "complete")
@@ -52,6 +53,10 @@ def register(subparsers) -> None:
                              "cut email or URL), complete (add emails, Luhn card numbers and IBANs "
                              f"the model missed); 'none' for the model alone (default "
                              f"{','.join(DEFAULT_VALIDATORS) or 'none'})")
+    parser.add_argument("--second-look", type=float, default=SECOND_LOOK, metavar="P",
+                        help="decode one more line from each way on between items that the model "
+                             "gave at least P and the answer did not take (copy-constrained greedy "
+                             f"decoding only; default {SECOND_LOOK}, 0: off)")
     add_decoding_args(parser, max_new_tokens=128)
     add_free_decoding_arg(parser)
     parser.set_defaults(func=run)
@@ -94,6 +99,8 @@ def run(args) -> int:
     from piilab.models.prompts import format_for
 
     ids, texts, lines = read_texts(args)
+    if not 0 <= args.second_look < 1:
+        raise PiilabError(f"--second-look must be a probability in [0, 1), not {args.second_look}")
     if args.draft_tokens < 0:
         raise PiilabError(f"--draft-tokens must be 0 or more, not {args.draft_tokens}")
     speedups = SpeedUps.off() if args.plain_decoding else SpeedUps(
@@ -113,7 +120,8 @@ def run(args) -> int:
                       prompt_format=format_for(tokenizer, trained_in), lens=args.lens,
                       decoding=decoding, speedups=speedups,
                       batch_size=BATCH_SIZE if args.batch_size is None else args.batch_size,
-                      constrain=not args.free_decoding, validators=validators_from(args.validators))
+                      constrain=not args.free_decoding, validators=validators_from(args.validators),
+                      second_look=args.second_look)
     for id_, result in zip(ids, results):
         if args.redact:
             out = json.dumps({"id": id_, "redacted": result.redacted()}, ensure_ascii=False) \

@@ -56,6 +56,10 @@ class AnswerGrammar:
         """The state before the first character of the answer."""
         return AnswerState(frozenset({(LINE, 2)}))
 
+    def after(self, written: str) -> AnswerState | None:
+        """The state once `written` (an answer's first part) is written; None if it is invalid."""
+        return self.advance(self.start(), written.encode("utf-8")) if written else self.start()
+
     # ------------------------------------------------------------ characters
 
     def step(self, configs: frozenset, ch: str) -> frozenset:
@@ -102,6 +106,14 @@ class AnswerGrammar:
         """Whether the answer may end here: after `None`, after a whole line, or after its newline."""
         return not state.pending and any(
             c == (NONE, len(NO_PII)) or c == (CLOSED,) or c == (LINE, 0) for c in state.configs)
+
+    def between_items(self, state: AnswerState) -> bool:
+        """Whether the answer stands where an item may begin or a new line may follow one."""
+        return not state.pending and any(c[0] in (LINE, CLOSED) for c in state.configs)
+
+    def only_none(self, state: AnswerState) -> bool:
+        """Whether every way on from here writes `None` (no item)."""
+        return all(c[0] == NONE for c in state.configs)
 
     def could_begin(self, configs: frozenset, head: bytes) -> bool:
         """Whether some character allowed next starts with the bytes `head` (a split character)."""

@@ -3,6 +3,10 @@
 At each step, each constrained row takes the most likely of its top-k tokens whose bytes keep the
 answer a valid prefix (piilab.data.answer_grammar); when none does, the shortest forced way on
 (" (", the rest of a label, EOS), then the rest of the vocabulary in order of likelihood.
+
+Greedy decoding writes one answer; where an item may begin (or a new line follow the last one)
+the model often gives a second way on a fair chance. `Notes` keeps those ways, so that
+extract's second look can decode one more line from each (piilab.second_look).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import math
 import re
 import weakref
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 
@@ -124,15 +129,36 @@ def _check_table(tokenizer, table: list[bytes | None], samples: int = 200) -> No
 # ---------------------------------------------------------------- guiding a call
 
 
+@dataclass
+class Notes:
+    """What copy-constrained greedy decoding saw besides its answers, per prompt index:
+    `ways_on`, each valid token other than the choice (and EOS) that the model gave at least
+    `threshold` where an item may begin or a new line follow one, as the answer written up to
+    and with it, with that probability (None: not looked for); `overridden`, the prompts where
+    the constraint took another token than the model's first choice at least once."""
+
+    threshold: float | None = None
+    ways_on: dict[int, dict[bytes, float]] = field(default_factory=dict)
+    overridden: set[int] = field(default_factory=set)
+
+    def way_on(self, prompt: int, written: bytes, probability: float) -> None:
+        mine = self.ways_on.setdefault(prompt, {})
+        mine[written] = max(probability, mine.get(written, 0.0))
+
+
 class CopyGuide:
     """For one `generate` call: each prompt's answer grammar (None: that prompt decodes free)."""
 
-    def __init__(self, tokenizer, answers: Sequence[tuple[str, Sequence[str]] | None], decoding,
-                 eos: Sequence[int], top_k: int = TOP_K) -> None:
+    def __init__(self, tokenizer, answers: Sequence[tuple | None], decoding, eos: Sequence[int],
+                 top_k: int = TOP_K, notes: Notes | None = None) -> None:
+        """`answers`: per prompt None (free), (text, labels), or (text, labels, written) for an
+        answer whose first part the prompt already ends with. `notes` (greedy decoding
+        only) collects what decoding saw besides the answers."""
         self.tokenizer = tokenizer
         self.table = token_bytes(tokenizer)
-        self.grammars = [AnswerGrammar(text, labels) if answer is not None else None
-                         for answer in answers for text, labels in [answer or (None, None)]]
+        self.grammars = [AnswerGrammar(*answer[:2]) if answer is not None else None for answer in answers]
+        self.starts = [self._start(g, answer) for g, answer in zip(self.grammars, answers)]
+        self.notes = None if decoding.sample else notes
         self.decoding, self.eos, self.top_k = decoding, set(eos), max(top_k, decoding.top_k or 1)
         self.eos_bonus = math.log(decoding.eos_weight) if decoding.eos_weight != 1.0 else 0.0
         self._first_tokens: dict[str, int | None] = {}
@@ -140,10 +166,29 @@ class CopyGuide:
         """Constrained tokens chosen; of them, where the model's own first choice was invalid;
         and where no token of the top k was valid."""
 
+    @classmethod
+    def for_answers(cls, tokenizer, answers, decoding, eos: Sequence[int],
+                    notes: Notes | None = None) -> CopyGuide | None:
+        """The guide of a call whose prompts have these rules (None if none has one)."""
+        if not answers or not any(answers):
+            return None
+        return cls(tokenizer, answers, decoding, eos, notes=notes)
+
+    @staticmethod
+    def _start(grammar: AnswerGrammar | None, answer) -> AnswerState | None:
+        if grammar is None:
+            return None
+        written = answer[2] if len(answer) > 2 else ""
+        state = grammar.after(written)
+        if state is None:
+            raise PiilabError("an answer's given beginning does not copy its text")
+        return state
+
     def rows(self, prompt_of_row: Sequence[int]) -> RowGuide | None:
         """The guide of one batch, whose rows decode these prompts (None if all decode free)."""
-        grammars = [self.grammars[p] for p in prompt_of_row]
-        return RowGuide(self, grammars) if any(grammars) else None
+        if not any(self.grammars[p] for p in prompt_of_row):
+            return None
+        return RowGuide(self, list(prompt_of_row))
 
     def summary(self) -> str:
         return (f"copy constraint: {self.overridden} of {self.steps} tokens were not the model's "
@@ -159,10 +204,12 @@ class CopyGuide:
 class RowGuide:
     """One batch's answer states, by row slot; masks logits to valid tokens and advances."""
 
-    def __init__(self, guide: CopyGuide, grammars: list[AnswerGrammar | None]) -> None:
-        self.guide, self.grammars = guide, grammars
-        self.states = [g.start() if g else None for g in grammars]
-        self.next: list[dict[int, AnswerState | None]] = [{} for _ in grammars]
+    def __init__(self, guide: CopyGuide, prompts: list[int]) -> None:
+        self.guide, self.prompts = guide, prompts
+        self.grammars = [guide.grammars[p] for p in prompts]
+        self.states = [guide.starts[p] for p in prompts]
+        self.next: list[dict[int, AnswerState | None]] = [{} for _ in prompts]
+        self.written = [b"" for _ in prompts]  # each row's answer so far (for `Notes`)
 
     def _try(self, slot: int, token: int) -> bool:
         """Whether `token` keeps row `slot`'s answer valid (its next state is kept for `advance`)."""
@@ -214,7 +261,28 @@ class RowGuide:
     def _allowed(self, slot: int, ranked: torch.Tensor, top: list[int]) -> list[int]:
         self.next[slot] = {}
         self.guide.steps += 1
-        return self._valid(slot, ranked, top)
+        allowed = self._valid(slot, ranked, top)
+        notes = self.guide.notes
+        if notes is not None and top[0] not in allowed:
+            notes.overridden.add(self.prompts[slot])
+        if notes is not None and notes.threshold and self.grammars[slot].between_items(
+                self.states[slot]):
+            self._note_ways_on(slot, ranked, top, allowed)
+        return allowed
+
+    def _note_ways_on(self, slot: int, ranked: torch.Tensor, top: list[int], chosen: list[int]) -> None:
+        """Note each valid token other than the choice (and EOS) that is likely enough."""
+        notes, grammar = self.guide.notes, self.grammars[slot]
+        total = torch.logsumexp(ranked, dim=0)
+        for token in top:
+            probability = math.exp(float(ranked[token] - total))
+            if probability < notes.threshold:
+                break  # `top` is in order of likelihood
+            if token in chosen or token in self.guide.eos or not self._try(slot, token):
+                continue
+            if not grammar.only_none(self.next[slot][token]):
+                notes.way_on(self.prompts[slot], self.written[slot] + self.guide.table[token],
+                             probability)
 
     def pick(self, slot: int, ranked: torch.Tensor, top: list[int]) -> int:
         """Greedy decoding's constrained token for row `slot` from its ranked scores (V,) and top
@@ -244,3 +312,5 @@ class RowGuide:
                 if token not in self.next[slot]:
                     self._try(slot, token)
                 self.states[slot] = self.next[slot][token] or self.states[slot]
+                if token not in self.guide.eos and self.guide.notes is not None:
+                    self.written[slot] += self.guide.table[token] or b""

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from piilab.errors import PiilabError
-from piilab.layers.constrain import CopyGuide
+from piilab.layers.constrain import Notes, CopyGuide
 from piilab.layers.lens import Lens
 from piilab.layers.lenses import make_lens
 from piilab.models import arch
@@ -435,15 +435,15 @@ def generate(
     add_special_tokens: bool = True,
     progress: bool = True,
     return_details: bool = False,
-    answers: Sequence[tuple[str, Sequence[str]] | None] | None = None,
+    answers: Sequence[tuple | None] | None = None, notes: Notes | None = None,
 ) -> dict[int, list[str]] | Generation:
     """Decode every prompt from every exit layer: {layer: [text per prompt]}.
 
-    Prompts are decoded exactly as given (plus the tokenizer's own special tokens when
-    `add_special_tokens`). `layers` defaults to the last layer (the ordinary model). With
-    `return_details`, returns a `Generation` with token ids and per-layer timings as well.
-    `answers`, one (text, labels) per prompt, constrains each PII answer to copy spans of its
-    text and name labels of its set (None for a prompt leaves it free; layers/constrain.py).
+    Prompts are decoded as given (plus the tokenizer's own special tokens when
+    `add_special_tokens`); `layers` defaults to the last (the ordinary model); `return_details`
+    returns a `Generation` with token ids and per-layer timings. `answers`, per prompt a rule of
+    layers/constrain.py or None (free), copy-constrains PII answers; `notes` collects
+    what greedy decoding saw besides them (constrain.Notes).
     """
     wall = time.perf_counter()
     decoding = decoding or Decoding()
@@ -457,7 +457,7 @@ def generate(
     plan = _Plan()
     if answers is not None and len(answers) != len(encoded):
         raise PiilabError(f"{len(answers)} answer constraints for {len(encoded)} prompts")
-    guide = CopyGuide(tokenizer, answers, decoding, eos) if answers and any(answers) else None
+    guide = CopyGuide.for_answers(tokenizer, answers, decoding, eos, notes)
     run = _Run(model, tokenizer, make_lens(model, lens), sorted(layers, reverse=True), decoding,
                eos, pad_id, device, plan,
                [_Block(i, block, plan) for i, block in enumerate(arch.decoder_layers(model), 1)],

@@ -38,7 +38,7 @@ from torch import nn
 from piilab.errors import PiilabError
 from piilab.layers.attention import folded_attention, grouped_kv_in_sdpa
 from piilab.layers.cache import compacted, roomy_cache
-from piilab.layers.constrain import CopyGuide, RowGuide
+from piilab.layers.constrain import Notes, CopyGuide, RowGuide
 from piilab.layers.decode import (
     Decoding,
     choose,
@@ -410,16 +410,17 @@ def lookup_generate(
     share_prefix: bool = True,
     add_special_tokens: bool = True,
     progress: bool = True,
-    answers: Sequence[tuple[str, Sequence[str]] | None] | None = None,
+    answers: Sequence[tuple | None] | None = None,
     seeds: Sequence[str] = (),
+    notes: Notes | None = None,
 ) -> LookupRun:
     """Greedy decoding of every prompt from exit `layer` (default: the last), drafting from the
     prompts themselves; the texts and token ids are those of `generate(..., layers=[layer])`.
 
     `draft_tokens` 0 decodes one token per pass (no drafts); `share_prefix` False prefills each
     prompt whole. Prompts are decoded shortest first, at most `batch_size` at a time, finished
-    rows' places taken by the next prompts (continuous batching). `answers`, one
-    (text, labels) per prompt, copy-constrains the answers as `generate` does. `seeds` are
+    rows' places taken by the next prompts (continuous batching). `answers` and `notes`
+    copy-constrain the answers and collect what decoding saw, as `generate` does. `seeds` are
     fragments of the answers to expect, each drafted as if EOS followed it (extraction's "None",
     " (NAME)"): they win over the shared start's tokens, never over a row's own.
     """
@@ -450,8 +451,7 @@ def lookup_generate(
     run = _Run(model, tokenizer, make_lens(model, lens), layer, decoding, eos, pad_id,
                next(model.parameters()).device, draft_tokens, token_keys(tokenizer),
                encoded[0][:shared] if encoded else [])
-    if answers and any(answers):
-        run.guide = CopyGuide(tokenizer, answers, decoding, eos)
+    run.guide = CopyGuide.for_answers(tokenizer, answers, decoding, eos, notes)
     log.info("prompt-lookup decoding of %d prompts at layer %d: up to %d draft tokens, shared "
              "start of %d tokens, batches of %d", len(encoded), layer, draft_tokens, shared,
              batch_size)

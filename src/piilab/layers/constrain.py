@@ -135,7 +135,8 @@ class Notes:
     `ways_on`, each valid token other than the choice (and EOS) that the model gave at least
     `threshold` where an item may begin or a new line follow one, as the answer written up to
     and with it, with that probability (None: not looked for); `overridden`, the prompts where
-    the constraint took another token than the model's first choice at least once."""
+    the constraint took another token than the model's first choice at least once. Keyed by
+    prompt only: a call that decodes several exit layers mixes their notes."""
 
     threshold: float | None = None
     ways_on: dict[int, dict[bytes, float]] = field(default_factory=dict)

@@ -109,3 +109,67 @@ def test_importing_piilab_on_a_loaded_machine_leaves_openmp_waiting_alone():
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["None", "None"]
+
+
+def test_others_busy_leaves_out_this_processs_own_cpu_time():
+    # 2 CPUs, 1 s at 100 ticks/s: 200 ticks, 50 idle, so 1.5 CPUs busy; this process used 1.0
+    # s of CPU time of them, so other work kept 0.5 of a CPU busy
+    before, after = (1000, 5000, 10.0), (1050, 5200, 11.0)
+    assert threads.others_busy(before, after, 2, 100) == pytest.approx(0.5)
+    assert threads.others_busy(before, (1050, 5200, 12.0), 2, 100) == 0.0  # never below 0
+    assert threads.others_busy(before, before, 2, 100) == 0.0  # no time passed
+
+
+def test_read_load_gives_both_halves_of_a_reading():
+    reading = threads.read_load(threads.usable_cpus())
+    if reading is None:
+        pytest.skip("no /proc/stat here")
+    idle, total, own = reading
+    assert 0 <= idle <= total and own > 0
+
+
+class _Load:
+    """Readings of a 2-CPU machine, one second apart, with `others` CPUs of other work and this
+    process using 1.5 CPUs."""
+
+    def __init__(self) -> None:
+        self.at, self.others = (0, 0, 0.0), 0.0
+
+    def __call__(self, cpus):
+        idle, total, own = self.at
+        busy = min(2.0, self.others + 1.5)
+        self.at = (idle + round(100 * (2 - busy)), total + 200, own + 1.5)
+        return self.at
+
+
+def test_a_thread_watch_gives_back_the_core_a_brief_job_held_at_the_start(monkeypatch):
+    import torch
+
+    from piilab import runtime
+
+    monkeypatch.setattr(runtime, "_threads_auto", True)
+    monkeypatch.setattr(threads, "usable_cpus", lambda: [0, 1])
+    monkeypatch.setattr(threads, "physical_cores", lambda cpus: 2)
+    clock = iter(range(0, 1000, 30)).__next__  # 30 s per poll
+    load, before = _Load(), torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # what the start chose beside a brief job
+        watch = runtime.ThreadWatch(every=60, read=load, clock=clock)
+        assert watch.poll() is None  # 30 s: too soon to look
+        assert watch.poll() == 2 and torch.get_num_threads() == 2  # the machine is free now
+        load.others = 1.0  # a long job starts beside the run
+        assert watch.poll() is None and watch.poll() == 1
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_thread_watch_leaves_a_count_it_did_not_choose_from_the_load(monkeypatch):
+    import torch
+
+    from piilab import runtime
+
+    monkeypatch.setattr(runtime, "_threads_auto", False)  # --threads, OMP_NUM_THREADS, ...
+    watch = runtime.ThreadWatch(every=0, read=_Load(), clock=iter(range(100)).__next__)
+    before = torch.get_num_threads()
+    assert watch.poll() is None and torch.get_num_threads() == before

@@ -1,5 +1,5 @@
-"""Runtime choices made once per process, each logged with the reason: device, dtype, CPU threads;
-and the heap."""
+"""Runtime choices made once per process, each logged with the reason: device, dtype, CPU threads
+(looked at again during training); and the heap."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import os
 import resource
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,6 +94,7 @@ def choose_runtime(device: str = "auto", dtype: str = "auto") -> Runtime:
 
 
 _threads_reason: str | None = None  # set by the first configure_threads of this process
+_threads_auto = False  # whether that choice came from the load (no --threads, OMP_NUM_THREADS, ...)
 
 
 def configure_threads(requested: int | None = None) -> str:
@@ -101,7 +103,7 @@ def configure_threads(requested: int | None = None) -> str:
     Later calls without `requested` keep the first choice; `requested` (--threads) always applies.
     Returns the logged reason.
     """
-    global _threads_reason
+    global _threads_reason, _threads_auto
     if _threads_reason is not None and requested is None:
         return _threads_reason
     cpus = threads.usable_cpus()
@@ -117,11 +119,46 @@ def configure_threads(requested: int | None = None) -> str:
         torch_threads=torch.get_num_threads())
     if count is not None:
         torch.set_num_threads(count)
+    _threads_auto = auto
     if auto:
         reason += f", {measured}"
     _threads_reason = f"{torch.get_num_threads()} ({reason}); {threads.openmp_note()}"
     log.info("runtime: threads: %s", _threads_reason)
     return _threads_reason
+
+
+class ThreadWatch:
+    """Looks at the load again every `every` seconds of a long run and sets torch's thread count
+    anew, where piilab chose it from the load at start (`configure_threads`'s auto case; never
+    over --threads, OMP_NUM_THREADS or the caller's torch.set_num_threads). A brief job at the
+    start no longer holds a whole run to one thread, and a long one that starts later gets its
+    core. Only other processes' CPU time counts: this process is busy when it looks."""
+
+    def __init__(self, every: float = 60.0, read=threads.read_load, clock=time.monotonic) -> None:
+        self.every, self.read, self.clock = every, read, clock
+        self.cpus = threads.usable_cpus()
+        self.cores = threads.physical_cores(self.cpus)
+        self.ticks_per_second = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.last = read(self.cpus) if _threads_auto else None
+        self.since = clock()
+
+    def poll(self) -> int | None:
+        """Between steps: once `every` seconds have passed, look again; the new thread count if
+        it changed (logged), else None."""
+        if self.last is None or self.clock() - self.since < self.every:
+            return None
+        now, seconds = self.read(self.cpus), self.clock() - self.since
+        if now is None:
+            self.last = None  # no /proc/stat: keep the choice made at start
+            return None
+        busy = threads.others_busy(self.last, now, len(self.cpus), self.ticks_per_second)
+        self.last, self.since = now, self.clock()
+        count, reason = threads.choose_threads(self.cores, busy * self.cores / len(self.cpus))
+        if count == torch.get_num_threads():
+            return None
+        torch.set_num_threads(count)
+        log.info("runtime: threads: %d (%s over the last %.0f s)", count, reason, seconds)
+        return count
 
 
 # ---------------------------------------------------------------- the heap (glibc)

@@ -92,6 +92,34 @@ def measure_busy(cpus: list[int], window: float = 0.2) -> tuple[float, str]:
     return busy_fraction(before, after, len(cpus)), f"/proc/stat over {window:.1f} s"
 
 
+def own_cpu_seconds() -> float:
+    """CPU time this process has used, all its threads (user and system)."""
+    used = os.times()
+    return used.user + used.system
+
+
+def read_load(cpus: list[int]) -> tuple[int, int, float] | None:
+    """(idle ticks, total ticks, this process's CPU seconds) now, for `others_busy`; None where
+    /proc/stat is missing."""
+    try:
+        idle, total = cpu_times(Path("/proc/stat").read_text(), cpus)
+    except OSError:
+        return None
+    return idle, total, own_cpu_seconds()
+
+
+def others_busy(before: tuple[int, int, float], after: tuple[int, int, float], ncpus: int,
+                ticks_per_second: int) -> float:
+    """How many of `ncpus` CPUs other processes kept busy between two `read_load` readings:
+    all the busy time less this process's own (it is busy itself when it asks, mid-run)."""
+    busy_all = busy_fraction(before[:2], after[:2], ncpus)
+    seconds_per_cpu = (after[1] - before[1]) / ncpus / ticks_per_second
+    if seconds_per_cpu <= 0:
+        return 0.0
+    own = (after[2] - before[2]) / seconds_per_cpu
+    return max(0.0, busy_all - own)
+
+
 def choose_threads(cores: int, busy: float, *, requested: int | None = None,
                    omp_num_threads: str | None = None, torch_threads: int | None = None
                    ) -> tuple[int | None, str]:

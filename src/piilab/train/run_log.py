@@ -175,3 +175,13 @@ class QuietProgress(ProgressCallback):
             shown = {k: f"{logs[k]:.4g}" for k in ("loss", "eval_loss") if isinstance(logs.get(k), float)}
             if shown:
                 self.training_bar.set_postfix(shown, refresh=False)
+
+
+class ThreadWatchCallback(TrainerCallback):
+    """After each optimizer step, lets a piilab.runtime.ThreadWatch look at the load again."""
+
+    def __init__(self, watch) -> None:
+        self.watch = watch
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.watch.poll()

@@ -173,3 +173,14 @@ def test_a_thread_watch_leaves_a_count_it_did_not_choose_from_the_load(monkeypat
     watch = runtime.ThreadWatch(every=0, read=_Load(), clock=iter(range(100)).__next__)
     before = torch.get_num_threads()
     assert watch.poll() is None and torch.get_num_threads() == before
+    # chosen from the load, but the caller set torch's count since: it stays the caller's
+    monkeypatch.setattr(runtime, "_threads_auto", True)
+    monkeypatch.setattr(threads, "usable_cpus", lambda: [0, 1])
+    monkeypatch.setattr(threads, "physical_cores", lambda cpus: 2)
+    try:
+        torch.set_num_threads(2)
+        watch = runtime.ThreadWatch(every=0, read=_Load(), clock=iter(range(100)).__next__)
+        torch.set_num_threads(1)
+        assert watch.poll() is None and watch.poll() is None and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -141,11 +141,15 @@ class ThreadWatch:
         self.ticks_per_second = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self.last = read(self.cpus) if _threads_auto else None
         self.since = clock()
+        self.count = torch.get_num_threads()  # what piilab set; another count is the caller's
 
     def poll(self) -> int | None:
         """Between steps: once `every` seconds have passed, look again; the new thread count if
         it changed (logged), else None."""
         if self.last is None or self.clock() - self.since < self.every:
+            return None
+        if torch.get_num_threads() != self.count:
+            self.last = None  # the caller set torch's count since: it stays theirs
             return None
         now, seconds = self.read(self.cpus), self.clock() - self.since
         if now is None:
@@ -157,6 +161,7 @@ class ThreadWatch:
         if count == torch.get_num_threads():
             return None
         torch.set_num_threads(count)
+        self.count = count
         log.info("runtime: threads: %d (%s over the last %.0f s)", count, reason, seconds)
         return count
 

@@ -93,31 +93,41 @@ def main(args: argparse.Namespace) -> None:
     settings, fmt = prompt_settings(trained_in), format_for(tokenizer, trained_in)
     # one small warm-up, so no configuration pays for first-call set-up
     timed_extract(model, tokenizer, texts[:4], settings, fmt, 4, SpeedUps.off(), not args.free_decoding,
-                  args.second_look)
+                  max(args.second_look))
 
     print(f"{len(texts)} texts (mean {sum(map(len, texts)) / len(texts):.0f} characters, "
           f"< {args.max_chars}); model {args.model} + {args.adapter}; {args.threads} threads; "
           f"native bf16: {cpu_supports_bf16()}; greedy, 128 new tokens at most, "
-          f"{'free' if args.free_decoding else 'copy-constrained'}, second look "
-          f"{args.second_look or 'off'}")
-    print(f"{'configuration':<34} {'batch':>5} {'drafts':>6} {'seconds':>8} {'texts/s':>8} "
-          f"{'identical':>10} {'same items':>10}")
-    reference = None
+          f"{'free' if args.free_decoding else 'copy-constrained'}")
+    print(f"{'configuration':<34} {'look':>5} {'batch':>5} {'drafts':>6} {'seconds':>8} "
+          f"{'texts/s':>8} {'identical':>10} {'same items':>10}")
     last = args.configs[-1]
     runs = [(name, args.batch_size, None) for name in args.configs]
     runs += [(last, b, None) for b in args.batch_sizes if b != args.batch_size]
     runs += [(last, args.batch_size, k) for k in args.draft_tokens
              if k != CONFIGS[last]["draft_tokens"]]
-    for name, batch, drafts in runs:
-        speedups = SpeedUps(**(CONFIGS[name] | ({} if drafts is None else {"draft_tokens": drafts})))
-        seconds, answers, items = timed_extract(model, tokenizer, texts, settings, fmt, batch,
-                                                speedups, not args.free_decoding, args.second_look)
-        if reference is None:
-            reference = answers, items  # the first configuration (plain) is the reference
-        same = sum(a == b for a, b in zip(answers, reference[0])) / len(texts)
-        same_items = sum(a == b for a, b in zip(items, reference[1])) / len(texts)
-        print(f"{LABELS[name]:<34} {batch:>5} {speedups.draft_tokens:>6} {seconds:>8.1f} "
-              f"{len(texts) / seconds:>8.1f} {same:>10.1%} {same_items:>10.1%}", flush=True)
+    speed = {}
+    for look in args.second_look:
+        reference = None  # each second-look setting against its own plain decoding
+        for name, batch, drafts in runs:
+            speedups = SpeedUps(**(CONFIGS[name] | ({} if drafts is None else {"draft_tokens": drafts})))
+            seconds, answers, items = timed_extract(model, tokenizer, texts, settings, fmt, batch,
+                                                    speedups, not args.free_decoding, look)
+            if reference is None:
+                reference = answers, items  # the first configuration (plain) is the reference
+            same = sum(a == b for a, b in zip(answers, reference[0])) / len(texts)
+            same_items = sum(a == b for a, b in zip(items, reference[1])) / len(texts)
+            speed[look, name, batch, drafts] = len(texts) / seconds
+            print(f"{LABELS[name]:<34} {look or 'off':>5} {batch:>5} {speedups.draft_tokens:>6} "
+                  f"{seconds:>8.1f} {len(texts) / seconds:>8.1f} {same:>10.1%} {same_items:>10.1%}",
+                  flush=True)
+    if len(args.second_look) > 1:  # the second look's price, configuration by configuration
+        first = args.second_look[0]
+        for look in args.second_look[1:]:
+            for name, batch, drafts in runs:
+                ratio = speed[look, name, batch, drafts] / speed[first, name, batch, drafts]
+                print(f"{LABELS[name]}, batch {batch}: second look {look or 'off'} at {ratio:.2f}x "
+                      f"the texts/s of {first or 'off'}")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -141,9 +151,11 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--free-decoding", action="store_true",
                         help="decode free (default: under the copy constraint, as extract does)")
-    parser.add_argument("--second-look", type=float, default=SECOND_LOOK,
+    parser.add_argument("--second-look", type=lambda s: [float(x) for x in s.split(",")],
+                        default=[SECOND_LOOK],
                         help=f"extract's second look on every configuration (default {SECOND_LOOK}, "
-                             "extract's; 0: off)")
+                             "extract's; 0: off); several, e.g. 0,0.05, run every configuration "
+                             "with each and print the ratios")
     parser.add_argument("--configs", type=lambda s: s.split(","), default=list(CONFIGS),
                         help=f"comma-separated, from {','.join(CONFIGS)}; the first is the reference")
     return parser

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from piilab.data.answer import parse_answer
+from piilab.shapes import overlaps
 
 THRESHOLD = 0.05
 """`piilab extract`'s default: the least probability of a way on worth a second look."""
@@ -55,8 +56,7 @@ def join(placed: list[dict], looked: list[dict]) -> list[dict]:
     kept = list(placed)
     for item in looked:
         taken = [(s["start"], s["end"]) for other in kept for s in other["spans"]]
-        spans = [s for s in item["spans"] if not any(s["start"] < end and start < s["end"]
-                                                     for start, end in taken)]
+        spans = [s for s in item["spans"] if not overlaps((s["start"], s["end"]), taken)]
         if spans:
             kept.append({**item, "spans": spans, "found_by": "second look"})
     return kept

@@ -66,7 +66,8 @@ def card_and_iban_numbers(text: str) -> list[Span]:
     return found
 
 
-def _overlaps(span: tuple[int, int], others: Iterable[Span]) -> bool:
+def overlaps(span: tuple[int, int], others: Iterable[tuple[int, ...]]) -> bool:
+    """Whether `span` (start, end) shares a character with any of `others`."""
     return any(span[0] < o[1] and o[0] < span[1] for o in others)
 
 
@@ -91,7 +92,7 @@ def extend(text: str, spans: list[Span]) -> list[Span]:
 def complete(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans, and the e-mail addresses, card numbers and IBANs it missed."""
     personal = [s for s in emails(text) if not is_role_mailbox(text[s[0]:s[1]])]
-    added = [s for s in personal + card_and_iban_numbers(text) if not _overlaps(s[:2], spans)]
+    added = [s for s in personal + card_and_iban_numbers(text) if not overlaps(s[:2], spans)]
     return sorted(spans + added)
 
 

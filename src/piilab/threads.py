@@ -79,17 +79,16 @@ def measure_busy(cpus: list[int], window: float = 0.2) -> tuple[float, str]:
     began: docs/runtime.md), so it is only the fallback where /proc/stat is missing. This
     process sleeps during the window, so its own threads are not counted.
     """
-    stat = Path("/proc/stat")
-    try:
-        before = cpu_times(stat.read_text(), cpus)
+    before = read_load(cpus)
+    if before is not None:
         time.sleep(window)
-        after = cpu_times(stat.read_text(), cpus)
-    except OSError:
+        after = read_load(cpus)
+    if before is None or after is None:
         try:
             return min(float(len(cpus)), os.getloadavg()[0]), "1-minute load average"
         except OSError:
             return 0.0, "load unknown"
-    return busy_fraction(before, after, len(cpus)), f"/proc/stat over {window:.1f} s"
+    return busy_fraction(before[:2], after[:2], len(cpus)), f"/proc/stat over {window:.1f} s"
 
 
 def own_cpu_seconds() -> float:

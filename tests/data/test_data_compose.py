@@ -16,7 +16,7 @@ from piilab.data.compose import (
     GENRES,
     GROUPS,
     ComposeConfig,
-    _Writer,
+    Writer,
     compose,
     load_genre,
 )
@@ -173,7 +173,7 @@ def test_every_frame_renders_and_every_layout_pool_fills_every_group():
             if section.count[0] >= 1:  # a required part: each structure group needs its own frame
                 assert len(frames) >= GROUPS, (genre_name, section.pool)
             for _, text in frames:
-                w = _Writer(rng, genre_name, loc, {k: new_person(rng, loc) for k in "abcd"})
+                w = Writer(rng, genre_name, loc, {k: new_person(rng, loc) for k in "abcd"})
                 w.frame(text, me="a", you="b")
                 assert all(w.text()[s.start:s.end] == s.value for s in w.spans)
 

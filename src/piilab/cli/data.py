@@ -41,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "(a bare PATH is detected); repeatable")
     build.add_argument("--real", action="append", default=[], metavar="NAME",
                        help=f"add a shipped real-text set ({', '.join(REAL_SETS)}; DATA_SOURCES.md beside it)")
+    build.add_argument("--carriers", type=int, default=0, metavar="N",
+                       help="add N texts of the --real sets with composed PII sentences inserted (default 0)")
     build.add_argument("--synthetic", type=int, default=0, metavar="N", help="add N synthetic documents")
     build.add_argument("--generator", default="templates", choices=GENERATORS,
                        help="synthetic generator: templates (default, synth.py) or compose (frames, docs/data.md)")
@@ -85,6 +87,7 @@ def run_build(args: argparse.Namespace) -> int:
         out=args.out,
         sources=[SourceSpec.parse(s) for s in args.source],
         real=args.real,
+        carriers=args.carriers,
         synthetic=args.synthetic,
         generator=args.generator,
         synthetic_genres=_names(args.genres),

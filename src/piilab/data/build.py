@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from piilab import __version__
 from piilab.data import compose
 from piilab.data.card import SplitStats
+from piilab.data.carriers import carriers
 from piilab.data.dataset import SPLITS
 from piilab.data.instruct import alpaca_record, build_record, get_style, windows
 from piilab.data.labels import (
@@ -154,6 +155,8 @@ class BuildConfig:
     """The compose generator's genres (None: all of them)."""
     real: list[str] = field(default_factory=list)
     """Shipped real-text sets to read as sources, by name (piilab.data.real: 'mail')."""
+    carriers: int = 0
+    """Real texts of the `real` sets with composed PII sentences inserted, added (carriers.py)."""
 
     def __post_init__(self) -> None:
         # An experiment YAML gives strings ("kaggle:train.json") or mappings ({path, format}).
@@ -166,6 +169,8 @@ class BuildConfig:
         self.real = [self.real] if isinstance(self.real, str) else list(self.real)  # `real: mail` in YAML
         for name in self.real:
             real_set_path(name)  # an unknown name fails here, before anything is read
+        if self.carriers < 0 or (self.carriers and not self.real):
+            raise PiilabError(f"--carriers needs --real NAME and a count >= 0, got {self.carriers}")
         if not self.sources and not self.real and self.synthetic <= 0:
             raise PiilabError("nothing to build: give --source FORMAT:PATH, --real NAME and/or --synthetic N")
         if not 0 <= self.test_size < 1:
@@ -213,9 +218,19 @@ def _tag_heldout(body: bytes, heldout: bool) -> bytes:
 
 
 def _pii_documents(config: BuildConfig, tallies: dict[str, Tally]) -> Iterator[tuple[Tally, Document]]:
-    specs = [*config.sources, *(SourceSpec(str(real_set_path(name)), "spans") for name in config.real)]
-    for spec in specs:
+    for spec in config.sources:
         yield from read_documents(spec, tallies, config.strict)
+    real: list[tuple[Tally, Document]] = []  # copies: a build changes the documents it keeps
+    for name in config.real:
+        for tally, doc in read_documents(SourceSpec(str(real_set_path(name)), "spans"), tallies, config.strict):
+            if config.carriers and doc.spans is not None:
+                real.append((tally, Document.trusted(doc.id, doc.text, list(doc.spans), doc.source, dict(doc.meta))))
+            yield tally, doc
+    tally_of = {doc.id: tally for tally, doc in real}  # a carrier counts with its real text's source
+    for doc in carriers([doc for _, doc in real], config.carriers, config.seed,
+                        config.synthetic_locales or compose.DEFAULT_LOCALES):
+        tally_of[doc.meta["split_group"]].read += 1
+        yield tally_of[doc.meta["split_group"]], doc
     if config.synthetic > 0:
         docs, source = synthetic_documents(config.generator, config.synthetic, config.seed,
                                            config.synthetic_locales, config.synthetic_genres)

@@ -102,7 +102,7 @@ class ComposeConfig:
 
 
 @dataclass
-class _Writer:
+class Writer:
     """Builds one document's text left to right, recording each span as it is appended."""
 
     rng: random.Random
@@ -334,7 +334,7 @@ def compose_one(rng: random.Random, genre: Genre, locale: Locale, others: Sequen
     # Four people always (a frame may name any); `people` is how many speak in a transcript.
     persons = {key: new_person(rng, locale if rng.random() < 0.7 or not others else rng.choice(others))
                for key in _PERSON_KEYS}
-    w = _Writer(rng, genre.name, locale, persons)
+    w = Writer(rng, genre.name, locale, persons)
     used: list[str] = []
     style = "role" if clean else rng.choice(genre.speaker_styles)
     for section in genre.sections:

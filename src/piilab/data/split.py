@@ -148,7 +148,8 @@ def group_of(doc: Document, split_by: str) -> tuple[str, str]:
         template = doc.meta.get("template_id")
         if template is not None:
             return "template", f"{doc.source}\x00{template}"
-        return "group", doc.id
+        # a text made from another (a carrier of a real text) goes where that text goes
+        return "group", doc.meta.get("split_group", doc.id)
     if split_by.startswith("field:"):
         value = doc.meta.get(split_by[len("field:") :])
         return "group", f"{split_by}\x00{value}" if value is not None else doc.id

@@ -86,12 +86,14 @@ def test_a_full_finetuning_experiment_evaluates_the_run_folder_as_the_model(tmp_
 
 
 def test_a_setting_added_later_is_stamped_only_when_used():
-    """Folders stamped before `data.real` existed resume: the data stamp names it only when set."""
+    """Folders stamped before `data.real` and `data.carriers` existed resume: the data stamp
+    names them only when set."""
     exp = experiment.Experiment.from_yaml(experiment.demo_config_path(), out="somewhere")
     stamp = experiment._stamp(experiment.stage_configs(exp)["data"])
-    assert "real" not in stamp and stamp["synthetic"] == 1500
-    exp.data = {**exp.data, "real": ["mail"]}
-    assert experiment._stamp(experiment.stage_configs(exp)["data"])["real"] == ["mail"]
+    assert "real" not in stamp and "carriers" not in stamp and stamp["synthetic"] == 1500
+    exp.data = {**exp.data, "real": ["mail"], "carriers": 100}
+    stamp = experiment._stamp(experiment.stage_configs(exp)["data"])
+    assert stamp["real"] == ["mail"] and stamp["carriers"] == 100
 
 
 @pytest.mark.parametrize("config", sorted((Path(experiment.__file__).parent / "configs").glob("*.yaml")),

@@ -133,7 +133,7 @@ def stage_configs(exp: Experiment) -> dict[str, Any]:
 
 # Settings added after run folders were first stamped, with their defaults: left out of a stamp
 # while at the default, so those folders still resume instead of building and training again.
-_ADDED_LATER = {"real": []}
+_ADDED_LATER = {"real": [], "carriers": 0}
 
 
 def _stamp(config: Any) -> Any:

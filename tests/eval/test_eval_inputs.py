@@ -204,3 +204,18 @@ def test_large_weights_are_fingerprinted_by_header_samples_and_mtime(tmp_path, m
     assert second["model.safetensors"]["sampled_sha256"] != first["model.safetensors"]["sampled_sha256"]
     monkeypatch.setattr(ev_inputs, "FULL_HASH_BYTES", 1 << 20)
     assert set(ev_inputs.folder_fingerprint(tmp_path)["model.safetensors"]) == {"size", "sha256"}
+
+
+def test_decoding_looks_at_the_load_again_between_batches(tiny_llama_dir, tmp_path, monkeypatch):
+    import piilab.runtime
+
+    polls = []
+
+    class Watch:
+        def poll(self):
+            polls.append(1)
+
+    monkeypatch.setattr(piilab.runtime, "ThreadWatch", Watch)
+    data = write_test(tmp_path / "data", records("r") + records("s"))  # 6 samples, batches of 3
+    assert run_eval(tiny_llama_dir, data, tmp_path / "eval") == 0
+    assert len(polls) == 2  # one model, both layers in each batch: 2 batches of 3

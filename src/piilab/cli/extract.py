@@ -15,6 +15,9 @@ from piilab.second_look import THRESHOLD as SECOND_LOOK
 
 # Chosen on the real-text dev set (docs/evaluation.md, "Model and validators").
 DEFAULT_VALIDATORS: tuple[str, ...] = ("extend", "check", "complete")
+TEXTS_AT_A_TIME = 256
+"""Texts extracted per round: each round's results are written before the next starts, and the
+thread count is looked at again between rounds (runtime.ThreadWatch), as training does."""
 
 
 def register(subparsers) -> None:
@@ -97,6 +100,7 @@ def run(args) -> int:
     from piilab.extract import BATCH_SIZE, SpeedUps, extract, prompt_settings
     from piilab.models import load_model, trained_folder
     from piilab.models.prompts import format_for
+    from piilab.runtime import ThreadWatch
 
     ids, texts, lines = read_texts(args)
     if not 0 <= args.second_look < 1:
@@ -116,18 +120,27 @@ def run(args) -> int:
         settings = replace(settings, style=args.style, source="--style")
     if args.labels:
         settings = replace(settings, labels=tuple(x.strip() for x in args.labels.split(",") if x.strip()))
-    results = extract(model, tokenizer, texts, layer=args.layer, settings=settings,
-                      prompt_format=format_for(tokenizer, trained_in), lens=args.lens,
-                      decoding=decoding, speedups=speedups,
-                      batch_size=BATCH_SIZE if args.batch_size is None else args.batch_size,
-                      constrain=not args.free_decoding, validators=validators_from(args.validators),
-                      second_look=args.second_look)
-    for id_, result in zip(ids, results):
-        if args.redact:
-            out = json.dumps({"id": id_, "redacted": result.redacted()}, ensure_ascii=False) \
-                if lines else result.redacted()
-        else:
-            body = {"id": id_, **result.to_dict()} if lines else result.to_dict()
-            out = json.dumps(body, ensure_ascii=False, indent=None if lines else 2)
-        sys.stdout.write(out + "\n")
+    watch = ThreadWatch()
+    for start in range(0, len(texts), TEXTS_AT_A_TIME):
+        round_ = slice(start, start + TEXTS_AT_A_TIME)
+        results = extract(model, tokenizer, texts[round_], layer=args.layer, settings=settings,
+                          prompt_format=format_for(tokenizer, trained_in), lens=args.lens,
+                          decoding=decoding, speedups=speedups,
+                          batch_size=BATCH_SIZE if args.batch_size is None else args.batch_size,
+                          constrain=not args.free_decoding, validators=validators_from(args.validators),
+                          second_look=args.second_look)
+        for id_, result in zip(ids[round_], results):
+            sys.stdout.write(render(id_, result, args.redact, lines) + "\n")
+        sys.stdout.flush()
+        watch.poll()
     return 0
+
+
+def render(id_, result, redact: bool, lines: bool) -> str:
+    """One result as printed: a JSON line per text of a .jsonl input, else the redacted text or
+    indented JSON."""
+    if redact:
+        return json.dumps({"id": id_, "redacted": result.redacted()}, ensure_ascii=False) if lines \
+            else result.redacted()
+    body = {"id": id_, **result.to_dict()} if lines else result.to_dict()
+    return json.dumps(body, ensure_ascii=False, indent=None if lines else 2)

@@ -55,13 +55,7 @@ from piilab.data.split import (
 from piilab.data.synth import SOURCE as synth_source
 from piilab.data.synth import SynthConfig, synthesize
 from piilab.errors import PiilabError
-from piilab.io import (
-    atomic_write,
-    clear_stale_scratch,
-    scratch_dir,
-    write_json,
-    write_jsonl,
-)
+from piilab.io import atomic_write, clear_stale_scratch, scratch_dir, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -220,17 +214,17 @@ def _tag_heldout(body: bytes, heldout: bool) -> bytes:
 def _pii_documents(config: BuildConfig, tallies: dict[str, Tally]) -> Iterator[tuple[Tally, Document]]:
     for spec in config.sources:
         yield from read_documents(spec, tallies, config.strict)
-    real: list[tuple[Tally, Document]] = []  # copies: a build changes the documents it keeps
+    real: dict[str, tuple[Tally, Document]] = {}  # copies: a build changes the documents it keeps
     for name in config.real:
         for tally, doc in read_documents(SourceSpec(str(real_set_path(name)), "spans"), tallies, config.strict):
             if config.carriers and doc.spans is not None:
-                real.append((tally, Document.trusted(doc.id, doc.text, list(doc.spans), doc.source, dict(doc.meta))))
+                real[doc.id] = tally, Document.trusted(doc.id, doc.text, list(doc.spans), doc.source, dict(doc.meta))
             yield tally, doc
-    tally_of = {doc.id: tally for tally, doc in real}  # a carrier counts with its real text's source
-    for doc in carriers([doc for _, doc in real], config.carriers, config.seed,
+    for doc in carriers([doc for _, doc in real.values()], config.carriers, config.seed,
                         config.synthetic_locales or compose.DEFAULT_LOCALES):
-        tally_of[doc.meta["split_group"]].read += 1
-        yield tally_of[doc.meta["split_group"]], doc
+        tally = real[doc.meta["split_group"]][0]  # a carrier counts with its real text's source
+        tally.read += 1
+        yield tally, doc
     if config.synthetic > 0:
         docs, source = synthetic_documents(config.generator, config.synthetic, config.seed,
                                            config.synthetic_locales, config.synthetic_genres)

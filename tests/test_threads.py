@@ -184,3 +184,23 @@ def test_a_thread_watch_leaves_a_count_it_did_not_choose_from_the_load(monkeypat
         assert watch.poll() is None and watch.poll() is None and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_look_again_keeps_one_watch_for_the_process(monkeypatch):
+    from piilab import runtime
+
+    made = []
+
+    class Watch:
+        def __init__(self):
+            made.append(self)
+            self.polls = 0
+
+        def poll(self):
+            self.polls += 1
+
+    monkeypatch.setattr(runtime, "ThreadWatch", Watch)
+    monkeypatch.setattr(runtime, "_watch", None)
+    for _ in range(3):
+        runtime.look_again()
+    assert len(made) == 1 and made[0].polls == 3

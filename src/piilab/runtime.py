@@ -166,6 +166,18 @@ class ThreadWatch:
         return count
 
 
+_watch: ThreadWatch | None = None
+
+
+def look_again() -> None:
+    """Between batches or passes of a long decoding loop: this process's ThreadWatch looks at
+    the load (at most once a minute; a clock reading otherwise)."""
+    global _watch
+    if _watch is None:
+        _watch = ThreadWatch()
+    _watch.poll()
+
+
 # ---------------------------------------------------------------- the heap (glibc)
 
 

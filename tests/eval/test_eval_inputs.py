@@ -209,13 +209,8 @@ def test_large_weights_are_fingerprinted_by_header_samples_and_mtime(tmp_path, m
 def test_decoding_looks_at_the_load_again_between_batches(tiny_llama_dir, tmp_path, monkeypatch):
     import piilab.runtime
 
-    polls = []
-
-    class Watch:
-        def poll(self):
-            polls.append(1)
-
-    monkeypatch.setattr(piilab.runtime, "ThreadWatch", Watch)
+    looks = []
+    monkeypatch.setattr(piilab.runtime, "look_again", lambda: looks.append(1))
     data = write_test(tmp_path / "data", records("r") + records("s"))  # 6 samples, batches of 3
     assert run_eval(tiny_llama_dir, data, tmp_path / "eval") == 0
-    assert len(polls) == 2  # one model, both layers in each batch: 2 batches of 3
+    assert len(looks) == 2  # one model, both layers in each batch: 2 batches of 3

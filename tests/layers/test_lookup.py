@@ -177,3 +177,17 @@ def test_lookup_refills_finished_rows_with_waiting_prompts(tokenizer, monkeypatc
     assert run.token_ids == want
     assert len({len(ids) for ids in want}) > 3
     assert joins  # prompts joined a batch in flight
+
+
+def test_both_engines_look_at_the_load_again_as_they_go(tokenizer, monkeypatch):
+    from piilab import runtime
+
+    looks = []
+    monkeypatch.setattr(runtime, "look_again", lambda: looks.append(1))
+    model = tiny_llama(tokenizer, seed=3)
+    generate(model, tokenizer, PROMPTS[:3], decoding=Decoding(max_new_tokens=4), batch_size=1, progress=False)
+    assert len(looks) == 3  # one per batch
+    looks.clear()
+    run = lookup_generate(model, tokenizer, PROMPTS[:3], decoding=Decoding(max_new_tokens=8),
+                          batch_size=2, draft_tokens=4, progress=False)
+    assert len(looks) >= run.passes > 0  # one per pass (and one per admission round)

@@ -16,8 +16,7 @@ from piilab.second_look import THRESHOLD as SECOND_LOOK
 # Chosen on the real-text dev set (docs/evaluation.md, "Model and validators").
 DEFAULT_VALIDATORS: tuple[str, ...] = ("extend", "check", "complete")
 TEXTS_AT_A_TIME = 256
-"""Texts extracted per round: each round's results are written before the next starts, and the
-thread count is looked at again between rounds (runtime.ThreadWatch), as training does."""
+"""Texts extracted per round: each round's results are written before the next round starts."""
 
 
 def register(subparsers) -> None:
@@ -100,7 +99,6 @@ def run(args) -> int:
     from piilab.extract import BATCH_SIZE, SpeedUps, extract, prompt_settings
     from piilab.models import load_model, trained_folder
     from piilab.models.prompts import format_for
-    from piilab.runtime import ThreadWatch
 
     ids, texts, lines = read_texts(args)
     if not 0 <= args.second_look < 1:
@@ -120,7 +118,6 @@ def run(args) -> int:
         settings = replace(settings, style=args.style, source="--style")
     if args.labels:
         settings = replace(settings, labels=tuple(x.strip() for x in args.labels.split(",") if x.strip()))
-    watch = ThreadWatch()
     for start in range(0, len(texts), TEXTS_AT_A_TIME):
         round_ = slice(start, start + TEXTS_AT_A_TIME)
         results = extract(model, tokenizer, texts[round_], layer=args.layer, settings=settings,
@@ -132,7 +129,6 @@ def run(args) -> int:
         for id_, result in zip(ids[round_], results):
             sys.stdout.write(render(id_, result, args.redact, lines) + "\n")
         sys.stdout.flush()
-        watch.poll()
     return 0
 
 

@@ -321,7 +321,6 @@ def decode_model(
     from piilab import models
     from piilab.layers import decode as engine
     from piilab.models.prompts import format_for
-    from piilab.runtime import ThreadWatch
 
     files = {layer: out / "outputs" / f"{config.run_id(model_ut, layer, inputs)}.jsonl"
              for layer in layers}
@@ -346,7 +345,6 @@ def decode_model(
         label += f" [{model_ut.lens} lens]"
     bar = tqdm(total=sum(map(len, groups.values())), desc=f"decoding {label}", unit="sample",
                disable=not procs.main)
-    watch = ThreadWatch()  # looks at the load again between batches, once a minute
     for wanted, pending in groups.items():
         for start in range(0, len(pending), config.batch_size):
             batch = pending[start:start + config.batch_size]
@@ -364,7 +362,6 @@ def decode_model(
                                                 "reference": record["completion"],
                                                 "decode_s": round(seconds, 6)})
             bar.update(len(batch))
-            watch.poll()
     bar.close()
 
 

@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from piilab import runtime
 from piilab.errors import PiilabError
 from piilab.layers.constrain import Notes, CopyGuide
 from piilab.layers.lens import Lens
@@ -40,8 +42,7 @@ from piilab.models import arch
 
 log = logging.getLogger(__name__)
 
-# A shared prompt start shorter than this is not worth a forward pass of its own.
-SHARED_PREFIX_MIN = 16
+SHARED_PREFIX_MIN = 16  # a shared prompt start shorter than this is not worth a forward pass of its own
 
 
 @dataclass(frozen=True)
@@ -466,8 +467,6 @@ def generate(
              ",".join(map(str, layers)), run.lens.name, "sampling" if decoding.sample else "greedy",
              batch_size)
 
-    from tqdm.auto import tqdm
-
     token_ids = {layer: [None] * len(encoded) for layer in layers}
     seconds = dict.fromkeys(layers, 0.0)
     # similar lengths together: less padding to compute
@@ -482,6 +481,7 @@ def generate(
                 token_ids[layer][index] = row_tokens
                 seconds[layer] += row_seconds
             bar.update(len(indices))
+            runtime.look_again()
 
     texts = {layer: [new_text(tokenizer, ids, eos, decoding.stop) for ids in token_ids[layer]]
              for layer in layers}

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from piilab import runtime
 from piilab.errors import PiilabError
 from piilab.layers.attention import folded_attention, grouped_kv_in_sdpa
 from piilab.layers.cache import compacted, roomy_cache
@@ -311,6 +312,7 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
         stats["prefill"] += time.perf_counter() - clock
 
     while waiting or rows:
+        runtime.look_again()  # a pass at a time: a long stream notices a load that came later
         if waiting and len(rows) <= batch_size // 2:
             admit()
             if not rows:

@@ -60,7 +60,8 @@ def _sentences(rng: random.Random, locale: Locale, others: Sequence[Locale]) -> 
     return w.text(), w.spans, used
 
 
-def carriers(texts: Sequence[Document], n: int, seed: int, locales: Sequence[str] = DEFAULT_LOCALES) -> Iterator[Document]:
+def carriers(texts: Sequence[Document], n: int, seed: int,
+             locales: Sequence[str] = DEFAULT_LOCALES) -> Iterator[Document]:
     """`n` carriers of the real `texts` (drawn in turn from a seeded shuffle), reproducible from `seed`."""
     if n <= 0 or not texts:
         return
@@ -79,7 +80,9 @@ def carriers(texts: Sequence[Document], n: int, seed: int, locales: Sequence[str
         doc = order[i % len(order)]
         at, kind = rng.choice(boundaries(doc.text, doc.spans or ()))
         code = rng.choice(list(locales))
-        sentence, spans, used = _sentences(rng, locale(code), [locale(c) for c in rng.sample(list(locales), min(2, len(locales)))])
+        home = locale(code)  # before the others: a locale's seed is its place in the order of first use
+        others = [locale(c) for c in rng.sample(list(locales), min(2, len(locales)))]
+        sentence, spans, used = _sentences(rng, home, others)
         text, all_spans = insert(doc, at, kind, sentence, spans)
         meta = {**doc.meta, "split_group": doc.id, "carrier": {"at": at, "kind": kind, "frames": used, "locale": code}}
         yield Document(f"{doc.id}+carry{i // len(order)}", text, all_spans, doc.source, meta)

@@ -1,12 +1,14 @@
-"""Benchmark: `piilab extract` on 32 short texts alone, then beside a busy process on the same cores.
+"""Benchmark: `piilab extract` on short texts alone, then beside a busy process on the same cores.
 
     python benchmarks/contention.py [--model smollm2-135m] [--texts 32] [--busy python,decode]
-                                    [--timeout 900] [--env KEY=VALUE ...] [-- extract flags]
+                                    [--late S] [--timeout 900] [--env KEY=VALUE ...] [-- extract flags]
 
 Every run is the same `piilab extract --input TEXTS.jsonl` command with default settings, each a
 fresh process (so each makes its own thread choice), on the cores this script may use: first
 alone, then once beside each busy process (BUSY_LOOPS: a Python loop, torch matmul loops) pinned
-to those same cores; it starts a second before, so it is running when piilab looks at the load.
+to those same cores; it starts a second before, so it is running when piilab looks at the load,
+or with `--late S` S seconds after the run starts, as a job that comes later (piilab looks again
+once a minute: run enough texts, `--texts` cycles through the 32, for a look to come).
 Printed side by side: wall time of each run (model load included, as a user waits for it), the
 threads each run chose (from its log), the slowdown ratio, and whether both runs gave the same
 extractions. Target (issue 18): slowdown <= 2.5x.
@@ -25,6 +27,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -98,15 +101,20 @@ def run_extract(command: list[str], env: dict, timeout: float) -> tuple[float, s
     seconds = time.perf_counter() - start
     if done.returncode:
         sys.exit(f"extract failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    found = THREAD_LINE.search(done.stderr)
-    return seconds, done.stdout, f"{found[1]}: {found[2]}" if found else "not logged"
+    found = THREAD_LINE.findall(done.stderr)
+    if not found:
+        return seconds, done.stdout, "not logged"
+    later = "".join(f"; then {count} ({reason})" for count, reason in found[1:])
+    return seconds, done.stdout, f"{found[0][0]}: {found[0][1]}{later}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m",
                         help="model spec or adapter folder (e.g. /work/piilab-demo/run)")
-    parser.add_argument("--texts", type=int, default=len(TEXTS), help="how many of the 32 texts")
+    parser.add_argument("--texts", type=int, default=len(TEXTS), help="how many texts (the 32 in turn)")
+    parser.add_argument("--late", type=float, default=0.0, metavar="S",
+                        help="start each busy process S seconds after the run, not a second before")
     parser.add_argument("--busy", default="python,decode",
                         help=f"comma-separated busy processes, one run beside each: {','.join(BUSY_LOOPS)}")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per run at most")
@@ -124,17 +132,26 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         texts = Path(tmp) / "texts.jsonl"
         texts.write_text("".join(json.dumps({"id": i, "text": t}) + "\n"
-                                 for i, t in enumerate(TEXTS[: args.texts])))
+                                 for i, t in zip(range(args.texts), TEXTS * (args.texts // len(TEXTS) + 1))))
         command = [sys.executable, "-m", "piilab", "extract", "--model", args.model,
                    "--input", str(texts), *args.extra]
         rows.append(("alone", *run_extract(command, env, args.timeout)))
         for kind in kinds:
-            busy = start_busy(kind, cores)
+            started = []
+            timer = threading.Timer(args.late, lambda kind=kind: started.append(start_busy(kind, cores)))
+            if args.late:
+                timer.start()
+            else:
+                started.append(start_busy(kind, cores))
             try:
-                rows.append((f"beside {kind}", *run_extract(command, env, args.timeout)))
+                label = f"beside {kind}" + (f" from {args.late:.0f} s" if args.late else "")
+                rows.append((label, *run_extract(command, env, args.timeout)))
             finally:
-                busy.kill()
-                busy.wait()
+                timer.cancel()
+                timer.join()
+                for busy in started:
+                    busy.kill()
+                    busy.wait()
 
     import piilab
     import torch
@@ -144,13 +161,13 @@ def main() -> None:
     if args.env or args.extra:
         print(f"settings: {' '.join(args.env + args.extra)}")
     alone, alone_out = rows[0][1], rows[0][2]
-    print(f"{'':14} {'wall s':>7} {'slowdown':>9}  same output  threads (reason)")
+    print(f"{'':20} {'wall s':>7} {'slowdown':>9}  same output  threads (reason)")
     for label, seconds, out, chosen in rows:
         if seconds == float("inf"):
-            print(f"{label:14} {'>' + format(args.timeout, '.0f'):>7} "
+            print(f"{label:20} {'>' + format(args.timeout, '.0f'):>7} "
                   f"{'>' + format(args.timeout / alone, '.1f') + 'x':>9}  {'-':11}  {chosen}")
             continue
-        print(f"{label:14} {seconds:7.1f} {seconds / alone:8.2f}x  "
+        print(f"{label:20} {seconds:7.1f} {seconds / alone:8.2f}x  "
               f"{'yes' if out == alone_out else 'NO':11}  {chosen}")
     print("target (issue 18): slowdown <= 2.5x")
 

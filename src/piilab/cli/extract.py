@@ -95,6 +95,7 @@ def validators_from(value: str) -> tuple[str, ...]:
 
 def run(args) -> int:
     from dataclasses import replace
+    from functools import partial
 
     from piilab.extract import BATCH_SIZE, SpeedUps, extract, prompt_settings
     from piilab.models import load_model, trained_folder
@@ -118,15 +119,15 @@ def run(args) -> int:
         settings = replace(settings, style=args.style, source="--style")
     if args.labels:
         settings = replace(settings, labels=tuple(x.strip() for x in args.labels.split(",") if x.strip()))
+    extract_round = partial(extract, model, tokenizer, layer=args.layer, settings=settings,
+                            prompt_format=format_for(tokenizer, trained_in), lens=args.lens,
+                            decoding=decoding, speedups=speedups,
+                            batch_size=BATCH_SIZE if args.batch_size is None else args.batch_size,
+                            constrain=not args.free_decoding, validators=validators_from(args.validators),
+                            second_look=args.second_look)
     for start in range(0, len(texts), TEXTS_AT_A_TIME):
         round_ = slice(start, start + TEXTS_AT_A_TIME)
-        results = extract(model, tokenizer, texts[round_], layer=args.layer, settings=settings,
-                          prompt_format=format_for(tokenizer, trained_in), lens=args.lens,
-                          decoding=decoding, speedups=speedups,
-                          batch_size=BATCH_SIZE if args.batch_size is None else args.batch_size,
-                          constrain=not args.free_decoding, validators=validators_from(args.validators),
-                          second_look=args.second_look)
-        for id_, result in zip(ids[round_], results):
+        for id_, result in zip(ids[round_], extract_round(texts[round_])):
             sys.stdout.write(render(id_, result, args.redact, lines) + "\n")
         sys.stdout.flush()
     return 0

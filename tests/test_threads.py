@@ -204,3 +204,15 @@ def test_look_again_keeps_one_watch_for_the_process(monkeypatch):
     for _ in range(3):
         runtime.look_again()
     assert len(made) == 1 and made[0].polls == 3
+
+
+def test_training_steps_look_through_the_process_watch(monkeypatch):
+    from piilab import runtime
+    from piilab.train.run_log import ThreadWatchCallback
+
+    looks = []
+    monkeypatch.setattr(runtime, "look_again", lambda: looks.append(1))
+    callback = ThreadWatchCallback()
+    for _ in range(2):
+        callback.on_step_end(None, None, None)
+    assert len(looks) == 2

@@ -1,5 +1,5 @@
 """Runtime choices made once per process, each logged with the reason: device, dtype, CPU threads
-(looked at again during training); and the heap."""
+(looked at again during training and decoding); and the heap."""
 
 from __future__ import annotations
 

@@ -227,7 +227,7 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
     from piilab import models
     from piilab.models import arch
     from piilab.models.prompts import default_format
-    from piilab.runtime import ThreadWatch, choose_runtime
+    from piilab.runtime import choose_runtime
     from piilab.train.run_log import QuietProgress, RunLogCallback, ThreadWatchCallback
     from piilab.train.trainer import PiilabSFTTrainer, check_exit_layers
 
@@ -304,7 +304,7 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress())
     if runtime.device.type == "cpu":  # threads matter to a CPU run: look at the load again
-        trainer.add_callback(ThreadWatchCallback(ThreadWatch()))
+        trainer.add_callback(ThreadWatchCallback())
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     world = trainer.accelerator.num_processes
     if config.full_finetune:

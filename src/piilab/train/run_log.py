@@ -178,10 +178,10 @@ class QuietProgress(ProgressCallback):
 
 
 class ThreadWatchCallback(TrainerCallback):
-    """After each optimizer step, lets a piilab.runtime.ThreadWatch look at the load again."""
-
-    def __init__(self, watch) -> None:
-        self.watch = watch
+    """After each optimizer step, lets the process's thread watch look at the load again
+    (piilab.runtime.look_again, as decoding does between batches)."""
 
     def on_step_end(self, args, state, control, **kwargs):
-        self.watch.poll()
+        from piilab import runtime
+
+        runtime.look_again()

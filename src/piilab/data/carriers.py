@@ -27,9 +27,9 @@ TWO_SENTENCES = 0.3
 def boundaries(text: str, spans: Sequence[Span]) -> list[tuple[int, str]]:
     """Where a sentence may go, as (offset, kind): 'start', 'paragraph' or 'sentence'; never
     inside a span, nor after the last paragraph's start (a sign-off or a quote's attribution)."""
-    last_paragraph = max((m.start() for m in PARAGRAPH_STARTS.finditer(text)), default=len(text))
-    places = [(0, "start")]
-    places += [(m.start(), "paragraph") for m in PARAGRAPH_STARTS.finditer(text) if m.start() < last_paragraph]
+    paragraphs = [m.start() for m in PARAGRAPH_STARTS.finditer(text)]
+    last_paragraph = paragraphs[-1] if paragraphs else len(text)
+    places = [(0, "start"), *((at, "paragraph") for at in paragraphs[:-1])]
     places += [(m.start(), "sentence") for m in SENTENCE_ENDS.finditer(text) if m.start() < last_paragraph]
     return [(at, kind) for at, kind in places if not any(s.start < at < s.end for s in spans)]
 

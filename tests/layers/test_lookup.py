@@ -5,7 +5,8 @@ from tiny import tiny_llama, tiny_of_type
 
 from piilab.errors import PiilabError
 from piilab.layers.decode import Decoding, generate
-from piilab.layers.lookup import Drafter, base_drafter, lookup_generate, token_keys, verify
+from piilab.layers.drafts import Drafter, base_drafter, token_keys
+from piilab.layers.lookup import lookup_generate, verify
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

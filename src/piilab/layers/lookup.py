@@ -48,13 +48,12 @@ from piilab.layers.decode import (
     new_text,
     prepare_prompts,
 )
+from piilab.layers.drafts import Drafter, base_drafter, through_eos, token_keys
 from piilab.layers.lens import Lens
 from piilab.layers.lenses import make_lens
 from piilab.models import arch
 
 log = logging.getLogger(__name__)
-
-MAX_NGRAM = 3  # the longest run of last tokens looked up in the prompt
 
 
 @dataclass
@@ -88,68 +87,6 @@ class LookupRun:
                 f"tokens in {self.passes} batch passes, drafts accepted {self.acceptance_rate:.1%} "
                 f"({self.accepted}/{self.drafted}), shared start {self.prefix_tokens} tokens, "
                 f"{self.wall_seconds:.2f} s")
-
-
-# ---------------------------------------------------------------- drafting
-
-
-class Drafter:
-    """One row's lookup table: each run of n <= MAX_NGRAM token keys -> where its latest
-    continuation starts. Keys are token texts without leading spaces."""
-
-    def __init__(self, key_of, max_ngram: int = MAX_NGRAM) -> None:
-        self.key_of, self.max_ngram = key_of, max_ngram
-        self.ids: list[int] = []
-        self.keys: list[str] = []
-        self.table: dict[tuple[str, ...], int] = {}
-
-    def copy(self) -> "Drafter":
-        twin = Drafter(self.key_of, self.max_ngram)
-        twin.ids, twin.keys, twin.table = list(self.ids), list(self.keys), dict(self.table)
-        return twin
-
-    def extend(self, ids: Sequence[int]) -> None:
-        """Append tokens; every run of keys that now has a continuation points at it."""
-        for token in ids:
-            at = len(self.ids)
-            for n in range(1, min(self.max_ngram, at) + 1):
-                self.table[tuple(self.keys[at - n:at])] = at  # latest occurrence wins
-            self.ids.append(token)
-            self.keys.append(self.key_of(token))
-
-    def draft(self, k: int) -> list[int]:
-        """Up to k tokens that followed the longest run of the last tokens seen before."""
-        if k <= 0:
-            return []
-        for n in range(min(self.max_ngram, len(self.keys)), 0, -1):
-            at = self.table.get(tuple(self.keys[-n:]))
-            if at is not None:
-                return self.ids[at:at + k]
-        return []
-
-
-def base_drafter(key_of, prefix: Sequence[int], seeds: Sequence[Sequence[int]] = ()) -> Drafter:
-    """The table every row's drafter starts from: the shared start's tokens, then each seed's.
-    Latest occurrences win, so a seed's continuation wins over the shared start's, and a row's
-    own tokens (added after) over both."""
-    base = Drafter(key_of)
-    base.extend(prefix)
-    for seed in seeds:
-        base.extend(seed)
-    return base
-
-
-def token_keys(tokenizer):
-    """token id -> its text without leading whitespace, memoised (the drafter's comparison key)."""
-    memo: dict[int, str] = {}
-
-    def key_of(token: int) -> str:
-        key = memo.get(token)
-        if key is None:
-            key = memo[token] = tokenizer.decode([token]).lstrip()
-        return key
-
-    return key_of
 
 
 # ---------------------------------------------------------------- the model
@@ -320,7 +257,7 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
         clock = time.perf_counter()
         # draft: up to k tokens per row, never more than the row can still commit
         room = [min(run.draft_tokens, d.max_new_tokens - len(tokens[r]) - 1) for r in rows]
-        drafts = [_through_eos(drafters[r].draft(k), run.eos) for r, k in zip(rows, room)]
+        drafts = [through_eos(drafters[r].draft(k), run.eos) for r, k in zip(rows, room)]
         K = max(map(len, drafts))
         inputs = [[tokens[r][-1]] + x + [run.pad_id] * (K - len(x)) for r, x in zip(rows, drafts)]
         fresh = torch.tensor([[1] * (1 + len(x)) + [0] * (K - len(x)) for x in drafts], device=dev)
@@ -364,14 +301,6 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
             cache, mask = None, None
         stats["decode"] += time.perf_counter() - clock
     return tokens
-
-
-def _through_eos(draft: list[int], eos: Sequence[int]) -> list[int]:
-    """A draft cut after its first EOS token: nothing after it could be committed."""
-    for at, token in enumerate(draft):
-        if token in eos:
-            return draft[:at + 1]
-    return draft
 
 
 def _emit(run: _Run, tokens: list[int], new: list[int]) -> bool:

@@ -35,7 +35,7 @@ def fixed_answer(monkeypatch):
 
     def fake_decode(model, tokenizer, prompts, layer, **kwargs):
         seen.update(prompts=list(prompts), layers=[layer], kwargs=kwargs)
-        return [ANSWER] * len(prompts)
+        return [ANSWER] * len(prompts), []  # the answers; no second look's branches
 
     monkeypatch.setattr(piilab.extract, "decode_answers", fake_decode)
     return seen
@@ -289,7 +289,8 @@ def test_cli_refuses_negative_draft_tokens(tiny_llama_dir, capsys):
 def test_cli_validators_complete_the_models_items_unless_turned_off(tiny_llama_dir, monkeypatch, capsys):
     text = "Write to jane.doe@example.com, card 4111 1111 1111 1111, or call Jane at home."
     monkeypatch.setattr(piilab.extract, "decode_answers",
-                        lambda model, tokenizer, prompts, layer, **kw: ["jane.doe (EMAIL)\nJane (PHONE_NUM)"] * len(prompts))
+                        lambda model, tokenizer, prompts, layer, **kw: (
+                            ["jane.doe (EMAIL)\nJane (PHONE_NUM)"] * len(prompts), []))
 
     def items(*flags):
         assert main(["extract", "--model", str(tiny_llama_dir), text, "--device", "cpu", *flags]) == 0

@@ -128,9 +128,15 @@ def test_extract_adds_the_second_looks_new_items_and_marks_them(tokenizer):
 
 
 def test_branches_skip_none_answers_and_split_characters_most_likely_first():
-    found = {0: {b"A (NAME)\n": 0.1, b"A (NAME)\nB": 0.3}, 1: {b"X": 0.5}, 2: {b"A (NAME)\n\xc3": 0.4}}
+    notes = Notes(0.05)
+    for prompt, written, probability, tokens in [
+            (0, b"A (NAME)\n", 0.1, (1, 2)), (0, b"A (NAME)\nB", 0.3, (1, 2, 3)),
+            (0, b"A (NAME)\nC", 0.05, (1, 2, 4)), (1, b"X", 0.5, (5,)),
+            (2, b"A (NAME)\n\xc3", 0.4, (1, 6))]:
+        notes.way_on(prompt, written, probability, tokens)
     answers = ["A (NAME)", "None", "A (NAME)"]
-    assert branches(answers, found) == [(0, "A (NAME)\nB"), (0, "A (NAME)\n")]
+    assert [(b.prompt, b.written, b.tokens) for b in branches(answers, notes)] == [
+        (0, "A (NAME)\nB", (1, 2, 3)), (0, "A (NAME)\n", (1, 2))]
     assert line("A (NAME)\nB", "ob (NAME)") == "Bob (NAME)"
     assert line("A (NAME)\n", "Bob (NAME)") == "Bob (NAME)"
 
@@ -156,3 +162,36 @@ def test_validators_keep_the_second_looks_mark():
     assert rejected == []
     assert [(i["value"], i.get("found_by")) for i in out] == [
         ("Jane", None), ("jane.doe@example.com", "pattern"), ("Call", "second look")]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_forked_branches_are_what_plain_decoding_prefills(tokenizer, seed, monkeypatch):
+    """Prompt-lookup decoding forks each way on from its row's cache; plain decoding prefills the
+    prompt and the answer's tokens up to it. Both must decode the same continuation, in batches
+    where a row's branches take its place, places of rows that ended, and new places."""
+    from piilab.extract import SpeedUps, decode_answers, pii_prompt
+    from piilab.layers import lookup
+
+    texts = [TEXT, "Call +1 555 010 2000 or visit https://example.org/~jdoe today.",
+             "The student Ana Silva lives at 12 Oak Street, Springfield.",
+             "My username is cool_cat_42 and my ID is A1234567.", "Jane wrote. Ana Silva called."]
+    settings = PromptSettings(labels=(*LABELS, "USERNAME", "ID_NUM"))
+    prompts = [pii_prompt(tokenizer, text, settings, FORMAT) for text in texts]
+    rules = [(text, settings.labels) for text in texts]
+    model = tiny_llama(tokenizer, seed=seed, initializer_range=0.3, max_position_embeddings=1024)
+    places = []
+    fork = lookup._fork
+    monkeypatch.setattr(lookup, "_fork", lambda cache, mask, rows, *rest: places.append(len(rows))
+                        or fork(cache, mask, rows, *rest))
+    got = {}
+    for name, speedups in [("fork", SpeedUps()), ("plain", SpeedUps.off())]:
+        answers, found = decode_answers(
+            model, tokenizer, prompts, 4, lens="norm", decoding=Decoding(max_new_tokens=24),
+            batch_size=3, add_special_tokens=False, progress=False, speedups=speedups,
+            rules=rules, labels=settings.labels, notes=Notes(1e-4))
+        got[name] = answers, sorted((b.prompt, b.written, b.tokens, b.continuation, b.overridden)
+                                    for b in found)
+    assert got["fork"] == got["plain"]
+    branches = got["fork"][1]
+    assert len(branches) >= 8 and all(b[3] for b in branches)  # every branch wrote on
+    assert places  # rows ended with branches inside the stream

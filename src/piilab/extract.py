@@ -296,11 +296,14 @@ def answer_seeds(labels: Sequence[str]) -> list[str]:
 def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, decoding,
                    batch_size: int, add_special_tokens: bool, progress: bool,
                    speedups: SpeedUps, rules=None, labels: Sequence[str] = (),
-                   notes=None) -> list[str]:
-    """Each prompt's answer from exit `layer`, through the fastest engine that gives it exactly.
+                   notes=None) -> tuple[list[str], list[look.Branch]]:
+    """Each prompt's answer from exit `layer`, through the fastest engine that gives it exactly,
+    and the second look's branches, decoded (none without `notes`).
 
     `rules`, one (text, labels) per prompt, copy-constrains the answers (layers/constrain.py),
-    and `notes` collects what decoding saw besides them (layers/constrain.Notes).
+    and `notes` collects what decoding saw besides them (layers/constrain.Notes); with a
+    threshold, its ways on are decoded on (piilab.second_look): forked from the answers' rows
+    by prompt-lookup decoding, prefilled again by plain decoding.
     `labels` (the answers' label set) seeds prompt-lookup's drafts with the answer's own words.
     """
     from piilab.layers.decode import generate
@@ -319,16 +322,44 @@ def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, de
         keep_freed_blocks_for_decoding()
     with linears_swapped(model, speedups.linear):
         if lookup:
-            return lookup_generate(model, tokenizer, prompts, layer=layer, lens=lens,
-                                   decoding=decoding, batch_size=batch_size,
-                                   draft_tokens=speedups.draft_tokens,
-                                   share_prefix=speedups.share_prefix,
-                                   add_special_tokens=add_special_tokens, progress=progress,
-                                   answers=rules, seeds=answer_seeds(labels),
-                                   notes=notes).texts
-        return generate(model, tokenizer, prompts, [layer], lens=lens, decoding=decoding,
-                        batch_size=batch_size, add_special_tokens=add_special_tokens,
-                        progress=progress, answers=rules, notes=notes)[layer]
+            run = lookup_generate(model, tokenizer, prompts, layer=layer, lens=lens,
+                                  decoding=decoding, batch_size=batch_size,
+                                  draft_tokens=speedups.draft_tokens,
+                                  share_prefix=speedups.share_prefix,
+                                  add_special_tokens=add_special_tokens, progress=progress,
+                                  answers=rules, seeds=answer_seeds(labels), notes=notes,
+                                  second_look=True)
+            return run.texts, run.branches
+        engine = partial(generate, model, tokenizer, layers=[layer], lens=lens,
+                         batch_size=batch_size, add_special_tokens=add_special_tokens,
+                         progress=progress)
+        answers = engine(prompts, decoding=decoding, answers=rules, notes=notes)[layer]
+        return answers, decode_branches(engine, tokenizer, prompts, rules, answers, notes,
+                                        decoding, add_special_tokens)
+
+
+def decode_branches(engine, tokenizer, prompts: list[str], rules, answers: list[str], notes,
+                    decoding, add_special_tokens: bool) -> list[look.Branch]:
+    """The second look's branches of plain decoding's answers, each prompt and the answer's
+    tokens up to and with its way on prefilled (the model's own tokens, as a fork keeps them)
+    and decoded to the end of its line."""
+    from dataclasses import replace
+
+    from piilab.layers.constrain import Notes
+    from piilab.layers.decode import encode_prompts
+
+    todo = look.branches(answers, notes) if notes is not None and notes.threshold else []
+    if not todo:
+        return []
+    seen = Notes()
+    starts = encode_prompts(tokenizer, [prompts[b.prompt] for b in todo],
+                            add_special_tokens=add_special_tokens)
+    new = engine([start + list(b.tokens) for start, b in zip(starts, todo)],
+                 decoding=replace(decoding, stop=(*decoding.stop, "\n")),
+                 answers=[(*rules[b.prompt], b.written) for b in todo], notes=seen)
+    for k, (branch, continuation) in enumerate(zip(todo, next(iter(new.values())))):
+        branch.continuation, branch.overridden = continuation, k in seen.overridden
+    return todo
 
 
 def extract(
@@ -385,19 +416,16 @@ def extract(
             rules.append((window, labels))
     log.info("extracting PII from %d texts (%d windows) at layer %d, style %s", len(texts),
              len(prompts), layer, settings.style)
-    engine = partial(decode_answers, model, tokenizer, layer=layer, lens=lens,
-                     batch_size=batch_size, add_special_tokens=fmt.add_special_tokens,
-                     progress=progress, speedups=speedups, labels=labels)
     notes = None
     if second_look > 0 and constrain and not decoding.sample:
         notes = Notes(second_look)
     elif second_look > 0:
         log.info("second look not used: it needs greedy, copy-constrained decoding")
-    answers = engine(prompts, decoding=decoding, rules=rules if constrain else None,
-                     notes=notes)
-    lines: list[list[str]] = [[] for _ in prompts]
-    if notes is not None:
-        lines = look_again(engine, prompts, rules, answers, notes, decoding)
+    answers, branches = decode_answers(
+        model, tokenizer, prompts, layer, lens=lens, decoding=decoding, batch_size=batch_size,
+        add_special_tokens=fmt.add_special_tokens, progress=progress, speedups=speedups,
+        rules=rules if constrain else None, labels=labels, notes=notes)
+    lines = second_look_lines(len(prompts), branches, notes)
     results = []
     for i, text in enumerate(texts):
         mine = [answer for owner, answer in zip(owners, answers) if owner == i]
@@ -416,29 +444,18 @@ def extract(
     return results
 
 
-def look_again(engine, prompts: list[str], rules: list[tuple], answers: list[str], notes,
-               decoding) -> list[list[str]]:
-    """Per prompt, the lines its second look wrote: from each way on noted, the answer decoded
-    to the end of that line, kept where the model wrote it itself (the constraint never had
-    to override its first choice: a forced line is the constraint's, not the model's)."""
-    from dataclasses import replace
-
-    from piilab.layers.constrain import Notes
-
-    todo = look.branches(answers, notes.ways_on)
-    lines: list[list[str]] = [[] for _ in prompts]
-    if not todo:
-        return lines
-    seen = Notes()
-    new = engine([prompts[p] + written for p, written in todo],
-                 decoding=replace(decoding, stop=(*decoding.stop, "\n")),
-                 rules=[(*rules[p], written) for p, written in todo], notes=seen)
-    for k, ((p, written), continuation) in enumerate(zip(todo, new)):
-        if k not in seen.overridden:
-            lines[p].append(look.line(written, continuation))
-    log.info("second look: %d ways on of probability >= %.2f in %d answers; %d lines the "
-             "model's own", len(todo), notes.threshold, len({p for p, _ in todo}),
-             len(todo) - len(seen.overridden))
+def second_look_lines(prompts: int, branches: list[look.Branch], notes) -> list[list[str]]:
+    """Per prompt, the lines its second look wrote: each branch's line, kept where the model
+    wrote it itself (the constraint never had to override its first choice: a forced line is the
+    constraint's, not the model's)."""
+    lines: list[list[str]] = [[] for _ in range(prompts)]
+    for branch in branches:
+        if not branch.overridden:
+            lines[branch.prompt].append(branch.line)
+    if notes is not None:
+        log.info("second look: %d ways on of probability >= %.2f in %d answers; %d lines the "
+                 "model's own", len(branches), notes.threshold, len({b.prompt for b in branches}),
+                 sum(map(len, lines)))
     return lines
 
 

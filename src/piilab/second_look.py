@@ -4,9 +4,11 @@ Greedy decoding commits to one token per step. Where an item may begin, a model 
 second way on a fair chance: a name the answer skipped ("K" of "Kevin" at 6% after a username),
 or a new line where the answer ended. The copy-constrained decoder notes each valid token of at
 least `THRESHOLD` probability there (layers/constrain.Notes). The `WAYS` most likely of each
-answer become prompts that end with the answer written up to that token and the token, decoded
-to the end of their line under the same constraint; a line is kept where the model wrote it
-itself (the constraint never overrode its first choice). The lines' items join the answer's
+answer are decoded on from the answer's tokens up to that token and the token (the model's own
+tokens, not the text tokenized again), to the end of their line under the same constraint:
+prompt-lookup decoding forks the answer's row and its cache where the way on begins, plain
+decoding prefills the prompt and those tokens. A line is kept where the model wrote it itself
+(the constraint never overrode its first choice). The lines' items join the answer's
 after them, where they overlap none of its items: the greedy answer wins. An answer of `None`
 gets no second look, so a text the model finds free of PII keeps its answer. Measured on the
 real-text dev set (docs/evaluation.md, "Second look").
@@ -15,6 +17,7 @@ real-text dev set (docs/evaluation.md, "Second look").
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from piilab.data.answer import parse_answer
 from piilab.shapes import overlaps
@@ -25,23 +28,46 @@ WAYS = 2
 """Ways on per answer decoded, the most likely: further ones found little but false items."""
 
 
-def branches(answers: Sequence[str], found: dict[int, dict[bytes, float]],
-             ways: int = WAYS) -> list[tuple[int, str]]:
-    """(prompt index, the answer written up to and with the other token) for the `ways` most
-    likely noted ways on of each answer that names items, most likely first."""
+@dataclass
+class Branch:
+    """One way on to look at: prompt `prompt`'s answer written up to and with the other token."""
+
+    prompt: int
+    written: str
+    tokens: tuple[int, ...]
+    """The answer's token ids up to and with the other token: the branch goes on from them."""
+    continuation: str = ""
+    """What decoding wrote after `written`, cut before its first new line."""
+    overridden: bool = False
+    """Whether the constraint overrode the model's first choice in the continuation."""
+
+    @property
+    def line(self) -> str:
+        return line(self.written, self.continuation)
+
+
+def ways_to_take(prompt: int, answer: str, notes, ways: int = WAYS) -> list[Branch]:
+    """The branches of one prompt's answer: its `ways` most likely noted ways on
+    (layers/constrain.Notes), most likely first; none where the answer names no item."""
+    if not parse_answer(answer):
+        return []  # `None`: no second look at a text the model finds free of PII
     out = []
-    for prompt in sorted(found):
-        if not parse_answer(answers[prompt]):
-            continue  # `None`: no second look at a text the model finds free of PII
-        likely = sorted(found[prompt].items(), key=lambda kv: -kv[1])
-        texts = []
-        for written, _ in likely:
-            try:
-                texts.append(written.decode("utf-8"))
-            except UnicodeDecodeError:
-                continue  # the token ends inside a character: no text prompt can end there
-        out += [(prompt, text) for text in texts[:ways]]
+    likely = sorted(notes.ways_on.get(prompt, {}).items(), key=lambda kv: -kv[1])
+    for written, _ in likely:
+        try:
+            text = written.decode("utf-8")
+        except UnicodeDecodeError:
+            continue  # the token ends inside a character: no line can be read there
+        out.append(Branch(prompt, text, notes.tokens.get(prompt, {}).get(written, ())))
+        if len(out) == ways:
+            break
     return out
+
+
+def branches(answers: Sequence[str], notes, ways: int = WAYS) -> list[Branch]:
+    """Every prompt's branches (`ways_to_take`), in prompt order."""
+    return [branch for prompt in sorted(notes.ways_on)
+            for branch in ways_to_take(prompt, answers[prompt], notes, ways)]
 
 
 def line(written: str, continuation: str) -> str:

@@ -134,17 +134,22 @@ class Notes:
     """What copy-constrained greedy decoding saw besides its answers, per prompt index:
     `ways_on`, each valid token other than the choice (and EOS) that the model gave at least
     `threshold` where an item may begin or a new line follow one, as the answer written up to
-    and with it, with that probability (None: not looked for); `overridden`, the prompts where
-    the constraint took another token than the model's first choice at least once. Keyed by
-    prompt only: a call that decodes several exit layers mixes their notes."""
+    and with it, with that probability (None: not looked for), and in `tokens` as the answer's
+    token ids up to and with it; `overridden`, the prompts where the constraint took another
+    token than the model's first choice at least once. Keyed by prompt only: a call that decodes
+    several exit layers mixes their notes."""
 
     threshold: float | None = None
     ways_on: dict[int, dict[bytes, float]] = field(default_factory=dict)
+    tokens: dict[int, dict[bytes, tuple[int, ...]]] = field(default_factory=dict)
     overridden: set[int] = field(default_factory=set)
 
-    def way_on(self, prompt: int, written: bytes, probability: float) -> None:
+    def way_on(self, prompt: int, written: bytes, probability: float,
+               tokens: tuple[int, ...] = ()) -> None:
         mine = self.ways_on.setdefault(prompt, {})
-        mine[written] = max(probability, mine.get(written, 0.0))
+        if probability > mine.get(written, 0.0):
+            mine[written] = probability
+            self.tokens.setdefault(prompt, {})[written] = tokens
 
 
 class CopyGuide:
@@ -211,6 +216,27 @@ class RowGuide:
         self.states = [guide.starts[p] for p in prompts]
         self.next: list[dict[int, AnswerState | None]] = [{} for _ in prompts]
         self.written = [b"" for _ in prompts]  # each row's answer so far (for `Notes`)
+        self.ids: list[list[int]] = [[] for _ in prompts]  # ... and its tokens
+        self.noting = [True for _ in prompts]  # a branch's row notes nothing in `Notes`
+        self.overrode = [False for _ in prompts]  # the constraint overrode the model there
+
+    def branch(self, prompt: int, written: bytes) -> int:
+        """A new slot that decodes `prompt`'s answer on from `written` (a way on forked from its
+        row: layers/lookup.py), noting nothing in `Notes`; its own `overrode` says whether the
+        constraint overrode the model's first choice after the fork."""
+        grammar = self.guide.grammars[prompt]
+        state = grammar.advance(self.guide.starts[prompt], written) if written else self.guide.starts[prompt]
+        if state is None:
+            raise PiilabError("a branch's beginning does not copy its text")
+        self.prompts.append(prompt)
+        self.grammars.append(grammar)
+        self.states.append(state)
+        self.next.append({})
+        self.written.append(written)
+        self.ids.append([])
+        self.noting.append(False)
+        self.overrode.append(False)
+        return len(self.prompts) - 1
 
     def _try(self, slot: int, token: int) -> bool:
         """Whether `token` keeps row `slot`'s answer valid (its next state is kept for `advance`)."""
@@ -263,7 +289,8 @@ class RowGuide:
         self.next[slot] = {}
         self.guide.steps += 1
         allowed = self._valid(slot, ranked, top)
-        notes = self.guide.notes
+        self.overrode[slot] |= top[0] not in allowed
+        notes = self.guide.notes if self.noting[slot] else None
         if notes is not None and top[0] not in allowed:
             notes.overridden.add(self.prompts[slot])
         if notes is not None and notes.threshold and self.grammars[slot].between_items(
@@ -283,7 +310,7 @@ class RowGuide:
                 continue
             if not grammar.only_none(self.next[slot][token]):
                 notes.way_on(self.prompts[slot], self.written[slot] + self.guide.table[token],
-                             probability)
+                             probability, (*self.ids[slot], token))
 
     def pick(self, slot: int, ranked: torch.Tensor, top: list[int]) -> int:
         """Greedy decoding's constrained token for row `slot` from its ranked scores (V,) and top
@@ -315,3 +342,4 @@ class RowGuide:
                 self.states[slot] = self.next[slot][token] or self.states[slot]
                 if token not in self.guide.eos and self.guide.notes is not None:
                     self.written[slot] += self.guide.table[token] or b""
+                    self.ids[slot].append(token)

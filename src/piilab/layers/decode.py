@@ -122,16 +122,17 @@ def check_layers(model: nn.Module, layers: Sequence[int] | None) -> list[int]:
     return layers
 
 
-def encode_prompts(tokenizer, prompts: Sequence[str], *, add_special_tokens: bool = True,
+def encode_prompts(tokenizer, prompts: Sequence[str | list[int]], *, add_special_tokens: bool = True,
                    context_window: int | None = None, max_new_tokens: int = 0) -> list[list[int]]:
-    """Token ids of each prompt exactly as given (plus the tokenizer's own special tokens)."""
+    """Each prompt's token ids: a string's as tokenized (special tokens too), a list's as given."""
     if isinstance(prompts, str):
         raise PiilabError("prompts must be a list of strings, not one string")
     encoded = []
-    for i, prompt in enumerate(prompts):
-        if not isinstance(prompt, str) or not prompt.strip():
+    for i, ids in enumerate(prompts):
+        if isinstance(ids, str) and ids.strip():
+            ids = tokenizer(ids, add_special_tokens=add_special_tokens)["input_ids"]
+        elif not isinstance(ids, list):
             raise PiilabError(f"prompt {i} is empty")
-        ids = tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
         if not ids:
             raise PiilabError(f"prompt {i} has no tokens")
         if context_window and len(ids) > context_window:
@@ -427,11 +428,10 @@ def prepare_prompts(model: nn.Module, tokenizer, prompts: Sequence[str], decodin
 def generate(
     model: nn.Module,
     tokenizer,
-    prompts: Sequence[str],
+    prompts: Sequence[str | list[int]],
     layers: Sequence[int] | None = None,
     *,
-    lens: str | Lens = "norm",
-    decoding: Decoding | None = None,
+    lens: str | Lens = "norm", decoding: Decoding | None = None,
     batch_size: int = 8,
     add_special_tokens: bool = True,
     progress: bool = True,
@@ -440,11 +440,11 @@ def generate(
 ) -> dict[int, list[str]] | Generation:
     """Decode every prompt from every exit layer: {layer: [text per prompt]}.
 
-    Prompts are decoded as given (plus the tokenizer's own special tokens when
-    `add_special_tokens`); `layers` defaults to the last (the ordinary model); `return_details`
-    returns a `Generation` with token ids and per-layer timings. `answers`, per prompt a rule of
-    layers/constrain.py or None (free), copy-constrains PII answers; `notes` collects
-    what greedy decoding saw besides them (constrain.Notes).
+    Prompts (texts, or lists of token ids) are decoded as given (plus the tokenizer's own special
+    tokens when `add_special_tokens`); `layers` defaults to the last (the ordinary model);
+    `return_details` returns a `Generation` with token ids and per-layer timings. `answers`, per
+    prompt a rule of layers/constrain.py or None (free), copy-constrains PII answers; `notes`
+    collects what greedy decoding saw besides them (constrain.Notes).
     """
     wall = time.perf_counter()
     decoding = decoding or Decoding()

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from piilab import runtime
+from piilab import second_look as look
 from piilab.errors import PiilabError
 from piilab.layers.attention import folded_attention, grouped_kv_in_sdpa
 from piilab.layers.cache import compacted, roomy_cache
@@ -76,6 +77,8 @@ class LookupRun:
     wall_seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds in the shared start's prefill, the batches' prefills and the decoding rounds."""
+    branches: list = field(default_factory=list)
+    """The second look's branches (second_look.Branch), decoded, in the order their rows ended."""
 
     @property
     def acceptance_rate(self) -> float:
@@ -207,16 +210,22 @@ def _join(cache, mask: torch.Tensor, other, other_mask: torch.Tensor) -> torch.T
 
 
 def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: dict,
-                   batch_size: int, guard: RowGuide | None = None, finished=lambda: None):
+                   batch_size: int, guard: RowGuide | None = None, finished=lambda: None,
+                   fork=None):
     """Greedy decoding of every suffix (each prompt = shared start + suffix), at most
     `batch_size` rows at a time: once half the rows have finished, the next waiting prompts take
     their places (continuous batching), so passes do not run for a few long answers while prompts
-    wait. `base` drafts from the shared start; `finished()` is called as each row ends.
-    New ids per suffix, in the order given."""
+    wait. `base` drafts from the shared start; `finished()` is called as each prompt's row ends.
+    `fork(row, new ids)` gives the branches (second_look.Branch) of a row that ended, each
+    decoded on from its way on to the end of its line, in that row's cache (`_fork`).
+    New ids per suffix in the order given, and per branch (after the suffixes) its own."""
     d, dev = run.decoding, run.device
     tokens: list[list[int]] = [[] for _ in suffixes]
     drafters: dict[int, Drafter] = {}  # live rows' lookup tables
-    next_pos = [len(run.prefix) + len(s) for s in suffixes]  # position of each row's last token
+    starts = [len(run.prefix) + len(s) for s in suffixes]  # position of each row's first new token
+    next_pos = list(starts)  # position of each row's last token
+    columns: list[list[int]] = [[] for _ in suffixes]  # each token's place in the cache, once there
+    branches: dict[int, object] = {}  # row -> the branch (second_look.Branch) it decodes
     waiting = list(range(len(suffixes)))
     rows: list[int] = []  # live rows, in cache order
     cache, mask = None, None
@@ -231,7 +240,7 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
         live = []
         for r, first in zip(new, firsts):
             if _emit(run, tokens[r], [first]):
-                finished()
+                finished()  # one token: an answer that names nothing, so no branches
                 continue
             drafters[r] = base.copy()
             drafters[r].extend(suffixes[r] + [first])
@@ -256,11 +265,13 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
                 continue
         clock = time.perf_counter()
         # draft: up to k tokens per row, never more than the row can still commit
-        room = [min(run.draft_tokens, d.max_new_tokens - len(tokens[r]) - 1) for r in rows]
+        room = [min(run.draft_tokens, d.max_new_tokens + (r in branches) - len(tokens[r]) - 1)
+                for r in rows]
         drafts = [through_eos(drafters[r].draft(k), run.eos) for r, k in zip(rows, room)]
         K = max(map(len, drafts))
         inputs = [[tokens[r][-1]] + x + [run.pad_id] * (K - len(x)) for r, x in zip(rows, drafts)]
         fresh = torch.tensor([[1] * (1 + len(x)) + [0] * (K - len(x)) for x in drafts], device=dev)
+        first_column = mask.shape[1]
         mask = torch.cat([mask, fresh], dim=-1)  # (R, S + 1 + K)
         position_ids = torch.tensor([next_pos[r] for r in rows], device=dev)[:, None] + \
             torch.arange(1 + K, device=dev)  # (R, 1 + K)
@@ -269,23 +280,42 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
         pick = run.choices(logits, guard)
         stats["passes"] += 1
         # accept the drafts the model agrees with, then its own next token
-        keep, at = [], 0
+        keep, ended, at = [], [], 0
         for i, (r, x) in enumerate(zip(rows, drafts)):
             commit = verify(pick, at, x, r, run.eos)
             at += 1 + len(x)
             a = len(commit) - 1
             stats["drafted"] += len(x)
             stats["accepted"] += a
-            mask[i, mask.shape[1] - K + a:] = 0  # rejected drafts' cache positions: hidden
+            mask[i, first_column + 1 + a:] = 0  # rejected drafts' cache positions: hidden
+            columns[r] += range(first_column, first_column + 1 + a)  # its last token and drafts
             next_pos[r] += len(commit)
             before = len(tokens[r])
-            done = _emit(run, tokens[r], commit)
-            if done:
+            if _emit(run, tokens[r], commit, r in branches):
                 del drafters[r]
-                finished()
+                if r not in branches:
+                    finished()
+                    ended += [(i, branch) for branch in (fork(r, tokens[r]) if fork else [])]
             else:
                 drafters[r].extend(tokens[r][before:])
                 keep.append(i)
+        if ended:  # the ended rows' branches take places in the batch
+            parents = [rows[i] for i, _ in ended]
+            mask, places = _fork(cache, mask, rows, keep, ended, columns)
+            for parent, (_, branch), place in zip(parents, ended, places):
+                r, j = len(tokens), len(branch.tokens) - 1
+                if guard.branch(guard.prompts[parent], branch.written.encode("utf-8")) != r:
+                    raise AssertionError("a branch's row and its guard slot differ")
+                tokens.append([branch.tokens[-1]])
+                starts.append(starts[parent] + j)
+                next_pos.append(starts[parent] + j)
+                columns.append([])
+                drafters[r] = base.copy()
+                drafters[r].extend(suffixes[parent] + list(branch.tokens))
+                branches[r] = branch
+                rows[place:place + 1] = [r]  # its place: an ended row's, or a new one at the end
+                keep.append(place)
+            keep.sort()
         if len(keep) < len(rows):  # finished rows leave the batch and the cache
             order = compacted(len(rows), keep)
             index = torch.tensor(order, device=dev, dtype=torch.long)
@@ -300,17 +330,52 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
         if not rows:
             cache, mask = None, None
         stats["decode"] += time.perf_counter() - clock
-    return tokens
+    return tokens, branches
 
 
-def _emit(run: _Run, tokens: list[int], new: list[int]) -> bool:
-    """Commit tokens one by one, as plain decoding would; True once the sequence ends."""
-    d = run.decoding
+def _fork(cache, mask: torch.Tensor, rows: list[int], keep: list[int], ended: list[tuple],
+          columns: list[list[int]]) -> tuple[torch.Tensor, list[int]]:
+    """Places in the batch for the branches of rows that ended this pass (`ended`: (place of the
+    row, branch)), each holding its row's cache and mask up to where its way on begins. A row's
+    first branch takes the row's own place (nothing to copy), the others places of rows that
+    ended without branches, else new places at the end. The batch's mask and the places."""
+    parents = {i for i, _ in ended}
+    spare = [i for i in range(len(rows)) if i not in keep and i not in parents]
+    source = list(range(len(rows)))  # the row each place's cache comes from
+    places, taken = [], set()
+    for i, _ in ended:
+        if i not in taken:
+            place = i
+            taken.add(i)
+        elif spare:
+            place = spare.pop()
+            source[place] = i
+        else:
+            place = len(source)
+            source.append(i)
+        places.append(place)
+    if source != list(range(len(rows))):
+        index = torch.tensor(source, device=mask.device, dtype=torch.long)
+        cache.batch_select_indices(index)
+        mask = mask[index]
+    for (i, branch), place in zip(ended, places):
+        # the way on replaces token j: the row's tokens from j on are hidden from the branch
+        j, placed = len(branch.tokens) - 1, columns[rows[i]]
+        mask[place, placed[j] if j < len(placed) else mask.shape[1]:] = 0
+    return mask, places
+
+
+def _emit(run: _Run, tokens: list[int], new: list[int], branch: bool = False) -> bool:
+    """Commit tokens one by one, as plain decoding would; True once the sequence ends. A branch's
+    first token is its way on: what follows it ends at a new line, or as a whole answer would."""
+    d, first = run.decoding, int(branch)
+    stop = (*d.stop, "\n") if branch else d.stop
     for token in new:
         tokens.append(token)
-        if token in run.eos or len(tokens) == d.max_new_tokens:
+        if token in run.eos or len(tokens) - first == d.max_new_tokens:
             return True
-        if d.stop and cut_at_stop(run.tokenizer.decode(tokens, skip_special_tokens=True), d.stop)[1]:
+        if stop and cut_at_stop(run.tokenizer.decode(tokens[first:], skip_special_tokens=True),
+                                stop)[1]:
             return True
     return False
 
@@ -344,6 +409,7 @@ def lookup_generate(
     answers: Sequence[tuple | None] | None = None,
     seeds: Sequence[str] = (),
     notes: Notes | None = None,
+    second_look: bool = False,
 ) -> LookupRun:
     """Greedy decoding of every prompt from exit `layer` (default: the last), drafting from the
     prompts themselves; the texts and token ids are those of `generate(..., layers=[layer])`.
@@ -354,6 +420,9 @@ def lookup_generate(
     copy-constrain the answers and collect what decoding saw, as `generate` does. `seeds` are
     fragments of the answers to expect, each drafted as if EOS followed it (extraction's "None",
     " (NAME)"): they win over the shared start's tokens, never over a row's own.
+    `second_look` (with `answers` and `notes` of a threshold) decodes each answer's branches
+    (piilab.second_look.ways_to_take) as its row ends, each forked from the row's cache where its
+    way on begins; they are in the result's `branches`, their continuations and `overridden` set.
     """
     wall = time.perf_counter()
     decoding = decoding or Decoding()
@@ -400,14 +469,22 @@ def lookup_generate(
             tokenizer.encode(seed, add_special_tokens=False) + eos[:1] for seed in seeds])
         stats["prefix"] = time.perf_counter() - clock
         guard = run.guide.rows(order) if run.guide else None
-        out = _decode_stream(run, [encoded[i][shared:] for i in order], base, stats, batch_size,
-                             guard, lambda: bar.update(1))
+        fork = None
+        if second_look and notes is not None and guard is not None:
+            def fork(row: int, ids: list[int]) -> list:
+                return look.ways_to_take(order[row], new_text(tokenizer, ids, eos, decoding.stop),
+                                         notes)
+        out, forked = _decode_stream(run, [encoded[i][shared:] for i in order], base, stats,
+                                     batch_size, guard, lambda: bar.update(1), fork)
         for i, row in zip(order, out):
             token_ids[i] = row
     texts = [new_text(tokenizer, ids, eos, decoding.stop) for ids in token_ids]
+    for row, branch in forked.items():
+        branch.continuation = new_text(tokenizer, out[row][1:], eos, (*decoding.stop, "\n"))
+        branch.overridden = guard.overrode[row]
     result = LookupRun(layer, texts, token_ids, stats["passes"], stats["drafted"], stats["accepted"],
                        shared, time.perf_counter() - wall,
-                       {k: stats[k] for k in ("prefix", "prefill", "decode")})
+                       {k: stats[k] for k in ("prefix", "prefill", "decode")}, list(forked.values()))
     log.info("%s", result.summary())
     if run.guide:
         log.info(run.guide.summary())

@@ -108,6 +108,13 @@ def run_extract(command: list[str], env: dict, timeout: float) -> tuple[float, s
     return seconds, done.stdout, f"{found[0][0]}: {found[0][1]}{later}"
 
 
+def piilab_of(env: dict) -> str:
+    """The folder the runs import piilab from (their environment's, which --env may change)."""
+    done = subprocess.run([sys.executable, "-c", "import piilab; print(piilab.__file__)"],
+                          env=env, capture_output=True, text=True)
+    return str(Path(done.stdout.strip()).parent) if done.returncode == 0 else "? (not importable)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m",
@@ -153,11 +160,10 @@ def main() -> None:
                     busy.kill()
                     busy.wait()
 
-    import piilab
     import torch
 
     print(f"piilab extract on {args.texts} texts, model {args.model}, cores {sorted(cores)}, "
-          f"torch {torch.__version__}, piilab from {Path(piilab.__file__).parent}")
+          f"torch {torch.__version__}, piilab from {piilab_of(env)}")
     if args.env or args.extra:
         print(f"settings: {' '.join(args.env + args.extra)}")
     alone, alone_out = rows[0][1], rows[0][2]

@@ -4,7 +4,7 @@ prompt-lookup decoding uses (append, crop, drop rows, join another cache's rows)
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from piilab.layers.cache import ROOM, RoomyLayer, roomy_cache
+from piilab.layers.cache import ROOM, RoomyLayer, branch_places, roomy_cache
 
 
 def states(rows: int, length: int, seed: int) -> torch.Tensor:
@@ -80,3 +80,10 @@ def test_roomy_layer_reorders_and_repeats_rows_as_the_plain_layer_does():
     more = states(6, 1, 5)
     roomy.update(more, more), plain.update(more, more)
     assert same(roomy, plain)
+
+
+def test_branch_places_reuse_the_parents_and_the_ended_rows_before_growing():
+    # row 1 ends with two branches, rows 2 and 3 end without: the second branch takes row 3's place
+    assert branch_places(4, keep=[0], parents=[1, 1]) == ([0, 1, 2, 1], [1, 3])
+    # every ended row is a parent: the branches beyond the first of each get new places
+    assert branch_places(4, keep=[0, 2], parents=[1, 1, 3, 1]) == ([0, 1, 2, 3, 1, 1], [1, 4, 3, 5])

@@ -123,12 +123,27 @@ def test_lookup_on_other_architectures(tokenizer, model_type):
     assert run.token_ids == want
 
 
-def test_lookup_refuses_sampling_and_sliding_windows(tokenizer):
+def test_lookup_refuses_sampling(tokenizer):
     with pytest.raises(PiilabError, match="greedy only"):
         lookup_generate(tiny_llama(tokenizer), tokenizer, PROMPTS,
                         decoding=Decoding(sample=True), progress=False)
-    with pytest.raises(PiilabError, match="sliding window"):
-        lookup_generate(tiny_of_type("gemma3_text", tokenizer), tokenizer, PROMPTS, progress=False)
+
+
+@pytest.mark.parametrize("model_type", ["gemma3_text", "mistral"])
+def test_lookup_on_sliding_windows_is_plain_greedy(tokenizer, model_type):
+    """A window of 4 positions, far shorter than the prompts: the window must count positions,
+    though rejected drafts leave hidden columns between them (Gemma 3 mixes windowed and full
+    layers; Mistral's every layer is windowed)."""
+    overrides = {"sliding_window": 4, "initializer_range": 0.3}
+    if model_type == "gemma3_text":
+        overrides["layer_types"] = ["sliding_attention", "full_attention", "sliding_attention"]
+    model = tiny_of_type(model_type, tokenizer, **overrides)
+    want = plain(model, tokenizer, PROMPTS)
+    for batch_size, drafts in [(1, 4), (3, 4), (6, 2)]:
+        run = lookup_generate(model, tokenizer, PROMPTS, decoding=Decoding(max_new_tokens=24),
+                              batch_size=batch_size, draft_tokens=drafts, progress=False)
+        assert run.token_ids == want, (batch_size, drafts)
+    assert run.drafted > 0 and 0 < run.accepted < run.drafted  # hidden columns were left
 
 
 def test_lookup_with_grouped_key_value_heads_is_plain_greedy_and_restores_the_environment(tokenizer, monkeypatch):

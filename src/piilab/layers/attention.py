@@ -98,3 +98,31 @@ def grouped_kv_in_sdpa(device: torch.device):
             del os.environ[_FORCE_GQA]
         else:
             os.environ[_FORCE_GQA] = before
+
+
+# ---------------------------------------------------------------- masks by position
+
+
+def sliding_window(config) -> int | None:
+    """The model's attention window in positions, where any of its layers has one (None: none)."""
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None)
+    if not window or (types is not None and "sliding_attention" not in types):
+        return None
+    return int(window)
+
+
+def masks_by_position(held: torch.Tensor, queries: torch.Tensor, config):
+    """Attention masks that let each query see the keys by position rather than by column: for a
+    cache whose columns hold positions `held` (R, S; -1: hidden) out of order, as prompt-lookup's
+    does (rejected drafts stay, hidden). A query at position q (`queries`, R x Q) sees a key at
+    position k <= q, and in a sliding-window layer only k > q - window, as transformers' window
+    counts positions. (R, 1, Q, S) bool masks: one per layer type of a model that names its
+    layers' types (full or sliding attention), else the window's."""
+    keys, asked = held[:, None, :], queries[:, :, None]
+    causal = (keys >= 0) & (keys <= asked)
+    windowed = causal & (keys > asked - sliding_window(config))
+    types = getattr(config, "layer_types", None)
+    if types is None:
+        return windowed[:, None]
+    return {"full_attention": causal[:, None], "sliding_attention": windowed[:, None]}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 ROOM = 64
 """Free cache positions kept after the last one, so most passes append without reallocating."""
@@ -108,12 +108,37 @@ def compacted(rows: int, keep: list[int]) -> list[int]:
     return order
 
 
+def branch_places(rows: int, keep: list[int], parents: list[int]) -> tuple[list[int], list[int]]:
+    """Places for new rows copied from `parents` (rows that ended this pass, one entry per new
+    row), when the `keep` rows of `rows` go on: a parent's first copy takes the parent's own place
+    (nothing to copy), the others places of ended rows that are nobody's parent, else new places
+    at the end. (The row each place's cache must come from, for `batch_select_indices`; each new
+    row's place.)"""
+    spare = [i for i in range(rows) if i not in keep and i not in parents]
+    source, places, taken = list(range(rows)), [], set()
+    for parent in parents:
+        if parent not in taken:
+            place = parent
+            taken.add(parent)
+        elif spare:
+            place = spare.pop()
+            source[place] = parent
+        else:
+            place = len(source)
+            source.append(parent)
+        places.append(place)
+    return source, places
+
+
 def _empty_like(states: torch.Tensor, length: int) -> torch.Tensor:
     return states.new_empty(*states.shape[:-2], length, states.shape[-1])
 
 
-def roomy_cache(config) -> DynamicCache:
-    """A DynamicCache for a model `config` whose full-attention layers are RoomyLayers."""
+def roomy_cache(config, windowed: bool = False) -> DynamicCache:
+    """A DynamicCache for a model `config` whose full-attention layers are RoomyLayers; with
+    `windowed`, its sliding-window layers too, which then keep every position (the attention
+    mask must apply the window: layers/lookup.py does, by position)."""
     cache = DynamicCache(config=config)
-    cache.layers = [RoomyLayer() if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    kinds = (DynamicLayer, DynamicSlidingWindowLayer) if windowed else (DynamicLayer,)
+    cache.layers = [RoomyLayer() if type(layer) in kinds else layer for layer in cache.layers]
     return cache

@@ -38,8 +38,13 @@ from torch import nn
 from piilab import runtime
 from piilab import second_look as look
 from piilab.errors import PiilabError
-from piilab.layers.attention import folded_attention, grouped_kv_in_sdpa
-from piilab.layers.cache import compacted, roomy_cache
+from piilab.layers.attention import (
+    folded_attention,
+    grouped_kv_in_sdpa,
+    masks_by_position,
+    sliding_window,
+)
+from piilab.layers.cache import branch_places, compacted, roomy_cache
 from piilab.layers.constrain import Notes, CopyGuide, RowGuide
 from piilab.layers.decode import (
     Decoding,
@@ -126,9 +131,18 @@ class _Run:
     prefix_cache: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     guide: CopyGuide | None = None  # copy-constrained answers, if asked
 
+    def __post_init__(self) -> None:
+        self.config = arch.base_model(self.model).config
+        self.window = sliding_window(self.config)  # attention masks by position where set
+
     def forward(self, ids: torch.Tensor, position_ids: torch.Tensor, cache,
-                mask: torch.Tensor | None) -> torch.Tensor:
-        """Blocks 1..layer over ids (B, T) on the cache: the exit block's states (B, T, H)."""
+                held: torch.Tensor | None) -> torch.Tensor:
+        """Blocks 1..layer over ids (B, T) at `position_ids` on the cache, whose columns (ids' own
+        last) hold the positions `held` (B, S; -1: hidden; None: every column, in order): the
+        exit block's states (B, T, H)."""
+        mask = None
+        if held is not None:  # by position where a window counts them, else by column
+            mask = masks_by_position(held, position_ids, self.config) if self.window else held >= 0
         keep = _Keep(arch.decoder_layers(self.model)[self.layer - 1])
         wrap = lambda i, block: keep if i == self.layer else block  # noqa: E731
         with arch.truncated(self.model, self.layer, wrap=wrap):
@@ -165,7 +179,7 @@ def verify(pick, start: int, draft: list[int], slot: int, eos: Sequence[int] = (
 
 def _new_cache(run: _Run, rows: int):
     """A cache of roomy layers, holding the shared start's keys and values once per row."""
-    cache = roomy_cache(arch.base_model(run.model).config)
+    cache = roomy_cache(run.config, windowed=run.window is not None)
     for index, (keys, values) in enumerate(run.prefix_cache or []):
         cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), index)
     return cache
@@ -183,30 +197,31 @@ def _prefill_prefix(run: _Run) -> None:
 
 
 def _prefill(run: _Run, suffixes: list[list[int]]):
-    """New rows (each prompt = shared start + its suffix) through the model: their cache, their
-    attention mask (B, P + width) and the exit block's states at their last tokens (B, H)."""
+    """New rows (each prompt = shared start + its suffix) through the model: their cache, the
+    positions their columns hold (B, P + width; -1: hidden) and the exit block's states at their
+    last tokens (B, H)."""
     dev, P = run.device, len(run.prefix)
     cache = _new_cache(run, len(suffixes))
-    # the suffixes, left-padded after the shared start (the mask hides the padding)
+    # the suffixes, left-padded after the shared start (the padding hidden)
     width = max(map(len, suffixes))
     ids = torch.tensor([[run.pad_id] * (width - len(s)) + s for s in suffixes], device=dev)
-    mask = torch.tensor([[1] * P + [0] * (width - len(s)) + [1] * len(s) for s in suffixes],
+    real = torch.tensor([[1] * P + [0] * (width - len(s)) + [1] * len(s) for s in suffixes],
                         device=dev)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)[:, P:]  # (B, width), as generate counts
-    hidden = run.forward(ids, pos, cache, mask)[:, -1]
-    return cache, mask, hidden
+    held = torch.where(real.bool(), real.cumsum(-1) - 1, -1)  # positions as generate counts
+    hidden = run.forward(ids, held[:, P:].clamp(min=0), cache, held)[:, -1]
+    return cache, held, hidden
 
 
-def _join(cache, mask: torch.Tensor, other, other_mask: torch.Tensor) -> torch.Tensor:
+def _join(cache, held: torch.Tensor, other, other_held: torch.Tensor) -> torch.Tensor:
     """Append `other`'s rows to `cache` (in place), both padded at the end to the longer one;
-    the joined mask. Where a position sits in the cache does not matter to attention (its place in
-    the text is already in its key), so the padding is hidden and never attended to."""
-    length = max(mask.shape[1], other_mask.shape[1])
+    the joined positions. Where a position sits in the cache does not matter to attention (its
+    place in the text is already in its key), so the padding is hidden and never attended to."""
+    length = max(held.shape[1], other_held.shape[1])
     for mine, theirs in zip(cache.layers, other.layers):
         mine.join(theirs, length)
     pad = torch.nn.functional.pad
-    return torch.cat([pad(mask, (0, length - mask.shape[1])),
-                      pad(other_mask, (0, length - other_mask.shape[1]))])
+    return torch.cat([pad(held, (0, length - held.shape[1]), value=-1),
+                      pad(other_held, (0, length - other_held.shape[1]), value=-1)])
 
 
 def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: dict,
@@ -228,14 +243,14 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
     branches: dict[int, object] = {}  # row -> the branch (second_look.Branch) it decodes
     waiting = list(range(len(suffixes)))
     rows: list[int] = []  # live rows, in cache order
-    cache, mask = None, None
+    cache, held = None, None  # held[i, c]: the position column c holds for row i; -1: hidden
 
     def admit() -> None:
         """Prefill the next waiting prompts into free places; commit their first tokens."""
-        nonlocal cache, mask, rows
+        nonlocal cache, held, rows
         clock = time.perf_counter()
         new, waiting[:] = waiting[:batch_size - len(rows)], waiting[batch_size - len(rows):]
-        new_cache, new_mask, hidden = _prefill(run, [suffixes[r] for r in new])
+        new_cache, new_held, hidden = _prefill(run, [suffixes[r] for r in new])
         firsts = run.greedy(run.lens(run.layer, hidden), guard, new)
         live = []
         for r, first in zip(new, firsts):
@@ -248,12 +263,12 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
         if len(live) < len(new):
             keep = torch.tensor([new.index(r) for r in live], device=dev, dtype=torch.long)
             new_cache.batch_select_indices(keep)
-            new_mask = new_mask[keep]
+            new_held = new_held[keep]
         if live:
             if cache is None:
-                cache, mask = new_cache, new_mask
+                cache, held = new_cache, new_held
             else:
-                mask = _join(cache, mask, new_cache, new_mask)
+                held = _join(cache, held, new_cache, new_held)
             rows = rows + live
         stats["prefill"] += time.perf_counter() - clock
 
@@ -271,11 +286,11 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
         K = max(map(len, drafts))
         inputs = [[tokens[r][-1]] + x + [run.pad_id] * (K - len(x)) for r, x in zip(rows, drafts)]
         fresh = torch.tensor([[1] * (1 + len(x)) + [0] * (K - len(x)) for x in drafts], device=dev)
-        first_column = mask.shape[1]
-        mask = torch.cat([mask, fresh], dim=-1)  # (R, S + 1 + K)
         position_ids = torch.tensor([next_pos[r] for r in rows], device=dev)[:, None] + \
             torch.arange(1 + K, device=dev)  # (R, 1 + K)
-        hidden = run.forward(torch.tensor(inputs, device=dev), position_ids, cache, mask)
+        first_column = held.shape[1]
+        held = torch.cat([held, torch.where(fresh.bool(), position_ids, -1)], dim=-1)
+        hidden = run.forward(torch.tensor(inputs, device=dev), position_ids, cache, held)
         logits = run.lens(run.layer, hidden[fresh.bool()])  # (real positions, V) in row order
         pick = run.choices(logits, guard)
         stats["passes"] += 1
@@ -287,7 +302,7 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
             a = len(commit) - 1
             stats["drafted"] += len(x)
             stats["accepted"] += a
-            mask[i, first_column + 1 + a:] = 0  # rejected drafts' cache positions: hidden
+            held[i, first_column + 1 + a:] = -1  # rejected drafts' cache positions: hidden
             columns[r] += range(first_column, first_column + 1 + a)  # its last token and drafts
             next_pos[r] += len(commit)
             before = len(tokens[r])
@@ -301,7 +316,7 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
                 keep.append(i)
         if ended:  # the ended rows' branches take places in the batch
             parents = [rows[i] for i, _ in ended]
-            mask, places = _fork(cache, mask, rows, keep, ended, columns)
+            held, places = _fork(cache, held, rows, keep, ended, columns)
             for parent, (_, branch), place in zip(parents, ended, places):
                 r, j = len(tokens), len(branch.tokens) - 1
                 if guard.branch(guard.prompts[parent], branch.written.encode("utf-8")) != r:
@@ -320,49 +335,34 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
             order = compacted(len(rows), keep)
             index = torch.tensor(order, device=dev, dtype=torch.long)
             cache.batch_select_indices(index)
-            mask = mask[index]
+            held = held[index]
             rows = [rows[i] for i in order]
         # cache positions hidden in every row serve no one: drop them from the end
-        unused = int((mask.sum(0) == 0).flip(0).int().cumprod(0).sum()) if rows else 0
+        unused = int((held < 0).all(0).flip(0).int().cumprod(0).sum()) if rows else 0
         if unused:
             cache.crop(-unused)
-            mask = mask[:, :-unused]
+            held = held[:, :-unused]
         if not rows:
-            cache, mask = None, None
+            cache, held = None, None
         stats["decode"] += time.perf_counter() - clock
     return tokens, branches
 
 
-def _fork(cache, mask: torch.Tensor, rows: list[int], keep: list[int], ended: list[tuple],
+def _fork(cache, held: torch.Tensor, rows: list[int], keep: list[int], ended: list[tuple],
           columns: list[list[int]]) -> tuple[torch.Tensor, list[int]]:
     """Places in the batch for the branches of rows that ended this pass (`ended`: (place of the
-    row, branch)), each holding its row's cache and mask up to where its way on begins. A row's
-    first branch takes the row's own place (nothing to copy), the others places of rows that
-    ended without branches, else new places at the end. The batch's mask and the places."""
-    parents = {i for i, _ in ended}
-    spare = [i for i in range(len(rows)) if i not in keep and i not in parents]
-    source = list(range(len(rows)))  # the row each place's cache comes from
-    places, taken = [], set()
-    for i, _ in ended:
-        if i not in taken:
-            place = i
-            taken.add(i)
-        elif spare:
-            place = spare.pop()
-            source[place] = i
-        else:
-            place = len(source)
-            source.append(i)
-        places.append(place)
+    row, branch)), each holding its row's cache and columns up to where its way on begins
+    (cache.branch_places says which). The batch's `held` and the places."""
+    source, places = branch_places(len(rows), keep, [i for i, _ in ended])
     if source != list(range(len(rows))):
-        index = torch.tensor(source, device=mask.device, dtype=torch.long)
+        index = torch.tensor(source, device=held.device, dtype=torch.long)
         cache.batch_select_indices(index)
-        mask = mask[index]
+        held = held[index]
     for (i, branch), place in zip(ended, places):
         # the way on replaces token j: the row's tokens from j on are hidden from the branch
         j, placed = len(branch.tokens) - 1, columns[rows[i]]
-        mask[place, placed[j] if j < len(placed) else mask.shape[1]:] = 0
-    return mask, places
+        held[place, placed[j] if j < len(placed) else held.shape[1]:] = -1
+    return held, places
 
 
 def _emit(run: _Run, tokens: list[int], new: list[int], branch: bool = False) -> bool:
@@ -386,10 +386,10 @@ def _emit(run: _Run, tokens: list[int], new: list[int], branch: bool = False) ->
 def lookup_supported(model: nn.Module) -> str | None:
     """Why prompt-lookup decoding cannot run on this model (None: it can)."""
     config = arch.base_model(model).config
-    if getattr(config, "sliding_window", None) and "sliding_attention" in (
-            getattr(config, "layer_types", None) or ["sliding_attention"]):
-        # hidden cache positions would count against the window, which plain decoding's do not
-        return "its attention has a sliding window"
+    kinds = set(getattr(config, "layer_types", None) or ()) - {"full_attention", "sliding_attention"}
+    if sliding_window(config) is not None and kinds:
+        # a window counts positions, not cache columns: masks by position cover these two kinds
+        return f"its attention layers of kind {', '.join(sorted(kinds))} have a window"
     return None
 
 

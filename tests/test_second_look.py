@@ -165,7 +165,8 @@ def test_validators_keep_the_second_looks_mark():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_forked_branches_are_what_plain_decoding_prefills(tokenizer, seed, monkeypatch):
+@pytest.mark.parametrize("scale", [0.3, 1.0])
+def test_forked_branches_are_what_plain_decoding_prefills(tokenizer, seed, scale, monkeypatch):
     """Prompt-lookup decoding forks each way on from its row's cache; plain decoding prefills the
     prompt and the answer's tokens up to it. Both must decode the same continuation, in batches
     where a row's branches take its place, places of rows that ended, and new places."""
@@ -178,11 +179,11 @@ def test_forked_branches_are_what_plain_decoding_prefills(tokenizer, seed, monke
     settings = PromptSettings(labels=(*LABELS, "USERNAME", "ID_NUM"))
     prompts = [pii_prompt(tokenizer, text, settings, FORMAT) for text in texts]
     rules = [(text, settings.labels) for text in texts]
-    model = tiny_llama(tokenizer, seed=seed, initializer_range=0.3, max_position_embeddings=1024)
+    model = tiny_llama(tokenizer, seed=seed, initializer_range=scale, max_position_embeddings=1024)
     places = []
     fork = lookup._fork
-    monkeypatch.setattr(lookup, "_fork", lambda cache, mask, rows, *rest: places.append(len(rows))
-                        or fork(cache, mask, rows, *rest))
+    monkeypatch.setattr(lookup, "_fork", lambda cache, held, rows, *rest: places.append(rows)
+                        or fork(cache, held, rows, *rest))
     got = {}
     for name, speedups in [("fork", SpeedUps()), ("plain", SpeedUps.off())]:
         answers, found = decode_answers(

@@ -239,7 +239,6 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
     drafters: dict[int, Drafter] = {}  # live rows' lookup tables
     starts = [len(run.prefix) + len(s) for s in suffixes]  # position of each row's first new token
     next_pos = list(starts)  # position of each row's last token
-    columns: list[list[int]] = [[] for _ in suffixes]  # each token's place in the cache, once there
     branches: dict[int, object] = {}  # row -> the branch (second_look.Branch) it decodes
     waiting = list(range(len(suffixes)))
     rows: list[int] = []  # live rows, in cache order
@@ -303,7 +302,6 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
             stats["drafted"] += len(x)
             stats["accepted"] += a
             held[i, first_column + 1 + a:] = -1  # rejected drafts' cache positions: hidden
-            columns[r] += range(first_column, first_column + 1 + a)  # its last token and drafts
             next_pos[r] += len(commit)
             before = len(tokens[r])
             if _emit(run, tokens[r], commit, r in branches):
@@ -316,7 +314,8 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
                 keep.append(i)
         if ended:  # the ended rows' branches take places in the batch
             parents = [rows[i] for i, _ in ended]
-            held, places = _fork(cache, held, rows, keep, ended, columns)
+            cuts = [starts[rows[i]] + len(branch.tokens) - 1 for i, branch in ended]
+            held, places = _fork(cache, held, len(rows), keep, [i for i, _ in ended], cuts)
             for parent, (_, branch), place in zip(parents, ended, places):
                 r, j = len(tokens), len(branch.tokens) - 1
                 if guard.branch(guard.prompts[parent], branch.written.encode("utf-8")) != r:
@@ -324,7 +323,6 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
                 tokens.append([branch.tokens[-1]])
                 starts.append(starts[parent] + j)
                 next_pos.append(starts[parent] + j)
-                columns.append([])
                 drafters[r] = base.copy()
                 drafters[r].extend(suffixes[parent] + list(branch.tokens))
                 branches[r] = branch
@@ -348,20 +346,19 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
     return tokens, branches
 
 
-def _fork(cache, held: torch.Tensor, rows: list[int], keep: list[int], ended: list[tuple],
-          columns: list[list[int]]) -> tuple[torch.Tensor, list[int]]:
-    """Places in the batch for the branches of rows that ended this pass (`ended`: (place of the
-    row, branch)), each holding its row's cache and columns up to where its way on begins
-    (cache.branch_places says which). The batch's `held` and the places."""
-    source, places = branch_places(len(rows), keep, [i for i, _ in ended])
-    if source != list(range(len(rows))):
+def _fork(cache, held: torch.Tensor, rows: int, keep: list[int], parents: list[int],
+          cuts: list[int]) -> tuple[torch.Tensor, list[int]]:
+    """Places in the batch for branches of rows that ended this pass (at places `parents`, one
+    per branch; cache.branch_places says where), each holding its row's cache with the positions
+    from its way on's (`cuts`) on hidden: the way on takes the place of the token there. The
+    batch's `held` and the places."""
+    source, places = branch_places(rows, keep, parents)
+    if source != list(range(rows)):
         index = torch.tensor(source, device=held.device, dtype=torch.long)
         cache.batch_select_indices(index)
         held = held[index]
-    for (i, branch), place in zip(ended, places):
-        # the way on replaces token j: the row's tokens from j on are hidden from the branch
-        j, placed = len(branch.tokens) - 1, columns[rows[i]]
-        held[place, placed[j] if j < len(placed) else held.shape[1]:] = -1
+    for place, cut in zip(places, cuts):
+        held[place, held[place] >= cut] = -1
     return held, places
 
 

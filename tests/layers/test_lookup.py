@@ -129,11 +129,11 @@ def test_lookup_refuses_sampling(tokenizer):
                         decoding=Decoding(sample=True), progress=False)
 
 
-@pytest.mark.parametrize("model_type", ["gemma3_text", "mistral"])
+@pytest.mark.parametrize("model_type", ["gemma3_text", "mistral", "phi3"])
 def test_lookup_on_sliding_windows_is_plain_greedy(tokenizer, model_type):
     """A window of 4 positions, far shorter than the prompts: the window must count positions,
     though rejected drafts leave hidden columns between them (Gemma 3 mixes windowed and full
-    layers; Mistral's every layer is windowed)."""
+    layers; Mistral's and Phi-3's every layer is windowed)."""
     overrides = {"sliding_window": 4, "initializer_range": 0.3}
     if model_type == "gemma3_text":
         overrides["layer_types"] = ["sliding_attention", "full_attention", "sliding_attention"]

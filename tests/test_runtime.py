@@ -103,27 +103,44 @@ def test_threads_below_one_is_a_one_line_error(fresh_thread_choice, tiny_gpt2_di
 @pytest.mark.skipif(not (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"),
                     reason="glibc's mallopt")
 def test_decoding_keeps_freed_blocks_and_training_returns_them(monkeypatch):
-    """A freed 64 MiB tensor stays with the process after keep_freed_blocks_for_decoding (the
-    next pass reuses it without page faults) and goes back to the OS under training's setting."""
-    import resource
-
-    page = resource.getpagesize()
-
-    def freed_mib() -> float:
-        block = torch.ones(64 << 20, dtype=torch.uint8)
-        before = int(open("/proc/self/statm").read().split()[1])
-        del block
-        return (before - int(open("/proc/self/statm").read().split()[1])) * page / 2**20
+    """A freed 64 MiB tensor stays with the process under keep_freed_blocks_for_decoding (the
+    next pass reuses it without page faults), goes back to the OS under training's setting, and
+    what decoding kept goes back when training's setting comes after it. Each in a fresh process:
+    in this one, what earlier tests left on the heap decides where a block lands."""
+    import subprocess
+    import sys
 
     for name in [n for n in os.environ if n.startswith("MALLOC_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("MALLOC_ARENA_MAX", "2")
     assert runtime.keep_freed_blocks_for_decoding() is False  # glibc's own settings stand
     monkeypatch.delenv("MALLOC_ARENA_MAX")
-    try:
-        assert runtime.keep_freed_blocks_for_decoding() is True
-        assert freed_mib() < 8
-        assert runtime.return_large_blocks_to_the_os() is True
-        assert freed_mib() > 56
-    finally:
-        runtime.let_the_heap_keep_blocks_again()
+
+    def returned_mib(order: str) -> float:
+        done = subprocess.run([sys.executable, "-c", FREED_BLOCKS, order], capture_output=True,
+                              text=True, env=dict(os.environ), timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return float(done.stdout)
+
+    assert returned_mib("decoding") < 8
+    assert returned_mib("training") > 56
+    assert returned_mib("decoding,training") > 56
+
+
+FREED_BLOCKS = """
+import resource, sys
+import torch
+from piilab import runtime
+
+SETTINGS = {"decoding": runtime.keep_freed_blocks_for_decoding,
+            "training": runtime.return_large_blocks_to_the_os}
+resident = lambda: int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize() / 2**20
+first, *then = sys.argv[1].split(",")
+assert SETTINGS[first]()
+block = torch.ones(64 << 20, dtype=torch.uint8)
+before = resident()
+del block  # MiB returned to the OS: by the free, or by the settings that come after it
+for setting in then:
+    assert SETTINGS[setting]()
+print(before - resident())
+"""

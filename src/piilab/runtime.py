@@ -201,6 +201,16 @@ def _mallopt(*settings: tuple[int, int]) -> bool:
         return False
 
 
+def _malloc_trim() -> None:
+    """Give the OS back the heap's free memory (glibc's malloc_trim), wherever it lies."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def return_large_blocks_to_the_os(threshold: int = 128 << 10) -> bool:
     """Make glibc serve allocations of `threshold` bytes or more with mmap, for the whole process.
 
@@ -222,6 +232,8 @@ def return_large_blocks_to_the_os(threshold: int = 128 << 10) -> bool:
     # trim threshold and top pad back to glibc's defaults (keep_freed_blocks_for_decoding's undone)
     _threshold_set = _mallopt((M_MMAP_THRESHOLD, threshold), (M_TRIM_THRESHOLD, 128 << 10),
                               (M_TOP_PAD, 0))
+    if _threshold_set:
+        _malloc_trim()  # what decoding kept goes back now, not at some later free
     return _threshold_set
 
 

@@ -314,15 +314,16 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
                 keep.append(i)
         if ended:  # the ended rows' branches take places in the batch
             parents = [rows[i] for i, _ in ended]
-            cuts = [starts[rows[i]] + len(branch.tokens) - 1 for i, branch in ended]
+            # each way on takes the place of its answer's token at this position
+            cuts = [starts[p] + len(branch.tokens) - 1 for p, (_, branch) in zip(parents, ended)]
             held, places = _fork(cache, held, len(rows), keep, [i for i, _ in ended], cuts)
-            for parent, (_, branch), place in zip(parents, ended, places):
-                r, j = len(tokens), len(branch.tokens) - 1
+            for parent, (_, branch), place, cut in zip(parents, ended, places, cuts):
+                r = len(tokens)
                 if guard.branch(guard.prompts[parent], branch.written.encode("utf-8")) != r:
                     raise AssertionError("a branch's row and its guard slot differ")
                 tokens.append([branch.tokens[-1]])
-                starts.append(starts[parent] + j)
-                next_pos.append(starts[parent] + j)
+                starts.append(cut)
+                next_pos.append(cut)
                 drafters[r] = base.copy()
                 drafters[r].extend(suffixes[parent] + list(branch.tokens))
                 branches[r] = branch

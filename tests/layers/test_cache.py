@@ -1,10 +1,17 @@
 """The roomy key-value cache holds what transformers' DynamicLayer holds, through every operation
-prompt-lookup decoding uses (append, crop, drop rows, join another cache's rows)."""
+prompt-lookup decoding uses (append, crop, drop rows, join another cache's rows, pack rows)."""
 
 import torch
 from transformers.cache_utils import DynamicLayer
 
-from piilab.layers.cache import ROOM, RoomyLayer, branch_places, roomy_cache
+from piilab.layers.cache import (
+    ROOM,
+    RoomyLayer,
+    branch_places,
+    pack_when_sparse,
+    packed,
+    roomy_cache,
+)
 
 
 def states(rows: int, length: int, seed: int) -> torch.Tensor:
@@ -87,3 +94,42 @@ def test_branch_places_reuse_the_parents_and_the_ended_rows_before_growing():
     assert branch_places(4, keep=[0], parents=[1, 1]) == ([0, 1, 2, 1], [1, 3])
     # every ended row is a parent: the branches beyond the first of each get new places
     assert branch_places(4, keep=[0, 2], parents=[1, 1, 3, 1]) == ([0, 1, 2, 3, 1, 1], [1, 4, 3, 5])
+
+
+def test_packed_moves_each_rows_held_columns_to_the_front_in_order():
+    held = torch.tensor([[0, -1, 1, -1, -1, 2, -1],
+                         [-1, 0, -1, -1, 1, -1, -1],
+                         [-1, -1, -1, -1, -1, -1, 0]])
+    index, now = packed(held)
+    assert now.tolist() == [[0, 1, 2], [0, 1, -1], [0, -1, -1]]
+    assert index[:, :1].tolist() == [[0], [1], [6]] and index[0].tolist() == [0, 2, 5]
+    assert index[1, :2].tolist() == [1, 4]
+
+
+def test_a_sparse_cache_is_packed_and_keeps_what_each_row_holds():
+    cache = roomy_cache_of(layers=2)
+    k = states(3, 7, 5)
+    for layer in cache.layers:
+        layer.update(k, -k)
+    held = torch.tensor([[0, -1, 1, -1, -1, 2, -1],
+                         [-1, 0, -1, -1, 1, -1, -1],
+                         [-1, -1, -1, -1, -1, -1, 0]])
+    now = pack_when_sparse(cache, held)  # 7 columns, 3 held at most: packed to 3
+    assert now.shape == (3, 3)
+    for layer in cache.layers:
+        assert layer.keys.shape == (3, 2, 3, 4)
+        for row, columns in enumerate([[0, 2, 5], [1, 4], [6]]):
+            assert torch.equal(layer.keys[row, :, :len(columns)], k[row, :, columns])
+            assert torch.equal(layer.values[row, :, :len(columns)], -k[row, :, columns])
+    more = states(3, 1, 6)
+    cache.layers[0].update(more, more)  # appends after the packed columns
+    assert torch.equal(cache.layers[0].keys[:, :, 3:], more)
+    dense = torch.tensor([[0, 1, -1], [0, -1, 1], [-1, 0, 1]])
+    assert pack_when_sparse(cache, dense) is dense  # not twice as wide as it needs: left alone
+
+
+def roomy_cache_of(layers: int):
+    from transformers import LlamaConfig
+
+    return roomy_cache(LlamaConfig(num_hidden_layers=layers, hidden_size=8, num_attention_heads=2,
+                                   num_key_value_heads=1, intermediate_size=16, vocab_size=32))

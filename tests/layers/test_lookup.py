@@ -207,3 +207,30 @@ def test_both_engines_look_at_the_load_again_as_they_go(tokenizer, monkeypatch):
     run = lookup_generate(model, tokenizer, PROMPTS[:3], decoding=Decoding(max_new_tokens=8),
                           batch_size=2, draft_tokens=4, progress=False)
     assert len(looks) >= run.passes > 0  # one per pass (and one per admission round)
+
+
+@pytest.mark.parametrize("windowed", [False, True])
+def test_a_long_stream_packs_its_cache_and_stays_plain_greedy(tokenizer, monkeypatch, windowed):
+    """Continuous batching over many prompts: every pass leaves hidden columns (rejected drafts,
+    ended rows), so the cache is packed as it goes, and stays as wide as its rows need (masks by
+    column, or by position where Gemma 3's windows count positions)."""
+    from piilab.layers import cache
+
+    model = tiny_llama(tokenizer, seed=1, initializer_range=0.3)  # drafts mostly rejected
+    if windowed:
+        model = tiny_of_type("gemma3_text", tokenizer, sliding_window=4, initializer_range=0.3,
+                             layer_types=["sliding_attention", "full_attention", "sliding_attention"])
+    prompts = [PREFIX + f"Note {i}: " + TEXTS[i % len(TEXTS)] for i in range(36)]  # all distinct
+    want = plain(model, tokenizer, prompts)
+    longest = max(len(tokenizer(p).input_ids) for p in prompts) + 24 + 4  # prompt, answer, drafts
+
+    def widest(pack_when_wider: float) -> int:
+        monkeypatch.setattr(cache, "PACK_WHEN_WIDER", pack_when_wider)
+        run = lookup_generate(model, tokenizer, prompts, decoding=Decoding(max_new_tokens=24),
+                              batch_size=2, progress=False)
+        assert run.token_ids == want, pack_when_wider
+        return run.widest_cache
+
+    assert widest(2) <= 2 * longest + 5  # the default
+    assert widest(1) <= longest + 5  # packed at every pass that left a hidden column
+    assert widest(10**6) > 2 * longest + 5  # never packed: the stream's passes pile up

@@ -44,7 +44,7 @@ from piilab.layers.attention import (
     masks_by_position,
     sliding_window,
 )
-from piilab.layers.cache import branch_places, compacted, roomy_cache
+from piilab.layers.cache import branch_places, compacted, pack_when_sparse, roomy_cache
 from piilab.layers.constrain import Notes, CopyGuide, RowGuide
 from piilab.layers.decode import (
     Decoding,
@@ -82,6 +82,8 @@ class LookupRun:
     wall_seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds in the shared start's prefill, the batches' prefills and the decoding rounds."""
+    widest_cache: int = 0
+    """The most cache columns (held or hidden) a batch had at the end of a pass."""
     branches: list = field(default_factory=list)
     """The second look's branches (second_look.Branch), decoded, in the order their rows ended."""
 
@@ -94,7 +96,7 @@ class LookupRun:
         return (f"prompt-lookup decoding at layer {self.layer}: {len(self.texts)} prompts, {new} "
                 f"tokens in {self.passes} batch passes, drafts accepted {self.acceptance_rate:.1%} "
                 f"({self.accepted}/{self.drafted}), shared start {self.prefix_tokens} tokens, "
-                f"{self.wall_seconds:.2f} s")
+                f"cache of {self.widest_cache} columns at most, {self.wall_seconds:.2f} s")
 
 
 # ---------------------------------------------------------------- the model
@@ -343,6 +345,9 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
             held = held[:, :-unused]
         if not rows:
             cache, held = None, None
+        else:
+            stats["widest"] = max(stats["widest"], held.shape[1])
+            held = pack_when_sparse(cache, held)
         stats["decode"] += time.perf_counter() - clock
     return tokens, branches
 
@@ -453,7 +458,7 @@ def lookup_generate(
     log.info("prompt-lookup decoding of %d prompts at layer %d: up to %d draft tokens, shared "
              "start of %d tokens, batches of %d", len(encoded), layer, draft_tokens, shared,
              batch_size)
-    stats = dict(passes=0, drafted=0, accepted=0, prefix=0.0, prefill=0.0, decode=0.0)
+    stats = dict(passes=0, drafted=0, accepted=0, widest=0, prefix=0.0, prefill=0.0, decode=0.0)
 
     from tqdm.auto import tqdm
 
@@ -482,7 +487,8 @@ def lookup_generate(
         branch.overridden = guard.overrode[row]
     result = LookupRun(layer, texts, token_ids, stats["passes"], stats["drafted"], stats["accepted"],
                        shared, time.perf_counter() - wall,
-                       {k: stats[k] for k in ("prefix", "prefill", "decode")}, list(forked.values()))
+                       {k: stats[k] for k in ("prefix", "prefill", "decode")}, stats["widest"],
+                       list(forked.values()))
     log.info("%s", result.summary())
     if run.guide:
         log.info(run.guide.summary())

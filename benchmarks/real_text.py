@@ -33,6 +33,7 @@ from piilab.eval.span_scores import (
 )
 from piilab.io import append_jsonl, iter_jsonl, write_json
 from piilab.second_look import THRESHOLD as SECOND_LOOK
+from piilab.second_look import threshold_for
 
 DEV = Path(__file__).resolve().parent / "real_text" / "dev.jsonl"
 LABELS = ("NAME", "EMAIL", "USERNAME", "ID_NUM", "PHONE_NUM", "URL_PERSONAL", "STREET_ADDRESS")
@@ -291,9 +292,9 @@ def make_parser() -> argparse.ArgumentParser:
                         help="piilab's linear layers, as extract --linear (default merged)")
     parser.add_argument("--eos-weight", type=float, default=1.0,
                         help="piilab's EOS weight, as extract --eos-weight (default 1: greedy)")
-    parser.add_argument("--second-look", type=float, default=SECOND_LOOK,
-                        help=f"piilab's second look, as extract --second-look (default {SECOND_LOOK}, "
-                             "extract's; 0: off)")
+    parser.add_argument("--second-look", type=float, default=None,
+                        help="piilab's second look, as extract --second-look (default extract's: the "
+                             f"adapter's extract_defaults.json, else {SECOND_LOOK}; 0: off)")
     parser.add_argument("--systems", default="piilab,presidio", help="comma-separated: piilab, presidio")
     parser.add_argument("--threshold", type=float, default=0.4, help="Presidio's score threshold")
     parser.add_argument("--sources", default=None, help="only these sources (comma-separated)")
@@ -325,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(systems) - {"piilab", "presidio"}
     if unknown:
         raise PiilabError(f"--systems: unknown {', '.join(sorted(unknown))} (piilab, presidio)")
+    if args.second_look is None and "piilab" in systems:  # extract's: the adapter's, else piilab's
+        from piilab.models import trained_folder
+
+        args.second_look = threshold_for(trained_folder(args.model, args.adapter))[0]
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
     results = {}

@@ -40,9 +40,11 @@ def write_experiment(tmp_path, model_dir, **overrides):
 @pytest.mark.slow
 def test_run_does_every_stage_then_skips_what_is_complete(tmp_path, long_context_model,
                                                           monkeypatch, capsys):
-    path = write_experiment(tmp_path, long_context_model)
+    path = write_experiment(tmp_path, long_context_model, extract={"second_look": 0})
     assert main(["run", str(path)]) == 0
     root = tmp_path / "exp"
+    defaults = root / "run" / "extract_defaults.json"
+    assert json.loads(defaults.read_text()) == {"second_look": 0.0}  # beside the adapter
     assert f"report: {root / 'eval' / 'report' / 'report.md'}" in capsys.readouterr().out
     results = json.loads((root / "eval" / "results.json").read_text())
     # vanilla and tuned, each at both layers
@@ -59,7 +61,9 @@ def test_run_does_every_stage_then_skips_what_is_complete(tmp_path, long_context
     for module, name in ((piilab.data.build, "build_dataset"), (piilab.train, "train"),
                          (piilab.eval.run, "evaluate")):
         monkeypatch.setattr(module, name, lambda *a, **k: pytest.fail(f"{name} ran again"))
+    path = write_experiment(tmp_path, long_context_model)  # the same, without 'extract'
     assert main(["run", str(path)]) == 0  # everything complete: only the report is redrawn
+    assert not defaults.exists()  # and the recipe's extract defaults follow it, unstamped
 
 
 def test_unknown_keys_are_named(tmp_path, tiny_llama_dir):
@@ -69,6 +73,33 @@ def test_unknown_keys_are_named(tmp_path, tiny_llama_dir):
     path.write_text("out: x\nbogus: 1\ndata: {synthetic: 1}\n")
     with pytest.raises(PiilabError, match="unknown section.*bogus"):
         experiment.Experiment.from_yaml(path)
+    path = write_experiment(tmp_path, tiny_llama_dir, eval={"models": [{"model": "x"}]})
+    with pytest.raises(PiilabError, match=r"section 'eval.models\[0\]': unknown key.*model"):
+        experiment.stage_configs(experiment.Experiment.from_yaml(path))
+    path = write_experiment(tmp_path, tiny_llama_dir, eval={"models": ["x"]})
+    with pytest.raises(PiilabError, match="models must be a list of mappings"):
+        experiment.stage_configs(experiment.Experiment.from_yaml(path))
+
+
+@pytest.mark.parametrize(("extract", "message"), [
+    ({"second_lok": 0}, "section 'extract': unknown key.*second_lok"),
+    ({"second_look": 1.5}, "section 'extract', second_look: .*probability in \\[0, 1\\), not 1.5"),
+    ({"second_look": "off"}, "not 'off'"),
+])
+def test_extract_defaults_are_checked_before_anything_runs(tmp_path, tiny_llama_dir, extract, message):
+    path = write_experiment(tmp_path, tiny_llama_dir, extract=extract)
+    with pytest.raises(PiilabError, match=message):
+        experiment.stage_configs(experiment.Experiment.from_yaml(path))
+
+
+def test_extract_defaults_need_an_adapter_to_sit_beside(tmp_path, tiny_llama_dir):
+    path = write_experiment(tmp_path, tiny_llama_dir, extract={"second_look": 0},
+                            eval={"models": [{"spec": str(tiny_llama_dir)}]})
+    raw = yaml.safe_load(path.read_text())
+    del raw["train"]
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(PiilabError, match="'extract': it needs a 'train' section"):
+        experiment.stage_configs(experiment.Experiment.from_yaml(path))
 
 
 def test_demo_config_is_valid():
@@ -100,7 +131,8 @@ def test_a_setting_added_later_is_stamped_only_when_used():
                          ids=lambda p: p.name)
 def test_every_shipped_recipe_reads_and_its_pairs_share_data_and_recipe(config):
     """Each config in piilab's configs/ builds its stages; a -gemma recipe is its SmolLM2 twin's
-    with only the model, its exit layers and the output folder changed (issue 16's comparison)."""
+    with only the model, its exit layers, the output folder and extract's defaults changed
+    (issue 16's comparison)."""
     exp = experiment.Experiment.from_yaml(config)
     stages = experiment.stage_configs(exp)
     assert stages["train"].model in ("smollm2-135m", "gemma3-270m")

@@ -209,8 +209,8 @@ def test_cli_runs_a_real_tiny_model_end_to_end(tokenizer, tmp_path, capsys):
     (["--layer", "5", TEXT], "layers 1..4"),
     (["  "], "text 0 is empty"),
     ([], "give a TEXT or --input FILE"),
-    (["--second-look", "1", TEXT], "--second-look must be a probability in [0, 1), not 1.0"),
-    (["--second-look", "-0.1", TEXT], "--second-look must be a probability"),
+    (["--second-look", "1", TEXT], "--second-look: the second look's threshold must be a probability in [0, 1), not 1.0"),
+    (["--second-look", "-0.1", TEXT], "must be a probability in [0, 1), not -0.1"),
 ])
 def test_cli_errors_are_one_line(tiny_llama_dir, capsys, args, match):
     from helpers import one_line_error
@@ -321,6 +321,35 @@ def test_cli_decodes_in_batches_of_extracts_default_unless_told(tokenizer, tmp_p
     for flags in ([], ["--batch-size", "3"]):
         assert main(["extract", "Omar", "--model", str(model_dir), "--device", "cpu", *flags]) == 2
     assert seen == [extract_module.BATCH_SIZE, 3]
+
+
+def test_cli_takes_the_second_look_the_adapter_folder_asks_for_unless_told(tokenizer, tmp_path, capsys,
+                                                                          monkeypatch):
+    import piilab.extract as extract_module
+    from helpers import one_line_error
+
+    from piilab.errors import PiilabError
+    from piilab.second_look import DEFAULTS_FILE, THRESHOLD, save_threshold
+
+    model_dir = save_model_dir(tiny_llama(tokenizer), tokenizer, tmp_path / "llama")
+    seen = []
+
+    def spy(*args, second_look, **kwargs):
+        seen.append(second_look)
+        raise PiilabError("stop here")
+
+    monkeypatch.setattr(extract_module, "extract", spy)
+    run = ["extract", "Omar", "--model", str(model_dir), "--device", "cpu"]
+    assert main(run) == 2  # no file: piilab's default
+    save_threshold(model_dir, 0)
+    assert main(run) == 2 and main([*run, "--second-look", "0.1"]) == 2
+    assert seen == [THRESHOLD, 0.0, 0.1]
+    capsys.readouterr()
+    (model_dir / DEFAULTS_FILE).write_text('{"second_look": 2}')
+    one_line_error(capsys, run, f"{model_dir / DEFAULTS_FILE}, field 'second_look': the second "
+                                "look's threshold must be a probability in [0, 1), not 2")
+    (model_dir / DEFAULTS_FILE).write_text('{"threshold": 0.1}')
+    one_line_error(capsys, run, "no field 'second_look'")
 
 
 def test_answer_seeds_are_what_an_answer_says_besides_its_values():

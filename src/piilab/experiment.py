@@ -42,6 +42,9 @@ class Experiment:
     `models` defaults to the trained model's base (vanilla) and the trained adapter (tuned)."""
     report: dict[str, Any] = field(default_factory=dict)
     """`piilab report` settings (examples, good_fraction)."""
+    extract: dict[str, Any] = field(default_factory=dict)
+    """`piilab extract`'s defaults for the trained adapter (second_look), saved beside it
+    (piilab.second_look.DEFAULTS_FILE); none: piilab's own."""
 
     @classmethod
     def from_yaml(cls, path: str | Path, out: str | None = None) -> "Experiment":
@@ -65,11 +68,12 @@ class Experiment:
             raise PiilabError(f"{path}: an experiment needs 'out' and 'data'")
         if not isinstance(raw["out"], str) or not raw["out"]:
             raise PiilabError(f"{path}: 'out' must be a folder name, got {raw['out']!r}")
-        for section in ("data", "train", "eval", "report"):
+        for section in ("data", "train", "eval", "report", "extract"):
             value = raw.get(section)
             if not isinstance(value, dict) and not (value is None and section != "data"):
                 raise PiilabError(f"{path}: section '{section}' must be a mapping of settings, got {value!r}")
-        raw = {key: {} if value is None and key in ("eval", "report") else value for key, value in raw.items()}
+        raw = {key: {} if value is None and key in ("eval", "report", "extract") else value
+               for key, value in raw.items()}
         return cls(**raw)
 
     @property
@@ -125,10 +129,39 @@ def stage_configs(exp: Experiment) -> dict[str, Any]:
             models = [ModelUnderTest(train.model), tuned]
     if not models:
         raise PiilabError("experiment: 'eval.models' is needed when there is no 'train' section")
+    models = [_model(i, m) for i, m in enumerate(models if isinstance(models, list) else [models])]
     configs["eval"] = _build(EvalConfig, "eval", {**exp.eval, "models": models},
                              data=str(root / "data"), out=str(root / "eval"))
     configs["report"] = dict(exp.report)
+    configs["extract"] = _extract_defaults(exp)
     return configs
+
+
+def _model(index: int, model: Any):
+    """One of `eval.models`: a ModelUnderTest, or a mapping of its fields from the YAML."""
+    from piilab.eval.run import ModelUnderTest
+
+    if isinstance(model, ModelUnderTest):
+        return model
+    if not isinstance(model, dict):
+        raise PiilabError(f"experiment section 'eval': models must be a list of mappings "
+                          f"(spec, adapter, ...), got {model!r}")
+    return _build(ModelUnderTest, f"eval.models[{index}]", model)
+
+
+def _extract_defaults(exp: Experiment) -> dict[str, float]:
+    """The `extract` section, checked: what to save beside the trained adapter."""
+    from piilab.second_look import checked_threshold
+
+    unknown = sorted(set(exp.extract) - {"second_look"})
+    if unknown:
+        raise PiilabError(f"experiment section 'extract': unknown key(s) {', '.join(unknown)}; "
+                          "known: second_look")
+    if exp.extract and exp.train is None:
+        raise PiilabError("experiment section 'extract': it needs a 'train' section (its "
+                          "defaults are saved beside the trained adapter)")
+    return {key: checked_threshold(value, f"experiment section 'extract', {key}")
+            for key, value in exp.extract.items()}
 
 
 # Settings added after run folders were first stamped, with their defaults: left out of a stamp
@@ -209,7 +242,21 @@ def run_experiment(exp: Experiment) -> Path:
         upstream_ran = True
         stamps[stage] = stamp
         write_json(stamps_path, stamps)
+    if "train" in configs:
+        _save_extract_defaults(root / "run", configs["extract"])
     return build_report(root / "eval", **configs["report"])
+
+
+def _save_extract_defaults(run: Path, defaults: dict[str, float]) -> None:
+    """The recipe's `extract` defaults beside its adapter, or none (a file an earlier version of
+    the recipe left is removed): they change no stage's output, so they are not stamped."""
+    from piilab.second_look import DEFAULTS_FILE, save_threshold
+
+    if "second_look" in defaults:
+        save_threshold(run, defaults["second_look"])
+    elif (run / DEFAULTS_FILE).exists():
+        log.info("%s: removed (the recipe has no 'extract' section now)", run / DEFAULTS_FILE)
+        (run / DEFAULTS_FILE).unlink()
 
 
 def demo_config_path() -> Path:

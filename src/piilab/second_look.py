@@ -18,12 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from piilab.data.answer import parse_answer
+from piilab.errors import PiilabError
 from piilab.shapes import overlaps
 
 THRESHOLD = 0.05
 """`piilab extract`'s default: the least probability of a way on worth a second look."""
+DEFAULTS_FILE = "extract_defaults.json"
+"""Beside an adapter (or merged model): `{"second_look": P}`, the threshold its recipe chose
+(an experiment's `extract` section), which `piilab extract` takes unless told otherwise."""
 WAYS = 2
 """Ways on per answer decoded, the most likely: further ones found little but false items."""
 
@@ -86,3 +91,32 @@ def join(placed: list[dict], looked: list[dict]) -> list[dict]:
         if spans:
             kept.append({**item, "spans": spans, "found_by": "second look"})
     return kept
+
+
+def checked_threshold(value, where: str) -> float:
+    """`value` as a threshold, a probability in [0, 1); else an error naming `where` it came from."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise PiilabError(f"{where}: the second look's threshold must be a probability in [0, 1), "
+                          f"not {value!r}")
+    return float(value)
+
+
+def threshold_for(folder: str | Path | None) -> tuple[float, str]:
+    """The second look's threshold for an adapter (or merged model) folder, and where it came
+    from: the folder's DEFAULTS_FILE, else THRESHOLD (chosen for the shipped model)."""
+    from piilab.io import read_json
+
+    path = Path(folder) / DEFAULTS_FILE if folder else None
+    if path is None or not path.is_file():
+        return THRESHOLD, "piilab's default"
+    saved = read_json(path)
+    if not isinstance(saved, dict) or "second_look" not in saved:
+        raise PiilabError(f"{path}: no field 'second_look'")
+    return checked_threshold(saved["second_look"], f"{path}, field 'second_look'"), str(path)
+
+
+def save_threshold(folder: str | Path, threshold: float) -> None:
+    """Write `folder`'s DEFAULTS_FILE, so `piilab extract` takes `threshold` for this adapter."""
+    from piilab.io import write_json
+
+    write_json(Path(folder) / DEFAULTS_FILE, {"second_look": checked_threshold(threshold, str(folder))})

@@ -157,9 +157,9 @@ def test_benchmark_refuses_to_mix_answers_decoded_with_another_eos_weight(bench,
     out, data = tmp_path / "bench", tmp_path / "dev.jsonl"
     data.write_text(json.dumps({"id": "x", "source": "s", "text": "Ana", "spans": []}) + "\n")
     out.mkdir()
-    bench.check_settings(out, "piilab", {"data": str(data.resolve()), "model": "m", "adapter": None,
+    bench.check_settings(out, "piilab", {"data": str(data.resolve()), "model": "smollm2-135m", "adapter": None,
                                          "layer": None, "constrain": True, "linear": "merged"})
-    args = ["--data", str(data), "--model", "m", "--systems", "piilab", "--out", str(out)]
+    args = ["--data", str(data), "--model", "smollm2-135m", "--systems", "piilab", "--out", str(out)]
     with pytest.raises(PiilabError, match="'eos_weight': 0.5"):  # refused before a model loads
         bench.main([*args, "--eos-weight", "0.5"])
 

@@ -47,6 +47,13 @@ def test_export_writes_bf16_weights_and_names_the_base_not_a_path(run_dir, tmp_p
         ["adapter_config.json", shipped.WEIGHTS, *shipped.KEPT_FILES])
 
 
+def test_export_keeps_the_recipes_extract_defaults_where_it_chose_some(run_dir, tmp_path):
+    from piilab.second_look import save_threshold, threshold_for
+
+    save_threshold(run_dir, 0)
+    assert threshold_for(shipped.export_adapter(run_dir, tmp_path / "piilab-x"))[0] == 0.0
+
+
 def test_export_refuses_unfinished_runs_and_non_embedded_bases(run_dir, tmp_path):
     (run_dir / "train_config.json").write_text(json.dumps({"config": {"model": "/home/me/llama", "data": "d", "out": "r"}}))
     with pytest.raises(PiilabError, match="only adapters of embedded models ship"):

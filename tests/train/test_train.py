@@ -389,7 +389,11 @@ def test_cli_train_resume_and_merge(tmp_path, sharp_model_dir, data_dir, capsys)
     assert main(["train", "--out", str(run), "--resume"]) == 0
     assert json.loads((run / "train_metrics.json").read_text())["global_step"] == 3
 
+    from piilab.second_look import save_threshold, threshold_for
+
+    save_threshold(run, 0.02)  # a recipe's extract defaults, beside the adapter
     assert main(["merge", str(run), "--out", str(merged)]) == 0
+    assert threshold_for(merged)[0] == 0.02  # the merged model keeps them
     from transformers import AutoModelForCausalLM
 
     plain = AutoModelForCausalLM.from_pretrained(merged)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from piilab.errors import PiilabError
 from piilab.models.loading import DEFAULT_MODEL
 from piilab.models.shipped import SHIPPED_DEFAULT
 from piilab.second_look import THRESHOLD as SECOND_LOOK
+from piilab.second_look import checked_threshold, threshold_for
+
+log = logging.getLogger(__name__)
 
 # Chosen on the real-text dev set (docs/evaluation.md, "Model and validators").
 DEFAULT_VALIDATORS: tuple[str, ...] = ("extend", "check", "complete")
@@ -55,10 +59,11 @@ def register(subparsers) -> None:
                              "cut email or URL), complete (add emails, Luhn card numbers and IBANs "
                              f"the model missed); 'none' for the model alone (default "
                              f"{','.join(DEFAULT_VALIDATORS) or 'none'})")
-    parser.add_argument("--second-look", type=float, default=SECOND_LOOK, metavar="P",
+    parser.add_argument("--second-look", type=float, default=None, metavar="P",
                         help="decode one more line from each way on between items that the model "
                              "gave at least P and the answer did not take (copy-constrained greedy "
-                             f"decoding only; default {SECOND_LOOK}, 0: off)")
+                             "decoding only; 0: off; default: the adapter's extract_defaults.json, "
+                             f"else {SECOND_LOOK})")
     add_decoding_args(parser, max_new_tokens=128)
     add_free_decoding_arg(parser)
     parser.set_defaults(func=run)
@@ -102,8 +107,8 @@ def run(args) -> int:
     from piilab.models.prompts import format_for
 
     ids, texts, lines = read_texts(args)
-    if not 0 <= args.second_look < 1:
-        raise PiilabError(f"--second-look must be a probability in [0, 1), not {args.second_look}")
+    if args.second_look is not None:
+        checked_threshold(args.second_look, "--second-look")
     if args.draft_tokens < 0:
         raise PiilabError(f"--draft-tokens must be 0 or more, not {args.draft_tokens}")
     speedups = SpeedUps.off() if args.plain_decoding else SpeedUps(
@@ -115,6 +120,9 @@ def run(args) -> int:
                                   trust_remote_code=args.trust_remote_code)
     trained_in = trained_folder(args.model, args.adapter)
     settings = prompt_settings(trained_in)
+    if args.second_look is None:
+        args.second_look, source = threshold_for(trained_in)
+        log.info("second look at %s (%s)", args.second_look, source)
     if args.style:
         settings = replace(settings, style=args.style, source="--style")
     if args.labels:

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from piilab.errors import PiilabError
+from piilab.second_look import DEFAULTS_FILE
 
 SHIPPED_DIR = Path(__file__).parent / "adapters"
 SHIPPED_DEFAULT = "piilab-pii"
@@ -90,6 +91,8 @@ def export_adapter(run_dir: str | Path, out_dir: str | Path) -> Path:
         _bfloat16_weights(run_dir / WEIGHTS, scratch / WEIGHTS)
         for name in KEPT_FILES:
             shutil.copyfile(run_dir / name, scratch / name)
+        if (run_dir / DEFAULTS_FILE).is_file():  # extract's defaults, where the recipe chose some
+            shutil.copyfile(run_dir / DEFAULTS_FILE, scratch / DEFAULTS_FILE)
         _portable_settings(scratch / "prompt_settings.json")
         for path in scratch.iterdir():  # readable by every user of an installed package
             path.chmod(0o644)

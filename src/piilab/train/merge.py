@@ -21,11 +21,12 @@ def merge(run_dir: str | os.PathLike, out: str | os.PathLike, *, device: str = "
     """Fold a run's LoRA adapter into its base model and save a plain model folder.
 
     The result (safetensors + tokenizer + prompt_format.json + prompt_settings.json +
-    merge_config.json) loads like any model, with no PEFT. It is written to a temporary folder and renamed into place.
+    merge_config.json, and extract_defaults.json where the run has one) loads like any model, with no PEFT. It is written to a temporary folder and renamed into place.
     """
     from piilab import models
     from piilab.extract import prompt_settings, save_settings
     from piilab.models.prompts import FILENAME as FORMAT_FILE
+    from piilab.second_look import DEFAULTS_FILE
 
     run_dir, out = Path(run_dir), Path(out)
     if not (run_dir / "adapter_config.json").exists():
@@ -42,8 +43,9 @@ def merge(run_dir: str | os.PathLike, out: str | os.PathLike, *, device: str = "
     try:
         merged.save_pretrained(scratch, safe_serialization=True)
         tokenizer.save_pretrained(scratch)
-        if (run_dir / FORMAT_FILE).exists():
-            shutil.copy2(run_dir / FORMAT_FILE, scratch / FORMAT_FILE)
+        for name in (FORMAT_FILE, DEFAULTS_FILE):  # how to prompt it; what extract defaults to
+            if (run_dir / name).exists():
+                shutil.copy2(run_dir / name, scratch / name)
         save_settings(prompt_settings(run_dir), scratch)  # also for a run folder of an older piilab
         write_json(scratch / "merge_config.json", {
             "adapter": str(run_dir.resolve()),

@@ -19,7 +19,6 @@ import tempfile
 from pathlib import Path
 
 from piilab.errors import PiilabError
-from piilab.second_look import DEFAULTS_FILE
 
 SHIPPED_DIR = Path(__file__).parent / "adapters"
 SHIPPED_DEFAULT = "piilab-pii"
@@ -74,6 +73,8 @@ def _portable_settings(path: Path) -> None:
 def export_adapter(run_dir: str | Path, out_dir: str | Path) -> Path:
     """Write RUN_DIR's adapter as a shipped folder (bf16 weights, base by its embedded name),
     atomically."""
+    from piilab.second_look import DEFAULTS_FILE
+
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     missing = [name for name in ("adapter_config.json", "train_config.json", WEIGHTS, *KEPT_FILES)
                if not (run_dir / name).is_file()]

@@ -21,7 +21,8 @@ def merge(run_dir: str | os.PathLike, out: str | os.PathLike, *, device: str = "
     """Fold a run's LoRA adapter into its base model and save a plain model folder.
 
     The result (safetensors + tokenizer + prompt_format.json + prompt_settings.json +
-    merge_config.json, and extract_defaults.json where the run has one) loads like any model, with no PEFT. It is written to a temporary folder and renamed into place.
+    merge_config.json, and extract_defaults.json where the run has one) loads like any model,
+    with no PEFT. It is written to a temporary folder and renamed into place.
     """
     from piilab import models
     from piilab.extract import prompt_settings, save_settings

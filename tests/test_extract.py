@@ -306,44 +306,44 @@ def test_cli_validators_complete_the_models_items_unless_turned_off(tiny_llama_d
                    "unknown validators guess")
 
 
-def test_cli_decodes_in_batches_of_extracts_default_unless_told(tokenizer, tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def extract_calls(monkeypatch) -> list[dict]:
+    """The keyword arguments of each call `piilab extract` makes to piilab.extract.extract, which
+    stops there with an error (exit code 2)."""
     import piilab.extract as extract_module
     from piilab.errors import PiilabError
 
-    model_dir = save_model_dir(tiny_llama(tokenizer), tokenizer, tmp_path / "llama")
-    seen = []
+    calls = []
 
-    def spy(*args, batch_size, **kwargs):
-        seen.append(batch_size)
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
         raise PiilabError("stop here")
 
     monkeypatch.setattr(extract_module, "extract", spy)
+    return calls
+
+
+def test_cli_decodes_in_batches_of_extracts_default_unless_told(tokenizer, tmp_path, extract_calls):
+    from piilab.extract import BATCH_SIZE
+
+    model_dir = save_model_dir(tiny_llama(tokenizer), tokenizer, tmp_path / "llama")
     for flags in ([], ["--batch-size", "3"]):
         assert main(["extract", "Omar", "--model", str(model_dir), "--device", "cpu", *flags]) == 2
-    assert seen == [extract_module.BATCH_SIZE, 3]
+    assert [call["batch_size"] for call in extract_calls] == [BATCH_SIZE, 3]
 
 
 def test_cli_takes_the_second_look_the_adapter_folder_asks_for_unless_told(tokenizer, tmp_path, capsys,
-                                                                          monkeypatch):
-    import piilab.extract as extract_module
+                                                                          extract_calls):
     from helpers import one_line_error
 
-    from piilab.errors import PiilabError
     from piilab.second_look import DEFAULTS_FILE, THRESHOLD, save_threshold
 
     model_dir = save_model_dir(tiny_llama(tokenizer), tokenizer, tmp_path / "llama")
-    seen = []
-
-    def spy(*args, second_look, **kwargs):
-        seen.append(second_look)
-        raise PiilabError("stop here")
-
-    monkeypatch.setattr(extract_module, "extract", spy)
     run = ["extract", "Omar", "--model", str(model_dir), "--device", "cpu"]
     assert main(run) == 2  # no file: piilab's default
     save_threshold(model_dir, 0)
     assert main(run) == 2 and main([*run, "--second-look", "0.1"]) == 2
-    assert seen == [THRESHOLD, 0.0, 0.1]
+    assert [call["second_look"] for call in extract_calls] == [THRESHOLD, 0.0, 0.1]
     capsys.readouterr()
     (model_dir / DEFAULTS_FILE).write_text('{"second_look": 2}')
     one_line_error(capsys, run, f"{model_dir / DEFAULTS_FILE}, field 'second_look': the second "

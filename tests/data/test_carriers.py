@@ -77,3 +77,21 @@ def test_a_build_keeps_each_real_text_and_its_carriers_on_one_side(tmp_path):
 def test_carriers_need_a_real_set():
     with pytest.raises(PiilabError, match="--carriers needs --real"):
         BuildConfig(out="x", synthetic=5, carriers=10)
+
+
+def test_no_carrier_frame_can_say_a_word_twice_in_a_row():
+    """Every way to fill a frame's [a|b] choices (slots left as they are): no "about this this
+    morning" (a choice's end meeting the next choice's start)."""
+    import itertools
+    import re
+
+    from piilab.data.compose import _CHOICE
+    from piilab.data.people import load_yaml
+
+    doubled = re.compile(r"\b(\w+)\s+\1\b", re.IGNORECASE)
+    for frame in load_yaml("carry.yaml")["sentence"]:
+        options = [m[1].split("|") for m in _CHOICE.finditer(frame)]
+        for picks in itertools.product(*options):
+            filled = iter(picks)
+            sentence = _CHOICE.sub(lambda m: next(filled), frame)
+            assert not doubled.search(sentence), sentence

@@ -164,14 +164,18 @@ def test_validators_keep_the_second_looks_mark():
         ("Jane", None), ("jane.doe@example.com", "pattern"), ("Call", "second look")]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(("seed", "pack_when_wider"), [(0, 2), (1, 2), (2, 2), (0, 1), (1, 1)])
 @pytest.mark.parametrize("scale", [0.3, 1.0])
-def test_forked_branches_are_what_plain_decoding_prefills(tokenizer, seed, scale, monkeypatch):
+def test_forked_branches_are_what_plain_decoding_prefills(tokenizer, seed, scale, pack_when_wider,
+                                                          monkeypatch):
     """Prompt-lookup decoding forks each way on from its row's cache; plain decoding prefills the
     prompt and the answer's tokens up to it. Both must decode the same continuation, in batches
-    where a row's branches take its place, places of rows that ended, and new places."""
+    where a row's branches take its place, places of rows that ended, and new places (with the
+    cache packed at the default, or at every pass that leaves a hidden column)."""
     from piilab.extract import SpeedUps, decode_answers, pii_prompt
-    from piilab.layers import lookup
+    from piilab.layers import cache, lookup
+
+    monkeypatch.setattr(cache, "PACK_WHEN_WIDER", pack_when_wider)
 
     texts = [TEXT, "Call +1 555 010 2000 or visit https://example.org/~jdoe today.",
              "The student Ana Silva lives at 12 Oak Street, Springfield.",

@@ -15,7 +15,7 @@ from helpers import one_line_error, read_jsonl
 import piilab.models.loading
 import piilab.train.run
 from piilab.cli import main
-from piilab.eval.run import done_ids
+from piilab.io import done_ids
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -108,11 +108,13 @@ def test_train_out_under_a_file_fails_before_the_model_loads(user, capsys, monke
                    "afile/run: --out: afile is a file")
 
 
-@pytest.mark.parametrize("verb", ["generate", "extract"])
-def test_binary_input_file(user, capsys, monkeypatch, verb, tiny_llama_dir):
+@pytest.mark.parametrize("verb,message", [
+    ("generate", "binary.jsonl: line 1: not UTF-8 text"),
+    ("extract", "binary.jsonl: no row with a string field 'text' (the first bad row: line 1: not UTF-8"),
+])
+def test_binary_input_file(user, capsys, monkeypatch, verb, message, tiny_llama_dir):
     refuse_loading(monkeypatch)
-    one_line_error(capsys, [verb, "--model", str(tiny_llama_dir), "--input", "binary.jsonl"],
-                   "binary.jsonl: line 1: not UTF-8 text")
+    one_line_error(capsys, [verb, "--model", str(tiny_llama_dir), "--input", "binary.jsonl"], message)
 
 
 def test_extract_binary_text_file(user, capsys, monkeypatch, tiny_llama_dir):

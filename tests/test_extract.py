@@ -190,6 +190,101 @@ def test_cli_writes_each_round_of_texts_in_order(fixed_answer, tiny_llama_dir, t
     assert all(r["items"][0]["value"] == "Jane Doe" for r in rows)
 
 
+def write_texts(path, rows) -> None:
+    path.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows))
+
+
+def test_cli_output_resumes_after_the_rows_a_killed_run_wrote(fixed_answer, tiny_llama_dir, tmp_path,
+                                                             capsys, monkeypatch):
+    import piilab.cli.extract
+
+    monkeypatch.setattr(piilab.cli.extract, "TEXTS_AT_A_TIME", 2)
+    texts, out = tmp_path / "texts.jsonl", tmp_path / "found.jsonl"
+    write_texts(texts, [{"id": f"t{i}", "text": f"{TEXT} ({i})"} for i in range(5)])
+    argv = ["extract", "--model", str(tiny_llama_dir), "--input", str(texts), "-o", str(out),
+            "--device", "cpu"]
+    rounds, real_extract = [], piilab.extract.extract
+
+    def killed_in_round_2(model, tokenizer, texts, **kwargs):
+        rounds.append([t[-2] for t in texts])
+        if len(rounds) == 2:
+            raise KeyboardInterrupt
+        return real_extract(model, tokenizer, texts, **kwargs)
+
+    monkeypatch.setattr(piilab.extract, "extract", killed_in_round_2)
+    assert main(argv) == 130  # interrupted in its second round
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["t0", "t1"]
+    with out.open("a") as handle:
+        handle.write('{"id": "t2", "lay')  # a line torn by the kill
+    rounds.clear()
+    monkeypatch.setattr(piilab.extract, "extract", lambda m, t, texts, **kw: rounds.append(
+        [x[-2] for x in texts]) or real_extract(m, t, texts, **kw))
+    assert main(argv) == 0
+    assert rounds == [["2", "3"], ["4"]]  # only what was not written; the torn row again
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [f"t{i}" for i in range(5)]
+    assert all(r["items"][0]["value"] == "Jane Doe" for r in rows)
+    assert capsys.readouterr().out == ""
+    rounds.clear()
+    assert main(argv) == 0 and rounds == []  # all done: nothing decoded, nothing added
+    assert len(out.read_text().splitlines()) == 5
+    settings = json.loads((tmp_path / "found.jsonl.settings.json").read_text())
+    assert settings["model"] == str(tiny_llama_dir.resolve()) and settings["second_look"] == 0.05
+
+
+def test_cli_output_refuses_a_file_of_other_settings_or_of_another_program(fixed_answer, tiny_llama_dir,
+                                                                           tmp_path, capsys):
+    from helpers import one_line_error
+
+    texts, out = tmp_path / "texts.jsonl", tmp_path / "found.jsonl"
+    write_texts(texts, [{"id": 1, "text": TEXT}, {"id": "1", "text": TEXT}])  # 1 and "1" differ
+    argv = ["extract", "--model", str(tiny_llama_dir), "--input", str(texts), "--output", str(out),
+            "--device", "cpu"]
+    assert main(argv) == 0
+    before = out.read_text()
+    one_line_error(capsys, [*argv, "--layer", "2", "--second-look", "0"],
+                   "found.jsonl: written with other settings (layer, second_look differ)")
+    assert out.read_text() == before
+    other = tmp_path / "other.jsonl"
+    other.write_text('{"id": 1}\n')
+    one_line_error(capsys, [*argv[:-3], str(other), "--device", "cpu"],
+                   "other.jsonl: exists, without other.jsonl.settings.json")
+    assert other.read_text() == '{"id": 1}\n'
+    write_texts(texts, [{"id": "a", "text": TEXT}, {"text": TEXT}, {"id": "a", "text": "x"}])
+    one_line_error(capsys, [*argv[:-3], str(tmp_path / "new.jsonl"), "--device", "cpu"],
+                   'texts.jsonl: two rows have the id "a"')
+    one_line_error(capsys, ["extract", "--model", str(tiny_llama_dir), TEXT, "-o", str(out)],
+                   "--output resumes a .jsonl --input's rows")
+
+
+def test_cli_skips_and_counts_bad_rows_without_logging_them(fixed_answer, tiny_llama_dir, tmp_path,
+                                                           capsys, caplog):
+    import logging
+
+    texts = tmp_path / "texts.jsonl"
+    write_texts(texts, [{"id": "a", "text": TEXT}, "not json, Jane Doe", ["Jane Doe"],
+                        {"id": "b", "body": "Jane Doe"}, {"id": "c", "text": "   "},
+                        {"text": TEXT}])
+    with caplog.at_level(logging.INFO):
+        assert main(["extract", "--model", str(tiny_llama_dir), "--input", str(texts),
+                     "--device", "cpu"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["id"] for r in rows] == ["a", "c", 5]  # ids: the row's, else its number from 0
+    assert rows[1]["items"] == [] and rows[1]["answers"] == []  # blank: nothing to find
+    assert len(fixed_answer["prompts"]) == 2  # and no prompt for it
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"{texts}: line 2: malformed JSON" in warnings[0]
+    assert warnings[1:] == [f"{texts}: line 3: not a JSON object; row skipped",
+                            f"{texts}: line 4: no string field 'text'; row skipped",
+                            f"{texts}: 3 row(s) skipped, 3 to search"]
+    assert not any("Jane Doe" in r.getMessage() for r in caplog.records)
+    write_texts(texts, ["[1]", {"id": "b"}])
+    from helpers import one_line_error
+
+    one_line_error(capsys, ["extract", "--model", str(tiny_llama_dir), "--input", str(texts)],
+                   "texts.jsonl: no row with a string field 'text'")
+
+
 def test_cli_runs_a_real_tiny_model_end_to_end(tokenizer, tmp_path, capsys):
     # the default prompt, with its label definitions, needs more than the fixtures' 256 positions
     model = tiny_llama(tokenizer)
@@ -207,7 +302,7 @@ def test_cli_runs_a_real_tiny_model_end_to_end(tokenizer, tmp_path, capsys):
 @pytest.mark.parametrize("args,match", [
     (["--layer", "0", TEXT], "layers 1..4"),
     (["--layer", "5", TEXT], "layers 1..4"),
-    (["  "], "text 0 is empty"),
+    (["  "], "TEXT is empty"),
     ([], "give a TEXT or --input FILE"),
     (["--second-look", "1", TEXT], "--second-look: the second look's threshold must be a probability in [0, 1), not 1.0"),
     (["--second-look", "-0.1", TEXT], "must be a probability in [0, 1), not -0.1"),

@@ -408,8 +408,10 @@ def extract(
     layer = arch.num_layers(model) if layer is None else layer
     owners, prompts, rules = [], [], []
     for i, text in enumerate(texts):
-        if not isinstance(text, str) or not text.strip():
-            raise PiilabError(f"text {i} is empty")
+        if not isinstance(text, str):
+            raise PiilabError(f"text {i} is a {type(text).__name__}, not a string")
+        if not text.strip():
+            continue  # nothing to find: an empty result, and no prompt
         for window in text_windows(text, settings):
             owners.append(i)
             prompts.append(pii_prompt(tokenizer, window, settings, fmt))
@@ -424,7 +426,7 @@ def extract(
     answers, branches = decode_answers(
         model, tokenizer, prompts, layer, lens=lens, decoding=decoding, batch_size=batch_size,
         add_special_tokens=fmt.add_special_tokens, progress=progress, speedups=speedups,
-        rules=rules if constrain else None, labels=labels, notes=notes)
+        rules=rules if constrain else None, labels=labels, notes=notes) if prompts else ([], [])
     lines = second_look_lines(len(prompts), branches, notes)
     results = []
     for i, text in enumerate(texts):

@@ -7,7 +7,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -71,8 +71,9 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     return n
 
 
-def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
-    """Stream JSON Lines; a malformed line is a PiilabError naming the file and line."""
+def numbered_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank line; a line that is not JSON gives a PiilabError
+    naming the file and line as its value, for a reader that skips and counts bad lines."""
     path = Path(path)
     if not path.is_file():
         raise PiilabError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'file not found'}")
@@ -81,13 +82,22 @@ def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
             try:
                 line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError:
-                raise PiilabError(f"{path}: line {lineno}: not UTF-8 text (a binary file?)") from None
+                yield lineno, PiilabError(f"{path}: line {lineno}: not UTF-8 text (a binary file?)")
+                continue
             if not line.strip():
                 continue
             try:
-                yield json.loads(line)
+                yield lineno, json.loads(line)
             except json.JSONDecodeError as err:
-                raise PiilabError(f"{path}: line {lineno}: malformed JSON ({err.msg})") from None
+                yield lineno, PiilabError(f"{path}: line {lineno}: malformed JSON ({err.msg})")
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
+    """Stream JSON Lines; a malformed line is a PiilabError naming the file and line."""
+    for _, value in numbered_jsonl(path):
+        if isinstance(value, PiilabError):
+            raise value
+        yield value
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -121,10 +131,40 @@ def check_output_file(path: str | os.PathLike, flag: str) -> None:
 
 def append_jsonl(path: str | os.PathLike, row: dict) -> None:
     """Append one row and flush it to disk, so an interrupted run keeps every finished line."""
+    append_lines(path, [json.dumps(row, ensure_ascii=False)])
+
+
+def append_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
+    """Append lines (each without its newline) and flush them to disk at once."""
     with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        handle.writelines(line + "\n" for line in lines)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def done_ids(path: Path, key: Callable[[Any], Any] = lambda id_: id_) -> set:
+    """`key(id)` of every row already written to a resumable JSONL output (each row a JSON object
+    with an "id"). A torn last line (a run killed mid-write) is cut off, so it is done again."""
+    if not path.exists():
+        return set()
+    ids, good, lineno = set(), 0, 0
+    with path.open("rb") as handle:
+        for lineno, line in enumerate(handle, 1):
+            if not line.endswith(b"\n"):
+                break  # killed mid-write: the partial line is redone
+            try:
+                ids.add(key(json.loads(line)["id"]))
+            except (ValueError, KeyError, TypeError):
+                break
+            good += len(line)
+    if good != path.stat().st_size:
+        # A torn last line is routine after a kill; anything else was garbage, and the user
+        # should know that what follows it is done again.
+        log.warning("%s: line %d is not a complete output row; it and every line after it are redone",
+                    path, lineno)
+        with path.open("r+b") as handle:
+            handle.truncate(good)
+    return ids
 
 
 def clear_stale_scratch(out: Path, prefix: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from piilab.cli._args import add_decoding_args, add_free_decoding_arg, decoding_from
@@ -36,6 +37,10 @@ def register(subparsers) -> None:
     parser.add_argument("text", nargs="?", help="the text to search")
     parser.add_argument("--input", help="a text file (the whole file is one text), or a .jsonl "
                                         "file with a 'text' (and optional 'id') per line")
+    parser.add_argument("--output", "-o", metavar="FILE",
+                        help="write a .jsonl --input's results here (one JSON line per row, a round "
+                             f"of {TEXTS_AT_A_TIME} texts at a time) instead of standard output; a "
+                             "rerun with the same settings resumes after the rows already there")
     parser.add_argument("--layer", type=int, help="exit layer (default: the last)")
     parser.add_argument("--redact", action="store_true", help="print the text with [LABEL] masks")
     parser.add_argument("--style", help="prompt style (default: the one training used)")
@@ -69,29 +74,107 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def read_texts(args) -> tuple[list, list[str], bool]:
-    """(ids, texts, one JSON line per text?) from the positional TEXT or --input."""
-    from piilab.io import iter_jsonl
+@dataclass
+class Texts:
+    """What to search: each text's id (None for a lone text), one JSON line per text or not, and
+    how many rows of a .jsonl file were skipped (each named in a warning)."""
 
+    ids: list
+    texts: list[str]
+    lines: bool
+    skipped: int = 0
+
+
+WARNED_ROWS = 10
+"""Skipped rows named one by one in the log; past that, only counted."""
+
+
+def read_texts(args) -> Texts:
+    """The positional TEXT, or --input's: a .jsonl file's rows (a row that is not a JSON object
+    with a string 'text' is skipped and counted; its content is never logged), else the whole
+    file as one text."""
     if (args.text is None) == (args.input is None):
         raise PiilabError("give a TEXT or --input FILE (one of them)")
     if args.text is not None:
-        return [None], [args.text], False
+        if not args.text.strip():
+            raise PiilabError("TEXT is empty")
+        return Texts([None], [args.text], False)
     path = Path(args.input)
     if path.suffix == ".jsonl":
-        ids, texts = [], []
-        for i, row in enumerate(iter_jsonl(path)):
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-                raise PiilabError(f"{path}: row {i + 1} has no string field 'text'")
-            ids.append(row.get("id", i))
-            texts.append(row["text"])
-        return ids, texts, True
+        return read_jsonl_texts(path)
     try:
-        return [None], [path.read_text(encoding="utf-8")], False
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise PiilabError(f"{path}: cannot read ({err.strerror})") from None
     except UnicodeDecodeError:
         raise PiilabError(f"{path}: not UTF-8 text (a binary file?)") from None
+    if not text.strip():
+        raise PiilabError(f"{path}: the file is empty (or only whitespace)")
+    return Texts([None], [text], False)
+
+
+def read_jsonl_texts(path: Path) -> Texts:
+    """A .jsonl file's texts with their ids (a row's "id", else its number among the rows from
+    0); bad rows skipped, counted and named by line."""
+    from piilab.io import numbered_jsonl
+
+    found, first = Texts([], [], True), ""
+    for number, (lineno, row) in enumerate(numbered_jsonl(path)):
+        if isinstance(row, PiilabError):
+            problem = str(row).removeprefix(f"{path}: line {lineno}: ")
+        elif not isinstance(row, dict):
+            problem = "not a JSON object"
+        elif not isinstance(row.get("text"), str):
+            problem = "no string field 'text'"
+        else:
+            found.ids.append(row.get("id", number))
+            found.texts.append(row["text"])
+            continue
+        found.skipped += 1
+        first = first if found.skipped > 1 else f"line {lineno}: {problem}"
+        if found.skipped <= WARNED_ROWS:
+            log.warning("%s: line %d: %s; row skipped", path, lineno, problem)
+    if not found.texts:
+        raise PiilabError(f"{path}: no row with a string field 'text'" +
+                          (f" (the first bad row: {first})" if found.skipped else ""))
+    if found.skipped:
+        log.warning("%s: %d row(s) skipped, %d to search", path, found.skipped, len(found.texts))
+    return found
+
+
+def id_key(id_) -> str:
+    """An id as resuming compares it: its JSON (so 7 and "7" stay apart, and any JSON value works)."""
+    return json.dumps(id_, sort_keys=True, ensure_ascii=False)
+
+
+def unique_ids(path: str, ids: list) -> None:
+    """--output resumes by id: refuse a file where two rows share one."""
+    first: dict[str, int] = {}
+    for row, id_ in enumerate(ids):
+        if first.setdefault(id_key(id_), row) != row:
+            raise PiilabError(f"{path}: two rows have the id {id_key(id_)}; --output resumes by id, "
+                              "so each row needs its own (or none: the row's number is used)")
+
+
+def resumed(output: Path, identity: dict) -> set[str]:
+    """Ids (as `id_key`) that --output already holds, from a run with the same settings; a new
+    output gets its settings file (OUTPUT.settings.json) first."""
+    from piilab.io import check_output_file, done_ids, read_json, write_json
+
+    check_output_file(output, "--output")
+    settings = output.with_name(output.name + ".settings.json")
+    if output.exists() and output.stat().st_size:
+        if not settings.exists():
+            raise PiilabError(f"{output}: exists, without {settings.name}, so it was not written by "
+                              "`piilab extract --output`: choose another --output or remove it")
+        saved = read_json(settings)
+        changed = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
+        if changed:
+            raise PiilabError(f"{output}: written with other settings ({', '.join(changed)} differ); "
+                              "choose another --output, or remove it and its settings file")
+        return done_ids(output, key=id_key)
+    write_json(settings, identity)
+    return set()
 
 
 def validators_from(value: str) -> tuple[str, ...]:
@@ -103,10 +186,14 @@ def run(args) -> int:
     from functools import partial
 
     from piilab.extract import BATCH_SIZE, SpeedUps, extract, prompt_settings
+    from piilab.io import append_lines
     from piilab.models import load_model, trained_folder
     from piilab.models.prompts import format_for
 
-    ids, texts, lines = read_texts(args)
+    if args.output and not (args.input or "").endswith(".jsonl"):
+        raise PiilabError("--output resumes a .jsonl --input's rows: give --input FILE.jsonl, or "
+                          "redirect standard output")
+    found = read_texts(args)
     if args.second_look is not None:
         checked_threshold(args.second_look, "--second-look")
     if args.draft_tokens < 0:
@@ -116,8 +203,6 @@ def run(args) -> int:
     decoding = decoding_from(args)
     if args.model is None:
         args.model = DEFAULT_MODEL if args.adapter else SHIPPED_DEFAULT
-    model, tokenizer = load_model(args.model, args.adapter, device=args.device, dtype=args.dtype,
-                                  trust_remote_code=args.trust_remote_code)
     trained_in = trained_folder(args.model, args.adapter)
     settings = prompt_settings(trained_in)
     if args.second_look is None:
@@ -127,18 +212,54 @@ def run(args) -> int:
         settings = replace(settings, style=args.style, source="--style")
     if args.labels:
         settings = replace(settings, labels=tuple(x.strip() for x in args.labels.split(",") if x.strip()))
+    validators = validators_from(args.validators)
+
+    todo = list(range(len(found.texts)))
+    if args.output:
+        unique_ids(args.input, found.ids)
+        done = resumed(Path(args.output), output_identity(args, settings, decoding, speedups, validators))
+        todo = [i for i in todo if id_key(found.ids[i]) not in done]
+        log.info("%s: %d of %d texts there already, %d to search", args.output,
+                 len(found.texts) - len(todo), len(found.texts), len(todo))
+        if not todo:
+            return 0
+    model, tokenizer = load_model(args.model, args.adapter, device=args.device, dtype=args.dtype,
+                                  trust_remote_code=args.trust_remote_code)
     extract_round = partial(extract, model, tokenizer, layer=args.layer, settings=settings,
                             prompt_format=format_for(tokenizer, trained_in), lens=args.lens,
                             decoding=decoding, speedups=speedups,
                             batch_size=BATCH_SIZE if args.batch_size is None else args.batch_size,
-                            constrain=not args.free_decoding, validators=validators_from(args.validators),
+                            constrain=not args.free_decoding, validators=validators,
                             second_look=args.second_look)
-    for start in range(0, len(texts), TEXTS_AT_A_TIME):
-        round_ = slice(start, start + TEXTS_AT_A_TIME)
-        for id_, result in zip(ids[round_], extract_round(texts[round_])):
-            sys.stdout.write(render(id_, result, args.redact, lines) + "\n")
-        sys.stdout.flush()
+    for start in range(0, len(todo), TEXTS_AT_A_TIME):
+        round_ = todo[start:start + TEXTS_AT_A_TIME]
+        results = extract_round([found.texts[i] for i in round_])
+        lines = [render(found.ids[i], result, args.redact, found.lines)
+                 for i, result in zip(round_, results)]
+        if args.output:
+            append_lines(args.output, lines)  # a round at a time, flushed: a rerun resumes after it
+        else:
+            sys.stdout.write("".join(line + "\n" for line in lines))
+            sys.stdout.flush()
+    if args.output:
+        log.info("%s: %d texts searched and written%s", args.output, len(todo),
+                 f"; {found.skipped} input row(s) skipped" if found.skipped else "")
     return 0
+
+
+def output_identity(args, settings, decoding, speedups, validators) -> dict:
+    """What decides --output's rows: a resumed run must have the same (as JSON stores it)."""
+    def where(spec):
+        return str(Path(spec).resolve()) if spec and Path(spec).exists() else spec
+
+    identity = {"input": where(args.input), "model": where(args.model), "adapter": where(args.adapter),
+                "layer": args.layer, "lens": args.lens, "dtype": args.dtype,
+                "bfloat16_blocks": speedups.linear == "bfloat16",
+                "prompt": {k: v for k, v in asdict(settings).items() if k != "source"},
+                "decoding": asdict(decoding), "free_decoding": args.free_decoding,
+                "validators": list(validators), "second_look": args.second_look,
+                "redact": args.redact}
+    return json.loads(json.dumps(identity))
 
 
 def render(id_, result, redact: bool, lines: bool) -> str:

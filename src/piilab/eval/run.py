@@ -31,7 +31,7 @@ from piilab.eval.inputs import (
     prune_stale_outputs,
     sha256_file,
 )
-from piilab.io import append_jsonl, iter_jsonl, read_json, write_json, write_jsonl
+from piilab.io import append_jsonl, done_ids, iter_jsonl, read_json, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -189,30 +189,6 @@ def run_id(model: ModelUnderTest, layer: int, lens: str, inputs: str = "") -> st
     if model.adapter:
         name += "+" + slug(Path(model.adapter).name)
     return f"{name}-{slug(lens.split(':')[0])}-{digest}-L{layer}"
-
-
-def done_ids(path: Path) -> set[str]:
-    """Sample ids already written to an outputs file (a torn last line is dropped)."""
-    if not path.exists():
-        return set()
-    ids, good, lineno = set(), 0, 0
-    with path.open("rb") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.endswith(b"\n"):
-                break  # killed mid-write: the partial line is redone
-            try:
-                ids.add(json.loads(line)["id"])
-            except (ValueError, KeyError, TypeError):
-                break
-            good += len(line)
-    if good != path.stat().st_size:
-        # A torn last line is routine after a kill; anything else was garbage, and the user
-        # should know that what follows it is decoded again.
-        log.warning("%s: line %d is not a complete output row; it and every line after it are redone",
-                    path, lineno)
-        with path.open("r+b") as handle:
-            handle.truncate(good)
-    return ids
 
 
 def _saved_config(path: Path) -> dict[str, Any]:

@@ -228,6 +228,7 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
     from piilab.models import arch
     from piilab.models.prompts import default_format
     from piilab.runtime import choose_runtime
+    from piilab.train.dropout import use_mask_dropout
     from piilab.train.run_log import QuietProgress, RunLogCallback, ThreadWatchCallback
     from piilab.train.trainer import PiilabSFTTrainer, check_exit_layers
 
@@ -301,6 +302,11 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
             compact_activations=compact, exit_layers=config.exit_layers,
             exit_loss_weight=config.exit_loss_weight, exit_loss_schedule=config.exit_loss_schedule,
         )
+    dropout = "nn.Dropout"
+    if runtime.device.type == "cpu" and not config.full_finetune:
+        # nn.Dropout's CPU kernel draws a sample per element: about a fifth of a demo step
+        dropout = f"packed random bits on {use_mask_dropout(trainer.model)} LoRA layers"
+        log.info("LoRA dropout: masks from %s (CPU)", dropout)
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress())
     if runtime.device.type == "cpu":  # threads matter to a CPU run: look at the load again
@@ -316,7 +322,7 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
         log.info("LoRA r=%d alpha=%d on %s: %d trainable parameters; %d process(es)",
                  config.lora_r, config.lora_alpha, config.target_modules, trainable, world)
     facts = {"device": str(trainer.args.device), "runtime": runtime.reason, "precision": precision,
-             "speed_ups": speed, "world_size": world, "trainable_parameters": trainable, "pad_token": tokenizer.pad_token,
+             "speed_ups": speed, "lora_dropout": dropout, "world_size": world, "trainable_parameters": trainable, "pad_token": tokenizer.pad_token,
              "eos_token": tokenizer.eos_token, "records": asdict(stats)}
     return TrainingRun(config, trainer, run_log, resume_from, stats, facts, fmt, bool(eval_rows))
 

@@ -142,9 +142,9 @@ def append_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
         os.fsync(handle.fileno())
 
 
-def done_ids(path: Path, key: Callable[[Any], Any] = lambda id_: id_) -> set:
-    """`key(id)` of every row already written to a resumable JSONL output (each row a JSON object
-    with an "id"). A torn last line (a run killed mid-write) is cut off, so it is done again."""
+def done_ids(path: Path, key: Callable[[dict], Any] = lambda row: row["id"]) -> set:
+    """`key(row)` (default: its "id") of every row already written to a resumable JSONL output.
+    A torn last line (a run killed mid-write) is cut off, so it is done again."""
     if not path.exists():
         return set()
     ids, good, lineno = set(), 0, 0
@@ -153,7 +153,7 @@ def done_ids(path: Path, key: Callable[[Any], Any] = lambda id_: id_) -> set:
             if not line.endswith(b"\n"):
                 break  # killed mid-write: the partial line is redone
             try:
-                ids.add(key(json.loads(line)["id"]))
+                ids.add(key(json.loads(line)))
             except (ValueError, KeyError, TypeError):
                 break
             good += len(line)

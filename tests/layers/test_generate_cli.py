@@ -40,6 +40,43 @@ def test_generate_writes_one_row_per_prompt_and_layer(tiny_llama_dir, prompts_fi
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically: no temporary file left
 
 
+def test_generate_output_resumes_with_only_the_rows_a_killed_run_did_not_write(
+        tiny_llama_dir, prompts_file, tmp_path, capsys, monkeypatch):
+    import piilab.cli.generate
+    import piilab.layers.decode
+
+    monkeypatch.setattr(piilab.cli.generate, "PROMPTS_AT_A_TIME", 1)
+    out = tmp_path / "out.jsonl"
+    argv = ["generate", "--model", str(tiny_llama_dir), "--layers", "4,2", "--input", str(prompts_file),
+            "--max-new-tokens", "6", "--device", "cpu", "-o", str(out)]
+    real, calls = piilab.layers.decode.generate, []
+
+    def killed_in_round_2(model, tokenizer, prompts, layers, **kwargs):
+        calls.append(list(prompts))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(model, tokenizer, prompts, layers, **kwargs)
+
+    monkeypatch.setattr(piilab.layers.decode, "generate", killed_in_round_2)
+    assert main(argv) == 130
+    assert [(r["id"], r["layer"]) for r in read_jsonl(out)] == [("a", 2), ("a", 4)]
+    with out.open("a") as handle:  # killed within a round's write: one row whole, one torn
+        handle.write('{"id": 1, "layer": 2, "output": "kept"}\n{"id": 1, "layer": 4, "out')
+    calls.clear()
+    monkeypatch.setattr(piilab.layers.decode, "generate", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
+    assert main(argv) == 0
+    assert [len(c) for c in calls] == [1, 1]  # prompts 1 and 7; "a" was whole
+    rows = read_jsonl(out)
+    assert [(r["id"], r["layer"]) for r in rows] == [("a", 2), ("a", 4), (1, 2), (1, 4), (7, 2), (7, 4)]
+    assert rows[2]["output"] == "kept"
+    model, tokenizer = load_model(str(tiny_llama_dir), device="cpu")
+    texts = real(model, tokenizer, ["Call +1 555 010 2000 or", "The student Ana Silva lives at"], [4, 2],
+                 decoding=Decoding(max_new_tokens=6), progress=False)
+    assert [r["output"] for r in rows[3:]] == [texts[4][0], texts[2][1], texts[4][1]]
+    capsys.readouterr()
+    one_line_error(capsys, [*argv, "--lens", "raw"], "out.jsonl: written with other settings (lens differ)")
+
+
 def test_generate_one_prompt_with_sampling_to_stdout(tiny_gpt2_dir, capsys):
     args = ["generate", "--model", str(tiny_gpt2_dir), "--layers", "1,3", "--prompt", "Jane Doe",
             "--max-new-tokens", "5", "--top-k", "5", "--temperature", "0.1", "--eos-weight", "2",

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from piilab.cli._args import add_decoding_args, add_free_decoding_arg, decoding_from
+from piilab.cli._output import id_key, resumed, unique_ids, where
 from piilab.cli.generate import add_model_args
 from piilab.errors import PiilabError
 from piilab.models.loading import DEFAULT_MODEL
@@ -142,41 +143,6 @@ def read_jsonl_texts(path: Path) -> Texts:
     return found
 
 
-def id_key(id_) -> str:
-    """An id as resuming compares it: its JSON (so 7 and "7" stay apart, and any JSON value works)."""
-    return json.dumps(id_, sort_keys=True, ensure_ascii=False)
-
-
-def unique_ids(path: str, ids: list) -> None:
-    """--output resumes by id: refuse a file where two rows share one."""
-    first: dict[str, int] = {}
-    for row, id_ in enumerate(ids):
-        if first.setdefault(id_key(id_), row) != row:
-            raise PiilabError(f"{path}: two rows have the id {id_key(id_)}; --output resumes by id, "
-                              "so each row needs its own (or none: the row's number is used)")
-
-
-def resumed(output: Path, identity: dict) -> set[str]:
-    """Ids (as `id_key`) that --output already holds, from a run with the same settings; a new
-    output gets its settings file (OUTPUT.settings.json) first."""
-    from piilab.io import check_output_file, done_ids, read_json, write_json
-
-    check_output_file(output, "--output")
-    settings = output.with_name(output.name + ".settings.json")
-    if output.exists() and output.stat().st_size:
-        if not settings.exists():
-            raise PiilabError(f"{output}: exists, without {settings.name}, so it was not written by "
-                              "`piilab extract --output`: choose another --output or remove it")
-        saved = read_json(settings)
-        changed = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
-        if changed:
-            raise PiilabError(f"{output}: written with other settings ({', '.join(changed)} differ); "
-                              "choose another --output, or remove it and its settings file")
-        return done_ids(output, key=id_key)
-    write_json(settings, identity)
-    return set()
-
-
 def validators_from(value: str) -> tuple[str, ...]:
     return () if value.strip() == "none" else tuple(m.strip() for m in value.split(",") if m.strip())
 
@@ -217,7 +183,8 @@ def run(args) -> int:
     todo = list(range(len(found.texts)))
     if args.output:
         unique_ids(args.input, found.ids)
-        done = resumed(Path(args.output), output_identity(args, settings, decoding, speedups, validators))
+        done = resumed(Path(args.output), output_identity(args, settings, decoding, speedups, validators),
+                       "extract")
         todo = [i for i in todo if id_key(found.ids[i]) not in done]
         log.info("%s: %d of %d texts there already, %d to search", args.output,
                  len(found.texts) - len(todo), len(found.texts), len(todo))
@@ -248,18 +215,14 @@ def run(args) -> int:
 
 
 def output_identity(args, settings, decoding, speedups, validators) -> dict:
-    """What decides --output's rows: a resumed run must have the same (as JSON stores it)."""
-    def where(spec):
-        return str(Path(spec).resolve()) if spec and Path(spec).exists() else spec
-
-    identity = {"input": where(args.input), "model": where(args.model), "adapter": where(args.adapter),
+    """What decides --output's rows: a resumed run must have the same."""
+    return {"input": where(args.input), "model": where(args.model), "adapter": where(args.adapter),
                 "layer": args.layer, "lens": args.lens, "dtype": args.dtype,
                 "bfloat16_blocks": speedups.linear == "bfloat16",
                 "prompt": {k: v for k, v in asdict(settings).items() if k != "source"},
                 "decoding": asdict(decoding), "free_decoding": args.free_decoding,
                 "validators": list(validators), "second_look": args.second_look,
                 "redact": args.redact}
-    return json.loads(json.dumps(identity))
 
 
 def render(id_, result, redact: bool, lines: bool) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
+from dataclasses import asdict
 
 from piilab.cli._args import (
     add_decoding_args,
@@ -49,7 +51,9 @@ def register(subparsers) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", help="JSONL file, one {\"prompt\": ..., \"id\": ...} per line")
     source.add_argument("--prompt", help="one prompt")
-    parser.add_argument("--output", "-o", help="output JSONL (default: standard output)")
+    parser.add_argument("--output", "-o",
+                        help="output JSONL (default: standard output), written 256 prompts at a time; "
+                             "a rerun with the same settings resumes after the rows already there")
     parser.add_argument("--speculative", type=int, metavar="E",
                         help="decode at full depth (greedy), drafting with exit layer E and "
                              "verifying with the whole model (self-speculative decoding; one "
@@ -80,10 +84,17 @@ def read_prompts(path: str) -> tuple[list, list[str]]:
     return ids, prompts
 
 
+PROMPTS_AT_A_TIME = 256
+"""Prompts decoded per round: each round's rows are written before the next round starts."""
+
+
 def run(args) -> int:
-    from piilab.io import check_output_file, write_jsonl
+    from pathlib import Path
+
+    from piilab.cli._output import id_key, resumed, unique_ids, where
+    from piilab.io import append_lines
     from piilab.layers.decode import generate
-    from piilab.models import load_model
+    from piilab.models import arch, load_model
 
     decoding = decoding_from(args)
     for flag in ("draft_tokens", "draft_precision"):
@@ -91,25 +102,45 @@ def run(args) -> int:
             raise PiilabError(f"--{flag.replace('_', '-')} needs --speculative E")
     if args.batch_size is not None and args.speculative is not None:
         raise PiilabError("--batch-size does not apply to --speculative, which decodes one prompt at a time")
-    if args.output:
-        check_output_file(args.output, "--output")  # before decoding, which the error would lose
     ids, prompts = read_prompts(args.input) if args.input else ([0], [args.prompt])
+    done: set = set()
+    if args.output:  # checked before decoding, which an unwritable output would lose
+        unique_ids(args.input or "--prompt", ids)
+        prompt = args.prompt and hashlib.sha256(args.prompt.encode()).hexdigest()  # not the text
+        identity = {"input": where(args.input), "prompt": prompt, "model": where(args.model),
+                    "adapter": where(args.adapter), "layers": args.layers, "lens": args.lens,
+                    "dtype": args.dtype, "decoding": asdict(decoding), "speculative": args.speculative}
+        done = resumed(Path(args.output), identity, "generate",
+                       key=lambda row: (id_key(row["id"]), row["layer"]))
     model, tokenizer = load_model(args.model, args.adapter, device=args.device, dtype=args.dtype,
                                   trust_remote_code=args.trust_remote_code)
-    if args.speculative is not None:
-        rows = speculate(args, model, tokenizer, ids, prompts, decoding)
-    else:
-        result = generate(model, tokenizer, prompts, args.layers, lens=args.lens, decoding=decoding,
-                          batch_size=BATCH_SIZE if args.batch_size is None else args.batch_size,
-                          return_details=True)
-        rows = [{"id": id_, "layer": layer, "output": result.texts[layer][i]}
-                for i, id_ in enumerate(ids) for layer in result.layers]
+    layers = args.layers or [arch.num_layers(model)]
+    todo = [i for i, id_ in enumerate(ids) if any((id_key(id_), layer) not in done for layer in layers)]
     if args.output:
-        write_jsonl(args.output, rows)
-        log.info("wrote %d outputs to %s", len(rows), args.output)
-    else:
-        for row in rows:
-            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        log.info("%s: %d of %d prompts there already, %d to decode", args.output,
+                 len(ids) - len(todo), len(ids), len(todo))
+    written = 0
+    for start in range(0, len(todo), PROMPTS_AT_A_TIME):
+        round_ = todo[start:start + PROMPTS_AT_A_TIME]
+        these_ids, these = [ids[i] for i in round_], [prompts[i] for i in round_]
+        if args.speculative is not None:
+            rows = speculate(args, model, tokenizer, these_ids, these, decoding)
+        else:
+            result = generate(model, tokenizer, these, layers, lens=args.lens, decoding=decoding,
+                              batch_size=BATCH_SIZE if args.batch_size is None else args.batch_size,
+                              return_details=True)
+            rows = [{"id": id_, "layer": layer, "output": result.texts[layer][i]}
+                    for i, id_ in enumerate(these_ids) for layer in result.layers]
+        lines = [json.dumps(row, ensure_ascii=False) for row in rows
+                 if (id_key(row["id"]), row["layer"]) not in done]  # a layer a killed run wrote
+        if args.output:
+            append_lines(args.output, lines)  # a round at a time, flushed: a rerun resumes after it
+            written += len(lines)
+        else:
+            sys.stdout.write("".join(line + "\n" for line in lines))
+            sys.stdout.flush()
+    if args.output:
+        log.info("wrote %d outputs to %s", written, args.output)
     return 0
 
 

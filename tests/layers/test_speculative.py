@@ -326,8 +326,11 @@ def test_cli_speculative_writes_full_depth_rows_and_a_summary(tiny_llama_dir, pr
     rows = read_jsonl(out)
     assert [(r["id"], r["layer"]) for r in rows] == [("a", 4), (1, 4), (7, 4)]
     assert rows == read_jsonl(plain)  # the same outputs as plain full-depth decoding
-    assert main(common + ["--speculative", "1", "--layers", "4", "--output", str(out)]) == 0
-    assert read_jsonl(out) == rows
+    assert main(common + ["--speculative", "1", "--layers", "4", "--output", str(tmp_path / "1.jsonl")]) == 0
+    assert read_jsonl(tmp_path / "1.jsonl") == rows
+    # the same rows, so the same settings: a rerun into the first file finds every row there
+    assert main(common + ["--speculative", "1", "--output", str(plain)]) == 0
+    assert read_jsonl(plain) == rows
 
 
 @pytest.mark.parametrize("extra,match", [

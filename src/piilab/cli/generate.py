@@ -92,7 +92,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from piilab.cli._output import id_key, resumed, unique_ids, where
-    from piilab.io import append_lines
+    from piilab.io import append_lines, check_output_file
     from piilab.layers.decode import generate
     from piilab.models import arch, load_model
 
@@ -103,18 +103,20 @@ def run(args) -> int:
     if args.batch_size is not None and args.speculative is not None:
         raise PiilabError("--batch-size does not apply to --speculative, which decodes one prompt at a time")
     ids, prompts = read_prompts(args.input) if args.input else ([0], [args.prompt])
-    done: set = set()
-    if args.output:  # checked before decoding, which an unwritable output would lose
+    if args.output:  # before loading and decoding, which an unwritable output would waste
+        check_output_file(args.output, "--output")
         unique_ids(args.input or "--prompt", ids)
-        prompt = args.prompt and hashlib.sha256(args.prompt.encode()).hexdigest()  # not the text
-        identity = {"input": where(args.input), "prompt": prompt, "model": where(args.model),
-                    "adapter": where(args.adapter), "layers": args.layers, "lens": args.lens,
-                    "dtype": args.dtype, "decoding": asdict(decoding), "speculative": args.speculative}
-        done = resumed(Path(args.output), identity, "generate",
-                       key=lambda row: (id_key(row["id"]), row["layer"]))
     model, tokenizer = load_model(args.model, args.adapter, device=args.device, dtype=args.dtype,
                                   trust_remote_code=args.trust_remote_code)
-    layers = args.layers or [arch.num_layers(model)]
+    layers = sorted(set(args.layers or [arch.num_layers(model)]))
+    done: set = set()
+    if args.output:  # what decides the rows (self-speculation gives full-depth greedy's own)
+        prompt = args.prompt and hashlib.sha256(args.prompt.encode()).hexdigest()  # not the text
+        identity = {"input": where(args.input), "prompt": prompt, "model": where(args.model),
+                    "adapter": where(args.adapter), "layers": layers, "lens": args.lens,
+                    "dtype": args.dtype, "decoding": asdict(decoding)}
+        done = resumed(Path(args.output), identity, "generate",
+                       key=lambda row: (id_key(row["id"]), row["layer"]))
     todo = [i for i, id_ in enumerate(ids) if any((id_key(id_), layer) not in done for layer in layers)]
     if args.output:
         log.info("%s: %d of %d prompts there already, %d to decode", args.output,

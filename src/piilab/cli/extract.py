@@ -132,7 +132,7 @@ def read_jsonl_texts(path: Path) -> Texts:
             found.texts.append(row["text"])
             continue
         found.skipped += 1
-        first = first if found.skipped > 1 else f"line {lineno}: {problem}"
+        first = first or f"line {lineno}: {problem}"
         if found.skipped <= WARNED_ROWS:
             log.warning("%s: line %d: %s; row skipped", path, lineno, problem)
     if not found.texts:

@@ -255,6 +255,17 @@ def test_cli_output_refuses_a_file_of_other_settings_or_of_another_program(fixed
                    'texts.jsonl: two rows have the id "a"')
     one_line_error(capsys, ["extract", "--model", str(tiny_llama_dir), TEXT, "-o", str(out)],
                    "--output resumes a .jsonl --input's rows")
+    # a model retrained at the same path: its rows would mix with the earlier model's
+    import shutil
+
+    model = shutil.copytree(tiny_llama_dir, tmp_path / "model")
+    write_texts(texts, [{"id": 1, "text": TEXT}])
+    again = ["extract", "--model", str(model), "--input", str(texts), "-o", str(tmp_path / "m.jsonl"),
+             "--device", "cpu"]
+    assert main(again) == 0
+    weights = next(model.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\1")
+    one_line_error(capsys, again, "m.jsonl: written with other settings (model_files differ)")
 
 
 def test_cli_skips_and_counts_bad_rows_without_logging_them(fixed_answer, tiny_llama_dir, tmp_path,

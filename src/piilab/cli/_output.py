@@ -33,6 +33,14 @@ def where(spec: str | None) -> str | None:
     return str(Path(spec).resolve()) if spec and Path(spec).exists() else spec
 
 
+def model_files(spec: str, adapter: str | None, lens: str) -> str:
+    """A digest of the model's files (base weights, adapter, lens folder: piilab.eval.inputs), so
+    a model retrained, or shipped anew, under the same name is not resumed into the same file."""
+    from piilab.eval.inputs import digest, model_fingerprint
+
+    return digest(model_fingerprint(spec, adapter, lens))
+
+
 def resumed(output: Path, identity: dict, verb: str, key=lambda row: id_key(row["id"])) -> set:
     """`key(row)` of each row that --output already holds, from a run with the same settings
     (`identity`, as JSON stores it); a new output gets its settings file first."""

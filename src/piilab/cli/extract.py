@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from piilab.cli._args import add_decoding_args, add_free_decoding_arg, decoding_from
-from piilab.cli._output import id_key, resumed, unique_ids, where
+from piilab.cli._output import id_key, model_files, resumed, unique_ids, where
 from piilab.cli.generate import add_model_args
 from piilab.errors import PiilabError
 from piilab.models.loading import DEFAULT_MODEL
@@ -217,6 +217,7 @@ def run(args) -> int:
 def output_identity(args, settings, decoding, speedups, validators) -> dict:
     """What decides --output's rows: a resumed run must have the same."""
     return {"input": where(args.input), "model": where(args.model), "adapter": where(args.adapter),
+            "model_files": model_files(args.model, args.adapter, args.lens),
                 "layer": args.layer, "lens": args.lens, "dtype": args.dtype,
                 "bfloat16_blocks": speedups.linear == "bfloat16",
                 "prompt": {k: v for k, v in asdict(settings).items() if k != "source"},

@@ -91,7 +91,7 @@ PROMPTS_AT_A_TIME = 256
 def run(args) -> int:
     from pathlib import Path
 
-    from piilab.cli._output import id_key, resumed, unique_ids, where
+    from piilab.cli._output import id_key, model_files, resumed, unique_ids, where
     from piilab.io import append_lines, check_output_file
     from piilab.layers.decode import generate
     from piilab.models import arch, load_model
@@ -114,6 +114,7 @@ def run(args) -> int:
         prompt = args.prompt and hashlib.sha256(args.prompt.encode()).hexdigest()  # not the text
         identity = {"input": where(args.input), "prompt": prompt, "model": where(args.model),
                     "adapter": where(args.adapter), "layers": layers, "lens": args.lens,
+                    "model_files": model_files(args.model, args.adapter, args.lens),
                     "dtype": args.dtype, "decoding": asdict(decoding)}
         done = resumed(Path(args.output), identity, "generate",
                        key=lambda row: (id_key(row["id"]), row["layer"]))

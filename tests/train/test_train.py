@@ -116,6 +116,7 @@ def test_run_dir_is_an_adapter_folder_with_config_format_log_plot_and_metrics(tr
     assert adapter["base_model_name_or_path"] == str(sharp_model_dir.resolve())
     saved = json.loads((run / "train_config.json").read_text())
     assert TrainConfig.from_dict(saved["config"]) == trained.config
+    assert saved["runtime"]["lora_dropout"] == "none"  # the fixture's dropout is 0
     assert saved["runtime"]["pad_token"] != saved["runtime"]["eos_token"]
     assert (run / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = read_log_csv(run / "train_log.csv")
@@ -244,6 +245,8 @@ def test_a_killed_run_resumes_to_the_planned_step_with_nothing_lost_or_repeated(
     resumed = train(dataclasses.replace(killed, resume=True))
 
     assert resumed.global_step == 6 and resumed.resumed_from_step == 4
+    runtime = json.loads((tmp_path / "killed" / "train_config.json").read_text())["runtime"]
+    assert runtime["lora_dropout"] == "masks from packed random bits on 28 LoRA layers"  # 4 x 7
     rows = read_log_csv(tmp_path / "killed" / "train_log.csv")
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     reference = read_log_csv(tmp_path / "whole" / "train_log.csv")

@@ -302,11 +302,11 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
             compact_activations=compact, exit_layers=config.exit_layers,
             exit_loss_weight=config.exit_loss_weight, exit_loss_schedule=config.exit_loss_schedule,
         )
-    dropout = "nn.Dropout"
-    if runtime.device.type == "cpu" and not config.full_finetune:
+    dropout = "none" if config.full_finetune or not config.lora_dropout else "nn.Dropout"
+    if runtime.device.type == "cpu" and dropout == "nn.Dropout":
         # nn.Dropout's CPU kernel draws a sample per element: about a fifth of a demo step
-        dropout = f"packed random bits on {use_mask_dropout(trainer.model)} LoRA layers"
-        log.info("LoRA dropout: masks from %s (CPU)", dropout)
+        dropout = f"masks from packed random bits on {use_mask_dropout(trainer.model)} LoRA layers"
+        log.info("LoRA dropout: %s (CPU)", dropout)
     trainer.remove_callback(ProgressCallback)
     trainer.add_callback(QuietProgress())
     if runtime.device.type == "cpu":  # threads matter to a CPU run: look at the load again

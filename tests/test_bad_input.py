@@ -41,7 +41,7 @@ def user(tmp_path, monkeypatch):
     (tmp_path / "binary.jsonl").write_bytes(bytes(range(255, -1, -1)) * 4)
     (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00\x81" * 64)
     (tmp_path / "empty.jsonl").write_text("")
-    (tmp_path / "prompts.jsonl").write_text('{"prompt": "Hello"}\n{"text": "no prompt"}\n')
+    (tmp_path / "prompts.jsonl").write_text('\n{"text": "no prompt"}\n')
     (tmp_path / "existing").mkdir()
     (tmp_path / "existing" / "mine.txt").write_text("precious\n")
     before = snapshot(tmp_path)
@@ -109,7 +109,7 @@ def test_train_out_under_a_file_fails_before_the_model_loads(user, capsys, monke
 
 
 @pytest.mark.parametrize("verb,message", [
-    ("generate", "binary.jsonl: line 1: not UTF-8 text"),
+    ("generate", "binary.jsonl: no row with a string field 'prompt' (the first bad row: line 1: not UTF-8"),
     ("extract", "binary.jsonl: no row with a string field 'text' (the first bad row: line 1: not UTF-8"),
 ])
 def test_binary_input_file(user, capsys, monkeypatch, verb, message, tiny_llama_dir):
@@ -272,8 +272,9 @@ def test_more_bad_input(user, capsys, monkeypatch, argv, message):
 
 @pytest.mark.parametrize("argv, message", [
     (["--layers", "99"], "exit layer"),
-    (["--input", "prompts.jsonl"], "prompts.jsonl: row 2 has no string field 'prompt'"),
-    (["--input", "empty.jsonl"], "empty.jsonl: no prompts"),
+    (["--input", "prompts.jsonl"],
+     "prompts.jsonl: no row with a string field 'prompt' (the first bad row: line 2: no string field"),
+    (["--input", "empty.jsonl"], "empty.jsonl: no row with a string field 'prompt'"),
     (["--draft-tokens", "3"], "--draft-tokens needs --speculative E"),
     (["-o", "afile/out.jsonl"], "afile/out.jsonl: --output: cannot write here"),
 ])

@@ -242,6 +242,9 @@ def test_cli_output_refuses_a_file_of_other_settings_or_of_another_program(fixed
             "--device", "cpu"]
     assert main(argv) == 0
     before = out.read_text()
+    fixed_answer.clear()
+    assert main([*argv, "--layer", "4"]) == 0  # the last layer by number: the same settings
+    assert out.read_text() == before and not fixed_answer  # so nothing searched again
     one_line_error(capsys, [*argv, "--layer", "2", "--second-look", "0"],
                    "found.jsonl: written with other settings (layer, second_look differ)")
     assert out.read_text() == before

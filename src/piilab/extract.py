@@ -346,7 +346,7 @@ def decode_branches(engine, tokenizer, prompts: list[str], rules, answers: list[
     from dataclasses import replace
 
     from piilab.layers.constrain import Notes
-    from piilab.layers.decode import encode_prompts
+    from piilab.layers.encoding import encode_prompts
 
     todo = look.branches(answers, notes) if notes is not None and notes.threshold else []
     if not todo:

@@ -94,16 +94,36 @@ def test_layer_out_of_range_is_a_one_line_error(tiny_llama_dir, capsys, layers):
                             "--prompt", "Jane", "--device", "cpu"], "layers 1..4")
 
 
-def test_empty_prompt_is_a_one_line_error(tiny_llama_dir, capsys, tmp_path):
+def test_empty_prompt_is_a_one_line_error(tiny_llama_dir, capsys):
     one_line_error(capsys, ["generate", "--model", str(tiny_llama_dir), "--prompt", "",
                             "--device", "cpu"], "prompt 0 is empty")
-    path = tmp_path / "p.jsonl"
-    path.write_text('{"prompt": "fine"}\n{"prompt": ""}\n')
+
+
+def test_bad_input_rows_are_skipped_counted_and_named_by_line(tiny_llama_dir, tmp_path, caplog, capsys):
+    import logging
+
+    path, out = tmp_path / "p.jsonl", tmp_path / "out.jsonl"
+    rows = [{"prompt": "fine"}, {"prompt": "  "}, {"text": "Jane Doe, no prompt"}, "Jane Doe",
+            {"id": "long", "prompt": "The" * 300}, {"id": "last", "prompt": "also fine"}]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows[:3]) + "{Jane Doe\n" +
+                    "".join(json.dumps(row) + "\n" for row in rows[4:]))
+    with caplog.at_level(logging.INFO):
+        assert main(["generate", "--model", str(tiny_llama_dir), "--input", str(path), "--device", "cpu",
+                     "--max-new-tokens", "8", "-o", str(out)]) == 0
+    # ids are the rows' numbers among the file's rows (bad ones counted), as without bad rows
+    assert [row["id"] for row in read_jsonl(out)] == [0, "last"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings[:2] == [f"{path}: line 3: no string field 'prompt'; row skipped",
+                            f"{path}: line 4: malformed JSON (Expecting property name enclosed in "
+                            "double quotes); row skipped"]
+    assert warnings[2] == f"{path}: line 2: the prompt is empty; row skipped"  # once the model is in
+    assert warnings[3].startswith(f"{path}: line 5: the prompt is longer than the context window")
+    assert warnings[4:] == [f"{path}: 4 row(s) skipped, 2 to decode"]
+    assert not any("Jane" in r.getMessage() for r in caplog.records)  # never a row's content
+    assert "4 input row(s) skipped" in caplog.records[-1].getMessage()
+    path.write_text(json.dumps({"prompt": ""}) + "\n")
     one_line_error(capsys, ["generate", "--model", str(tiny_llama_dir), "--input", str(path),
-                            "--device", "cpu"], "prompt 1 is empty")
-    path.write_text('{"text": "no prompt field"}\n')
-    one_line_error(capsys, ["generate", "--model", str(tiny_llama_dir), "--input", str(path),
-                            "--device", "cpu"], "row 1 has no string field 'prompt'")
+                            "--device", "cpu"], "p.jsonl: no row with a prompt that can be decoded")
 
 
 def test_prompt_longer_than_the_context_window_is_a_one_line_error(tiny_llama_dir, capsys):

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from piilab.cli._args import add_decoding_args, add_free_decoding_arg, decoding_from
+from piilab.cli._input import string_rows
 from piilab.cli._output import id_key, model_files, resumed, unique_ids, where
 from piilab.cli.generate import add_model_args
 from piilab.errors import PiilabError
@@ -86,10 +87,6 @@ class Texts:
     skipped: int = 0
 
 
-WARNED_ROWS = 10
-"""Skipped rows named one by one in the log; past that, only counted."""
-
-
 def read_texts(args) -> Texts:
     """The positional TEXT, or --input's: a .jsonl file's rows (a row that is not a JSON object
     with a string 'text' is skipped and counted; its content is never logged), else the whole
@@ -115,32 +112,10 @@ def read_texts(args) -> Texts:
 
 
 def read_jsonl_texts(path: Path) -> Texts:
-    """A .jsonl file's texts with their ids (a row's "id", else its number among the rows from
-    0); bad rows skipped, counted and named by line."""
-    from piilab.io import numbered_jsonl
-
-    found, first = Texts([], [], True), ""
-    for number, (lineno, row) in enumerate(numbered_jsonl(path)):
-        if isinstance(row, PiilabError):
-            problem = str(row).removeprefix(f"{path}: line {lineno}: ")
-        elif not isinstance(row, dict):
-            problem = "not a JSON object"
-        elif not isinstance(row.get("text"), str):
-            problem = "no string field 'text'"
-        else:
-            found.ids.append(row.get("id", number))
-            found.texts.append(row["text"])
-            continue
-        found.skipped += 1
-        first = first or f"line {lineno}: {problem}"
-        if found.skipped <= WARNED_ROWS:
-            log.warning("%s: line %d: %s; row skipped", path, lineno, problem)
-    if not found.texts:
-        raise PiilabError(f"{path}: no row with a string field 'text'" +
-                          (f" (the first bad row: {first})" if found.skipped else ""))
-    if found.skipped:
-        log.warning("%s: %d row(s) skipped, %d to search", path, found.skipped, len(found.texts))
-    return found
+    """A .jsonl file's texts with their ids; bad rows skipped, counted and named by line."""
+    rows = string_rows(path, "text")
+    rows.report("to search")
+    return Texts(rows.ids, rows.values, True, rows.skipped)
 
 
 def validators_from(value: str) -> tuple[str, ...]:
@@ -181,6 +156,7 @@ def run(args) -> int:
     validators = validators_from(args.validators)
 
     todo = list(range(len(found.texts)))
+    args.layer = exit_layer(args)
     if args.output:
         unique_ids(args.input, found.ids)
         done = resumed(Path(args.output), output_identity(args, settings, decoding, speedups, validators),
@@ -214,16 +190,28 @@ def run(args) -> int:
     return 0
 
 
+def exit_layer(args) -> int:
+    """--layer as a number (default: the model's last, so the two spellings resume one output),
+    checked against the model's config before its weights load."""
+    from piilab.models.loading import load_config, resolve
+
+    total = load_config(resolve(args.model), args.trust_remote_code).num_hidden_layers
+    layer = total if args.layer is None else args.layer
+    if not 1 <= layer <= total:
+        raise PiilabError(f"exit layer {layer} is out of range: the model has layers 1..{total}")
+    return layer
+
+
 def output_identity(args, settings, decoding, speedups, validators) -> dict:
     """What decides --output's rows: a resumed run must have the same."""
     return {"input": where(args.input), "model": where(args.model), "adapter": where(args.adapter),
             "model_files": model_files(args.model, args.adapter, args.lens),
-                "layer": args.layer, "lens": args.lens, "dtype": args.dtype,
-                "bfloat16_blocks": speedups.linear == "bfloat16",
-                "prompt": {k: v for k, v in asdict(settings).items() if k != "source"},
-                "decoding": asdict(decoding), "free_decoding": args.free_decoding,
-                "validators": list(validators), "second_look": args.second_look,
-                "redact": args.redact}
+            "layer": args.layer, "lens": args.lens, "dtype": args.dtype,
+            "bfloat16_blocks": speedups.linear == "bfloat16",
+            "prompt": {k: v for k, v in asdict(settings).items() if k != "source"},
+            "decoding": asdict(decoding), "free_decoding": args.free_decoding,
+            "validators": list(validators), "second_look": args.second_look,
+            "redact": args.redact}
 
 
 def render(id_, result, redact: bool, lines: bool) -> str:

@@ -49,7 +49,9 @@ def register(subparsers) -> None:
     add_model_args(parser)
     parser.add_argument("--layers", type=int_list, help="exit layers, e.g. 8,16,24,30 (default: the last)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--input", help="JSONL file, one {\"prompt\": ..., \"id\": ...} per line")
+    source.add_argument("--input", help="JSONL file, one {\"prompt\": ..., \"id\": ...} per line "
+                                        "(a row without a prompt that can be decoded is skipped, "
+                                        "counted and named by line)")
     source.add_argument("--prompt", help="one prompt")
     parser.add_argument("--output", "-o",
                         help="output JSONL (default: standard output), written 256 prompts at a time; "
@@ -69,19 +71,22 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run, batch_size=None)
 
 
-def read_prompts(path: str) -> tuple[list, list[str]]:
-    """(ids, prompts) from a JSONL file; an id defaults to the row's 0-based position."""
-    from piilab.io import iter_jsonl
+def drop_undecodable(rows, model, tokenizer, decoding) -> None:
+    """Skip the rows whose prompt cannot be decoded (blank, or too long for the context window
+    with --max-new-tokens), before the first round, so a long run does not stop in the middle."""
+    from piilab.layers.encoding import encode_prompt
+    from piilab.models import arch
 
-    ids, prompts = [], []
-    for i, row in enumerate(iter_jsonl(path)):
-        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
-            raise PiilabError(f"{path}: row {i + 1} has no string field 'prompt'")
-        ids.append(row.get("id", i))
-        prompts.append(row["prompt"])
-    if not prompts:
-        raise PiilabError(f"{path}: no prompts")
-    return ids, prompts
+    window, kept = arch.context_window(model), []
+    for i, prompt in enumerate(rows.values):
+        try:
+            encode_prompt(tokenizer, prompt, context_window=window, max_new_tokens=decoding.max_new_tokens)
+            kept.append(i)
+        except PiilabError as err:
+            rows.skip(rows.lines[i], f"the prompt {err}")
+    rows.keep(kept)
+    if not rows.values:
+        raise PiilabError(f"{rows.path}: no row with a prompt that can be decoded")
 
 
 PROMPTS_AT_A_TIME = 256
@@ -91,6 +96,7 @@ PROMPTS_AT_A_TIME = 256
 def run(args) -> int:
     from pathlib import Path
 
+    from piilab.cli._input import string_rows
     from piilab.cli._output import id_key, model_files, resumed, unique_ids, where
     from piilab.io import append_lines, check_output_file
     from piilab.layers.decode import generate
@@ -102,12 +108,17 @@ def run(args) -> int:
             raise PiilabError(f"--{flag.replace('_', '-')} needs --speculative E")
     if args.batch_size is not None and args.speculative is not None:
         raise PiilabError("--batch-size does not apply to --speculative, which decodes one prompt at a time")
-    ids, prompts = read_prompts(args.input) if args.input else ([0], [args.prompt])
+    read = string_rows(args.input, "prompt") if args.input else None
+    ids, prompts = (read.ids, read.values) if read else ([0], [args.prompt])
     if args.output:  # before loading and decoding, which an unwritable output would waste
         check_output_file(args.output, "--output")
         unique_ids(args.input or "--prompt", ids)
     model, tokenizer = load_model(args.model, args.adapter, device=args.device, dtype=args.dtype,
                                   trust_remote_code=args.trust_remote_code)
+    if read:
+        drop_undecodable(read, model, tokenizer, decoding)
+        ids, prompts = read.ids, read.values
+        read.report("to decode")
     layers = sorted(set(args.layers or [arch.num_layers(model)]))
     done: set = set()
     if args.output:  # what decides the rows (self-speculation gives full-depth greedy's own)
@@ -143,7 +154,8 @@ def run(args) -> int:
             sys.stdout.write("".join(line + "\n" for line in lines))
             sys.stdout.flush()
     if args.output:
-        log.info("wrote %d outputs to %s", written, args.output)
+        log.info("wrote %d outputs to %s%s", written, args.output,
+                 f"; {read.skipped} input row(s) skipped" if read and read.skipped else "")
     return 0
 
 

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from piilab import runtime
 from piilab.errors import PiilabError
 from piilab.layers.constrain import Notes, CopyGuide
+from piilab.layers.encoding import encode_prompts
 from piilab.layers.lens import Lens
 from piilab.layers.lenses import make_lens
 from piilab.models import arch
@@ -120,30 +121,6 @@ def check_layers(model: nn.Module, layers: Sequence[int] | None) -> list[int]:
     if bad:
         raise PiilabError(f"exit layer {bad[0]} is out of range: the model has layers 1..{total}")
     return layers
-
-
-def encode_prompts(tokenizer, prompts: Sequence[str | list[int]], *, add_special_tokens: bool = True,
-                   context_window: int | None = None, max_new_tokens: int = 0) -> list[list[int]]:
-    """Each prompt's token ids: a string's as tokenized (special tokens too), a list's as given."""
-    if isinstance(prompts, str):
-        raise PiilabError("prompts must be a list of strings, not one string")
-    encoded = []
-    for i, ids in enumerate(prompts):
-        if isinstance(ids, str) and ids.strip():
-            ids = tokenizer(ids, add_special_tokens=add_special_tokens)["input_ids"]
-        elif not isinstance(ids, list):
-            raise PiilabError(f"prompt {i} is empty")
-        if not ids:
-            raise PiilabError(f"prompt {i} has no tokens")
-        if context_window and len(ids) > context_window:
-            raise PiilabError(f"prompt {i} is longer than the context window "
-                              f"({len(ids)} tokens > {context_window})")
-        if context_window and len(ids) + max_new_tokens > context_window:
-            raise PiilabError(f"prompt {i} has {len(ids)} tokens: with {max_new_tokens} new tokens it "
-                              f"would pass the context window of {context_window}; lower "
-                              "--max-new-tokens or shorten the prompt")
-        encoded.append(list(ids))
-    return encoded
 
 
 def eos_token_ids(model: nn.Module, tokenizer) -> list[int]:

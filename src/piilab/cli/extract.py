@@ -156,8 +156,8 @@ def run(args) -> int:
     validators = validators_from(args.validators)
 
     todo = list(range(len(found.texts)))
-    args.layer = exit_layer(args)
     if args.output:
+        args.layer = exit_layer(args)
         unique_ids(args.input, found.ids)
         done = resumed(Path(args.output), output_identity(args, settings, decoding, speedups, validators),
                        "extract")
@@ -191,7 +191,7 @@ def run(args) -> int:
 
 
 def exit_layer(args) -> int:
-    """--layer as a number (default: the model's last, so the two spellings resume one output),
+    """--layer as a number (default: the model's last, so the two spellings resume one --output),
     checked against the model's config before its weights load."""
     from piilab.models.loading import load_config, resolve
 

@@ -232,6 +232,11 @@ def test_models_of_different_depths_each_at_their_own_layers(tiny_llama_dir, tok
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert [(Path(run["model"]).name, run["layer"]) for run in runs] == [
         (tiny_llama_dir.name, 2), (tiny_llama_dir.name, 4), ("two", 1), ("two", 2)]
+    assert [run["depth"] for run in runs] == [4, 4, 2, 2]  # so charts can compare the depths
+    from piilab.eval.report import by_model, layer_axis
+
+    assert layer_axis(by_model(runs)) == ({str(tiny_llama_dir): [0.5, 1.0], str(shallow): [0.5, 1.0]},
+                                          "exit layer / the model's layers")
     # without its own layers the shallow model is refused at the deep one's layer 4
     assert main(eval_args(tiny_llama_dir, data_dir, tmp_path / "x", "--model", str(shallow))) != 0
     assert "has layers 1..2, so exit layer(s) 4 do not exist" in capsys.readouterr().err

@@ -3,8 +3,10 @@ from pathlib import Path
 
 from piilab.cli import main
 from piilab.eval.report import (
+    by_model,
     earliest_good_layer,
     earliest_line,
+    layer_axis,
 )
 
 
@@ -50,6 +52,17 @@ def test_report_draws_charts_and_tables(tmp_path):
     assert "| m + run | 4 |" in md and "0.900 [0.800, 1.000]" in md
     assert "- m + run: layer 4" in md  # 0.5 < 0.9 * 0.9, so only the last layer qualifies
     assert "out tuned-L2 \\| pipe" in md  # example outputs, table-safe
+
+
+def test_models_of_other_depths_are_compared_at_shares_of_their_depth():
+    runs = [{"model": "deep", "layer": layer, "depth": 30} for layer in (15, 30)] + \
+        [{"model": "shallow", "layer": layer, "depth": 18} for layer in (9, 18)]
+    assert layer_axis(by_model(runs)) == ({"deep": [0.5, 1.0], "shallow": [0.5, 1.0]},
+                                          "exit layer / the model's layers")
+    same = [{**run, "depth": 30} for run in runs]  # one depth, or results without depths: layers
+    assert layer_axis(by_model(same)) == ({"deep": [15, 30], "shallow": [9, 18]}, "exit layer")
+    older = [{k: v for k, v in run.items() if k != "depth"} for run in runs]
+    assert layer_axis(by_model(older))[1] == "exit layer"
 
 
 def test_a_fully_tuned_models_loss_curve_comes_from_its_own_folder(tmp_path):

@@ -79,19 +79,34 @@ def plot_model(label: str, runs: list[dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
+def layer_axis(groups: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, list[float]], str]:
+    """Where each model's runs sit on a chart comparing models, and the axis's name: the exit
+    layer, or, when the models have different depths (each run's "depth", in results since the
+    thirteenth session), the layer as a share of its model's depth, so layer 9 of 18 sits beside
+    layer 15 of 30."""
+    depths = {run.get("depth") for runs in groups.values() for run in runs}
+    if None in depths or len(depths) < 2:
+        return {label: [r["layer"] for r in runs] for label, runs in groups.items()}, "exit layer"
+    return ({label: [r["layer"] / r["depth"] for r in runs] for label, runs in groups.items()},
+            "exit layer / the model's layers")
+
+
 def plot_metric(metric: str, groups: dict[str, list[dict[str, Any]]], path: Path) -> Path:
     """One metric against the exit layer, one line per model, with intervals when present."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    places, axis = layer_axis(groups)
     for label, runs in groups.items():
-        layers = [r["layer"] for r in runs]
-        values = [r["scores"][metric] for r in runs]
-        ax.plot(layers, values, marker="o", label=label)
+        xs, values = places[label], [r["scores"][metric] for r in runs]
+        ax.plot(xs, values, marker="o", label=label)
         bounds = [r.get("intervals", {}).get(metric) for r in runs]
         if all(bounds):
-            ax.fill_between(layers, [b[0] for b in bounds], [b[1] for b in bounds], alpha=0.15)
-    ax.set(title=f"{metric} by exit layer", xlabel="exit layer", ylabel=metric,
-           ylim=(-0.02, 1.02))
+            ax.fill_between(xs, [b[0] for b in bounds], [b[1] for b in bounds], alpha=0.15)
+        if axis != "exit layer":  # the layers themselves, since the axis shows shares
+            for x, value, run in zip(xs, values, runs):
+                ax.annotate(f"L{run['layer']}", (x, value), fontsize=7, textcoords="offset points",
+                            xytext=(3, 3))
+    ax.set(title=f"{metric} by exit layer", xlabel=axis, ylabel=metric, ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     return _save(fig, path)

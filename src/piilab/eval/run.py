@@ -245,14 +245,18 @@ def prepare_out_dir(config: EvalConfig, overwrite: bool, inputs: dict[str, Any],
     return out
 
 
-def check_layers(config: EvalConfig) -> dict[ModelUnderTest, list[int]]:
-    """Each model's exit layers, checked against its depth before anything runs."""
+def model_depth(model: ModelUnderTest) -> int:
+    """How many decoder layers the model has, from its config (no weights loaded)."""
     from piilab import models
 
+    return models.load_config(models.resolve(model.adapter or model.spec)).num_hidden_layers
+
+
+def check_layers(config: EvalConfig) -> dict[ModelUnderTest, list[int]]:
+    """Each model's exit layers, checked against its depth before anything runs."""
     plan = {}
     for model in config.models:
-        resolved = models.resolve(model.adapter or model.spec)
-        depth = models.load_config(resolved).num_hidden_layers
+        depth = model_depth(model)
         layers = list(model.layers or config.layers or [depth])
         bad = [layer for layer in layers if not 1 <= layer <= depth]
         if bad:
@@ -460,6 +464,7 @@ def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
         "runs": [],
     }
     for model_ut, layers in plan.items():
+        depth = model_depth(model_ut)
         for layer in layers:
             rid = config.run_id(model_ut, layer, of_model[model_ut]["key"])
             old = cached.get(rid)
@@ -467,7 +472,7 @@ def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
                 run = old  # scored before the interruption: nothing to recompute
             else:
                 run = score_run(model_ut, layer, records, out, config, scorer, of_model[model_ut], labels)
-            results["runs"].append(run)
+            results["runs"].append({**run, "depth": depth})  # charts of models of other depths
             write_json(out / "results.json", results)  # keep what is scored if killed here
     log.info("results written to %s", out / "results.json")
     return results

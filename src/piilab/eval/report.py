@@ -96,16 +96,16 @@ def plot_metric(metric: str, groups: dict[str, list[dict[str, Any]]], path: Path
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     places, axis = layer_axis(groups)
-    for label, runs in groups.items():
+    for nth, (label, runs) in enumerate(groups.items()):
         xs, values = places[label], [r["scores"][metric] for r in runs]
-        ax.plot(xs, values, marker="o", label=label)
+        [line] = ax.plot(xs, values, marker="o", label=label)
         bounds = [r.get("intervals", {}).get(metric) for r in runs]
         if all(bounds):
             ax.fill_between(xs, [b[0] for b in bounds], [b[1] for b in bounds], alpha=0.15)
         if axis != "exit layer":  # the layers themselves, since the axis shows shares
-            for x, value, run in zip(xs, values, runs):
-                ax.annotate(f"L{run['layer']}", (x, value), fontsize=7, textcoords="offset points",
-                            xytext=(3, 3))
+            for x, value, run in zip(xs, values, runs):  # each model's labels a line apart
+                ax.annotate(f"L{run['layer']}", (x, value), fontsize=7, color=line.get_color(),
+                            textcoords="offset points", xytext=(3, 3 + 8 * nth))
     ax.set(title=f"{metric} by exit layer", xlabel=axis, ylabel=metric, ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)

@@ -469,3 +469,43 @@ def test_answer_seeds_are_what_an_answer_says_besides_its_values():
     assert seeds == ["None", " (EMAIL)", " (NAME)"]  # the first label last: drafted after " ("
     answer = format_answer([("Jane Doe", "NAME"), ("jane@example.com", "EMAIL")])
     assert all(seed in answer or seed == format_answer([]) for seed in seeds)
+
+
+def test_prepared_calls_answer_as_plain_calls_and_prepare_only_once(tokenizer, monkeypatch):
+    """Under `prepared`, calls reuse one swap of the linear layers and one shared start."""
+    from peft import LoraConfig, get_peft_model
+
+    import piilab.layers.linears
+    import piilab.layers.lookup
+    from piilab.errors import PiilabError
+    from piilab.extract import SpeedUps, prepared
+    from piilab.layers.decode import Decoding
+    from piilab.models.prompts import format_for
+
+    model = get_peft_model(tiny_llama(tokenizer, seed=2, max_position_embeddings=1024),
+                           LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False)).eval()
+    texts = [TEXT, "Call Ann Lee at 555-0100 or ann@lee.example, she said."]
+
+    def answers(text: str) -> list[str]:
+        [result] = extract(model, tokenizer, [text], settings=prompt_settings(None),
+                           prompt_format=format_for(tokenizer), decoding=Decoding(max_new_tokens=12),
+                           progress=False, second_look=0.05)
+        return result.answers + result.second_look
+
+    want = [answers(text) for text in texts]
+    merged, starts = [], []
+    effective_weight, forward = piilab.layers.linears.effective_weight, piilab.layers.lookup._Run.forward
+    monkeypatch.setattr(piilab.layers.linears, "effective_weight",
+                        lambda module: merged.append(module) or effective_weight(module))
+    monkeypatch.setattr(piilab.layers.lookup._Run, "forward", lambda run, ids, pos, cache, held: (
+        starts.append(ids.shape) if held is None else None) or forward(run, ids, pos, cache, held))
+    with prepared(model):
+        assert [answers(text) for text in texts * 2] == want * 2
+        with pytest.raises(PiilabError, match="linear layers are merged copies here"):
+            extract(model, tokenizer, [TEXT], speedups=SpeedUps(linear="bfloat16"), progress=False)
+    linears = 7 * model.config.num_hidden_layers
+    assert len(merged) == linears  # each decoder linear layer merged once, for four calls
+    assert len(starts) == 1  # and the shared start run through the model once
+    assert not hasattr(model, "_piilab_prefixes") and not hasattr(model, "_piilab_linears")
+    assert [answers(text) for text in texts] == want  # the model whole again
+    assert len(merged) == 3 * linears and len(starts) == 3  # a call alone prepares its own

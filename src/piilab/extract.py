@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -153,6 +155,14 @@ def pii_prompt(tokenizer, text: str, settings: PromptSettings, fmt: PromptFormat
     return fmt.render(tokenizer, instruction)
 
 
+def template_start(tokenizer, settings: PromptSettings, fmt: PromptFormat) -> list[int]:
+    """The token ids every extraction prompt begins with (chat template, instruction, label
+    definitions): those of two prompts' whose texts share nothing."""
+    a, b = (tokenizer(pii_prompt(tokenizer, text, settings, fmt),
+                      add_special_tokens=fmt.add_special_tokens)["input_ids"] for text in ("1", "Z"))
+    return os.path.commonprefix([a, b])
+
+
 def text_windows(text: str, settings: PromptSettings) -> list[str]:
     """The text as training would window it (one window when it is short enough)."""
     from piilab.data.instruct import windows
@@ -285,6 +295,26 @@ class SpeedUps:
             raise PiilabError(f"unknown linear precision {self.linear!r}: use {', '.join(PRECISIONS)}")
 
 
+@contextmanager
+def prepared(model, speedups: SpeedUps = SpeedUps()):
+    """Within: `extract` calls with these speed-ups reuse what each call would prepare again: the
+    linear layers' merged (or bf16) copies and the prompts' shared start, run once per exit layer.
+    For a service extracting from a text or a few at a time, where that is much of a call
+    (docs/layers.md, "Extraction speed"). The weights are taken as they are on entry."""
+    from piilab.layers.linears import linears_swapped
+    from piilab.layers.lookup import PREFIXES
+
+    with linears_swapped(model, speedups.linear):
+        if hasattr(model, PREFIXES):  # inside another: that one keeps them
+            yield model
+            return
+        setattr(model, PREFIXES, {})
+        try:
+            yield model
+        finally:
+            delattr(model, PREFIXES)
+
+
 def answer_seeds(labels: Sequence[str]) -> list[str]:
     """What an answer says besides the values it copies: "None", or " (LABEL)" after each value.
     Drafted from the instruction instead, the tokens after "None" or "(" were those of the
@@ -296,7 +326,7 @@ def answer_seeds(labels: Sequence[str]) -> list[str]:
 def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, decoding,
                    batch_size: int, add_special_tokens: bool, progress: bool,
                    speedups: SpeedUps, rules=None, labels: Sequence[str] = (),
-                   notes=None) -> tuple[list[str], list[look.Branch]]:
+                   notes=None, start: Sequence[int] = ()) -> tuple[list[str], list[look.Branch]]:
     """Each prompt's answer from exit `layer`, through the fastest engine that gives it exactly,
     and the second look's branches, decoded (none without `notes`).
 
@@ -304,7 +334,8 @@ def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, de
     and `notes` collects what decoding saw besides them (layers/constrain.Notes); with a
     threshold, its ways on are decoded on (piilab.second_look): forked from the answers' rows
     by prompt-lookup decoding, prefilled again by plain decoding.
-    `labels` (the answers' label set) seeds prompt-lookup's drafts with the answer's own words.
+    `labels` (the answers' label set) seeds prompt-lookup's drafts with the answer's own words;
+    `start`, the prompts' template's start, is its shared start (the same in every call).
     """
     from piilab.layers.decode import generate
     from piilab.layers.linears import linears_swapped
@@ -325,7 +356,7 @@ def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, de
             run = lookup_generate(model, tokenizer, prompts, layer=layer, lens=lens,
                                   decoding=decoding, batch_size=batch_size,
                                   draft_tokens=speedups.draft_tokens,
-                                  share_prefix=speedups.share_prefix,
+                                  share_prefix=speedups.share_prefix, start=start,
                                   add_special_tokens=add_special_tokens, progress=progress,
                                   answers=rules, seeds=answer_seeds(labels), notes=notes,
                                   second_look=True)
@@ -343,8 +374,6 @@ def decode_branches(engine, tokenizer, prompts: list[str], rules, answers: list[
     """The second look's branches of plain decoding's answers, each prompt and the answer's
     tokens up to and with its way on prefilled (the model's own tokens, as a fork keeps them)
     and decoded to the end of its line."""
-    from dataclasses import replace
-
     from piilab.layers.constrain import Notes
     from piilab.layers.encoding import encode_prompts
 
@@ -426,7 +455,8 @@ def extract(
     answers, branches = decode_answers(
         model, tokenizer, prompts, layer, lens=lens, decoding=decoding, batch_size=batch_size,
         add_special_tokens=fmt.add_special_tokens, progress=progress, speedups=speedups,
-        rules=rules if constrain else None, labels=labels, notes=notes) if prompts else ([], [])
+        rules=rules if constrain else None, labels=labels, notes=notes,
+        start=template_start(tokenizer, settings, fmt)) if prompts else ([], [])
     lines = second_look_lines(len(prompts), branches, notes)
     results = []
     for i, text in enumerate(texts):

@@ -104,6 +104,17 @@ def test_lookup_without_drafts_or_shared_start_is_plain_greedy(tokenizer):
     assert run.token_ids == want and run.drafted == 0 and run.prefix_tokens == 0
 
 
+def test_a_given_start_is_the_shared_start_where_every_prompt_begins_with_it(tokenizer):
+    model = tiny_llama(tokenizer, seed=4)
+    want = plain(model, tokenizer, PROMPTS[:1])
+    whole = len(tokenizer(PROMPTS[0])["input_ids"]) - 1  # a lone prompt's common start
+    template = tokenizer(PREFIX)["input_ids"][:6]  # the start of the instruction
+    for start, shared in ((template, 6), ([], whole), ([7, 7, 7], whole)):  # the last: not its start
+        run = lookup_generate(model, tokenizer, PROMPTS[:1], decoding=Decoding(max_new_tokens=24),
+                              start=start, progress=False)
+        assert run.token_ids == want and run.prefix_tokens == shared
+
+
 def test_lookup_at_an_exit_layer_with_eos_weight_and_stop(tokenizer):
     model = tiny_llama(tokenizer, seed=5)
     decoding = dict(eos_weight=3.0, stop=("Jane",))

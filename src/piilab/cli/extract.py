@@ -126,7 +126,7 @@ def run(args) -> int:
     from dataclasses import replace
     from functools import partial
 
-    from piilab.extract import BATCH_SIZE, SpeedUps, extract, prompt_settings
+    from piilab.extract import BATCH_SIZE, SpeedUps, extract, prepared, prompt_settings
     from piilab.io import append_lines
     from piilab.models import load_model, trained_folder
     from piilab.models.prompts import format_for
@@ -174,16 +174,17 @@ def run(args) -> int:
                             batch_size=BATCH_SIZE if args.batch_size is None else args.batch_size,
                             constrain=not args.free_decoding, validators=validators,
                             second_look=args.second_look)
-    for start in range(0, len(todo), TEXTS_AT_A_TIME):
-        round_ = todo[start:start + TEXTS_AT_A_TIME]
-        results = extract_round([found.texts[i] for i in round_])
-        lines = [render(found.ids[i], result, args.redact, found.lines)
-                 for i, result in zip(round_, results)]
-        if args.output:
-            append_lines(args.output, lines)  # a round at a time, flushed: a rerun resumes after it
-        else:
-            sys.stdout.write("".join(line + "\n" for line in lines))
-            sys.stdout.flush()
+    with prepared(model, speedups):  # the linear copies and the shared start once, not per round
+        for start in range(0, len(todo), TEXTS_AT_A_TIME):
+            round_ = todo[start:start + TEXTS_AT_A_TIME]
+            results = extract_round([found.texts[i] for i in round_])
+            lines = [render(found.ids[i], result, args.redact, found.lines)
+                     for i, result in zip(round_, results)]
+            if args.output:
+                append_lines(args.output, lines)  # a round at a time, flushed: a rerun resumes after it
+            else:
+                sys.stdout.write("".join(line + "\n" for line in lines))
+                sys.stdout.flush()
     if args.output:
         log.info("%s: %d texts searched and written%s", args.output, len(todo),
                  f"; {found.skipped} input row(s) skipped" if found.skipped else "")

@@ -143,15 +143,24 @@ def _replaceable(block: nn.Module):
     return found
 
 
+SWAPPED = "_piilab_linears"
+"""The model attribute naming the precision of the copies swapped in, while they are."""
+
+
 @contextmanager
 def linears_swapped(model: nn.Module, precision: str = "merged"):
     """Within: the decoder blocks' linear layers compute with frozen copies in `precision`
-    ("exact" leaves the model as it is)."""
+    ("exact" leaves the model as it is). Inside a swap of the same precision it does nothing
+    (piilab.extract.prepared keeps one swap for many calls)."""
     if precision not in PRECISIONS:
         raise PiilabError(f"unknown linear precision {precision!r}: use {', '.join(PRECISIONS)}")
-    if precision == "exact":
+    swapped = getattr(model, SWAPPED, None)
+    if precision == "exact" and swapped is None or precision == swapped:
         yield model
         return
+    if swapped is not None:
+        raise PiilabError(f"the model's linear layers are {swapped} copies here: {precision} "
+                          "ones cannot be swapped in inside")
     swaps = []
     for block in arch.decoder_layers(model):
         for parent, name, module in _replaceable(block):
@@ -169,9 +178,11 @@ def linears_swapped(model: nn.Module, precision: str = "merged"):
             arch.base_model(model).set_output_embeddings(ShortlistHead(head, SHORTLIST))
         else:
             head = None  # a head of another kind stays, and nothing is restored
+    setattr(model, SWAPPED, precision)
     try:
         yield model
     finally:
+        delattr(model, SWAPPED)
         if head is not None:
             arch.base_model(model).set_output_embeddings(head)
         for hook in hooks:

@@ -38,28 +38,18 @@ from torch import nn
 from piilab import runtime
 from piilab import second_look as look
 from piilab.errors import PiilabError
-from piilab.layers.attention import (
-    folded_attention,
-    grouped_kv_in_sdpa,
-    masks_by_position,
-    sliding_window,
-)
+from piilab.layers.attention import folded_attention, grouped_kv_in_sdpa, masks_by_position, sliding_window
 from piilab.layers.cache import branch_places, compacted, pack_when_sparse, roomy_cache
 from piilab.layers.constrain import Notes, CopyGuide, RowGuide
-from piilab.layers.decode import (
-    Decoding,
-    choose,
-    cut_at_stop,
-    eos_token_ids,
-    new_text,
-    prepare_prompts,
-)
+from piilab.layers.decode import Decoding, choose, cut_at_stop, eos_token_ids, new_text, prepare_prompts
 from piilab.layers.drafts import Drafter, base_drafter, through_eos, token_keys
 from piilab.layers.lens import Lens
 from piilab.layers.lenses import make_lens
 from piilab.models import arch
 
 log = logging.getLogger(__name__)
+
+PREFIXES = "_piilab_prefixes"  # a model attribute: {(layer, shared start): its keys and values}
 
 
 @dataclass
@@ -188,14 +178,16 @@ def _new_cache(run: _Run, rows: int):
 
 
 def _prefill_prefix(run: _Run) -> None:
-    """The shared start through blocks 1..layer once; its keys and values kept for every batch."""
-    if not run.prefix:
+    """The shared start through blocks 1..layer once; its keys and values kept for every batch
+    (and for later calls, under piilab.extract.prepared, which sets the model's PREFIXES)."""
+    kept, key = getattr(run.model, PREFIXES, {}), (run.layer, tuple(run.prefix))
+    if not run.prefix or key in kept:
+        run.prefix_cache = kept.get(key)
         return
-    cache = _new_cache(run, 1)
-    n = len(run.prefix)
+    cache, n = _new_cache(run, 1), len(run.prefix)
     run.forward(torch.tensor([run.prefix], device=run.device),
                 torch.arange(n, device=run.device)[None], cache, None)
-    run.prefix_cache = [(layer.keys, layer.values) for layer in cache.layers[:run.layer]]
+    run.prefix_cache = kept[key] = [(layer.keys, layer.values) for layer in cache.layers[:run.layer]]
 
 
 def _prefill(run: _Run, suffixes: list[list[int]]):
@@ -407,6 +399,7 @@ def lookup_generate(
     batch_size: int = 16,
     draft_tokens: int = 4,
     share_prefix: bool = True,
+    start: Sequence[int] = (),
     add_special_tokens: bool = True,
     progress: bool = True,
     answers: Sequence[tuple | None] | None = None,
@@ -418,11 +411,14 @@ def lookup_generate(
     prompts themselves; the texts and token ids are those of `generate(..., layers=[layer])`.
 
     `draft_tokens` 0 decodes one token per pass (no drafts); `share_prefix` False prefills each
-    prompt whole. Prompts are decoded shortest first, at most `batch_size` at a time, finished
-    rows' places taken by the next prompts (continuous batching). `answers` and `notes`
-    copy-constrain the answers and collect what decoding saw, as `generate` does. `seeds` are
-    fragments of the answers to expect, each drafted as if EOS followed it (extraction's "None",
-    " (NAME)"): they win over the shared start's tokens, never over a row's own.
+    prompt whole. `start`, token ids that every prompt begins with (a template's), is the shared
+    start where they do, so it is the same from call to call (piilab.extract.prepared keeps it
+    run); else the prompts' common start is. Prompts are decoded shortest first, at most
+    `batch_size` at a time, finished rows' places taken by the next prompts (continuous
+    batching). `answers` and `notes` copy-constrain the answers and collect what decoding saw, as
+    `generate` does. `seeds` are fragments of the answers to expect, each drafted as if EOS
+    followed it (extraction's "None", " (NAME)"): they win over the shared start's tokens, never
+    over a row's own.
     `second_look` (with `answers` and `notes` of a threshold) decodes each answer's branches
     (piilab.second_look.ways_to_take) as its row ends, each forked from the row's cache where its
     way on begins; they are in the result's `branches`, their continuations and `overridden` set.
@@ -451,6 +447,8 @@ def lookup_generate(
     if share_prefix and encoded:
         # every prompt keeps at least its last token, whose state predicts the first new token
         shared = min(len(os.path.commonprefix(encoded)), min(map(len, encoded)) - 1)
+        if 0 < len(start) <= shared and encoded[0][:len(start)] == list(start):
+            shared = len(start)
     run = _Run(model, tokenizer, make_lens(model, lens), layer, decoding, eos, pad_id,
                next(model.parameters()).device, draft_tokens, token_keys(tokenizer),
                encoded[0][:shared] if encoded else [])

@@ -3,6 +3,7 @@
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
+from torch import nn
 from tiny import tiny_llama
 
 from piilab.errors import PiilabError
@@ -38,6 +39,28 @@ def test_swapped_linears_compute_the_adapted_model(lora_model, tokenizer, precis
     assert not torch.allclose(base, want, atol=1e-3)  # the adapter matters, so it was merged in
     assert not any(isinstance(m, FrozenLinear) for m in lora_model.modules())  # whole again
     assert torch.equal(logits(lora_model, ids), want)
+
+
+class Doubled(nn.Linear):
+    """A linear layer whose product is not x W^T, as a quantized one's weight is not W."""
+
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+def test_lora_over_a_linear_subclass_is_left_to_compute_itself(tokenizer):
+    model = tiny_llama(tokenizer, seed=2)
+    mlp = model.model.layers[1].mlp
+    doubled = Doubled(mlp.down_proj.in_features, mlp.down_proj.out_features, bias=False)
+    doubled.load_state_dict(mlp.down_proj.state_dict())
+    mlp.down_proj = doubled
+    model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
+    ids = torch.tensor([tokenizer("Jane Doe wrote to jane.doe@example.com")["input_ids"]])
+    want = logits(model.eval(), ids)
+    with linears_swapped(model, "merged"):
+        swapped = [m for m in arch.decoder_layers(model).modules() if isinstance(m, FrozenLinear)]
+        assert len(swapped) == 7 * 4 - 1  # all but the LoRA layer over the subclass
+        assert torch.allclose(logits(model, ids), want, atol=1e-5)
 
 
 def test_exact_leaves_the_model_and_unknown_precisions_fail(lora_model):

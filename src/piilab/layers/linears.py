@@ -107,8 +107,9 @@ class ShortlistHead(nn.Module):
 
 
 def _is_lora_linear(module: nn.Module) -> bool:
-    return hasattr(module, "get_delta_weight") and isinstance(getattr(module, "base_layer", None),
-                                                             nn.Linear)
+    """A LoRA layer over a plain linear one: over a subclass (bitsandbytes' 4- and 8-bit layers
+    are nn.Linear subclasses), `weight` is not what the layer multiplies by, so it is left alone."""
+    return hasattr(module, "get_delta_weight") and type(getattr(module, "base_layer", None)) is nn.Linear
 
 
 def effective_weight(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -136,8 +137,8 @@ def _replaceable(block: nn.Module):
         for name, child in parent.named_children():
             if _is_lora_linear(child) or type(child) is nn.Linear:
                 found.append((parent, name, child))
-            elif isinstance(child, nn.Linear):
-                continue  # another wrapper of a linear layer (quantized, say): left as it is
+            elif isinstance(child, nn.Linear) or hasattr(child, "get_delta_weight"):
+                continue  # a linear layer of another kind (quantized, say), or LoRA over one: as it is
             else:
                 stack.append(child)
     return found

@@ -18,8 +18,9 @@ Every committed token is the model's greedy choice given the tokens before it, s
 plain greedy decoding (`generate(..., layers=[L])`); only the number of forward passes changes.
 Under the copy constraint (layers/constrain.py) the greedy choice is the constrained one, taken
 position by position through a row's drafts, so the output is constrained `generate`'s.
-The prompts' common start (chat template, instruction, label definitions) runs once per call and
-its keys and values are copied into every batch's cache. Batches are continuous: once half of a
+The prompts' common start (chat template, instruction, label definitions) runs once per call (or
+once for many, under piilab.extract.prepared) and its keys and values are copied into every
+batch's cache. Batches are continuous: once half of a
 batch's rows have finished, the next prompts are prefilled and join the rows still decoding, so
 short answers do not leave a few long ones to run alone while prompts wait.
 """

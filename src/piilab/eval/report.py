@@ -103,9 +103,10 @@ def plot_metric(metric: str, groups: dict[str, list[dict[str, Any]]], path: Path
         if all(bounds):
             ax.fill_between(xs, [b[0] for b in bounds], [b[1] for b in bounds], alpha=0.15)
         if axis != "exit layer":  # the layers themselves, since the axis shows shares
-            for x, value, run in zip(xs, values, runs):  # each model's labels a line apart
+            for x, value, run in zip(xs, values, runs):  # each model's labels a line apart,
+                below = value > 0.9  # and under points near the top, where the title is
                 ax.annotate(f"L{run['layer']}", (x, value), fontsize=7, color=line.get_color(),
-                            textcoords="offset points", xytext=(3, 3 + 8 * nth))
+                            textcoords="offset points", xytext=(3, -10 - 8 * nth if below else 3 + 8 * nth))
     ax.set(title=f"{metric} by exit layer", xlabel=axis, ylabel=metric, ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)

@@ -194,9 +194,9 @@ def run(args) -> int:
 def exit_layer(args) -> int:
     """--layer as a number (default: the model's last, so the two spellings resume one --output),
     checked against the model's config before its weights load."""
-    from piilab.models.loading import load_config, resolve
+    from piilab.models import model_depth
 
-    total = load_config(resolve(args.model), args.trust_remote_code).num_hidden_layers
+    total = model_depth(args.model, args.trust_remote_code)
     layer = total if args.layer is None else args.layer
     if not 1 <= layer <= total:
         raise PiilabError(f"exit layer {layer} is out of range: the model has layers 1..{total}")

@@ -245,18 +245,13 @@ def prepare_out_dir(config: EvalConfig, overwrite: bool, inputs: dict[str, Any],
     return out
 
 
-def model_depth(model: ModelUnderTest) -> int:
-    """How many decoder layers the model has, from its config (no weights loaded)."""
-    from piilab import models
-
-    return models.load_config(models.resolve(model.adapter or model.spec)).num_hidden_layers
-
-
 def check_layers(config: EvalConfig) -> dict[ModelUnderTest, list[int]]:
     """Each model's exit layers, checked against its depth before anything runs."""
+    from piilab import models
+
     plan = {}
     for model in config.models:
-        depth = model_depth(model)
+        depth = models.model_depth(model.adapter or model.spec)
         layers = list(model.layers or config.layers or [depth])
         bad = [layer for layer in layers if not 1 <= layer <= depth]
         if bad:
@@ -421,6 +416,8 @@ def score_run(
 
 def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
     """Run the evaluation (resuming when the folder has part of it) and return results.json."""
+    from piilab import models
+
     procs = processes()
     records = read_records(config.data, "test")[: config.limit]
     ids = [r["id"] for r in records]
@@ -464,7 +461,7 @@ def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
         "runs": [],
     }
     for model_ut, layers in plan.items():
-        depth = model_depth(model_ut)
+        depth = models.model_depth(model_ut.adapter or model_ut.spec)
         for layer in layers:
             rid = config.run_id(model_ut, layer, of_model[model_ut]["key"])
             old = cached.get(rid)

@@ -121,6 +121,11 @@ def load_config(resolved: ResolvedModel, trust_remote_code: bool = False):
         return AutoConfig.from_pretrained(resolved.path, trust_remote_code=trust_remote_code)
 
 
+def model_depth(spec: str, trust_remote_code: bool = False) -> int:
+    """How many decoder layers a model spec has, from its config (no weights loaded)."""
+    return load_config(resolve(spec), trust_remote_code).num_hidden_layers
+
+
 def load_tokenizer(resolved: ResolvedModel, trust_remote_code: bool = False):
     """The tokenizer; an adapter folder's own tokenizer (saved by training) wins over the base's."""
     from transformers import AutoTokenizer

@@ -79,6 +79,10 @@ def plot_model(label: str, runs: list[dict[str, Any]], path: Path) -> Path:
     return _save(fig, path)
 
 
+BY_LAYER = "exit layer"
+"""The comparing charts' axis where every model has the same depth."""
+
+
 def layer_axis(groups: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, list[float]], str]:
     """Where each model's runs sit on a chart comparing models, and the axis's name: the exit
     layer, or, when the models have different depths (each run's "depth", in results since the
@@ -86,7 +90,7 @@ def layer_axis(groups: dict[str, list[dict[str, Any]]]) -> tuple[dict[str, list[
     layer 15 of 30."""
     depths = {run.get("depth") for runs in groups.values() for run in runs}
     if None in depths or len(depths) < 2:
-        return {label: [r["layer"] for r in runs] for label, runs in groups.items()}, "exit layer"
+        return {label: [r["layer"] for r in runs] for label, runs in groups.items()}, BY_LAYER
     return ({label: [r["layer"] / r["depth"] for r in runs] for label, runs in groups.items()},
             "exit layer / the model's layers")
 
@@ -102,11 +106,12 @@ def plot_metric(metric: str, groups: dict[str, list[dict[str, Any]]], path: Path
         bounds = [r.get("intervals", {}).get(metric) for r in runs]
         if all(bounds):
             ax.fill_between(xs, [b[0] for b in bounds], [b[1] for b in bounds], alpha=0.15)
-        if axis != "exit layer":  # the layers themselves, since the axis shows shares
+        if axis != BY_LAYER:  # the layers themselves, since the axis shows shares
             for x, value, run in zip(xs, values, runs):  # each model's labels a line apart,
                 below = value > 0.9  # and under points near the top, where the title is
+                offset = -10 - 8 * nth if below else 3 + 8 * nth
                 ax.annotate(f"L{run['layer']}", (x, value), fontsize=7, color=line.get_color(),
-                            textcoords="offset points", xytext=(3, -10 - 8 * nth if below else 3 + 8 * nth))
+                            textcoords="offset points", xytext=(3, offset))
     ax.set(title=f"{metric} by exit layer", xlabel=axis, ylabel=metric, ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)

@@ -156,7 +156,7 @@ def linears_swapped(model: nn.Module, precision: str = "merged"):
     if precision not in PRECISIONS:
         raise PiilabError(f"unknown linear precision {precision!r}: use {', '.join(PRECISIONS)}")
     swapped = getattr(model, SWAPPED, None)
-    if precision == "exact" and swapped is None or precision == swapped:
+    if precision == swapped or (precision == "exact" and swapped is None):
         yield model
         return
     if swapped is not None:

@@ -31,13 +31,8 @@ from piilab.data.card import SplitStats
 from piilab.data.carriers import carriers
 from piilab.data.dataset import SPLITS
 from piilab.data.instruct import alpaca_record, build_record, get_style, windows
-from piilab.data.labels import (
-    UNKNOWN,
-    apply_crosswalk,
-    definition,
-    load_crosswalk,
-    resolve_labels,
-)
+from piilab.data.labelled import canonical_spans
+from piilab.data.labels import definition, load_crosswalk, resolve_labels
 from piilab.data.real import real_set_path
 from piilab.data.records import Document
 from piilab.data.sources import SourceSpec, read_documents
@@ -269,9 +264,9 @@ class _Builder:
         if reason:
             tally.skip(reason, doc.id, bad=False)
             return None
-        if not self.known_labels(tally, doc):
+        spans = canonical_spans(tally, doc, self.crosswalk, self.labels)
+        if spans is None:
             return None
-        spans = apply_crosswalk(doc.text, doc.spans, self.crosswalk, self.labels, tally.labels)
         doc_id = doc.id
         # Python's str hash is enough here: ids only need to be unique within this build.
         if not self.ids.add(hash(doc_id) & _MASK64):
@@ -284,24 +279,6 @@ class _Builder:
         # so this skips a second round of Document checks on the hot path.
         doc.id, doc.spans = doc_id, spans
         return doc
-
-    def known_labels(self, tally: Tally, doc: Document) -> bool:
-        """Whether every span label is in the crosswalk; a document with one that is not is skipped.
-
-        Dropping the span instead would write real PII as a negative example (completion None).
-        """
-        rules = self.crosswalk.rules
-        unknown = sorted({s.label for s in doc.spans if s.label not in rules and s.label.upper() not in rules})
-        if not unknown:
-            return True
-        where = f"{tally.files[-1] if tally.files else tally.source}: record {doc.id}"
-        if self.config.strict:
-            raise PiilabError(f"{where}: label {unknown[0]} is not in the crosswalk; map it in a "
-                              "--crosswalk CSV (source_label,canonical) or leave out --strict to skip such records")
-        for label in unknown:
-            tally.labels.add(label, UNKNOWN)
-        tally.skip(f"label {unknown[0]} not in the crosswalk", where)
-        return False
 
     def split_keys(self, doc: Document) -> tuple[str, int, int]:
         """(mode, group hash, document hash); stable across runs, so the split is reproducible."""

@@ -1,0 +1,60 @@
+"""Labelled documents as their files hold them, for scoring a model on them: any format piilab
+reads, each document whole (no windows, no split, no duplicates dropped), its spans mapped by the
+crosswalk onto the canonical labels.
+
+`piilab data build` keeps a document's spans the same way (`canonical_spans`), so a text scored
+here has the gold items a built record of it would have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from piilab.data.labels import UNKNOWN, Crosswalk, apply_crosswalk, load_crosswalk, resolve_labels
+from piilab.data.records import Document, Span
+from piilab.data.sources import SourceSpec, read_documents
+from piilab.data.sources.base import Tally
+from piilab.errors import PiilabError
+
+
+def canonical_spans(tally: Tally, doc: Document, crosswalk: Crosswalk,
+                    labels: tuple[str, ...]) -> list[Span] | None:
+    """`doc`'s spans on the canonical labels; None, counted as skipped in `tally` (an error under
+    its strict mode), where a span's label is not in the crosswalk: dropping only that span would
+    count real PII as none."""
+    rules = crosswalk.rules
+    unknown = sorted({s.label for s in doc.spans if s.label not in rules and s.label.upper() not in rules})
+    if not unknown:
+        return apply_crosswalk(doc.text, doc.spans, crosswalk, labels, tally.labels)
+    where = f"{tally.files[-1] if tally.files else tally.source}: record {doc.id}"
+    if tally.strict:
+        raise PiilabError(f"{where}: label {unknown[0]} is not in the crosswalk; map it in a "
+                          "--crosswalk CSV (source_label,canonical) or leave out --strict to skip such records")
+    for label in unknown:
+        tally.labels.add(label, UNKNOWN)
+    tally.skip(f"label {unknown[0]} not in the crosswalk", where)
+    return None
+
+
+def labelled_documents(sources: Iterable[str | SourceSpec], tallies: dict[str, Tally], *,
+                       crosswalk: str | None = None, labels: Iterable[str] | None = None,
+                       strict: bool = False) -> Iterator[Document]:
+    """Every labelled document of `sources` (`FORMAT:PATH` or a path), in file order, with
+    canonical spans (`crosswalk`: a CSV laid over the shipped one; `labels`: default the seven).
+    What is not kept is counted in `tallies` (one per format): unlabelled rows (Alpaca's), blank
+    texts and documents with a label the crosswalk lacks."""
+    walk = load_crosswalk(crosswalk)
+    canonical = resolve_labels(labels, walk)
+    for spec in sources:
+        spec = SourceSpec.parse(spec) if isinstance(spec, str) else spec
+        for tally, doc in read_documents(spec, tallies, strict):
+            if doc.spans is None:
+                tally.skip("unlabelled document (nothing to score against)", doc.id, bad=False)
+                continue
+            if not doc.text.strip():
+                tally.skip("empty text", doc.id)
+                continue
+            spans = canonical_spans(tally, doc, walk, canonical)
+            if spans is not None:
+                tally.written += 1
+                yield Document.trusted(doc.id, doc.text, spans, doc.source, doc.meta)

@@ -3,12 +3,18 @@
     python benchmarks/real_text.py [--model piilab-pii | --adapter RUN_DIR] [--out DIR]
         [--systems piilab,presidio] [--sources hand,python-docs] [--threshold 0.4] [--limit N]
         [--free-decoding] [--linear merged|exact|bfloat16]
+        [--data FILE.jsonl | --source FORMAT:PATH ... [--crosswalk CSV]]
 
 Prints exact-match and token-level precision/recall/F1 for each system, per source and per label,
 predicted items per 100 PII-free texts, and texts/s. With --out, predictions are appended per text
 to DIR/predictions-<system>.jsonl and a rerun skips texts already done, so a long run can be split
 (--sources) into shorter ones; DIR/results.json holds the scores. docs/evaluation.md says how
 Presidio's entity types map to piilab's labels and what each score counts.
+
+`--source` scores on labelled data in any format piilab reads (kaggle, ai4privacy, presidio,
+conll, spans; repeatable) in place of the dev set: each document whole, its labels mapped by the
+crosswalk as `piilab data build` maps them (piilab.data.labelled), every document kept
+(duplicates too) and what cannot be scored counted.
 """
 
 from __future__ import annotations
@@ -48,13 +54,42 @@ log = logging.getLogger("real_text")
 
 
 def load_dev(path: Path) -> list[dict]:
-    """The dev records; a span whose value is not its text slice is an error naming the record."""
-    records = []
+    """The dev records; a span whose value is not its text slice is an error naming the record.
+    Rows without spans (Alpaca's, in a built test.jsonl) are left out and counted."""
+    records, unlabelled = [], 0
     for n, record in enumerate(iter_jsonl(path), 1):
-        for span in record.get("spans", []):
+        if record.get("spans") is None:
+            unlabelled += 1
+            continue
+        for span in record["spans"]:
             if record["text"][span["start"]:span["end"]] != span["value"]:
                 raise PiilabError(f"{path}: line {n} ({record.get('id')}): span {span} does not match the text")
         records.append(record)
+    if unlabelled:
+        log.info("%s: %d rows without spans left out (nothing to score against)", path, unlabelled)
+    return records
+
+
+def load_labelled(sources: list[str], crosswalk: str | None) -> list[dict]:
+    """Records in the dev set's shape from labelled files in any format piilab reads (--source),
+    with the count of what each format kept and left out."""
+    from piilab.data.labelled import labelled_documents
+    from piilab.data.sources.base import Tally
+
+    tallies: dict[str, Tally] = {}
+    records, seen = [], defaultdict(int)
+    for doc in labelled_documents(sources, tallies, crosswalk=crosswalk):
+        seen[doc.id] += 1  # predictions are kept by id: a repeated one gets its count, "id~2"
+        records.append({"id": doc.id if seen[doc.id] == 1 else f"{doc.id}~{seen[doc.id]}",
+                        "source": doc.source, "text": doc.text,
+                        "spans": [{"start": s.start, "end": s.end, "label": s.label,
+                                   "value": s.value} for s in doc.spans]})
+    for name, tally in tallies.items():
+        left_out = ", ".join(f"{n} {reason}" for reason, n in tally.skipped.most_common())
+        log.info("%s: %d documents read, %d to score%s", name, tally.read, tally.written,
+                 f"; left out: {left_out}" if left_out else "")
+    if not records:
+        raise PiilabError(f"--source {' '.join(sources)}: no labelled documents to score")
     return records
 
 
@@ -281,6 +316,11 @@ def print_validator_table(variants: dict[str, dict], out=sys.stdout) -> None:
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEV, help="dev set JSONL")
+    parser.add_argument("--source", action="append", metavar="FORMAT:PATH",
+                        help="labelled data in a format piilab reads (kaggle, ai4privacy, presidio, "
+                             "conll, spans; repeatable), scored in place of --data")
+    parser.add_argument("--crosswalk", help="with --source: a CSV laid over the shipped label "
+                                            "crosswalk, as `piilab data build --crosswalk`")
     parser.add_argument("--model", default="smollm2-135m", help="piilab model spec")
     parser.add_argument("--adapter", default=None, help="adapter (run) folder for --model")
     parser.add_argument("--layer", type=int, default=None, help="exit layer (default: the last)")
@@ -303,6 +343,14 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def source_key(spec: str) -> str:
+    """A --source as the settings keep it: its format, and its path made absolute."""
+    from piilab.data.sources import SourceSpec
+
+    parsed = SourceSpec.parse(spec)
+    return f"{parsed.format}:{Path(parsed.path).expanduser().resolve()}"
+
+
 def select(records: list[dict], sources: str | None, limit: int | None) -> list[dict]:
     wanted = {s.strip() for s in sources.split(",")} if sources else None
     kept, seen = [], defaultdict(int)
@@ -319,9 +367,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)  # a line per text otherwise
     args = make_parser().parse_args(argv)
-    records = select(load_dev(args.data), args.sources, args.limit)
+    if args.crosswalk and not args.source:
+        raise PiilabError("--crosswalk maps the labels of --source files; there is none")
+    data = [source_key(spec) for spec in args.source] if args.source else str(args.data.resolve())
+    found = load_labelled(args.source, args.crosswalk) if args.source else load_dev(args.data)
+    records = select(found, args.sources, args.limit)
     if not records:
-        raise PiilabError(f"--sources {args.sources}: no texts in {args.data}")
+        raise PiilabError(f"--sources {args.sources}: no texts in {data}")
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = set(systems) - {"piilab", "presidio"}
     if unknown:
@@ -335,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {}
     for name in systems:
         if args.out:
-            check_settings(args.out, name, {"data": str(args.data.resolve()), **(
+            check_settings(args.out, name, {"data": data, **(
+                {"crosswalk": str(Path(args.crosswalk).resolve())} if args.crosswalk else {}), **(
                 {"threshold": args.threshold} if name == "presidio" else
                 {"model": args.model, "adapter": args.adapter, "layer": args.layer,
                  "constrain": not args.free_decoding, "linear": args.linear,
@@ -359,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         print_validator_table(variants)
     if args.out:
         write_json(args.out / "results.json", {
-            "data": str(args.data), "texts": len(records), "model": args.model, "adapter": args.adapter,
+            "data": data, "crosswalk": args.crosswalk, "texts": len(records), "model": args.model, "adapter": args.adapter,
             "layer": args.layer, "constrain": not args.free_decoding, "linear": args.linear,
             "eos_weight": args.eos_weight, "second_look": args.second_look,
             "presidio_threshold": args.threshold,

@@ -153,6 +153,30 @@ def test_benchmark_rejects_a_span_that_does_not_match(bench, tmp_path):
         bench.load_dev(path)
 
 
+def test_benchmark_leaves_out_rows_without_spans(bench, tmp_path):
+    path = tmp_path / "test.jsonl"  # a built test split: Alpaca rows carry "spans": null
+    path.write_text("".join(json.dumps(row) + "\n" for row in [
+        {"id": "a", "source": "spans", "text": "Ana", "spans": [{"start": 0, "end": 3, "label": "NAME", "value": "Ana"}]},
+        {"id": "b", "source": "alpaca", "text": "Name three birds.", "spans": None}]))
+    assert [r["id"] for r in bench.load_dev(path)] == ["a"]
+
+
+def test_benchmark_scores_labelled_files_in_any_format_with_ids_of_their_own(bench, tmp_path):
+    row = {"full_text": "Send it to Li Wei in Paris.", "masked": "", "template_id": 1, "spans": [
+        {"entity_type": "GPE", "entity_value": "Paris", "start_position": 21, "end_position": 26},
+        {"entity_type": "PERSON", "entity_value": "Li Wei", "start_position": 11, "end_position": 17}]}
+    path = tmp_path / "presidio.json"
+    path.write_text(json.dumps([row, row]))  # the same text twice: both scored
+    records = bench.load_labelled([f"presidio:{path}"], None)
+    assert len(records) == 2 and len({r["id"] for r in records}) == 2
+    assert records[0]["spans"] == [{"start": 11, "end": 17, "label": "NAME", "value": "Li Wei"}]
+    assert records[0]["source"] == "presidio"
+    with pytest.raises(PiilabError, match="--crosswalk maps the labels of --source files"):
+        bench.main(["--crosswalk", str(path), "--systems", "presidio"])
+    with pytest.raises(PiilabError, match="no labelled documents"):
+        bench.load_labelled([f"alpaca:{ROOT / 'tests' / 'data' / 'fixtures' / 'alpaca.json'}"], None)
+
+
 def test_benchmark_refuses_to_mix_answers_decoded_with_another_eos_weight(bench, tmp_path):
     out, data = tmp_path / "bench", tmp_path / "dev.jsonl"
     data.write_text(json.dumps({"id": "x", "source": "s", "text": "Ana", "spans": []}) + "\n")

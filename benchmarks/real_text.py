@@ -25,6 +25,7 @@ import logging
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
 
@@ -70,27 +71,27 @@ def load_dev(path: Path) -> list[dict]:
     return records
 
 
-def load_labelled(sources: list[str], crosswalk: str | None) -> list[dict]:
+def load_labelled(sources: list[str], crosswalk: str | None) -> Iterator[dict]:
     """Records in the dev set's shape from labelled files in any format piilab reads (--source),
-    with the count of what each format kept and left out."""
+    streamed (so --limit keeps only what it takes), then the count of what each format kept and
+    left out."""
     from piilab.data.labelled import labelled_documents
     from piilab.data.sources.base import Tally
 
     tallies: dict[str, Tally] = {}
-    records, seen = [], defaultdict(int)
+    seen: dict[str, int] = defaultdict(int)
     for doc in labelled_documents(sources, tallies, crosswalk=crosswalk):
         seen[doc.id] += 1  # predictions are kept by id: a repeated one gets its count, "id~2"
-        records.append({"id": doc.id if seen[doc.id] == 1 else f"{doc.id}~{seen[doc.id]}",
-                        "source": doc.source, "text": doc.text,
-                        "spans": [{"start": s.start, "end": s.end, "label": s.label,
-                                   "value": s.value} for s in doc.spans]})
+        yield {"id": doc.id if seen[doc.id] == 1 else f"{doc.id}~{seen[doc.id]}",
+               "source": doc.source, "text": doc.text,
+               "spans": [{"start": s.start, "end": s.end, "label": s.label, "value": s.value}
+                         for s in doc.spans]}
     for name, tally in tallies.items():
         left_out = ", ".join(f"{n} {reason}" for reason, n in tally.skipped.most_common())
         log.info("%s: %d documents read, %d to score%s", name, tally.read, tally.written,
                  f"; left out: {left_out}" if left_out else "")
-    if not records:
+    if not seen:
         raise PiilabError(f"--source {' '.join(sources)}: no labelled documents to score")
-    return records
 
 
 # ------------------------------------------------------------------ systems
@@ -351,7 +352,7 @@ def source_key(spec: str) -> str:
     return f"{parsed.format}:{Path(parsed.path).expanduser().resolve()}"
 
 
-def select(records: list[dict], sources: str | None, limit: int | None) -> list[dict]:
+def select(records: Iterable[dict], sources: str | None, limit: int | None) -> list[dict]:
     wanted = {s.strip() for s in sources.split(",")} if sources else None
     kept, seen = [], defaultdict(int)
     for r in records:

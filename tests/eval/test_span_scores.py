@@ -167,14 +167,14 @@ def test_benchmark_scores_labelled_files_in_any_format_with_ids_of_their_own(ben
         {"entity_type": "PERSON", "entity_value": "Li Wei", "start_position": 11, "end_position": 17}]}
     path = tmp_path / "presidio.json"
     path.write_text(json.dumps([row, row]))  # the same text twice: both scored
-    records = bench.load_labelled([f"presidio:{path}"], None)
+    records = list(bench.load_labelled([f"presidio:{path}"], None))
     assert len(records) == 2 and len({r["id"] for r in records}) == 2
     assert records[0]["spans"] == [{"start": 11, "end": 17, "label": "NAME", "value": "Li Wei"}]
     assert records[0]["source"] == "presidio"
     with pytest.raises(PiilabError, match="--crosswalk maps the labels of --source files"):
         bench.main(["--crosswalk", str(path), "--systems", "presidio"])
     with pytest.raises(PiilabError, match="no labelled documents"):
-        bench.load_labelled([f"alpaca:{ROOT / 'tests' / 'data' / 'fixtures' / 'alpaca.json'}"], None)
+        list(bench.load_labelled([f"alpaca:{ROOT / 'tests' / 'data' / 'fixtures' / 'alpaca.json'}"], None))
 
 
 def test_benchmark_refuses_to_mix_answers_decoded_with_another_eos_weight(bench, tmp_path):

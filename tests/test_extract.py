@@ -509,3 +509,22 @@ def test_prepared_calls_answer_as_plain_calls_and_prepare_only_once(tokenizer, m
     assert not hasattr(model, "_piilab_prefixes") and not hasattr(model, "_piilab_linears")
     assert [answers(text) for text in texts] == want  # the model whole again
     assert len(merged) == 3 * linears and len(starts) == 3  # a call alone prepares its own
+
+
+@pytest.mark.parametrize("native,linear,device,said", [
+    (True, "merged", "cpu", "--linear bfloat16 extracts about"),
+    (False, "bfloat16", "cpu", "emulated, slower"),
+    (False, "merged", "cpu", None),
+    (True, "bfloat16", "cpu", None),
+    (True, "exact", "cpu", None),
+    (False, "bfloat16", "cuda", None),
+])
+def test_extract_says_when_another_linear_precision_suits_the_cpu(monkeypatch, native, linear, device, said):
+    import piilab.runtime
+    from piilab.cli.extract import linear_advice
+
+    monkeypatch.setattr(piilab.runtime, "cpu_supports_bf16", lambda: native)
+    advice = linear_advice(linear, device)
+    assert (advice is None) == (said is None)
+    if said:
+        assert said in advice[1]

@@ -3,7 +3,7 @@
     python benchmarks/real_text.py [--model piilab-pii | --adapter RUN_DIR] [--out DIR]
         [--systems piilab,presidio] [--sources hand,python-docs] [--threshold 0.4] [--limit N]
         [--free-decoding] [--linear merged|exact|bfloat16]
-        [--data FILE.jsonl | --source FORMAT:PATH ... [--crosswalk CSV]]
+        [--data FILE.jsonl | --source FORMAT:PATH ... [--crosswalk CSV] [--language en]]
 
 Prints exact-match and token-level precision/recall/F1 for each system, per source and per label,
 predicted items per 100 PII-free texts, and texts/s. With --out, predictions are appended per text
@@ -71,7 +71,8 @@ def load_dev(path: Path) -> list[dict]:
     return records
 
 
-def load_labelled(sources: list[str], crosswalk: str | None) -> Iterator[dict]:
+def load_labelled(sources: list[str], crosswalk: str | None,
+                  languages: list[str] | None = None) -> Iterator[dict]:
     """Records in the dev set's shape from labelled files in any format piilab reads (--source),
     streamed (so --limit keeps only what it takes), then the count of what each format kept and
     left out."""
@@ -80,7 +81,7 @@ def load_labelled(sources: list[str], crosswalk: str | None) -> Iterator[dict]:
 
     tallies: dict[str, Tally] = {}
     seen: dict[str, int] = defaultdict(int)
-    for doc in labelled_documents(sources, tallies, crosswalk=crosswalk):
+    for doc in labelled_documents(sources, tallies, crosswalk=crosswalk, languages=languages):
         seen[doc.id] += 1  # predictions are kept by id: a repeated one gets its count, "id~2"
         yield {"id": doc.id if seen[doc.id] == 1 else f"{doc.id}~{seen[doc.id]}",
                "source": doc.source, "text": doc.text,
@@ -322,6 +323,9 @@ def make_parser() -> argparse.ArgumentParser:
                              "conll, spans; repeatable), scored in place of --data")
     parser.add_argument("--crosswalk", help="with --source: a CSV laid over the shipped label "
                                             "crosswalk, as `piilab data build --crosswalk`")
+    parser.add_argument("--language", nargs="+", metavar="CODE",
+                        help="with --source: only documents in these languages (e.g. en), as "
+                             "`piilab data build --language`; those that name none are kept")
     parser.add_argument("--model", default="smollm2-135m", help="piilab model spec")
     parser.add_argument("--adapter", default=None, help="adapter (run) folder for --model")
     parser.add_argument("--layer", type=int, default=None, help="exit layer (default: the last)")
@@ -368,10 +372,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)  # a line per text otherwise
     args = make_parser().parse_args(argv)
-    if args.crosswalk and not args.source:
-        raise PiilabError("--crosswalk maps the labels of --source files; there is none")
+    if (args.crosswalk or args.language) and not args.source:
+        raise PiilabError("--crosswalk and --language choose among --source files; there is none")
     data = [source_key(spec) for spec in args.source] if args.source else str(args.data.resolve())
-    found = load_labelled(args.source, args.crosswalk) if args.source else load_dev(args.data)
+    found = load_labelled(args.source, args.crosswalk, args.language) if args.source else load_dev(args.data)
     records = select(found, args.sources, args.limit)
     if not records:
         raise PiilabError(f"--sources {args.sources}: no texts in {data}")
@@ -390,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out:
             check_settings(args.out, name, {"data": data, **(
                 {"crosswalk": str(Path(args.crosswalk).resolve())} if args.crosswalk else {}), **(
+                {"language": args.language} if args.language else {}), **(
                 {"threshold": args.threshold} if name == "presidio" else
                 {"model": args.model, "adapter": args.adapter, "layer": args.layer,
                  "constrain": not args.free_decoding, "linear": args.linear,
@@ -413,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         print_validator_table(variants)
     if args.out:
         write_json(args.out / "results.json", {
-            "data": data, "crosswalk": args.crosswalk, "texts": len(records), "model": args.model, "adapter": args.adapter,
+            "data": data, "crosswalk": args.crosswalk, "language": args.language,
+            "texts": len(records), "model": args.model, "adapter": args.adapter,
             "layer": args.layer, "constrain": not args.free_decoding, "linear": args.linear,
             "eos_weight": args.eos_weight, "second_look": args.second_look,
             "presidio_threshold": args.threshold,

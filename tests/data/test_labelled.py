@@ -85,3 +85,14 @@ def test_rows_without_labels_are_counted_not_scored():
     assert list(labelled_documents([f"alpaca:{FIXTURES / 'alpaca.json'}"], tallies)) == []
     tally = tallies["alpaca"]
     assert tally.read > 0 and tally.skipped["unlabelled document (nothing to score against)"] == tally.read
+
+
+def test_languages_select_as_a_build_does():
+    source = [f"ai4privacy:{FIXTURES / 'ai4privacy_*.jsonl'}"]
+    everything = list(labelled_documents(source, {}))
+    tallies = {}
+    english = list(labelled_documents(source, tallies, languages=["en"]))
+    german = list(labelled_documents(source, {}, languages=["de"]))
+    assert len(english) + len(german) == len(everything) and german
+    assert all(d.meta["language"] in ("en", "English") for d in english)
+    assert tallies["ai4privacy"].skipped["language not selected"] == len(german)

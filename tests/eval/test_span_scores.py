@@ -171,7 +171,7 @@ def test_benchmark_scores_labelled_files_in_any_format_with_ids_of_their_own(ben
     assert len(records) == 2 and len({r["id"] for r in records}) == 2
     assert records[0]["spans"] == [{"start": 11, "end": 17, "label": "NAME", "value": "Li Wei"}]
     assert records[0]["source"] == "presidio"
-    with pytest.raises(PiilabError, match="--crosswalk maps the labels of --source files"):
+    with pytest.raises(PiilabError, match="--crosswalk and --language choose among --source files"):
         bench.main(["--crosswalk", str(path), "--systems", "presidio"])
     with pytest.raises(PiilabError, match="no labelled documents"):
         list(bench.load_labelled([f"alpaca:{ROOT / 'tests' / 'data' / 'fixtures' / 'alpaca.json'}"], None))

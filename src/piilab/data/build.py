@@ -31,12 +31,11 @@ from piilab.data.card import SplitStats
 from piilab.data.carriers import carriers
 from piilab.data.dataset import SPLITS
 from piilab.data.instruct import alpaca_record, build_record, get_style, windows
-from piilab.data.labelled import canonical_spans
+from piilab.data.labelled import canonical_spans, chosen_languages, in_languages
 from piilab.data.labels import definition, load_crosswalk, resolve_labels
 from piilab.data.real import real_set_path
 from piilab.data.records import Document
 from piilab.data.sources import SourceSpec, read_documents
-from piilab.data.sources.ai4privacy import normalize_language
 from piilab.data.sources.base import Tally
 from piilab.data.split import (
     Deduper,
@@ -238,7 +237,7 @@ class _Builder:
         self.crosswalk = load_crosswalk(config.crosswalk)
         self.labels = resolve_labels(config.labels, self.crosswalk)
         self.style = get_style(config.prompt_style)
-        self.languages = {normalize_language(x) for x in config.languages} if config.languages else None
+        self.languages = chosen_languages(config.languages)
         self.tallies: dict[str, Tally] = {}
         self.mix_tally = Tally("alpaca", strict=config.strict)
         self.dedup = Deduper() if config.dedup else None
@@ -256,8 +255,7 @@ class _Builder:
         if not doc.text or doc.text.isspace():
             tally.skip("empty text", doc.id)
             return None
-        language = doc.meta.get("language")
-        if self.languages is not None and language and normalize_language(language) not in self.languages:
+        if not in_languages(doc, self.languages):
             tally.skip("language not selected", doc.id, bad=False)
             return None
         reason = self.dedup.check(doc.text) if self.dedup else None

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from piilab.data.labels import UNKNOWN, Crosswalk, apply_crosswalk, load_crosswalk, resolve_labels
 from piilab.data.records import Document, Span
 from piilab.data.sources import SourceSpec, read_documents
+from piilab.data.sources.ai4privacy import normalize_language
 from piilab.data.sources.base import Tally
 from piilab.errors import PiilabError
 
@@ -36,15 +37,29 @@ def canonical_spans(tally: Tally, doc: Document, crosswalk: Crosswalk,
     return None
 
 
+def chosen_languages(codes: Iterable[str] | None) -> set[str] | None:
+    """Language codes as documents are compared with them ("English" is "en"); None: any."""
+    return {normalize_language(code) for code in codes} if codes else None
+
+
+def in_languages(doc: Document, languages: set[str] | None) -> bool:
+    """Whether `doc` is in one of `languages` (`chosen_languages`'); one that names none is."""
+    language = doc.meta.get("language")
+    return languages is None or not language or normalize_language(language) in languages
+
+
 def labelled_documents(sources: Iterable[str | SourceSpec], tallies: dict[str, Tally], *,
                        crosswalk: str | None = None, labels: Iterable[str] | None = None,
+                       languages: Iterable[str] | None = None,
                        strict: bool = False) -> Iterator[Document]:
     """Every labelled document of `sources` (`FORMAT:PATH` or a path), in file order, with
-    canonical spans (`crosswalk`: a CSV laid over the shipped one; `labels`: default the seven).
-    What is not kept is counted in `tallies` (one per format): unlabelled rows (Alpaca's), blank
-    texts and documents with a label the crosswalk lacks."""
+    canonical spans (`crosswalk`: a CSV laid over the shipped one; `labels`: default the seven;
+    `languages`: ISO codes, as `piilab data build --language`). What is not kept is counted in
+    `tallies` (one per format): unlabelled rows (Alpaca's), blank texts, other languages and
+    documents with a label the crosswalk lacks."""
     walk = load_crosswalk(crosswalk)
     canonical = resolve_labels(labels, walk)
+    wanted = chosen_languages(languages)
     for spec in sources:
         spec = SourceSpec.parse(spec) if isinstance(spec, str) else spec
         for tally, doc in read_documents(spec, tallies, strict):
@@ -53,6 +68,9 @@ def labelled_documents(sources: Iterable[str | SourceSpec], tallies: dict[str, T
                 continue
             if not doc.text.strip():
                 tally.skip("empty text", doc.id)
+                continue
+            if not in_languages(doc, wanted):
+                tally.skip("language not selected", doc.id, bad=False)
                 continue
             spans = canonical_spans(tally, doc, walk, canonical)
             if spans is not None:

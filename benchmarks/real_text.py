@@ -26,6 +26,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 
@@ -137,7 +138,7 @@ def piilab_predictor(model_spec: str, adapter: str | None, device: str, layer: i
     """texts -> per text (spans, extra): piilab.extract with the model's training prompt settings,
     `linear` precision (extract's --linear), `eos_weight` (extract's --eos-weight) and
     `second_look` (extract's --second-look)."""
-    from piilab.extract import SpeedUps, extract, prompt_settings
+    from piilab.extract import SpeedUps, extract, prepared, prompt_settings
     from piilab.layers.decode import Decoding
     from piilab.models import load_model, trained_folder
     from piilab.models.prompts import format_for
@@ -146,11 +147,16 @@ def piilab_predictor(model_spec: str, adapter: str | None, device: str, layer: i
     trained_in = trained_folder(model_spec, adapter)
     settings = prompt_settings(trained_in)
     fmt = format_for(tokenizer, trained_in)
+    speedups = SpeedUps(linear=linear)
+    # as `piilab extract` runs its rounds: the linear copies and the shared start made once, for
+    # as long as `predict` lives (it holds the stack: collected, the stack would end them)
+    kept = ExitStack()
+    kept.enter_context(prepared(model, speedups))
 
     def predict(texts: list[str]) -> list[tuple[list[SpanPred], dict]]:
         results = extract(model, tokenizer, texts, layer=layer, settings=settings,
                           prompt_format=fmt, progress=False, constrain=constrain,
-                          speedups=SpeedUps(linear=linear),
+                          speedups=speedups,
                           decoding=Decoding(max_new_tokens=128, eos_weight=eos_weight),
                           second_look=second_look)
         out = []
@@ -160,6 +166,7 @@ def piilab_predictor(model_spec: str, adapter: str | None, device: str, layer: i
             out.append((spans, {"invented": len(result.invented)}))
         return out
 
+    predict.prepared = kept
     return predict
 
 

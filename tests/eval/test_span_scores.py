@@ -235,3 +235,22 @@ def test_benchmark_scores_the_model_with_validators_on_the_same_answers(bench):
     bench.print_validator_table(variants, out=out)
     assert "| alone | 0.00/0.00/0.00 |" in out.getvalue()
     assert "| all | 1.00/1.00/1.00 | 1.00/1.00/1.00 | 0.0 |" in out.getvalue()
+
+
+def test_benchmark_prepares_the_model_once_for_all_its_chunks(bench, tokenizer, tmp_path):
+    import gc
+
+    from tiny import save_model_dir, tiny_llama
+
+    from piilab.layers.lookup import PREFIXES
+
+    model_dir = save_model_dir(tiny_llama(tokenizer, max_position_embeddings=1024), tokenizer, tmp_path)
+    predict = bench.piilab_predictor(str(model_dir), None, "cpu", None, second_look=0.0)
+    gc.collect()  # what prepared made lives as long as the predictor, not as long as a call
+    [model] = [c.cell_contents for c in predict.__closure__ if hasattr(c.cell_contents, "parameters")]
+    assert hasattr(model, PREFIXES)
+    first = predict(["Mail Ana Lima at ana@example.org."])
+    kept = dict(getattr(model, PREFIXES))
+    assert len(kept) == 1
+    assert predict(["Mail Ana Lima at ana@example.org."]) == first
+    assert getattr(model, PREFIXES).keys() == kept.keys()  # the shared start was not run again

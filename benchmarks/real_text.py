@@ -355,14 +355,6 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def source_key(spec: str) -> str:
-    """A --source as the settings keep it: its format, and its path made absolute."""
-    from piilab.data.sources import SourceSpec
-
-    parsed = SourceSpec.parse(spec)
-    return f"{parsed.format}:{Path(parsed.path).expanduser().resolve()}"
-
-
 def select(records: Iterable[dict], sources: str | None, limit: int | None) -> list[dict]:
     wanted = {s.strip() for s in sources.split(",")} if sources else None
     kept, seen = [], defaultdict(int)
@@ -379,9 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)  # a line per text otherwise
     args = make_parser().parse_args(argv)
+    from piilab.data.sources import SourceSpec
+
     if (args.crosswalk or args.language) and not args.source:
         raise PiilabError("--crosswalk and --language choose among --source files; there is none")
-    data = [source_key(spec) for spec in args.source] if args.source else str(args.data.resolve())
+    data = [SourceSpec.parse(spec).key() for spec in args.source] if args.source else str(args.data.resolve())
     found = load_labelled(args.source, args.crosswalk, args.language) if args.source else load_dev(args.data)
     records = select(found, args.sources, args.limit)
     if not records:

@@ -232,6 +232,34 @@ def test_cli_output_resumes_after_the_rows_a_killed_run_wrote(fixed_answer, tiny
     assert settings["model"] == str(tiny_llama_dir.resolve()) and settings["second_look"] == 0.05
 
 
+def test_cli_reads_the_texts_of_a_data_set_in_any_format_by_id(fixed_answer, tiny_llama_dir, tmp_path,
+                                                              capsys, monkeypatch, caplog):
+    rows = [{"id": "a", "text": TEXT, "spans": []},
+            {"id": "b", "text": "Omar", "spans": [{"start": 0, "end": 4, "label": "NAME", "value": "Omar"}]},
+            {"id": "c", "spans": []},
+            {"id": "d", "text": " ", "spans": []}]
+    data, out = tmp_path / "labelled.jsonl", tmp_path / "found.jsonl"
+    write_texts(data, rows)  # c has no text: the reader skips it; d is blank
+    argv = ["extract", "--model", str(tiny_llama_dir), "--input", f"spans:{data}", "--device", "cpu"]
+    assert main(argv) == 0
+    found = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["id"] for r in found] == ["a", "b"]
+    assert found[0]["items"][0]["value"] == "Jane Doe" and found[1]["items"] == []  # none in "Omar"
+    assert "2 record(s) skipped" in caplog.text and "1 empty text" in caplog.text
+    assert "Omar" not in caplog.text  # counted by reason, never shown
+    calls = []
+    real_extract = piilab.extract.extract
+    monkeypatch.setattr(piilab.extract, "extract", lambda m, t, texts, **kw: calls.append(texts)
+                        or real_extract(m, t, texts, **kw))
+    assert main([*argv, "-o", str(out)]) == 0 and main([*argv, "-o", str(out)]) == 0
+    assert len(calls) == 1 and len(out.read_text().splitlines()) == 2  # the rerun resumed: nothing left
+    settings = json.loads((tmp_path / "found.jsonl.settings.json").read_text())
+    assert settings["input"] == f"spans:{data.resolve()}"
+    write_texts(data, [rows[2]])
+    assert main(argv) == 2
+    assert "no text to search in its spans records" in capsys.readouterr().err
+
+
 def test_cli_output_refuses_a_file_of_other_settings_or_of_another_program(fixed_answer, tiny_llama_dir,
                                                                            tmp_path, capsys):
     from helpers import one_line_error
@@ -257,7 +285,7 @@ def test_cli_output_refuses_a_file_of_other_settings_or_of_another_program(fixed
     one_line_error(capsys, [*argv[:-3], str(tmp_path / "new.jsonl"), "--device", "cpu"],
                    'texts.jsonl: two rows have the id "a"')
     one_line_error(capsys, ["extract", "--model", str(tiny_llama_dir), TEXT, "-o", str(out)],
-                   "--output resumes a .jsonl --input's rows")
+                   "--output resumes the rows of a .jsonl or FORMAT:PATH --input")
     # a model retrained at the same path: its rows would mix with the earlier model's
     import shutil
 

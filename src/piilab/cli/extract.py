@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,10 +38,13 @@ def register(subparsers) -> None:
                    batch_help="prompts decoded at a time (default 32: piilab.extract.BATCH_SIZE, "
                               "the fastest measured on 2 cores)")
     parser.add_argument("text", nargs="?", help="the text to search")
-    parser.add_argument("--input", help="a text file (the whole file is one text), or a .jsonl "
-                                        "file with a 'text' (and optional 'id') per line")
+    parser.add_argument("--input", help="a text file (the whole file is one text), a .jsonl file "
+                                        "with a 'text' (and optional 'id') per line, or FORMAT:PATH, "
+                                        "a data set in a format piilab reads (kaggle, ai4privacy, "
+                                        "presidio, conll, spans): its documents' texts, by id")
     parser.add_argument("--output", "-o", metavar="FILE",
-                        help="write a .jsonl --input's results here (one JSON line per row, a round "
+                        help="write a .jsonl or FORMAT:PATH --input's results here (one JSON line "
+                             "per row, a round "
                              f"of {TEXTS_AT_A_TIME} texts at a time) instead of standard output; a "
                              "rerun with the same settings resumes after the rows already there")
     parser.add_argument("--layer", type=int, help="exit layer (default: the last)")
@@ -97,6 +101,8 @@ def read_texts(args) -> Texts:
         if not args.text.strip():
             raise PiilabError("TEXT is empty")
         return Texts([None], [args.text], False)
+    if dataset(args.input):
+        return read_dataset_texts(dataset(args.input))
     path = Path(args.input)
     if path.suffix == ".jsonl":
         return read_jsonl_texts(path)
@@ -118,6 +124,35 @@ def read_jsonl_texts(path: Path) -> Texts:
     return Texts(rows.ids, rows.values, True, rows.skipped)
 
 
+def dataset(value: str | None):
+    """--input as a data set (`FORMAT:PATH`, piilab.data.sources.SourceSpec); None: a file."""
+    from piilab.data.sources import SourceSpec
+
+    return SourceSpec.named(value) if value else None
+
+
+def read_dataset_texts(spec) -> Texts:
+    """The texts of a data set's documents, with their ids: what its reader skips (bad records,
+    named by file and record, never by content) and blank texts are counted, not searched."""
+    from piilab.data.sources import read_documents
+
+    tallies, ids, texts = {}, [], []
+    for tally, doc in read_documents(spec, tallies):
+        if doc.text.strip():
+            ids.append(doc.id)
+            texts.append(doc.text)
+        else:
+            tally.skip("empty text", doc.id)
+    reasons = sum((tally.skipped for tally in tallies.values()), Counter())
+    skipped = sum(reasons.values())
+    if skipped:
+        log.warning("%s: %d record(s) skipped (%s), %d to search", spec.path, skipped,
+                    ", ".join(f"{n} {reason}" for reason, n in reasons.most_common()), len(texts))
+    if not texts:
+        raise PiilabError(f"{spec.path}: no text to search in its {spec.format} records")
+    return Texts(ids, texts, True, skipped)
+
+
 def validators_from(value: str) -> tuple[str, ...]:
     return () if value.strip() == "none" else tuple(m.strip() for m in value.split(",") if m.strip())
 
@@ -131,9 +166,9 @@ def run(args) -> int:
     from piilab.models import load_model, trained_folder
     from piilab.models.prompts import format_for
 
-    if args.output and not (args.input or "").endswith(".jsonl"):
-        raise PiilabError("--output resumes a .jsonl --input's rows: give --input FILE.jsonl, or "
-                          "redirect standard output")
+    if args.output and not (args.input or "").endswith(".jsonl") and not dataset(args.input):
+        raise PiilabError("--output resumes the rows of a .jsonl or FORMAT:PATH --input: give "
+                          "--input FILE.jsonl or FORMAT:PATH, or redirect standard output")
     found = read_texts(args)
     if args.second_look is not None:
         checked_threshold(args.second_look, "--second-look")
@@ -226,7 +261,9 @@ def exit_layer(args) -> int:
 
 def output_identity(args, settings, decoding, speedups, validators) -> dict:
     """What decides --output's rows: a resumed run must have the same."""
-    return {"input": where(args.input), "model": where(args.model), "adapter": where(args.adapter),
+    source = dataset(args.input)
+    return {"input": source.key() if source else where(args.input),
+            "model": where(args.model), "adapter": where(args.adapter),
             "model_files": model_files(args.model, args.adapter, args.lens),
             "layer": args.layer, "lens": args.lens, "dtype": args.dtype,
             "bfloat16_blocks": speedups.linear == "bfloat16",

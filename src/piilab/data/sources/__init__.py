@@ -52,6 +52,16 @@ class SourceSpec:
             raise PiilabError(f"unknown format {self.format!r}; choose from {', '.join(FORMATS)}")
 
     @classmethod
+    def named(cls, text: str) -> "SourceSpec | None":
+        """'kaggle:data/train.json' as a spec; None for anything that names no reader (a path)."""
+        fmt, sep, path = text.partition(":")
+        return cls(path=path, format=fmt) if sep and fmt in READERS else None
+
+    def key(self) -> str:
+        """The spec as a settings file keeps it: its format, and its path made absolute."""
+        return f"{self.format}:{Path(self.path).expanduser().resolve()}"
+
+    @classmethod
     def parse(cls, text: str) -> "SourceSpec":
         """'kaggle:data/train.json' or a bare path (format detected)."""
         fmt, sep, path = text.partition(":")

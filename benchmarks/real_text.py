@@ -30,6 +30,7 @@ from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 
+from piilab.data.sources import SourceSpec
 from piilab.errors import PiilabError
 from piilab.eval.span_scores import (
     SpanPred,
@@ -78,9 +79,8 @@ def load_labelled(sources: list[str], crosswalk: str | None,
     streamed (so --limit keeps only what it takes), then the count of what each format kept and
     left out."""
     from piilab.data.labelled import labelled_documents
-    from piilab.data.sources.base import Tally
 
-    tallies: dict[str, Tally] = {}
+    tallies: dict = {}  # per format, what its files gave (piilab.data.sources.base.Tally)
     seen: dict[str, int] = defaultdict(int)
     for doc in labelled_documents(sources, tallies, crosswalk=crosswalk, languages=languages):
         seen[doc.id] += 1  # predictions are kept by id: a repeated one gets its count, "id~2"
@@ -371,8 +371,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)  # a line per text otherwise
     args = make_parser().parse_args(argv)
-    from piilab.data.sources import SourceSpec
-
     if (args.crosswalk or args.language) and not args.source:
         raise PiilabError("--crosswalk and --language choose among --source files; there is none")
     data = [SourceSpec.parse(spec).key() for spec in args.source] if args.source else str(args.data.resolve())

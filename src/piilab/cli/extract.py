@@ -101,8 +101,9 @@ def read_texts(args) -> Texts:
         if not args.text.strip():
             raise PiilabError("TEXT is empty")
         return Texts([None], [args.text], False)
-    if dataset(args.input):
-        return read_dataset_texts(dataset(args.input))
+    source = dataset(args.input)
+    if source:
+        return read_dataset_texts(source)
     path = Path(args.input)
     if path.suffix == ".jsonl":
         return read_jsonl_texts(path)

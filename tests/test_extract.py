@@ -1,5 +1,6 @@
 """`extract`: prompt as training did, parse the answer, place each item in the text, redact."""
 
+import hashlib
 import json
 import sys
 
@@ -258,6 +259,59 @@ def test_cli_reads_the_texts_of_a_data_set_in_any_format_by_id(fixed_answer, tin
     write_texts(data, [rows[2]])
     assert main(argv) == 2
     assert "no text to search in its spans records" in capsys.readouterr().err
+
+
+def test_cli_output_resumes_an_input_that_grew_and_refuses_one_edited(fixed_answer, tiny_llama_dir,
+                                                                      tmp_path, capsys):
+    from helpers import one_line_error
+
+    texts, out = tmp_path / "texts.jsonl", tmp_path / "found.jsonl"
+    settings = tmp_path / "found.jsonl.settings.json"
+    write_texts(texts, [{"id": "a", "text": TEXT}])
+    argv = ["extract", "--model", str(tiny_llama_dir), "--input", str(texts), "-o", str(out),
+            "--device", "cpu"]
+    assert main(argv) == 0
+    with texts.open("a") as handle:  # rows appended: only they are searched
+        handle.write(json.dumps({"id": "b", "text": "Omar Haddad"}) + "\n")
+    fixed_answer.clear()
+    assert main(argv) == 0
+    assert len(fixed_answer["prompts"]) == 1 and "Omar Haddad" in fixed_answer["prompts"][0]
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "b"]
+    recorded = json.loads(settings.read_text())["input_contents"]
+    assert recorded == {str(texts.resolve()): {"bytes": texts.stat().st_size,
+                                               "sha256": hashlib.sha256(texts.read_bytes()).hexdigest()}}
+    before = out.read_text()
+    # "b" edited in place: its row in the output holds another text's answer
+    texts.write_text(texts.read_text().replace("Omar Haddad", "Omar Hadad "))
+    one_line_error(capsys, argv, f"found.jsonl: {texts.resolve()} was edited, cut short or removed")
+    write_texts(texts, [{"id": "a", "text": TEXT}])  # cut short: "b" is gone from the input
+    one_line_error(capsys, argv, "was edited, cut short or removed")
+    assert out.read_text() == before
+    # a settings file of an earlier piilab has no contents: resumed, and recorded from then on
+    write_texts(texts, [{"id": "a", "text": TEXT}, {"id": "b", "text": "Omar Haddad"}])
+    settings.write_text(json.dumps({k: v for k, v in json.loads(settings.read_text()).items()
+                                    if k != "input_contents"}))
+    fixed_answer.clear()
+    assert main(argv) == 0 and not fixed_answer and out.read_text() == before
+    assert json.loads(settings.read_text())["input_contents"][str(texts.resolve())]["bytes"] == \
+        texts.stat().st_size
+
+
+def test_cli_output_of_a_data_set_folder_resumes_with_new_files(fixed_answer, tiny_llama_dir, tmp_path,
+                                                                capsys):
+    from helpers import one_line_error
+
+    folder, out = tmp_path / "set", tmp_path / "found.jsonl"
+    folder.mkdir()
+    write_texts(folder / "1.jsonl", [{"id": "a", "text": TEXT, "spans": []}])
+    argv = ["extract", "--model", str(tiny_llama_dir), "--input", f"spans:{folder}", "-o", str(out),
+            "--device", "cpu"]
+    assert main(argv) == 0
+    write_texts(folder / "2.jsonl", [{"id": "b", "text": "Omar Haddad", "spans": []}])
+    fixed_answer.clear()
+    assert main(argv) == 0 and len(fixed_answer["prompts"]) == 1
+    (folder / "1.jsonl").unlink()
+    one_line_error(capsys, argv, f"{folder.resolve() / '1.jsonl'} was edited, cut short or removed")
 
 
 def test_cli_output_refuses_a_file_of_other_settings_or_of_another_program(fixed_answer, tiny_llama_dir,

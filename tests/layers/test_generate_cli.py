@@ -75,6 +75,8 @@ def test_generate_output_resumes_with_only_the_rows_a_killed_run_did_not_write(
     assert [r["output"] for r in rows[3:]] == [texts[4][0], texts[2][1], texts[4][1]]
     capsys.readouterr()
     one_line_error(capsys, [*argv, "--lens", "raw"], "out.jsonl: written with other settings (lens differ)")
+    prompts_file.write_text(prompts_file.read_text().replace("Ana Silva", "Ana Sousa"))
+    one_line_error(capsys, argv, "prompts.jsonl was edited, cut short or removed")  # 7's rows are stale
 
 
 def test_generate_one_prompt_with_sampling_to_stdout(tiny_gpt2_dir, capsys):

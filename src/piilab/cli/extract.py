@@ -196,7 +196,7 @@ def run(args) -> int:
         args.layer = exit_layer(args)
         unique_ids(args.input, found.ids)
         done = resumed(Path(args.output), output_identity(args, settings, decoding, speedups, validators),
-                       "extract")
+                       "extract", inputs=input_files(args.input))
         todo = [i for i in todo if id_key(found.ids[i]) not in done]
         log.info("%s: %d of %d texts there already, %d to search", args.output,
                  len(found.texts) - len(todo), len(found.texts), len(todo))
@@ -258,6 +258,14 @@ def exit_layer(args) -> int:
     if not 1 <= layer <= total:
         raise PiilabError(f"exit layer {layer} is out of range: the model has layers 1..{total}")
     return layer
+
+
+def input_files(spec: str) -> list[Path]:
+    """The files --input reads: a data set's, or the one file."""
+    from piilab.data.sources import expand_paths
+
+    source = dataset(spec)
+    return expand_paths(source.path) if source else [Path(spec)]
 
 
 def output_identity(args, settings, decoding, speedups, validators) -> dict:

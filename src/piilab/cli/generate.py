@@ -128,7 +128,8 @@ def run(args) -> int:
                     "model_files": model_files(args.model, args.adapter, args.lens),
                     "dtype": args.dtype, "decoding": asdict(decoding)}
         done = resumed(Path(args.output), identity, "generate",
-                       key=lambda row: (id_key(row["id"]), row["layer"]))
+                       key=lambda row: (id_key(row["id"]), row["layer"]),
+                       inputs=[Path(args.input)] if args.input else [])
     todo = [i for i, id_ in enumerate(ids) if any((id_key(id_), layer) not in done for layer in layers)]
     if args.output:
         log.info("%s: %d of %d prompts there already, %d to decode", args.output,

@@ -196,6 +196,18 @@ def test_the_trainers_batches_ignore_prompt_and_padding_and_share_a_prefix(tmp_p
         answer = labels[row, n:len(real)]
         assert (answer != IGNORE_INDEX).all() and answer[-1] == tokenizer.eos_token_id
     assert shared_prefix_length(ids, mask) >= 8  # the instruction runs once per batch
+    # where the loss is taken, found by the collator: every labelled next token, nothing else
+    at = batch["answer_index"]
+    assert (labels.flatten()[at + 1] != IGNORE_INDEX).all()
+    assert len(at) == (labels[:, 1:] != IGNORE_INDEX).sum() and (at % labels.shape[1] < labels.shape[1] - 1).all()
+    # no per-micro-batch host work a GPU would wait for: the flop estimate counts the parameters
+    # once (transformers walks the whole model each time), and no loss is read back to test for nan
+    model, counted = run.trainer.model, []
+    count = model.num_parameters
+    model.num_parameters = lambda **kw: counted.append(kw) or count(**kw)
+    flops = [run.trainer.floating_point_ops(batch) for _ in range(3)]
+    assert flops == [6 * ids.numel() * count(exclude_embeddings=True)] * 3 and len(counted) == 1
+    assert run.trainer.args.logging_nan_inf_filter is False
 
 
 @pytest.mark.parametrize("cpu_memory, lowered", [("lean", True), ("fast", False)])

@@ -233,6 +233,50 @@ def test_shared_prefix_gives_the_same_loss_and_gradients(tokenizer, arch):
     assert plain.num_tokens.item() == (batch["labels"][:, 1:] != IGNORE_INDEX).sum().item()
 
 
+class _OpsSeen:
+    """The aten operations that run inside it."""
+
+    def __enter__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        seen = self.seen = set()
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                seen.add(func.overloadpacket.__name__)
+                return func(*args, **(kwargs or {}))
+
+        self.mode = Mode()
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.mode.__exit__(*exc)
+
+
+def test_the_loss_at_the_collators_positions_is_the_masks_and_never_asks_how_many(tokenizer):
+    from tiny import lora_batch, tiny_llama
+
+    from piilab.train.trainer import AnswerIndexed, labelled_positions
+
+    model, batch = lora_batch(tokenizer, tiny_llama)
+    labels = batch["labels"]
+    rows, length = labels.shape
+    expected = [b * length + t for b in range(rows) for t in range(length - 1) if labels[b, t + 1] != IGNORE_INDEX]
+    assert labelled_positions(labels).tolist() == expected and len(expected) > rows
+    collated = AnswerIndexed(lambda features: dict(batch))([])
+    assert torch.equal(collated["answer_index"], labelled_positions(labels))
+    by_mask, g_mask = _loss_and_grads(model, batch)
+    with _OpsSeen() as indexed_ops:
+        by_index, g_index = _loss_and_grads(model, collated)
+    assert torch.equal(by_mask.loss, by_index.loss) and torch.equal(by_mask.num_tokens, by_index.num_tokens)
+    assert g_mask.keys() == g_index.keys() and all(torch.equal(g_mask[k], g_index[k]) for k in g_mask)
+    with _OpsSeen() as mask_ops:
+        _loss_and_grads(model, batch)
+    # a boolean mask makes a GPU step wait for the device to say how many positions it selects
+    assert "nonzero" in mask_ops.seen and "nonzero" not in indexed_ops.seen
+
+
 def test_compact_activations_change_gradients_only_by_bf16_rounding(tokenizer, monkeypatch):
     from tiny import lora_batch, tiny_llama
 

@@ -145,6 +145,9 @@ def sft_config(config: TrainConfig, run_dir: Path, *, device_type: str, bf16: bo
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         logging_steps=1,
         logging_first_step=True,
+        # transformers' filter reads every micro-batch's loss back to test it for nan (a GPU
+        # step waits for it); a loss that is nan or inf is logged as such instead of hidden
+        logging_nan_inf_filter=False,
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=2,

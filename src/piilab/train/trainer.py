@@ -56,6 +56,26 @@ def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[to
     return loss_sum, correct
 
 
+def labelled_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Where a (B, T) batch's loss is taken: the flat positions b * T + t whose next token is
+    labelled (the answer and its EOS). The collator computes them on the CPU (`AnswerIndexed`), so
+    a GPU step never waits to learn how many positions there are, as a boolean mask makes it."""
+    rows, columns = (labels[:, 1:] != IGNORE_INDEX).nonzero(as_tuple=True)
+    return rows * labels.shape[1] + columns
+
+
+class AnswerIndexed:
+    """A data collator whose batches also carry `answer_index` (`labelled_positions`)."""
+
+    def __init__(self, collate) -> None:
+        self.collate = collate
+
+    def __call__(self, features):
+        batch = self.collate(features)
+        batch["answer_index"] = labelled_positions(batch["labels"])
+        return batch
+
+
 MIN_SHARED_PREFIX = 8  # shorter shared prefixes are not worth a second backbone call
 
 
@@ -204,9 +224,10 @@ class CompactSavedActivations:
 
 def _completion_forward(
     self, *args, piilab_loss: bool = False, labels=None, num_items_in_batch=None, exit_weight: float = 0.0,
-    **kwargs
+    answer_index=None, **kwargs
 ):
-    """Forward of a *ForCausalLM; with `piilab_loss=True`, the loss on labelled positions only.
+    """Forward of a *ForCausalLM; with `piilab_loss=True`, the loss on labelled positions only
+    (`answer_index`'s, else found from the labels on their device).
 
     With exit layers installed, the loss is `(L_N + w * sum_e L_e) / (1 + w * k)`: L_N the last
     layer's, L_e the logit lens's at each of the k exit layers on the same positions, all over
@@ -229,19 +250,19 @@ def _completion_forward(
     with (CompactSavedActivations(self) if compact else contextlib.nullcontext(),
           block_outputs(self, exits) if exits else contextlib.nullcontext() as caught):
         hidden = backbone_hidden(self, share_prefix=self._piilab_share_prefix, use_cache=False, **kwargs)  # (B, T, H)
-    targets = labels[:, 1:]  # position t predicts token t+1
-    mask = targets != IGNORE_INDEX  # (B, T-1): the answer and its EOS
-    logits = arch.unembed(self, hidden[:, :-1][mask])  # (N, V), N = labelled positions
-    loss_sum, correct = token_cross_entropy(logits, targets[mask])
-    num_tokens = mask.sum()
+    at = labelled_positions(labels) if answer_index is None else answer_index  # (N,): b * T + t
+    targets = labels.flatten()[at + 1]  # position t predicts token t+1
+    logits = arch.unembed(self, hidden.flatten(0, 1)[at])  # (N, V), N = labelled positions
+    loss_sum, correct = token_cross_entropy(logits, targets)
+    num_tokens = (labels[:, 1:] != IGNORE_INDEX).sum()  # on the device, not read back here
     denominator = num_tokens.clamp(min=1) if num_items_in_batch is None else num_items_in_batch
     if not exits:
         return CompletionLossOutput(loss=loss_sum / denominator, num_tokens=num_tokens, num_correct=correct)
     batch = hidden.shape[0]
     exit_sums = []
     for layer in exits:
-        states = join_pieces(caught[layer], batch)[:, :-1][mask]  # (N, H): block `layer`'s output
-        exit_sums.append(token_cross_entropy(arch.logit_lens(self, states), targets[mask])[0])
+        states = join_pieces(caught[layer], batch).flatten(0, 1)[at]  # (N, H): block `layer`'s output
+        exit_sums.append(token_cross_entropy(arch.logit_lens(self, states), targets)[0])
     objective = (loss_sum + exit_weight * sum(exit_sums)) / (1 + exit_weight * len(exits))
     return CompletionLossOutput(loss=objective / denominator, num_tokens=num_tokens, num_correct=correct,
                                 layer_loss_sums=torch.stack([*exit_sums, loss_sum]).detach())
@@ -277,6 +298,7 @@ class PiilabSFTTrainer(SFTTrainer):
                  exit_layers: Sequence[int] = (), exit_loss_weight: float = 1.0,
                  exit_loss_schedule: str = "constant", **kwargs):
         super().__init__(*args, **kwargs)
+        self.data_collator = AnswerIndexed(self.data_collator)
         install_completion_loss(self.model, share_prefix=share_prefix,
                                 compact_activations=compact_activations, exit_layers=exit_layers)
         self.exit_layers = list(arch.base_model(self.model)._piilab_exit_layers)
@@ -289,6 +311,7 @@ class PiilabSFTTrainer(SFTTrainer):
         # step (`.item()`, `.tolist()`) would make the host wait for the GPU each time.
         self._pending_counts: dict[str, list[torch.Tensor]] = {"train": [], "eval": []}
         self._pending_tokens: list[torch.Tensor] = []
+        self._flop_parameters: int | None = None  # see floating_point_ops
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
@@ -349,6 +372,17 @@ class PiilabSFTTrainer(SFTTrainer):
             local = torch.stack(self._pending_tokens).sum().reshape(1)
             self._pending_tokens.clear()
             self._real_tokens += int(self.accelerator.gather(local).sum())
+
+    def floating_point_ops(self, inputs: dict[str, Any]) -> int:
+        """transformers' estimate, 6 x input tokens x parameters without the embeddings, with the
+        parameters counted once: transformers counts them at every micro-batch, by walking every
+        module and parameter of the model (host time a GPU step waits for)."""
+        name = getattr(self.model, "main_input_name", "input_ids")
+        if name not in inputs or not hasattr(self.model, "num_parameters"):
+            return 0
+        if self._flop_parameters is None:
+            self._flop_parameters = self.model.num_parameters(exclude_embeddings=True)
+        return 6 * inputs[name].numel() * self._flop_parameters
 
     @staticmethod
     def _local_real_tokens(inputs: dict[str, Any]) -> torch.Tensor:

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 DEFAULT_TEXTS = Path(__file__).resolve().parent / "real_text" / "dev.jsonl"
+TARGET_TEXTS_PER_S, TARGET_IDENTICAL = 15.0, 0.98  # issue 17, on 2 cores
 CONFIGS = {
     "plain": dict(draft_tokens=0, share_prefix=False, linear="exact"),
     "shared": dict(draft_tokens=0, share_prefix=True, linear="exact"),
@@ -106,7 +107,7 @@ def main(args: argparse.Namespace) -> None:
     runs += [(last, b, None) for b in args.batch_sizes if b != args.batch_size]
     runs += [(last, args.batch_size, k) for k in args.draft_tokens
              if k != CONFIGS[last]["draft_tokens"]]
-    speed = {}
+    speed, measured = {}, []
     for look in args.second_look:
         reference = None  # each second-look setting against its own plain decoding
         for name, batch, drafts in runs:
@@ -118,9 +119,12 @@ def main(args: argparse.Namespace) -> None:
             same = sum(a == b for a, b in zip(answers, reference[0])) / len(texts)
             same_items = sum(a == b for a, b in zip(items, reference[1])) / len(texts)
             speed[look, name, batch, drafts] = len(texts) / seconds
+            measured.append((len(texts) / seconds, same, f"{LABELS[name]}, look {look or 'off'}, "
+                             f"batch {batch}, {speedups.draft_tokens} drafts"))
             print(f"{LABELS[name]:<34} {look or 'off':>5} {batch:>5} {speedups.draft_tokens:>6} "
                   f"{seconds:>8.1f} {len(texts) / seconds:>8.1f} {same:>10.1%} {same_items:>10.1%}",
                   flush=True)
+    print(verdict(measured))
     if len(args.second_look) > 1:  # the second look's price, configuration by configuration
         first = args.second_look[0]
         for look in args.second_look[1:]:
@@ -128,6 +132,18 @@ def main(args: argparse.Namespace) -> None:
                 ratio = speed[look, name, batch, drafts] / speed[first, name, batch, drafts]
                 print(f"{LABELS[name]}, batch {batch}: second look {look or 'off'} at {ratio:.2f}x "
                       f"the texts/s of {first or 'off'}")
+
+
+def verdict(measured: list[tuple[float, float, str]]) -> str:
+    """Issue 17's target against the fastest configuration measured whose answers agree enough
+    (texts/s, share identical, label per run)."""
+    target = f"target (>= {TARGET_TEXTS_PER_S:g} texts/s, >= {TARGET_IDENTICAL:.0%} identical)"
+    good = [m for m in measured if m[1] >= TARGET_IDENTICAL]
+    if not good:
+        return f"{target}: FAIL, no configuration identical on {TARGET_IDENTICAL:.0%}"
+    rate, same, label = max(good)
+    result = "PASS" if rate >= TARGET_TEXTS_PER_S else "FAIL"
+    return f"{target}: {result}, best {rate:.1f} texts/s at {same:.1%} identical ({label})"
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -211,6 +211,32 @@ def test_the_trainers_batches_ignore_prompt_and_padding_and_share_a_prefix(tmp_p
 
 
 @pytest.mark.parametrize("cpu_memory, lowered", [("lean", True), ("fast", False)])
+def test_a_packed_row_takes_the_loss_of_its_records_apart(tmp_path, sharp_model_dir, data_dir):
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    from piilab.train import IGNORE_INDEX
+    from piilab.train.prepare import build_trainer
+
+    run = build_trainer(tiny_config(sharp_model_dir, data_dir, tmp_path / "run", packing=True,
+                                    max_length=256))
+    packed = next(iter(run.trainer.get_train_dataloader()))
+    assert packed["input_ids"].shape[0] == 1 and "position_ids" in packed  # one padding-free row
+    starts = (packed["position_ids"][0] == 0).nonzero().flatten().tolist() + [packed["input_ids"].shape[1]]
+    assert len(starts) > 2  # several records in it
+    records = [{"input_ids": packed["input_ids"][0, a:b].tolist(), "labels": packed["labels"][0, a:b].tolist()}
+               for a, b in zip(starts, starts[1:])]
+    apart = DataCollatorForLanguageModeling(pad_token_id=run.trainer.processing_class.pad_token_id)(records)
+    at = packed["answer_index"]
+    # a record's first token is prompt: no position predicts across two records
+    assert (packed["labels"].flatten()[at + 1] != IGNORE_INDEX).all()
+    model = run.trainer.model.eval()
+    with torch.no_grad():
+        together = model(**packed, piilab_loss=True)
+        separate = model(**{k: v for k, v in apart.items() if k != "position_ids"}, piilab_loss=True)
+    assert together.num_tokens == separate.num_tokens == len(at)
+    assert torch.allclose(together.loss, separate.loss, atol=1e-5)
+
+
 def test_cpu_memory_decides_whether_glibc_returns_large_blocks(tmp_path, sharp_model_dir, data_dir,
                                                                monkeypatch, cpu_memory, lowered):
     from piilab.train import prepare as train_module

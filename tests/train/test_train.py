@@ -210,7 +210,6 @@ def test_the_trainers_batches_ignore_prompt_and_padding_and_share_a_prefix(tmp_p
     assert run.trainer.args.logging_nan_inf_filter is False
 
 
-@pytest.mark.parametrize("cpu_memory, lowered", [("lean", True), ("fast", False)])
 def test_a_packed_row_takes_the_loss_of_its_records_apart(tmp_path, sharp_model_dir, data_dir):
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
@@ -237,6 +236,7 @@ def test_a_packed_row_takes_the_loss_of_its_records_apart(tmp_path, sharp_model_
     assert torch.allclose(together.loss, separate.loss, atol=1e-5)
 
 
+@pytest.mark.parametrize("cpu_memory, lowered", [("lean", True), ("fast", False)])
 def test_cpu_memory_decides_whether_glibc_returns_large_blocks(tmp_path, sharp_model_dir, data_dir,
                                                                monkeypatch, cpu_memory, lowered):
     from piilab.train import prepare as train_module

@@ -26,6 +26,7 @@ from typing import Any
 from piilab import second_look as look
 from piilab.data.answer import format_answer, parse_answer
 from piilab.errors import PiilabError
+from piilab.models.arch import one_at_a_time
 from piilab.models.prompts import PromptFormat, format_for
 
 log = logging.getLogger(__name__)
@@ -300,7 +301,8 @@ def prepared(model, speedups: SpeedUps = SpeedUps()):
     """Within: `extract` calls with these speed-ups reuse what each call would prepare again: the
     linear layers' merged (or bf16) copies and the prompts' shared start, run once per exit layer.
     For a service extracting from a text or a few at a time, where that is much of a call
-    (docs/layers.md, "Extraction speed"). The weights are taken as they are on entry."""
+    (docs/layers.md, "Extraction speed"). The weights are taken as they are on entry. Enter it
+    from one thread; calls inside may come from several, which take turns on the model."""
     from piilab.layers.linears import linears_swapped
     from piilab.layers.lookup import PREFIXES
 
@@ -323,6 +325,7 @@ def answer_seeds(labels: Sequence[str]) -> list[str]:
     return [format_answer([]), *(format_answer([("", label)]) for label in reversed(labels))]
 
 
+@one_at_a_time
 def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, decoding,
                    batch_size: int, add_special_tokens: bool, progress: bool,
                    speedups: SpeedUps, rules=None, labels: Sequence[str] = (),
@@ -447,10 +450,8 @@ def extract(
             rules.append((window, labels))
     log.info("extracting PII from %d texts (%d windows) at layer %d, style %s", len(texts),
              len(prompts), layer, settings.style)
-    notes = None
-    if second_look > 0 and constrain and not decoding.sample:
-        notes = Notes(second_look)
-    elif second_look > 0:
+    notes = Notes(second_look) if second_look > 0 and constrain and not decoding.sample else None
+    if second_look > 0 and notes is None:
         log.info("second look not used: it needs greedy, copy-constrained decoding")
     answers, branches = decode_answers(
         model, tokenizer, prompts, layer, lens=lens, decoding=decoding, batch_size=batch_size,

@@ -245,3 +245,41 @@ def test_a_long_stream_packs_its_cache_and_stays_plain_greedy(tokenizer, monkeyp
     assert widest(2) <= 2 * longest + 5  # the default
     assert widest(1) <= longest + 5  # packed at every pass that left a hidden column
     assert widest(10**6) > 2 * longest + 5  # never packed: the stream's passes pile up
+
+
+def test_calls_on_one_model_from_two_threads_take_turns(tokenizer):
+    """Decoding swaps the model's blocks while it runs (an exit layer), so a second thread's call
+    waits for the first to end (arch.one_at_a_time) instead of running on a half-swapped model."""
+    import threading
+    import time
+
+    model = tiny_llama(tokenizer).eval()
+    alone = {layer: lookup_generate(model, tokenizer, PROMPTS[:2], layer=layer, progress=False).texts
+             for layer in (2, 4)}
+    passes, results = [], {}
+    inside, release = threading.Event(), threading.Event()
+
+    def first_block(module, args):
+        name = threading.current_thread().name
+        passes.append(name)
+        if name == "first":
+            inside.set()
+            release.wait(10)
+
+    hook = model.model.layers[0].register_forward_pre_hook(first_block)
+    calls = {name: threading.Thread(name=name, target=lambda layer=layer, name=name: results.update(
+        {name: lookup_generate(model, tokenizer, PROMPTS[:2], layer=layer, progress=False).texts}))
+        for name, layer in (("first", 2), ("second", 4))}
+    try:
+        calls["first"].start()
+        assert inside.wait(10)
+        calls["second"].start()
+        time.sleep(0.5)  # ample time for the second call to reach the model, were it let in
+        assert "second" not in passes
+    finally:
+        release.set()
+        for call in calls.values():
+            call.join(30)
+        hook.remove()
+    assert passes.index("second") > max(i for i, name in enumerate(passes) if name == "first")
+    assert results == {"first": alone[2], "second": alone[4]}

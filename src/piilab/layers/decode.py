@@ -402,6 +402,7 @@ def prepare_prompts(model: nn.Module, tokenizer, prompts: Sequence[str], decodin
     return encoded
 
 
+@arch.one_at_a_time
 def generate(
     model: nn.Module,
     tokenizer,

@@ -389,6 +389,7 @@ def lookup_supported(model: nn.Module) -> str | None:
     return None
 
 
+@arch.one_at_a_time
 def lookup_generate(
     model: nn.Module,
     tokenizer,

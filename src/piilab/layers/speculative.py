@@ -324,6 +324,7 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+@arch.one_at_a_time
 def speculative_generate(
     model: nn.Module,
     tokenizer,

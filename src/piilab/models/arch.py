@@ -6,6 +6,9 @@ row to `ARCHITECTURES`. The logit lens is one line: `unembed(model, final_norm(m
 
 from __future__ import annotations
 
+import functools
+import threading
+import weakref
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -151,6 +154,28 @@ def _in_head_dtype(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     return hidden.to(weight.dtype) if floating else hidden
 
 
+_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The lock a decoding call holds on its model. Decoding changes the model in place while it
+    runs (`truncated`, the attention implementation, swapped linear layers), so calls on one model
+    from several threads (a web service's workers) must take turns."""
+    root = base_model(model)
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(root, threading.RLock())
+
+
+def one_at_a_time(function: Callable) -> Callable:
+    """Decorates a function whose first argument is a model: calls on one model take turns."""
+    @functools.wraps(function)
+    def taking_turns(model, *args, **kwargs):
+        with model_lock(model):
+            return function(model, *args, **kwargs)
+    return taking_turns
+
+
 @contextmanager
 def truncated(model: nn.Module, n_layers: int,
               wrap: Callable[[int, nn.Module], nn.Module] | None = None):
@@ -159,7 +184,7 @@ def truncated(model: nn.Module, n_layers: int,
     Swaps the layer list and `config.num_hidden_layers` (plus per-layer config lists such as
     `layer_types`), which is what `generate` and the KV cache read. `wrap(i, block)`, when given,
     puts a wrapper around block i (1-based) for the duration. This changes the model in place:
-    do not share it across threads while inside the block.
+    the decoding functions that call it take turns on a model (`one_at_a_time`).
     """
     total = num_layers(model)
     if not 1 <= n_layers <= total:

@@ -150,6 +150,18 @@ def test_prefix_sharing_and_compact_activations_are_cpu_defaults_and_flags_overr
     assert speed_settings("cpu", False, False)[:2] == (False, False)
 
 
+def test_a_gpu_run_copies_batches_from_pinned_memory_without_waiting(tmp_path):
+    from piilab.train.prepare import sft_config
+
+    def arguments(device_type):
+        return sft_config(config(), tmp_path, device_type=device_type, bf16=False, fp16=False, has_eval=False)
+
+    gpu, cpu = arguments("cuda"), arguments("cpu")
+    assert gpu.dataloader_pin_memory and gpu.accelerator_config.non_blocking
+    assert not cpu.dataloader_pin_memory and not cpu.accelerator_config.non_blocking
+    assert not gpu.logging_nan_inf_filter  # no loss read back per micro-batch to test it for nan
+
+
 def test_qlora_on_cpu_is_a_one_line_error_naming_cuda():
     with pytest.raises(PiilabError, match="--qlora needs a CUDA GPU") as err:
         qlora_kwargs("cpu", compute_bf16=False)

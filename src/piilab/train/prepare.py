@@ -159,6 +159,9 @@ def sft_config(config: TrainConfig, run_dir: Path, *, device_type: str, bf16: bo
         hub_token=None,
         dataloader_num_workers=0,  # collation is cheap; workers would copy the process on CPU
         dataloader_pin_memory=device_type == "cuda",
+        # a batch copied to the GPU from pinned memory without waiting for the copy (or for the
+        # GPU's queue) to finish
+        accelerator_config={"non_blocking": device_type == "cuda"},
         ddp_find_unused_parameters=False,  # every trainable weight is used in every step
         disable_tqdm=False,
         pad_to_multiple_of=FAST_HEAP_LENGTH_STEP

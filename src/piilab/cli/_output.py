@@ -63,9 +63,9 @@ def head_digest(path: Path, size: int) -> str:
 
 
 def input_contents(paths: Iterable[Path]) -> dict[str, dict]:
-    """Each input file's size and digest, by absolute path."""
+    """Each input file's size and digest, by absolute path (a pipe, read once already, has none)."""
     found = {}
-    for path in paths:
+    for path in filter(Path.is_file, paths):
         size = path.stat().st_size
         found[str(path.resolve())] = {"bytes": size, "sha256": head_digest(path, size)}
     return found

@@ -330,6 +330,11 @@ def test_cli_output_refuses_a_file_of_other_settings_or_of_another_program(fixed
     one_line_error(capsys, [*argv, "--layer", "2", "--second-look", "0"],
                    "found.jsonl: written with other settings (layer, second_look differ)")
     assert out.read_text() == before
+    # the twelfth session wrote the last layer as null: the same run
+    settings = tmp_path / "found.jsonl.settings.json"
+    settings.write_text(json.dumps({**json.loads(settings.read_text()), "layer": None}))
+    assert main(argv) == 0 and not fixed_answer and out.read_text() == before
+    one_line_error(capsys, [*argv, "--layer", "2"], "(layer differ)")
     other = tmp_path / "other.jsonl"
     other.write_text('{"id": 1}\n')
     one_line_error(capsys, [*argv[:-3], str(other), "--device", "cpu"],

@@ -84,10 +84,11 @@ def edited_inputs(seen: dict[str, dict]) -> list[str]:
 
 
 def resumed(output: Path, identity: dict, verb: str, key=lambda row: id_key(row["id"]),
-            inputs: Iterable[Path] = ()) -> set:
+            inputs: Iterable[Path] = (), earlier: dict | None = None) -> set:
     """`key(row)` of each row that --output already holds, from a run with the same settings
     (`identity`, as JSON stores it) over the same `inputs` files, or longer ones; a new output
-    gets its settings file first."""
+    gets its settings file first. `earlier` names settings an older piilab wrote otherwise for
+    the same run (a value it wrote, taken as the identity's)."""
     from piilab.io import check_output_file, done_ids, read_json, write_json
 
     check_output_file(output, "--output")
@@ -102,6 +103,9 @@ def resumed(output: Path, identity: dict, verb: str, key=lambda row: id_key(row[
                           f"`piilab {verb} --output`: choose another --output or remove it")
     saved = read_json(settings)
     seen = saved.pop(CONTENTS, {})  # none in a file of a piilab before the fifteenth session
+    for name, value in (earlier or {}).items():
+        if name in saved and saved[name] == value:
+            saved[name] = identity[name]
     changed = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
     if changed:
         raise PiilabError(f"{output}: written with other settings ({', '.join(changed)} differ); "

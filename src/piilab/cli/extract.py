@@ -193,10 +193,12 @@ def run(args) -> int:
 
     todo = list(range(len(found.texts)))
     if args.output:
-        args.layer = exit_layer(args)
+        args.layer, last = exit_layer(args)
         unique_ids(args.input, found.ids)
         done = resumed(Path(args.output), output_identity(args, settings, decoding, speedups, validators),
-                       "extract", inputs=input_files(args.input))
+                       "extract", inputs=input_files(args.input),
+                       # before the thirteenth session the last layer was written as null
+                       earlier={"layer": None} if args.layer == last else {})
         todo = [i for i in todo if id_key(found.ids[i]) not in done]
         log.info("%s: %d of %d texts there already, %d to search", args.output,
                  len(found.texts) - len(todo), len(found.texts), len(todo))
@@ -248,16 +250,16 @@ def linear_advice(linear: str, device_type: str) -> tuple[int, str] | None:
     return None
 
 
-def exit_layer(args) -> int:
+def exit_layer(args) -> tuple[int, int]:
     """--layer as a number (default: the model's last, so the two spellings resume one --output),
-    checked against the model's config before its weights load."""
+    checked against the model's config before its weights load; and the last layer's number."""
     from piilab.models import model_depth
 
     total = model_depth(args.model, args.trust_remote_code)
     layer = total if args.layer is None else args.layer
     if not 1 <= layer <= total:
         raise PiilabError(f"exit layer {layer} is out of range: the model has layers 1..{total}")
-    return layer
+    return layer, total
 
 
 def input_files(spec: str) -> list[Path]:

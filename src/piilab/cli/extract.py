@@ -44,9 +44,10 @@ def register(subparsers) -> None:
                                         "presidio, conll, spans): its documents' texts, by id")
     parser.add_argument("--output", "-o", metavar="FILE",
                         help="write a .jsonl or FORMAT:PATH --input's results here (one JSON line "
-                             "per row, a round "
-                             f"of {TEXTS_AT_A_TIME} texts at a time) instead of standard output; a "
-                             "rerun with the same settings resumes after the rows already there")
+                             f"per row, a round of {TEXTS_AT_A_TIME} texts at a time) instead of "
+                             "standard output; a rerun with the same settings resumes after the rows "
+                             "already there (rows appended to the input too; an input edited since "
+                             "is refused)")
     parser.add_argument("--layer", type=int, help="exit layer (default: the last)")
     parser.add_argument("--redact", action="store_true", help="print the text with [LABEL] masks")
     parser.add_argument("--style", help="prompt style (default: the one training used)")

@@ -261,46 +261,85 @@ def test_cli_reads_the_texts_of_a_data_set_in_any_format_by_id(fixed_answer, tin
     assert "no text to search in its spans records" in capsys.readouterr().err
 
 
-def test_cli_output_resumes_an_input_that_grew_and_refuses_one_edited(fixed_answer, tiny_llama_dir,
-                                                                      tmp_path, capsys):
+def searched(fixed_answer) -> list[str]:
+    """The texts the fake model was prompted with, by their last line (tests below end each
+    text with its own)."""
+    return [next(t for t in TEXTS if t in prompt) for prompt in fixed_answer.get("prompts", [])]
+
+
+TEXTS = ("Jane Doe wrote", "Omar Haddad called", "Omar Hadad called", "Ines Ruiz left", "Li Wei came")
+
+
+def test_cli_output_searches_again_only_the_texts_edited_or_new_since(fixed_answer, tiny_llama_dir,
+                                                                      tmp_path, caplog):
+    texts, out = tmp_path / "texts.jsonl", tmp_path / "found.jsonl"
+    rows = {"a": TEXTS[0], "b": TEXTS[1], "c": TEXTS[3]}
+    write_texts(texts, [{"id": k, "text": v} for k, v in rows.items()])
+    argv = ["extract", "--model", str(tiny_llama_dir), "--input", str(texts), "-o", str(out),
+            "--device", "cpu"]
+    assert main(argv) == 0
+    first = {row["id"]: row for row in map(json.loads, out.read_text().splitlines())}
+    # "b" edited in place, "d" appended: only they are searched
+    rows.update(b=TEXTS[2], d=TEXTS[4])
+    write_texts(texts, [{"id": k, "text": v} for k, v in rows.items()])
+    fixed_answer.clear()
+    assert main(argv) == 0
+    assert sorted(searched(fixed_answer)) == sorted([TEXTS[2], TEXTS[4]])
+    found = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [row["id"] for row in found] == ["a", "c", "b", "d"]  # b's old row taken out
+    assert found[0] == first["a"] and found[1] == first["c"]
+    assert found[2]["input_digest"] != first["b"]["input_digest"]
+    assert found[2]["input_digest"] == hashlib.sha256(TEXTS[2].encode()).hexdigest()[:16]
+    assert "1 row(s) made from input rows edited since" in caplog.text
+    assert not any(text in caplog.text for text in TEXTS)  # counted, never shown
+    fresh = tmp_path / "fresh.jsonl"
+    assert main([*argv[:-3], str(fresh), "--device", "cpu"]) == 0
+    assert sorted(found, key=lambda r: r["id"]) == [json.loads(x) for x in fresh.read_text().splitlines()]
+    # "c" cut from the input: its row is kept, and nothing is searched
+    before = out.read_text()
+    write_texts(texts, [{"id": k, "text": v} for k, v in rows.items() if k != "c"])
+    fixed_answer.clear()
+    caplog.clear()
+    assert main(argv) == 0 and not fixed_answer and out.read_text() == before
+    assert "1 row(s) of ids the input no longer has are kept" in caplog.text
+
+
+def test_cli_output_of_an_earlier_piilab_gets_its_rows_digests_once(fixed_answer, tiny_llama_dir,
+                                                                   tmp_path, capsys):
     from helpers import one_line_error
 
     texts, out = tmp_path / "texts.jsonl", tmp_path / "found.jsonl"
     settings = tmp_path / "found.jsonl.settings.json"
-    write_texts(texts, [{"id": "a", "text": TEXT}])
+    write_texts(texts, [{"id": "a", "text": TEXTS[0]}, {"id": "b", "text": TEXTS[1]}])
     argv = ["extract", "--model", str(tiny_llama_dir), "--input", str(texts), "-o", str(out),
             "--device", "cpu"]
     assert main(argv) == 0
-    with texts.open("a") as handle:  # rows appended: only they are searched
-        handle.write(json.dumps({"id": "b", "text": "Omar Haddad"}) + "\n")
+    now = out.read_text()
+    without_digests = "".join(json.dumps({k: v for k, v in json.loads(line).items()
+                                          if k != "input_digest"}) + "\n" for line in now.splitlines())
+    identity = json.loads(settings.read_text())
+    # the fifteenth session's files: the input files' sizes and digests, no digest per row
+    out.write_text(without_digests)
+    contents = {str(texts.resolve()): {"bytes": texts.stat().st_size,
+                                       "sha256": hashlib.sha256(texts.read_bytes()).hexdigest()}}
+    settings.write_text(json.dumps({**identity, "input_contents": contents}))
     fixed_answer.clear()
-    assert main(argv) == 0
-    assert len(fixed_answer["prompts"]) == 1 and "Omar Haddad" in fixed_answer["prompts"][0]
-    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "b"]
-    recorded = json.loads(settings.read_text())["input_contents"]
-    assert recorded == {str(texts.resolve()): {"bytes": texts.stat().st_size,
-                                               "sha256": hashlib.sha256(texts.read_bytes()).hexdigest()}}
-    before = out.read_text()
-    # "b" edited in place: its row in the output holds another text's answer
-    texts.write_text(texts.read_text().replace("Omar Haddad", "Omar Hadad "))
+    assert main(argv) == 0 and not fixed_answer
+    assert out.read_text() == now and json.loads(settings.read_text()) == identity
+    # ... edited since: its rows cannot be told apart, so it is refused as before
+    out.write_text(without_digests)
+    settings.write_text(json.dumps({**identity, "input_contents": contents}))
+    write_texts(texts, [{"id": "a", "text": TEXTS[0]}, {"id": "b", "text": TEXTS[2]}])
     one_line_error(capsys, argv, f"found.jsonl: {texts.resolve()} was edited, cut short or removed")
-    write_texts(texts, [{"id": "a", "text": TEXT}])  # cut short: "b" is gone from the input
-    one_line_error(capsys, argv, "was edited, cut short or removed")
-    assert out.read_text() == before
-    # a settings file of an earlier piilab has no contents: resumed, and recorded from then on
-    write_texts(texts, [{"id": "a", "text": TEXT}, {"id": "b", "text": "Omar Haddad"}])
-    settings.write_text(json.dumps({k: v for k, v in json.loads(settings.read_text()).items()
-                                    if k != "input_contents"}))
-    fixed_answer.clear()
-    assert main(argv) == 0 and not fixed_answer and out.read_text() == before
-    assert json.loads(settings.read_text())["input_contents"][str(texts.resolve())]["bytes"] == \
-        texts.stat().st_size
+    assert out.read_text() == without_digests
+    # older files had neither: their rows are taken as made from the input as it is
+    settings.write_text(json.dumps(identity))
+    assert main(argv) == 0 and not fixed_answer
+    assert [json.loads(line)["input_digest"] for line in out.read_text().splitlines()] == \
+        [hashlib.sha256(text.encode()).hexdigest()[:16] for text in (TEXTS[0], TEXTS[2])]
 
 
-def test_cli_output_of_a_data_set_folder_resumes_with_new_files(fixed_answer, tiny_llama_dir, tmp_path,
-                                                                capsys):
-    from helpers import one_line_error
-
+def test_cli_output_of_a_data_set_folder_resumes_with_new_files(fixed_answer, tiny_llama_dir, tmp_path):
     folder, out = tmp_path / "set", tmp_path / "found.jsonl"
     folder.mkdir()
     write_texts(folder / "1.jsonl", [{"id": "a", "text": TEXT, "spans": []}])
@@ -310,8 +349,10 @@ def test_cli_output_of_a_data_set_folder_resumes_with_new_files(fixed_answer, ti
     write_texts(folder / "2.jsonl", [{"id": "b", "text": "Omar Haddad", "spans": []}])
     fixed_answer.clear()
     assert main(argv) == 0 and len(fixed_answer["prompts"]) == 1
+    before = out.read_text()
     (folder / "1.jsonl").unlink()
-    one_line_error(capsys, argv, f"{folder.resolve() / '1.jsonl'} was edited, cut short or removed")
+    fixed_answer.clear()
+    assert main(argv) == 0 and not fixed_answer and out.read_text() == before
 
 
 def test_cli_output_refuses_a_file_of_other_settings_or_of_another_program(fixed_answer, tiny_llama_dir,

@@ -143,19 +143,26 @@ def append_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
 
 
 def done_ids(path: Path, key: Callable[[dict], Any] = lambda row: row["id"]) -> set:
-    """`key(row)` (default: its "id") of every row already written to a resumable JSONL output.
-    A torn last line (a run killed mid-write) is cut off, so it is done again."""
+    """`key(row)` (default: its "id") of every row already written to a resumable JSONL output."""
+    return {key(row) for row in written_rows(path, key)}
+
+
+def written_rows(path: Path, key: Callable[[dict], Any] = lambda row: row["id"]) -> list[dict]:
+    """The complete rows of a resumable JSONL output, each with a `key`. A torn last line (a run
+    killed mid-write) is cut off, so it is done again."""
     if not path.exists():
-        return set()
-    ids, good, lineno = set(), 0, 0
+        return []
+    rows, good, lineno = [], 0, 0
     with path.open("rb") as handle:
         for lineno, line in enumerate(handle, 1):
             if not line.endswith(b"\n"):
                 break  # killed mid-write: the partial line is redone
             try:
-                ids.add(key(json.loads(line)))
+                row = json.loads(line)
+                key(row)
             except (ValueError, KeyError, TypeError):
                 break
+            rows.append(row)
             good += len(line)
     if good != path.stat().st_size:
         # A torn last line is routine after a kill; anything else was garbage, and the user
@@ -164,7 +171,7 @@ def done_ids(path: Path, key: Callable[[dict], Any] = lambda row: row["id"]) -> 
                     path, lineno)
         with path.open("r+b") as handle:
             handle.truncate(good)
-    return ids
+    return rows
 
 
 def clear_stale_scratch(out: Path, prefix: str) -> None:

@@ -30,7 +30,7 @@ def test_generate_writes_one_row_per_prompt_and_layer(tiny_llama_dir, prompts_fi
     assert code == 0
     rows = read_jsonl(out)
     assert [(r["id"], r["layer"]) for r in rows] == [("a", 2), ("a", 4), (1, 2), (1, 4), (7, 2), (7, 4)]
-    assert set(rows[0]) == {"id", "layer", "output"}
+    assert set(rows[0]) == {"id", "layer", "output", "input_digest"}
     # the same texts as the Python API on the same model
     model, tokenizer = load_model(str(tiny_llama_dir), device="cpu")
     prompts = [json.loads(line)["prompt"] for line in prompts_file.read_text().splitlines()]
@@ -75,8 +75,15 @@ def test_generate_output_resumes_with_only_the_rows_a_killed_run_did_not_write(
     assert [r["output"] for r in rows[3:]] == [texts[4][0], texts[2][1], texts[4][1]]
     capsys.readouterr()
     one_line_error(capsys, [*argv, "--lens", "raw"], "out.jsonl: written with other settings (lens differ)")
+    # prompt 7 edited: only it is decoded again, its old rows taken out
     prompts_file.write_text(prompts_file.read_text().replace("Ana Silva", "Ana Sousa"))
-    one_line_error(capsys, argv, "prompts.jsonl was edited, cut short or removed")  # 7's rows are stale
+    calls.clear()
+    assert main(argv) == 0 and [list(c) for c in calls] == [["The student Ana Sousa lives at"]]
+    rows = read_jsonl(out)
+    assert [(r["id"], r["layer"]) for r in rows] == [("a", 2), ("a", 4), (1, 2), (1, 4), (7, 2), (7, 4)]
+    texts = real(model, tokenizer, ["The student Ana Sousa lives at"], [2, 4],
+                 decoding=Decoding(max_new_tokens=6), progress=False)
+    assert [r["output"] for r in rows[4:]] == [texts[2][0], texts[4][0]]
 
 
 def test_generate_one_prompt_with_sampling_to_stdout(tiny_gpt2_dir, capsys):

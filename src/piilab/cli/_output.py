@@ -1,21 +1,22 @@
 """--output files that a rerun resumes: the rows already there are not done again.
 
 Rows are appended a round at a time and flushed to disk; a line torn by a kill is cut off and
-done again (piilab.io.done_ids). The settings that decide the rows are written first to
+done again (piilab.io.written_rows). The settings that decide the rows are written first to
 OUTPUT.settings.json, and a rerun with other settings is refused, so a file never mixes rows of
-two runs. The input files' sizes and digests go there too: rows appended to an input (or new
-files in an input folder) are resumed, while an input edited or cut short since is refused, since
-its rows' answers in the output were found in other texts.
+two runs. Each row carries a digest of the input it was made from (its text or prompt): a rerun
+does again the rows whose input was edited since, does the new ones, and keeps the rest.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+import logging
 from pathlib import Path
 
 from piilab.errors import PiilabError
+
+log = logging.getLogger(__name__)
 
 
 def id_key(id_) -> str:
@@ -45,8 +46,19 @@ def model_files(spec: str, adapter: str | None, lens: str) -> str:
     return digest(model_fingerprint(spec, adapter, lens))
 
 
+DIGEST = "input_digest"
+"""An output row's digest of the input row it was made from (row_digest)."""
+
+
+def row_digest(value: str) -> str:
+    """The first 16 hex digits of the SHA-256 of an input row's text or prompt (UTF-8): enough
+    to tell an edited row, and the output holds a hash, not the text."""
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 CONTENTS = "input_contents"
-"""The settings file's entry for the input files' contents (checked by prefix, not equality)."""
+"""Where the fifteenth session's settings files held the input files' sizes and digests, before
+rows had their own: such a file is checked once, its rows get their digests, and the entry goes."""
 
 
 def head_digest(path: Path, size: int) -> str:
@@ -62,15 +74,6 @@ def head_digest(path: Path, size: int) -> str:
     return digest.hexdigest()
 
 
-def input_contents(paths: Iterable[Path]) -> dict[str, dict]:
-    """Each input file's size and digest, by absolute path (a pipe, read once already, has none)."""
-    found = {}
-    for path in filter(Path.is_file, paths):
-        size = path.stat().st_size
-        found[str(path.resolve())] = {"bytes": size, "sha256": head_digest(path, size)}
-    return found
-
-
 def edited_inputs(seen: dict[str, dict]) -> list[str]:
     """The input files recorded in `seen` that are gone, shorter, or other in the bytes recorded:
     appending to a file keeps its recorded start, so only a file edited or cut short is named."""
@@ -83,26 +86,27 @@ def edited_inputs(seen: dict[str, dict]) -> list[str]:
     return edited
 
 
-def resumed(output: Path, identity: dict, verb: str, key=lambda row: id_key(row["id"]),
-            inputs: Iterable[Path] = (), earlier: dict | None = None) -> set:
-    """`key(row)` of each row that --output already holds, from a run with the same settings
-    (`identity`, as JSON stores it) over the same `inputs` files, or longer ones; a new output
-    gets its settings file first. `earlier` names settings an older piilab wrote otherwise for
-    the same run (a value it wrote, taken as the identity's)."""
-    from piilab.io import check_output_file, done_ids, read_json, write_json
+def resumed(output: Path, identity: dict, verb: str, digests: dict[str, str],
+            key=lambda row: id_key(row["id"]), earlier: dict | None = None) -> set:
+    """`key(row)` of each row that --output already holds for the input as it is now: written by
+    a run with the same settings (`identity`, as JSON stores it) from an input row of the same
+    digest (`digests`, by id_key). Rows of edited input rows are taken out of the file, to be done
+    again; rows of ids the input no longer has are kept. A new output gets its settings file
+    first. `earlier` names settings an older piilab wrote otherwise for the same run (a value it
+    wrote, taken as the identity's)."""
+    from piilab.io import check_output_file, read_json, write_json, write_jsonl, written_rows
 
     check_output_file(output, "--output")
     identity = json.loads(json.dumps(identity))
     settings = output.with_name(output.name + ".settings.json")
-    contents = input_contents(inputs)
     if not (output.exists() and output.stat().st_size):
-        write_json(settings, {**identity, CONTENTS: contents})
+        write_json(settings, identity)
         return set()
     if not settings.exists():
         raise PiilabError(f"{output}: exists, without {settings.name}, so it was not written by "
                           f"`piilab {verb} --output`: choose another --output or remove it")
     saved = read_json(settings)
-    seen = saved.pop(CONTENTS, {})  # none in a file of a piilab before the fifteenth session
+    seen = saved.pop(CONTENTS, None)
     for name, value in (earlier or {}).items():
         if name in saved and saved[name] == value:
             saved[name] = identity[name]
@@ -110,11 +114,35 @@ def resumed(output: Path, identity: dict, verb: str, key=lambda row: id_key(row[
     if changed:
         raise PiilabError(f"{output}: written with other settings ({', '.join(changed)} differ); "
                           "choose another --output, or remove it and its settings file")
-    edited = edited_inputs(seen)
+    edited = edited_inputs(seen or {})
     if edited:
         raise PiilabError(f"{output}: {edited[0]} was edited, cut short or removed since rows were "
-                          "written from it (rows appended to an input resume, others do not): "
+                          "written from it by a piilab that did not record each row's input: "
                           "choose another --output, or remove it and its settings file")
-    if contents != seen:  # inputs that grew, or new files: what the next rerun checks
-        write_json(settings, {**saved, CONTENTS: contents})
-    return done_ids(output, key=key)
+    rows = written_rows(output, key)
+    kept, dated = rows_for(rows, digests)
+    if len(kept) != len(rows) or dated:
+        write_jsonl(output, kept)
+    if seen is not None:
+        write_json(settings, saved)
+    redone = len(rows) - len(kept)
+    if redone:
+        log.warning("%s: %d row(s) made from input rows edited since are done again", output, redone)
+    gone = sum(id_key(row["id"]) not in digests for row in kept)
+    if gone:
+        log.warning("%s: %d row(s) of ids the input no longer has are kept", output, gone)
+    return {key(row) for row in kept}
+
+
+def rows_for(rows: list[dict], digests: dict[str, str]) -> tuple[list[dict], int]:
+    """The rows that still answer the input (`digests` by id_key), and how many of them were
+    given their digest here: a row of a piilab that wrote none was made from the input as it
+    is now (as far as it can be checked: edited_inputs), so it gets the current one."""
+    kept, dated = [], 0
+    for row in rows:
+        now = digests.get(id_key(row["id"]))
+        if now is not None and DIGEST not in row:
+            row, dated = {**row, DIGEST: now}, dated + 1
+        if now is None or row[DIGEST] == now:
+            kept.append(row)
+    return kept, dated

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from piilab.cli._args import add_decoding_args, add_free_decoding_arg, decoding_from
 from piilab.cli._input import string_rows
-from piilab.cli._output import id_key, model_files, resumed, unique_ids, where
+from piilab.cli._output import DIGEST, id_key, model_files, resumed, row_digest, unique_ids, where
 from piilab.cli.generate import add_model_args
 from piilab.errors import PiilabError
 from piilab.models.loading import DEFAULT_MODEL
@@ -45,9 +45,9 @@ def register(subparsers) -> None:
     parser.add_argument("--output", "-o", metavar="FILE",
                         help="write a .jsonl or FORMAT:PATH --input's results here (one JSON line "
                              f"per row, a round of {TEXTS_AT_A_TIME} texts at a time) instead of "
-                             "standard output; a rerun with the same settings resumes after the rows "
-                             "already there (rows appended to the input too; an input edited since "
-                             "is refused)")
+                             "standard output; a rerun with the same settings searches only the "
+                             "texts without a row there, or whose row was made from a text edited "
+                             "since)")
     parser.add_argument("--layer", type=int, help="exit layer (default: the last)")
     parser.add_argument("--redact", action="store_true", help="print the text with [LABEL] masks")
     parser.add_argument("--style", help="prompt style (default: the one training used)")
@@ -192,12 +192,13 @@ def run(args) -> int:
         settings = replace(settings, labels=tuple(x.strip() for x in args.labels.split(",") if x.strip()))
     validators = validators_from(args.validators)
 
-    todo = list(range(len(found.texts)))
+    todo, digests = list(range(len(found.texts))), {}
     if args.output:
         args.layer, last = exit_layer(args)
         unique_ids(args.input, found.ids)
+        digests = {id_key(id_): row_digest(text) for id_, text in zip(found.ids, found.texts)}
         done = resumed(Path(args.output), output_identity(args, settings, decoding, speedups, validators),
-                       "extract", inputs=input_files(args.input),
+                       "extract", digests,
                        # before the thirteenth session the last layer was written as null
                        earlier={"layer": None} if args.layer == last else {})
         todo = [i for i in todo if id_key(found.ids[i]) not in done]
@@ -220,7 +221,8 @@ def run(args) -> int:
         for start in range(0, len(todo), TEXTS_AT_A_TIME):
             round_ = todo[start:start + TEXTS_AT_A_TIME]
             results = extract_round([found.texts[i] for i in round_])
-            lines = [render(found.ids[i], result, args.redact, found.lines)
+            lines = [render(found.ids[i], result, args.redact, found.lines,
+                            digest=digests.get(id_key(found.ids[i])))
                      for i, result in zip(round_, results)]
             if args.output:
                 append_lines(args.output, lines)  # a round at a time, flushed: a rerun resumes after it
@@ -263,14 +265,6 @@ def exit_layer(args) -> tuple[int, int]:
     return layer, total
 
 
-def input_files(spec: str) -> list[Path]:
-    """The files --input reads: a data set's, or the one file."""
-    from piilab.data.sources import expand_paths
-
-    source = dataset(spec)
-    return expand_paths(source.path) if source else [Path(spec)]
-
-
 def output_identity(args, settings, decoding, speedups, validators) -> dict:
     """What decides --output's rows: a resumed run must have the same."""
     source = dataset(args.input)
@@ -285,11 +279,12 @@ def output_identity(args, settings, decoding, speedups, validators) -> dict:
             "redact": args.redact}
 
 
-def render(id_, result, redact: bool, lines: bool) -> str:
-    """One result as printed: a JSON line per text of a .jsonl input, else the redacted text or
-    indented JSON."""
+def render(id_, result, redact: bool, lines: bool, digest: str | None = None) -> str:
+    """One result as printed: a JSON line per text of a .jsonl input (with its text's digest
+    where --output resumes it), else the redacted text or indented JSON."""
+    tail = {DIGEST: digest} if digest else {}
     if redact:
-        return json.dumps({"id": id_, "redacted": result.redacted()}, ensure_ascii=False) if lines \
-            else result.redacted()
-    body = {"id": id_, **result.to_dict()} if lines else result.to_dict()
+        return json.dumps({"id": id_, "redacted": result.redacted(), **tail}, ensure_ascii=False) \
+            if lines else result.redacted()
+    body = {"id": id_, **result.to_dict(), **tail} if lines else result.to_dict()
     return json.dumps(body, ensure_ascii=False, indent=None if lines else 2)

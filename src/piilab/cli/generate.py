@@ -55,7 +55,8 @@ def register(subparsers) -> None:
     source.add_argument("--prompt", help="one prompt")
     parser.add_argument("--output", "-o",
                         help="output JSONL (default: standard output), written 256 prompts at a time; "
-                             "a rerun with the same settings resumes after the rows already there")
+                             "a rerun with the same settings decodes only the prompts without rows "
+                             "there, or whose rows were made from a prompt edited since")
     parser.add_argument("--speculative", type=int, metavar="E",
                         help="decode at full depth (greedy), drafting with exit layer E and "
                              "verifying with the whole model (self-speculative decoding; one "
@@ -97,7 +98,7 @@ def run(args) -> int:
     from pathlib import Path
 
     from piilab.cli._input import string_rows
-    from piilab.cli._output import id_key, model_files, resumed, unique_ids, where
+    from piilab.cli._output import DIGEST, id_key, model_files, resumed, row_digest, unique_ids, where
     from piilab.io import append_lines, check_output_file
     from piilab.layers.decode import generate
     from piilab.models import arch, load_model
@@ -121,15 +122,15 @@ def run(args) -> int:
         read.report("to decode")
     layers = sorted(set(args.layers or [arch.num_layers(model)]))
     done: set = set()
+    digests = {id_key(id_): row_digest(prompt) for id_, prompt in zip(ids, prompts)} if args.output else {}
     if args.output:  # what decides the rows (self-speculation gives full-depth greedy's own)
         prompt = args.prompt and hashlib.sha256(args.prompt.encode()).hexdigest()  # not the text
         identity = {"input": where(args.input), "prompt": prompt, "model": where(args.model),
                     "adapter": where(args.adapter), "layers": layers, "lens": args.lens,
                     "model_files": model_files(args.model, args.adapter, args.lens),
                     "dtype": args.dtype, "decoding": asdict(decoding)}
-        done = resumed(Path(args.output), identity, "generate",
-                       key=lambda row: (id_key(row["id"]), row["layer"]),
-                       inputs=[Path(args.input)] if args.input else [])
+        done = resumed(Path(args.output), identity, "generate", digests,
+                       key=lambda row: (id_key(row["id"]), row["layer"]))
     todo = [i for i, id_ in enumerate(ids) if any((id_key(id_), layer) not in done for layer in layers)]
     if args.output:
         log.info("%s: %d of %d prompts there already, %d to decode", args.output,
@@ -146,6 +147,8 @@ def run(args) -> int:
                               return_details=True)
             rows = [{"id": id_, "layer": layer, "output": result.texts[layer][i]}
                     for i, id_ in enumerate(these_ids) for layer in result.layers]
+        if args.output:
+            rows = [{**row, DIGEST: digests[id_key(row["id"])]} for row in rows]
         lines = [json.dumps(row, ensure_ascii=False) for row in rows
                  if (id_key(row["id"]), row["layer"]) not in done]  # a layer a killed run wrote
         if args.output:

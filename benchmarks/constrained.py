@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from piilab import models
     from piilab.data.dataset import dataset_file
-    from piilab.extract import prompt_settings
+    from piilab.pii_prompt import prompt_settings
     from piilab.io import iter_jsonl
     from piilab.layers.decode import Decoding
     from piilab.models.prompts import format_for

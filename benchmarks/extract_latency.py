@@ -38,7 +38,8 @@ def per_text(call, texts: list[str]) -> tuple[list[float], list]:
 def main(args: argparse.Namespace) -> None:
     import torch
 
-    from piilab.extract import SpeedUps, extract, prepared, prompt_settings
+    from piilab.extract import SpeedUps, extract, prepared
+    from piilab.pii_prompt import prompt_settings
     from piilab.models import load_model, trained_folder
     from piilab.models.prompts import format_for
     from piilab.second_look import threshold_for

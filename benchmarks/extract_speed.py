@@ -78,7 +78,8 @@ def timed_extract(model, tokenizer, texts, settings, fmt, batch_size, speedups, 
 def main(args: argparse.Namespace) -> None:
     import torch
 
-    from piilab.extract import SpeedUps, prompt_settings
+    from piilab.extract import SpeedUps
+    from piilab.pii_prompt import prompt_settings
     from piilab.models import load_model, trained_folder
     from piilab.models.prompts import format_for
     from piilab.runtime import cpu_supports_bf16

@@ -138,7 +138,8 @@ def piilab_predictor(model_spec: str, adapter: str | None, device: str, layer: i
     """texts -> per text (spans, extra): piilab.extract with the model's training prompt settings,
     `linear` precision (extract's --linear), `eos_weight` (extract's --eos-weight) and
     `second_look` (extract's --second-look)."""
-    from piilab.extract import SpeedUps, extract, prepared, prompt_settings
+    from piilab.extract import SpeedUps, extract, prepared
+    from piilab.pii_prompt import prompt_settings
     from piilab.layers.decode import Decoding
     from piilab.models import load_model, trained_folder
     from piilab.models.prompts import format_for

@@ -34,7 +34,8 @@ def one_run(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from piilab.extract import extract, prompt_settings
+    from piilab.extract import extract
+    from piilab.pii_prompt import prompt_settings
     from piilab.layers import cache, lookup
     from piilab.models import load_model, trained_folder
     from piilab.models.prompts import format_for

@@ -11,15 +11,9 @@ import piilab.extract
 from piilab.cli import main
 from piilab.data.instruct import get_style
 from piilab.data.labels import DEFAULT_LABELS
-from piilab.extract import (
-    Extraction,
-    PromptSettings,
-    extract,
-    locate,
-    place,
-    prompt_settings,
-)
+from piilab.extract import Extraction, extract, locate, place
 from piilab.models.prompts import PromptFormat
+from piilab.pii_prompt import PromptSettings, prompt_settings
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -150,6 +144,7 @@ def test_prompt_settings_come_from_the_training_data_card(tmp_path):
         "alpaca", ("NAME", "EMAIL"), 1500, 100)
     assert prompt_settings(tmp_path / "nothing-here") == PromptSettings()
     assert prompt_settings(None).labels is None
+    assert piilab.extract.prompt_settings is prompt_settings  # where the docs once imported it
 
 
 def test_cli_prints_items_with_spans_and_invented_values(fixed_answer, tiny_llama_dir, capsys):

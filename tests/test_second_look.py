@@ -7,10 +7,11 @@ from tiny import tiny_llama
 
 from piilab.data.answer_grammar import AnswerGrammar
 from piilab.errors import PiilabError
-from piilab.extract import PromptSettings, extract
+from piilab.extract import extract
 from piilab.layers.constrain import Notes
 from piilab.layers.decode import Decoding, generate
 from piilab.models.prompts import PromptFormat
+from piilab.pii_prompt import PromptSettings
 from piilab.second_look import branches, join, line
 from piilab.shapes import on_items
 
@@ -172,7 +173,8 @@ def test_forked_branches_are_what_plain_decoding_prefills(tokenizer, seed, scale
     prompt and the answer's tokens up to it. Both must decode the same continuation, in batches
     where a row's branches take its place, places of rows that ended, and new places (with the
     cache packed at the default, or at every pass that leaves a hidden column)."""
-    from piilab.extract import SpeedUps, decode_answers, pii_prompt
+    from piilab.extract import SpeedUps, decode_answers
+    from piilab.pii_prompt import pii_prompt
     from piilab.layers import cache, lookup
 
     monkeypatch.setattr(cache, "PACK_WHEN_WIDER", pack_when_wider)

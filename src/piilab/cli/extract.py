@@ -163,7 +163,8 @@ def run(args) -> int:
     from dataclasses import replace
     from functools import partial
 
-    from piilab.extract import BATCH_SIZE, SpeedUps, extract, prepared, prompt_settings
+    from piilab.extract import BATCH_SIZE, SpeedUps, extract, prepared
+    from piilab.pii_prompt import prompt_settings
     from piilab.io import append_lines
     from piilab.models import load_model, trained_folder
     from piilab.models.prompts import format_for

@@ -25,7 +25,7 @@ def merge(run_dir: str | os.PathLike, out: str | os.PathLike, *, device: str = "
     with no PEFT. It is written to a temporary folder and renamed into place.
     """
     from piilab import models
-    from piilab.extract import prompt_settings, save_settings
+    from piilab.pii_prompt import prompt_settings, save_settings
     from piilab.models.prompts import FILENAME as FORMAT_FILE
     from piilab.second_look import DEFAULTS_FILE
 

@@ -95,7 +95,7 @@ def write_run_files(run_dir: Path, config: TrainConfig, *, runtime: dict[str, An
                     data: dict[str, Any]) -> None:
     """The exact config, the prompt format and settings and the tokenizer, written before the
     first step: everything later stages need, so the folder works from any directory."""
-    from piilab.extract import data_settings, save_settings
+    from piilab.pii_prompt import data_settings, save_settings
 
     run_dir.mkdir(parents=True, exist_ok=True)
     # The data folder as an absolute path: a relative one means nothing from another directory.

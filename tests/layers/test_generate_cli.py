@@ -22,12 +22,21 @@ def prompts_file(tmp_path):
     return path
 
 
-def test_generate_writes_one_row_per_prompt_and_layer(tiny_llama_dir, prompts_file, tmp_path):
-    out = tmp_path / "out.jsonl"
+def test_generate_writes_one_row_per_prompt_and_layer(tiny_llama_dir, prompts_file, tmp_path,
+                                                      monkeypatch):
+    from transformers import PreTrainedTokenizerBase
+
+    out, tokenized = tmp_path / "out.jsonl", []
+    real_call = PreTrainedTokenizerBase.__call__
+    monkeypatch.setattr(PreTrainedTokenizerBase, "__call__",
+                        lambda self, text, *a, **k: tokenized.append(text) or real_call(self, text, *a, **k))
     code = main(["generate", "--model", str(tiny_llama_dir), "--layers", "4,2", "--input",
                  str(prompts_file), "--max-new-tokens", "6", "--batch-size", "2", "--device", "cpu",
                  "--output", str(out)])
     assert code == 0
+    assert sorted(tokenized) == sorted(json.loads(line)["prompt"]  # each once: checked, then decoded
+                                       for line in prompts_file.read_text().splitlines())
+    monkeypatch.undo()
     rows = read_jsonl(out)
     assert [(r["id"], r["layer"]) for r in rows] == [("a", 2), ("a", 4), (1, 2), (1, 4), (7, 2), (7, 4)]
     assert set(rows[0]) == {"id", "layer", "output", "input_digest"}
@@ -78,7 +87,7 @@ def test_generate_output_resumes_with_only_the_rows_a_killed_run_did_not_write(
     # prompt 7 edited: only it is decoded again, its old rows taken out
     prompts_file.write_text(prompts_file.read_text().replace("Ana Silva", "Ana Sousa"))
     calls.clear()
-    assert main(argv) == 0 and [list(c) for c in calls] == [["The student Ana Sousa lives at"]]
+    assert main(argv) == 0 and [tokenizer.decode(c[0], skip_special_tokens=True) for c in calls] == ["The student Ana Sousa lives at"]
     rows = read_jsonl(out)
     assert [(r["id"], r["layer"]) for r in rows] == [("a", 2), ("a", 4), (1, 2), (1, 4), (7, 2), (7, 4)]
     texts = real(model, tokenizer, ["The student Ana Sousa lives at"], [2, 4],

@@ -72,22 +72,25 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run, batch_size=None)
 
 
-def drop_undecodable(rows, model, tokenizer, decoding) -> None:
+def drop_undecodable(rows, model, tokenizer, decoding) -> list[list[int]]:
     """Skip the rows whose prompt cannot be decoded (blank, or too long for the context window
-    with --max-new-tokens), before the first round, so a long run does not stop in the middle."""
+    with --max-new-tokens), before the first round, so a long run does not stop in the middle;
+    the kept rows' token ids, so that decoding does not tokenize them again."""
     from piilab.layers.encoding import encode_prompt
     from piilab.models import arch
 
-    window, kept = arch.context_window(model), []
+    window, kept, encoded = arch.context_window(model), [], []
     for i, prompt in enumerate(rows.values):
         try:
-            encode_prompt(tokenizer, prompt, context_window=window, max_new_tokens=decoding.max_new_tokens)
+            encoded.append(encode_prompt(tokenizer, prompt, context_window=window,
+                                         max_new_tokens=decoding.max_new_tokens))
             kept.append(i)
         except PiilabError as err:
             rows.skip(rows.lines[i], f"the prompt {err}")
     rows.keep(kept)
     if not rows.values:
         raise PiilabError(f"{rows.path}: no row with a prompt that can be decoded")
+    return encoded
 
 
 PROMPTS_AT_A_TIME = 256
@@ -116,8 +119,9 @@ def run(args) -> int:
         unique_ids(args.input or "--prompt", ids)
     model, tokenizer = load_model(args.model, args.adapter, device=args.device, dtype=args.dtype,
                                   trust_remote_code=args.trust_remote_code)
+    encoded = prompts  # what decoding takes: the prompts, or their token ids once checked
     if read:
-        drop_undecodable(read, model, tokenizer, decoding)
+        encoded = drop_undecodable(read, model, tokenizer, decoding)
         ids, prompts = read.ids, read.values
         read.report("to decode")
     layers = sorted(set(args.layers or [arch.num_layers(model)]))
@@ -138,7 +142,7 @@ def run(args) -> int:
     written = 0
     for start in range(0, len(todo), PROMPTS_AT_A_TIME):
         round_ = todo[start:start + PROMPTS_AT_A_TIME]
-        these_ids, these = [ids[i] for i in round_], [prompts[i] for i in round_]
+        these_ids, these = [ids[i] for i in round_], [encoded[i] for i in round_]
         if args.speculative is not None:
             rows = speculate(args, model, tokenizer, these_ids, these, decoding)
         else:

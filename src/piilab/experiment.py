@@ -38,7 +38,7 @@ class Experiment:
     train: dict[str, Any] | None = None
     """`piilab train` settings (piilab.train.TrainConfig fields, without `data`/`out`); None skips."""
     eval: dict[str, Any] = field(default_factory=dict)
-    """`piilab eval` settings (piilab.eval.run.EvalConfig fields, without `data`/`out`).
+    """`piilab eval` settings (piilab.eval.config.EvalConfig fields, without `data`/`out`).
     `models` defaults to the trained model's base (vanilla) and the trained adapter (tuned)."""
     report: dict[str, Any] = field(default_factory=dict)
     """`piilab report` settings (examples, good_fraction)."""
@@ -107,7 +107,7 @@ def _check_types(cls, section: str, values: dict[str, Any]) -> None:
 def stage_configs(exp: Experiment) -> dict[str, Any]:
     """Every stage's config object, built (and so checked) before anything runs."""
     from piilab.data.build import BuildConfig
-    from piilab.eval.run import EvalConfig, ModelUnderTest
+    from piilab.eval.config import EvalConfig, ModelUnderTest
     from piilab.train import TrainConfig
 
     unknown = sorted(set(exp.report) - {"n_examples", "good_fraction"})
@@ -139,7 +139,7 @@ def stage_configs(exp: Experiment) -> dict[str, Any]:
 
 def _model(index: int, model: Any):
     """One of `eval.models`: a ModelUnderTest, or a mapping of its fields from the YAML."""
-    from piilab.eval.run import ModelUnderTest
+    from piilab.eval.config import ModelUnderTest
 
     if isinstance(model, ModelUnderTest):
         return model
@@ -170,7 +170,7 @@ _ADDED_LATER = {"real": [], "carriers": 0}
 
 
 def _stamp(config: Any) -> Any:
-    from piilab.eval.run import saved_models
+    from piilab.eval.config import saved_models
 
     stamp = json_ready(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config)
     if isinstance(stamp, dict) and "models" in stamp:  # eval's, as earlier folders stamped it

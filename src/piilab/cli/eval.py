@@ -12,7 +12,8 @@ from piilab.cli._args import (
     int_list,
 )
 from piilab.eval import metrics
-from piilab.eval.run import EvalConfig, ModelUnderTest, evaluate
+from piilab.eval.config import EvalConfig, ModelUnderTest
+from piilab.eval.run import evaluate
 
 
 class _ModelAction(argparse.Action):

@@ -11,6 +11,7 @@ from piilab.cli._args import (
     decoding_from_args,
     int_list,
 )
+from piilab.cli.extract import DEFAULT_VALIDATORS, validators_from
 from piilab.eval import metrics
 from piilab.eval.config import EvalConfig, ModelUnderTest
 from piilab.eval.run import evaluate
@@ -66,6 +67,14 @@ def register(subparsers) -> None:
     parser.add_argument("--bleu", default="sacrebleu", choices=["sacrebleu", "nltk"])
     parser.add_argument("--bootstrap", type=int, default=0, help="resamples for 95%% intervals")
     parser.add_argument("--batch-size", type=int, default=8)
+    found = parser.add_argument_group(
+        "as extract finds PII (each PII record's output is what `piilab extract` reports for its "
+        "text; default: the model's greedy answer as written)")
+    found.add_argument("--second-look", type=float, default=0.0, metavar="P",
+                       help="extract's second look at threshold P (0: off; extract's own: 0.05)")
+    found.add_argument("--validators", default="none", metavar="MODES",
+                       help="extract's validators, comma-separated check, extend, complete (none: "
+                            f"off; extract's own: {','.join(DEFAULT_VALIDATORS)})")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace results made with other arguments in --out")
     add_decoding_args(parser)
@@ -81,6 +90,7 @@ def run(args) -> int:
         metrics=tuple(m for m in args.metrics.split(",") if m), bertscore_model=args.bertscore_model,
         bleu=args.bleu, bootstrap=args.bootstrap, seed=args.seed,
         decoding=decoding_from_args(args), constrain=not args.free_decoding,
+        second_look=args.second_look, validators=validators_from(args.validators),
         batch_size=args.batch_size,
         device=args.device, dtype=args.dtype,
     )

@@ -64,6 +64,12 @@ class EvalConfig:
     constrain: bool = True
     """Copy-constrained answers for PII records (values copied from the text, labels from the
     set; layers/constrain.py); False decodes free, as the original experiment did."""
+    second_look: float = 0.0
+    """PII records' outputs as `piilab extract` finds them, with its second look at this
+    threshold (piilab.eval.as_extract); 0: off."""
+    validators: tuple[str, ...] = ()
+    """PII records' outputs as `piilab extract` finds them, with these validators (piilab.shapes
+    modes: check, extend, complete); none: the model's answer alone."""
     batch_size: int = 8
     """Prompts decoded together."""
     device: str = "auto"
@@ -82,12 +88,32 @@ class EvalConfig:
             raise PiilabError(f"--batch-size must be at least 1, not {self.batch_size}")
         if self.bootstrap < 0:
             raise PiilabError(f"--bootstrap must be >= 0 (0: no intervals), not {self.bootstrap}")
+        self.check_extract_settings()
         runs = [replace(m, layers=None) for m in self.models]  # what names a run's outputs
         twice = [m for i, m in enumerate(self.models) if runs[i] in runs[:i]]
         if twice:
             m = twice[0]
             raise PiilabError(f"--model {m.spec}{f' --adapter {m.adapter}' if m.adapter else ''} is given twice "
                               "with the same lens: give it once (or give each its own --model-lens)")
+
+    def check_extract_settings(self) -> None:
+        """--second-look and --validators as extract takes them (a list from YAML too)."""
+        from piilab import shapes
+        from piilab.second_look import checked_threshold
+
+        self.second_look = checked_threshold(self.second_look, "--second-look")
+        self.validators = tuple(self.validators)
+        unknown = sorted(set(self.validators) - set(shapes.MODES))
+        if unknown:
+            raise PiilabError(f"--validators: unknown {', '.join(unknown)} (use {', '.join(shapes.MODES)})")
+        if self.second_look and (not self.constrain or self.decoding.get("sample")):
+            raise PiilabError("--second-look needs greedy, copy-constrained decoding: drop it, "
+                              "or --free-decoding and sampling")
+
+    @property
+    def as_extract(self) -> bool:
+        """Whether PII records are scored as `piilab extract` finds their PII."""
+        return bool(self.second_look or self.validators)
 
     def lens_of(self, model: ModelUnderTest) -> str:
         """The lens a model decodes through: its own, else the eval's."""
@@ -100,7 +126,8 @@ class EvalConfig:
 
     def identity(self) -> dict[str, Any]:
         """The settings a resumed run must share with the run that wrote the folder."""
-        same = {k: v for k, v in _jsonable(asdict(self)).items() if k not in ("out", "device")}
+        same = {k: v for k, v in _jsonable(asdict(self)).items() if k not in ("out", "device")
+                and not (k in ("second_look", "validators") and not v)}  # as before they were
         return {**same, "models": saved_models(same["models"])}
 
 

@@ -176,6 +176,7 @@ def decode_model(
 ) -> None:
     """Decode every unfinished (sample, layer) of one model, appending rows as batches finish."""
     from piilab import models
+    from piilab.eval import as_extract
     from piilab.layers import decode as engine
     from piilab.models.prompts import format_for
 
@@ -200,11 +201,23 @@ def decode_model(
     label = model_ut.spec + (f" + {Path(model_ut.adapter).name}" if model_ut.adapter else "")
     if model_ut.lens:
         label += f" [{model_ut.lens} lens]"
-    bar = tqdm(total=sum(map(len, groups.values())), desc=f"decoding {label}", unit="sample",
-               disable=not procs.main)
+    bar = tqdm(total=sum(len(pending) * len(wanted) for wanted, pending in groups.items()),
+               desc=f"decoding {label}", unit="output", disable=not procs.main)
+
+    def emit(layer: int, batch: list[dict], texts: list[str], seconds: float) -> None:
+        """Append one layer's outputs of a batch (its seconds shared among its samples)."""
+        for record, text in zip(batch, texts):
+            append_jsonl(parts[layer], {"id": record["id"], "output": text,
+                                        "reference": record["completion"],
+                                        "decode_s": round(seconds / len(batch), 6)})
+        bar.update(len(batch))
+
     for wanted, pending in groups.items():
-        for start in range(0, len(pending), config.batch_size):
-            batch = pending[start:start + config.batch_size]
+        searching = [config.as_extract and r.get("spans") is not None for r in pending]
+        searched = [r for r, yes in zip(pending, searching) if yes]
+        plain = [r for r, yes in zip(pending, searching) if not yes]
+        for start in range(0, len(plain), config.batch_size):
+            batch = plain[start:start + config.batch_size]
             prompts = [prompt_format.render(tokenizer, r["prompt"]) for r in batch]
             result = engine.generate(
                 model, tokenizer, prompts, layers=list(wanted), lens=config.lens_of(model_ut),
@@ -213,12 +226,14 @@ def decode_model(
                 return_details=True, answers=answer_rules(batch, labels, config.constrain),
             )
             for layer in wanted:
-                seconds = result.seconds[layer] / len(batch)
-                for record, text in zip(batch, result.texts[layer]):
-                    append_jsonl(parts[layer], {"id": record["id"], "output": text,
-                                                "reference": record["completion"],
-                                                "decode_s": round(seconds, 6)})
-            bar.update(len(batch))
+                emit(layer, batch, result.texts[layer], result.seconds[layer])
+        if searched:  # PII records as `piilab extract` finds their PII (eval.as_extract)
+            as_extract.decode(
+                model, tokenizer, searched, wanted, emit,
+                settings=as_extract.settings_for(config.data, labels),
+                second_look=config.second_look, validators=config.validators,
+                prompt_format=prompt_format, lens=config.lens_of(model_ut), decoding=decoding,
+                batch_size=config.batch_size, constrain=config.constrain)
     bar.close()
 
 
@@ -288,6 +303,8 @@ def score_run(
         "trained_folder": inputs["trained_folder"], "inputs_key": inputs["key"],
         "lens": config.lens_of(model_ut), "decoding": config.decoding,
         "constrained": config.constrain, "n": len(records),
+        **({"as_extract": {"second_look": config.second_look, "validators": list(config.validators)}}
+           if config.as_extract else {}),
         "scores": scores.scores, "intervals": scores.intervals, "per_label": scores.per_label,
         "counts": scores.counts, "subsets": subsets,
         "timing": {"decode_s": round(decode_s, 4), "per_sample_s": round(decode_s / len(records), 6)},
@@ -307,6 +324,11 @@ def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
         raise PiilabError(f"{config.data}: record ids are not unique")
     plan = check_layers(config)
     labels = label_set(config.data, records)
+    if config.as_extract:  # before any decoding: a test set extract would not prompt is refused
+        from piilab.eval import as_extract
+
+        as_extract.check_prompts(records, as_extract.settings_for(config.data, labels),
+                                 dataset_file(config.data, "test"))
     inputs = eval_inputs(config, plan)
     of_model = dict(zip(plan, inputs["models"]))
     run_ids = {config.run_id(m, layer, of_model[m]["key"]) for m, layers in plan.items()

@@ -5,6 +5,7 @@ import json
 import sys
 
 import pytest
+import torch
 from tiny import save_model_dir, tiny_llama
 
 import piilab.extract
@@ -632,6 +633,39 @@ def test_prepared_calls_answer_as_plain_calls_and_prepare_only_once(tokenizer, m
     assert not hasattr(model, "_piilab_prefixes") and not hasattr(model, "_piilab_linears")
     assert [answers(text) for text in texts] == want  # the model whole again
     assert len(merged) == 3 * linears and len(starts) == 3  # a call alone prepares its own
+
+
+def test_prepared_from_several_threads_is_undone_by_the_last_exit_after_the_call_in_flight(tokenizer):
+    import threading
+
+    from piilab.extract import prepared
+    from piilab.models.arch import model_lock
+
+    model = tiny_llama(tokenizer, seed=2).eval()
+    leave = [threading.Event(), threading.Event()]
+    entered = [threading.Event(), threading.Event()]
+
+    def service(k: int) -> None:
+        with prepared(model):
+            entered[k].set()
+            leave[k].wait(10)
+
+    workers = [threading.Thread(target=service, args=(k,)) for k in (0, 1)]
+    for worker, inside in zip(workers, entered):
+        worker.start()
+        assert inside.wait(10)
+    swapped = model.model.layers[0].mlp.down_proj
+    leave[0].set()
+    workers[0].join(10)
+    assert hasattr(model, "_piilab_linears") and model.model.layers[0].mlp.down_proj is swapped
+    with model_lock(model):  # a call in flight: the last exit waits for it
+        leave[1].set()
+        workers[1].join(0.5)
+        assert workers[1].is_alive() and hasattr(model, "_piilab_prefixes")
+    workers[1].join(10)
+    assert not workers[1].is_alive()
+    assert not hasattr(model, "_piilab_linears") and not hasattr(model, "_piilab_prefixes")
+    assert type(model.model.layers[0].mlp.down_proj) is torch.nn.Linear  # the model whole again
 
 
 @pytest.mark.parametrize("native,linear,device,said", [

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 from piilab import second_look as look
 from piilab.data.answer import format_answer, parse_answer
 from piilab.errors import PiilabError
-from piilab.models.arch import one_at_a_time
+from piilab.models.arch import model_lock, one_at_a_time
 from piilab.models.prompts import PromptFormat, format_for
 from piilab.pii_prompt import PromptSettings, pii_prompt, template_start, text_windows
 from piilab.pii_prompt import prompt_settings  # noqa: F401  (imported from here before it moved)
@@ -157,25 +157,44 @@ class SpeedUps:
             raise PiilabError(f"unknown linear precision {self.linear!r}: use {', '.join(PRECISIONS)}")
 
 
+PREPARED = "_piilab_prepared"
+"""A model attribute while inside `prepared`: [what restores the model, entries not yet left]."""
+
+
 @contextmanager
 def prepared(model, speedups: SpeedUps = SpeedUps()):
     """Within: `extract` calls with these speed-ups reuse what each call would prepare again: the
     linear layers' merged (or bf16) copies and the prompts' shared start, run once per exit layer.
     For a service extracting from a text or a few at a time, where that is much of a call
-    (docs/layers.md, "Extraction speed"). The weights are taken as they are on entry. Enter it
-    from one thread; calls inside may come from several, which take turns on the model."""
+    (docs/layers.md, "Extraction speed"). The weights are taken as they are on entry.
+    Any thread may enter and leave it, and calls inside may come from several, which take turns
+    on the model: the first entry prepares the model and the last exit restores it, each waiting
+    for a call in flight, so that no call finds the model half prepared."""
     from piilab.layers.linears import linears_swapped
     from piilab.layers.lookup import PREFIXES
 
-    with linears_swapped(model, speedups.linear):
-        if hasattr(model, PREFIXES):  # inside another: that one keeps them
-            yield model
-            return
-        setattr(model, PREFIXES, {})
-        try:
-            yield model
-        finally:
-            delattr(model, PREFIXES)
+    lock = model_lock(model)
+    with lock:
+        held = getattr(model, PREPARED, None)
+        if held is None:
+            restore = ExitStack()
+            restore.enter_context(linears_swapped(model, speedups.linear))
+            setattr(model, PREFIXES, {})
+            restore.callback(delattr, model, PREFIXES)
+            held = [restore, 0]
+            setattr(model, PREPARED, held)
+        else:
+            with linears_swapped(model, speedups.linear):  # the same copies, or refused
+                pass
+        held[1] += 1
+    try:
+        yield model
+    finally:
+        with lock:
+            held[1] -= 1
+            if not held[1]:
+                delattr(model, PREPARED)
+                held[0].close()
 
 
 def answer_seeds(labels: Sequence[str]) -> list[str]:

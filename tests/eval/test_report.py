@@ -52,6 +52,19 @@ def test_report_draws_charts_and_tables(tmp_path):
     assert "| m + run | 4 |" in md and "0.900 [0.800, 1.000]" in md
     assert "- m + run: layer 4" in md  # 0.5 < 0.9 * 0.9, so only the last layer qualifies
     assert "out tuned-L2 \\| pipe" in md  # example outputs, table-safe
+    assert "piilab extract" not in md
+
+
+def test_report_says_when_pii_outputs_are_what_extract_finds(tmp_path):
+    results = tmp_path / "eval"
+    make_results(results, None, tuned_model="t")
+    saved = json.loads((results / "results.json").read_text())
+    for run in saved["runs"]:
+        run["as_extract"] = {"second_look": 0.05, "validators": ["extend", "check"]}
+    (results / "results.json").write_text(json.dumps(saved))
+    assert main(["report", str(results)]) == 0
+    md = (results / "report" / "report.md").read_text()
+    assert "what `piilab extract` finds in their texts (second look 0.05, validators extend, check)" in md
 
 
 def test_models_of_other_depths_are_compared_at_shares_of_their_depth():

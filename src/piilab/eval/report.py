@@ -9,6 +9,7 @@ and quality against decoding time per layer.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import re
 from collections import defaultdict
@@ -209,6 +210,18 @@ def scores_table(groups: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def scored_as_extract(runs: list[dict[str, Any]]) -> list[str]:
+    """The report's note on runs whose PII outputs are what `piilab extract` finds (eval
+    --second-look/--validators), so that their scores are not read as greedy answers'."""
+    settings = {json.dumps(run["as_extract"], sort_keys=True) for run in runs if run.get("as_extract")}
+    if not settings:
+        return []
+    said = "; ".join(f"second look {s['second_look']}, validators {', '.join(s['validators']) or 'none'}"
+                     for s in map(json.loads, sorted(settings)))
+    return [f"PII records' outputs are what `piilab extract` finds in their texts ({said}), not "
+            "the model's answers as decoded (piilab.eval.as_extract).", ""]
+
+
 def examples(results_dir: Path, run: dict[str, Any], n: int) -> list[dict[str, Any]]:
     path = results_dir / run["outputs"]
     rows = []
@@ -284,6 +297,7 @@ def build_report(
         f"{results.get('piilab_version')}.", "",
         f"BLEU: `{results.get('metrics', {}).get('bleu_signature')}`; BERTScore encoder: "
         f"`{results.get('metrics', {}).get('bertscore_model')}`.", "",
+        *scored_as_extract(runs),
         "## Scores", "", scores_table(groups), "",
         f"## Earliest layer within {good_fraction:.0%} of the last layer's {quality}", "",
     ]

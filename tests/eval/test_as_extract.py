@@ -116,3 +116,21 @@ def test_eval_settings_without_the_options_are_those_of_earlier_folders():
     assert not {"second_look", "validators"} & set(plain.identity())
     found = EvalConfig(models=[{"spec": "m"}], data="d", out="o", second_look=0.1, validators=["check"])
     assert found.identity()["second_look"] == 0.1 and found.identity()["validators"] == ["check"]
+
+
+def test_second_look_auto_is_each_models_own_threshold(tmp_path, tiny_llama_dir, data_dir, capsys):
+    from piilab.eval.as_extract import threshold_of
+    from piilab.second_look import THRESHOLD, save_threshold
+
+    save_threshold(tmp_path, 0.2)
+    assert threshold_of("auto", tmp_path) == 0.2  # the adapter's extract_defaults.json
+    assert threshold_of("auto", None) == THRESHOLD and threshold_of(0.1, tmp_path) == 0.1
+    assert EvalConfig(models=[{"spec": "m"}], data="d", out="o", second_look="auto").as_extract
+    with pytest.raises(SystemExit):  # argparse's usage error
+        main(eval_args(tiny_llama_dir, data_dir, tmp_path / "e", "--second-look", "some"))
+    assert "--second-look: a probability or auto, not 'some'" in capsys.readouterr().err
+    out = tmp_path / "auto"
+    assert main(eval_args(tiny_llama_dir, data_dir, out, "--second-look", "auto")) == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert {run["as_extract"]["second_look"] for run in runs} == {THRESHOLD}  # a model of no adapter
+    assert json.loads((out / "eval_config.json").read_text())["second_look"] == "auto"

@@ -70,8 +70,10 @@ def register(subparsers) -> None:
     found = parser.add_argument_group(
         "as extract finds PII (each PII record's output is what `piilab extract` reports for its "
         "text; default: the model's greedy answer as written)")
-    found.add_argument("--second-look", type=float, default=0.0, metavar="P",
-                       help="extract's second look at threshold P (0: off; extract's own: 0.05)")
+    found.add_argument("--second-look", type=threshold_or_auto, default=0.0, metavar="P",
+                       help="extract's second look at threshold P; auto: each model's own, as "
+                            "extract takes it (its adapter's extract_defaults.json, else 0.05); "
+                            "0: off")
     found.add_argument("--validators", default="none", metavar="MODES",
                        help="extract's validators, comma-separated check, extend, complete (none: "
                             f"off; extract's own: {','.join(DEFAULT_VALIDATORS)})")
@@ -81,6 +83,16 @@ def register(subparsers) -> None:
     add_free_decoding_arg(parser)
     add_runtime_args(parser)
     parser.set_defaults(func=run)
+
+
+def threshold_or_auto(value: str) -> float | str:
+    """--second-look: a number, or "auto" (each model's own threshold)."""
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a probability or auto, not {value!r}") from None
 
 
 def run(args) -> int:

@@ -29,6 +29,14 @@ def settings_for(data: str | Path, labels: Sequence[str]) -> PromptSettings:
     return replace(data_settings(Path(data)), labels=tuple(labels))
 
 
+def threshold_of(second_look: float | str, trained_folder: str | Path | None) -> float:
+    """The second look's threshold for one model: the one given, or with "auto" the model's own
+    (its adapter's extract_defaults.json, else piilab's default), as `piilab extract` takes it."""
+    from piilab.second_look import threshold_for
+
+    return threshold_for(trained_folder)[0] if second_look == "auto" else float(second_look)
+
+
 def check_prompts(records: list[dict], settings: PromptSettings, path: str | Path) -> None:
     """Refuse a PII record whose prompt is not the one extract writes for its text."""
     from piilab.data.instruct import get_style

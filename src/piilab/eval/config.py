@@ -64,9 +64,9 @@ class EvalConfig:
     constrain: bool = True
     """Copy-constrained answers for PII records (values copied from the text, labels from the
     set; layers/constrain.py); False decodes free, as the original experiment did."""
-    second_look: float = 0.0
+    second_look: float | str = 0.0
     """PII records' outputs as `piilab extract` finds them, with its second look at this
-    threshold (piilab.eval.as_extract); 0: off."""
+    threshold (piilab.eval.as_extract); "auto": each model's own, as extract takes it; 0: off."""
     validators: tuple[str, ...] = ()
     """PII records' outputs as `piilab extract` finds them, with these validators (piilab.shapes
     modes: check, extend, complete); none: the model's answer alone."""
@@ -101,7 +101,8 @@ class EvalConfig:
         from piilab import shapes
         from piilab.second_look import checked_threshold
 
-        self.second_look = checked_threshold(self.second_look, "--second-look")
+        if self.second_look != "auto":
+            self.second_look = checked_threshold(self.second_look, "--second-look")
         self.validators = tuple(self.validators)
         unknown = sorted(set(self.validators) - set(shapes.MODES))
         if unknown:

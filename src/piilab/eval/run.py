@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from piilab import __version__
 from piilab.data.dataset import dataset_file, read_records
 from piilab.errors import PiilabError
-from piilab.eval import metrics
+from piilab.eval import as_extract, metrics
 from piilab.eval.config import EvalConfig, ModelUnderTest
 from piilab.eval.inputs import (
     changed_inputs,
@@ -176,7 +176,6 @@ def decode_model(
 ) -> None:
     """Decode every unfinished (sample, layer) of one model, appending rows as batches finish."""
     from piilab import models
-    from piilab.eval import as_extract
     from piilab.layers import decode as engine
     from piilab.models.prompts import format_for
 
@@ -196,7 +195,8 @@ def decode_model(
         return
     model, tokenizer = models.load_model(model_ut.spec, model_ut.adapter, device=config.device,
                                          dtype=config.dtype)
-    prompt_format = format_for(tokenizer, models.trained_folder(model_ut.spec, model_ut.adapter))
+    trained_folder = models.trained_folder(model_ut.spec, model_ut.adapter)
+    prompt_format = format_for(tokenizer, trained_folder)
     decoding = engine.Decoding(**config.decoding)
     label = model_ut.spec + (f" + {Path(model_ut.adapter).name}" if model_ut.adapter else "")
     if model_ut.lens:
@@ -231,7 +231,8 @@ def decode_model(
             as_extract.decode(
                 model, tokenizer, searched, wanted, emit,
                 settings=as_extract.settings_for(config.data, labels),
-                second_look=config.second_look, validators=config.validators,
+                second_look=as_extract.threshold_of(config.second_look, trained_folder),
+                validators=config.validators,
                 prompt_format=prompt_format, lens=config.lens_of(model_ut), decoding=decoding,
                 batch_size=config.batch_size, constrain=config.constrain)
     bar.close()
@@ -298,13 +299,15 @@ def score_run(
                             bleu=config.bleu, label_set=labels).scores | {"n": len(chosen)}
         for name, chosen in template_subsets(records).items()
     }
+    found_as = {"as_extract": {  # the threshold this model's runs used, "auto" resolved
+        "second_look": as_extract.threshold_of(config.second_look, inputs["trained_folder"]),
+        "validators": list(config.validators)}} if config.as_extract else {}
     return {
         "id": rid, "model": model_ut.spec, "adapter": model_ut.adapter, "layer": layer,
         "trained_folder": inputs["trained_folder"], "inputs_key": inputs["key"],
         "lens": config.lens_of(model_ut), "decoding": config.decoding,
         "constrained": config.constrain, "n": len(records),
-        **({"as_extract": {"second_look": config.second_look, "validators": list(config.validators)}}
-           if config.as_extract else {}),
+        **found_as,
         "scores": scores.scores, "intervals": scores.intervals, "per_label": scores.per_label,
         "counts": scores.counts, "subsets": subsets,
         "timing": {"decode_s": round(decode_s, 4), "per_sample_s": round(decode_s / len(records), 6)},
@@ -325,8 +328,6 @@ def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
     plan = check_layers(config)
     labels = label_set(config.data, records)
     if config.as_extract:  # before any decoding: a test set extract would not prompt is refused
-        from piilab.eval import as_extract
-
         as_extract.check_prompts(records, as_extract.settings_for(config.data, labels),
                                  dataset_file(config.data, "test"))
     inputs = eval_inputs(config, plan)

@@ -32,14 +32,7 @@ from pathlib import Path
 
 from piilab.data.sources import SourceSpec
 from piilab.errors import PiilabError
-from piilab.eval.span_scores import (
-    SpanPred,
-    Tally,
-    drop_nested,
-    exact_tally,
-    map_presidio,
-    token_tally,
-)
+from piilab.eval.span_scores import SpanPred, map_presidio, score_texts, summary
 from piilab.io import append_jsonl, iter_jsonl, write_json
 from piilab.second_look import THRESHOLD as SECOND_LOOK
 from piilab.second_look import threshold_for
@@ -207,48 +200,6 @@ def run_system(name: str, make_predictor, records: list[dict], out_dir: Path | N
 # ------------------------------------------------------------------ scoring
 
 
-def score(records: list[dict], predictions: dict[str, dict]) -> dict:
-    """Exact and token tallies per source and overall, items per 100 PII-free texts, texts/s."""
-    by_source: dict[str, dict[str, Tally]] = defaultdict(lambda: {"exact": Tally(), "token": Tally()})
-    free_items = free_texts = 0
-    outside = 0
-    seconds = 0.0
-    for record in records:
-        row = predictions[record["id"]]
-        gold = [SpanPred(s["start"], s["end"], s["label"]) for s in record["spans"]]
-        pred = drop_nested(SpanPred(*s) for s in row["spans"])
-        outside += sum(s.label not in LABELS for s in pred)
-        seconds += row["seconds"]
-        for key in (record["source"], "all"):
-            by_source[key]["exact"].add(exact_tally(gold, pred))
-            by_source[key]["token"].add(token_tally(record["text"], gold, pred))
-        if not gold:
-            free_texts += 1
-            # items, not spans: one value named twice in a text is one false alarm
-            free_items += len({(record["text"][s.start:s.end], s.label) for s in pred})
-    return {
-        "sources": by_source,
-        "fp_per_100_free": 100 * free_items / free_texts if free_texts else 0.0,
-        "free_texts": free_texts,
-        "outside_label_set": outside,
-        "texts_per_s": len(records) / seconds if seconds else float("inf"),
-    }
-
-
-def summary(scores: dict) -> dict:
-    """The JSON-ready form of `score`'s result."""
-    def tally_dict(tally: Tally) -> dict:
-        out = {"micro": dict(zip("prf", tally.prf())),
-               "tp": sum(tally.tp.values()), "pred": sum(tally.pred.values()), "gold": sum(tally.gold.values())}
-        out["per_label"] = {label: dict(zip("prf", tally.prf(label)), gold=tally.gold[label])
-                            for label in sorted(set(tally.gold) | set(tally.pred))}
-        return out
-
-    return {**{k: v for k, v in scores.items() if k != "sources"},
-            "sources": {src: {kind: tally_dict(t) for kind, t in pair.items()}
-                        for src, pair in scores["sources"].items()}}
-
-
 def print_tables(results: dict[str, dict], records: list[dict], out=sys.stdout) -> None:
     """Side-by-side tables: overall, per source, per label (recall and F1), noise and speed."""
     systems = list(results)
@@ -292,7 +243,8 @@ def print_tables(results: dict[str, dict], records: list[dict], out=sys.stdout) 
     for s in systems:
         res = results[s]
         row([s, f"{res['fp_per_100_free']:.1f} (n={res['free_texts']})",
-             str(res["outside_label_set"]), f"{res['texts_per_s']:.2f}"])
+             str(res["outside_label_set"]),
+             "–" if res["texts_per_s"] is None else f"{res['texts_per_s']:.2f}"])
 
 
 # ------------------------------------------------------------------ model and validators
@@ -408,10 +360,10 @@ def main(argv: list[str] | None = None) -> int:
                            not args.free_decoding, args.linear, args.eos_weight, args.second_look)
             label = "piilab"
         predictions = run_system(name, make, records, args.out)
-        results[label] = score(records, predictions)
+        results[label] = score_texts(records, predictions, LABELS)
         if name == "piilab":
             variants = {"piilab alone": results[label]} | {
-                "piilab + " + "+".join(modes): score(records, with_validators(records, predictions, modes))
+                "piilab + " + "+".join(modes): score_texts(records, with_validators(records, predictions, modes), LABELS)
                 for modes in VALIDATOR_VARIANTS}
     print_tables(results, records)
     if "piilab" in systems:

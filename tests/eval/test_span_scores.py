@@ -17,6 +17,7 @@ from piilab.eval.span_scores import (
     exact_tally,
     map_presidio,
     prf,
+    score_texts,
     token_tags,
     token_tally,
     tokens,
@@ -135,7 +136,7 @@ def test_benchmark_score_counts_false_alarms_in_pii_free_texts(bench):
         "b": {"spans": [[0, 6, "NAME"], [22, 28, "NAME"], [7, 9, "SSN"]], "seconds": 0.5},
         "c": {"spans": [], "seconds": 1.0},
     }
-    scores = bench.score(records, predictions)
+    scores = score_texts(records, predictions, bench.LABELS)
     # text b: "Python" twice is one item, "is" as SSN another -> 2 items over 2 PII-free texts
     assert scores["fp_per_100_free"] == 100.0
     assert scores["outside_label_set"] == 1
@@ -210,7 +211,7 @@ def test_benchmark_tables_show_pii_free_sources_as_counts(bench):
     predictions = {"a": {"spans": [[5, 13, "NAME"]], "seconds": 1.0},
                    "b": {"spans": [[0, 6, "NAME"]], "seconds": 1.0}}
     out = io.StringIO()
-    bench.print_tables({"piilab": bench.score(records, predictions)}, records, out=out)
+    bench.print_tables({"piilab": score_texts(records, predictions, bench.LABELS)}, records, out=out)
     table = out.getvalue()
     assert "| docs | 1 | no PII; 1 spans predicted | no PII; 1 tokens predicted |" in table
     assert "| hand | 1 | 1.00 / 1.00 / 1.00 | 1.00 / 1.00 / 1.00 |" in table
@@ -230,7 +231,7 @@ def test_benchmark_scores_the_model_with_validators_on_the_same_answers(bench):
     assert bench.with_validators(records, cut, ["check"])["a"]["spans"] == []
     both = bench.with_validators(records, cut, ["extend", "complete"])
     assert both["a"]["spans"] == [[9, 29, "EMAIL"], [36, 55, "ID_NUM"]]
-    variants = {"alone": bench.score(records, cut), "all": bench.score(records, both)}
+    variants = {"alone": score_texts(records, cut, bench.LABELS), "all": score_texts(records, both, bench.LABELS)}
     out = io.StringIO()
     bench.print_validator_table(variants, out=out)
     assert "| alone | 0.00/0.00/0.00 |" in out.getvalue()

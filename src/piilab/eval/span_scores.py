@@ -1,12 +1,13 @@
 """Character-span scores for PII found in raw text: exact-match and token-level P/R/F1, per label.
 
-Used by benchmarks/real_text.py to score piilab and Presidio with one scorer (docs/evaluation.md).
+Used by `piilab score` and benchmarks/real_text.py, so piilab and Presidio are scored alike
+(docs/evaluation.md).
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -133,3 +134,46 @@ def token_tally(text: str, gold: Sequence[SpanPred], pred: Sequence[SpanPred]) -
         if g == p != "O":
             tally.tp[g] += 1
     return tally
+
+
+def score_texts(records: Sequence[dict], predictions: dict, labels: Sequence[str]) -> dict:
+    """Exact and token tallies per source and over "all", items per 100 PII-free texts, spans
+    with a label outside `labels`, and texts/s. `records`: {id, source, text, spans: [{start,
+    end, label}]}; `predictions`: per id, {spans: [[start, end, label], ...], seconds (optional)}."""
+    by_source: dict[str, dict[str, Tally]] = defaultdict(lambda: {"exact": Tally(), "token": Tally()})
+    free_items = free_texts = outside = 0
+    seconds = 0.0
+    for record in records:
+        row = predictions[record["id"]]
+        gold = [SpanPred(s["start"], s["end"], s["label"]) for s in record["spans"]]
+        pred = drop_nested(SpanPred(*s) for s in row["spans"])
+        outside += sum(s.label not in labels for s in pred)
+        seconds += row.get("seconds", 0.0)
+        for key in (record["source"], "all"):
+            by_source[key]["exact"].add(exact_tally(gold, pred))
+            by_source[key]["token"].add(token_tally(record["text"], gold, pred))
+        if not gold:
+            free_texts += 1
+            # items, not spans: one value named twice in a text is one false alarm
+            free_items += len({(record["text"][s.start:s.end], s.label) for s in pred})
+    return {
+        "sources": by_source,
+        "fp_per_100_free": 100 * free_items / free_texts if free_texts else 0.0,
+        "free_texts": free_texts,
+        "outside_label_set": outside,
+        "texts_per_s": len(records) / seconds if seconds else None,
+    }
+
+
+def summary(scores: dict) -> dict:
+    """The JSON-ready form of `score_texts`'s result."""
+    def tally_dict(tally: Tally) -> dict:
+        out = {"micro": dict(zip("prf", tally.prf())),
+               "tp": sum(tally.tp.values()), "pred": sum(tally.pred.values()), "gold": sum(tally.gold.values())}
+        out["per_label"] = {label: dict(zip("prf", tally.prf(label)), gold=tally.gold[label])
+                            for label in sorted(set(tally.gold) | set(tally.pred))}
+        return out
+
+    return {**{k: v for k, v in scores.items() if k != "sources"},
+            "sources": {src: {kind: tally_dict(t) for kind, t in pair.items()}
+                        for src, pair in scores["sources"].items()}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -140,6 +141,24 @@ def append_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
         handle.writelines(line + "\n" for line in lines)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+# ---------------------------------------------------------------- resumable outputs
+
+
+def id_key(id_) -> str:
+    """An id as resuming compares it: its JSON (so 7 and "7" stay apart, and any JSON value works)."""
+    return json.dumps(id_, sort_keys=True, ensure_ascii=False)
+
+
+DIGEST = "input_digest"
+"""An output row's digest of the input row it was made from (row_digest)."""
+
+
+def row_digest(value: str) -> str:
+    """The first 16 hex digits of the SHA-256 of an input row's text or prompt (UTF-8): enough
+    to tell an edited row, and the output holds a hash, not the text."""
+    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def done_ids(path: Path, key: Callable[[dict], Any] = lambda row: row["id"]) -> set:

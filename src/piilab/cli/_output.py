@@ -3,7 +3,8 @@
 Rows are appended a round at a time and flushed to disk; a line torn by a kill is cut off and
 done again (piilab.io.written_rows). The settings that decide the rows are written first to
 OUTPUT.settings.json, and a rerun with other settings is refused, so a file never mixes rows of
-two runs. Each row carries a digest of the input it was made from (its text or prompt): a rerun
+two runs. Each row carries a digest of the input it was made from (its text or prompt;
+piilab.io.row_digest): a rerun
 does again the rows whose input was edited since, does the new ones, and keeps the rest.
 """
 
@@ -15,13 +16,9 @@ import logging
 from pathlib import Path
 
 from piilab.errors import PiilabError
+from piilab.io import DIGEST, id_key
 
 log = logging.getLogger(__name__)
-
-
-def id_key(id_) -> str:
-    """An id as resuming compares it: its JSON (so 7 and "7" stay apart, and any JSON value works)."""
-    return json.dumps(id_, sort_keys=True, ensure_ascii=False)
 
 
 def unique_ids(path: str, ids: list) -> None:
@@ -44,16 +41,6 @@ def model_files(spec: str, adapter: str | None, lens: str) -> str:
     from piilab.eval.inputs import digest, model_fingerprint
 
     return digest(model_fingerprint(spec, adapter, lens))
-
-
-DIGEST = "input_digest"
-"""An output row's digest of the input row it was made from (row_digest)."""
-
-
-def row_digest(value: str) -> str:
-    """The first 16 hex digits of the SHA-256 of an input row's text or prompt (UTF-8): enough
-    to tell an edited row, and the output holds a hash, not the text."""
-    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 CONTENTS = "input_contents"

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from piilab.cli._args import add_decoding_args, add_free_decoding_arg, decoding_from
 from piilab.cli._input import string_rows
-from piilab.cli._output import DIGEST, id_key, model_files, resumed, row_digest, unique_ids, where
+from piilab.cli._output import model_files, resumed, unique_ids, where
 from piilab.cli.generate import add_model_args
 from piilab.errors import PiilabError
+from piilab.io import DIGEST, append_lines, id_key, row_digest
 from piilab.models.loading import DEFAULT_MODEL
 from piilab.models.shipped import SHIPPED_DEFAULT
 from piilab.second_look import THRESHOLD as SECOND_LOOK
@@ -165,7 +166,6 @@ def run(args) -> int:
 
     from piilab.extract import BATCH_SIZE, SpeedUps, extract, prepared
     from piilab.pii_prompt import prompt_settings
-    from piilab.io import append_lines
     from piilab.models import load_model, trained_folder
     from piilab.models.prompts import format_for
 

@@ -101,8 +101,8 @@ def run(args) -> int:
     from pathlib import Path
 
     from piilab.cli._input import string_rows
-    from piilab.cli._output import DIGEST, id_key, model_files, resumed, row_digest, unique_ids, where
-    from piilab.io import append_lines, check_output_file
+    from piilab.cli._output import model_files, resumed, unique_ids, where
+    from piilab.io import DIGEST, append_lines, check_output_file, id_key, row_digest
     from piilab.layers.decode import generate
     from piilab.models import arch, load_model
 

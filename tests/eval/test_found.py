@@ -1,0 +1,79 @@
+"""`piilab score`: an `extract --output` file scored against the labelled data it came from."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers import one_line_error
+
+import piilab.extract
+from piilab.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ANSWER = "Jane Doe (NAME)\njane@x.org (EMAIL)"  # the model's answer to every text
+
+
+def span(text: str, value: str, label: str) -> dict:
+    start = text.index(value)
+    return {"start": start, "end": start + len(value), "label": label, "value": value}
+
+
+def labelled(texts: dict[str, tuple[str, list]]) -> list[dict]:
+    return [{"id": key, "text": text, "spans": [span(text, v, label) for v, label in items]}
+            for key, (text, items) in texts.items()]
+
+
+DOCS = {
+    "a": ("Jane Doe wrote to jane@x.org.", [("Jane Doe", "NAME"), ("jane@x.org", "EMAIL")]),
+    "b": ("Ask Jane Doe nothing.", []),  # the gold says no PII: the name is a false alarm
+    "c": ("Call Jane Doe on 555-0100.", [("Jane Doe", "NAME"), ("555-0100", "PHONE_NUM")]),
+}
+
+
+@pytest.fixture
+def extracted(tiny_llama_dir, tmp_path, monkeypatch):
+    """(gold file, found file): the docs searched by `piilab extract -o` with a fixed answer."""
+    monkeypatch.setattr(piilab.extract, "decode_answers",
+                        lambda model, tokenizer, prompts, layer, **kw: ([ANSWER] * len(prompts), []))
+    gold, found = tmp_path / "gold.jsonl", tmp_path / "found.jsonl"
+    gold.write_text("".join(json.dumps(r) + "\n" for r in labelled(DOCS)))
+    assert main(["extract", "--model", str(tiny_llama_dir), "--input", f"spans:{gold}", "-o", str(found),
+                 "--validators", "none", "--second-look", "0", "--device", "cpu"]) == 0
+    return gold, found
+
+
+def test_score_counts_what_extract_found_by_span_and_label(extracted, tmp_path, capsys):
+    gold, found = extracted
+    capsys.readouterr()
+    assert main(["score", str(found), "--gold", f"spans:{gold}", "--out", str(tmp_path / "s.json")]) == 0
+    table = capsys.readouterr().out
+    # gold: 4 items; found: Jane Doe in all three texts and the e-mail in a (c's is invented)
+    assert "| all | 3 | 0.750 / 0.750 / 0.750 |" in table
+    assert "| NAME | 2 | 0.667 / 1.000 / 0.800 |" in table and "| PHONE_NUM | 1 | 0.000 / 0.000 / 0.000 |" in table
+    assert "100.0 items per 100 PII-free texts (n=1)" in table
+    assert main(["score", str(found), "--gold", f"spans:{gold}", "--labels", "NAME,EMAIL,PHONE_NUM,ID_NUM"]) == 0
+    assert "| ID_NUM | 0 | no PII; 0 spans found |" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "s.json").read_text())
+    exact = saved["sources"]["all"]["exact"]
+    assert (exact["tp"], exact["pred"], exact["gold"]) == (3, 4, 4)
+    assert saved["documents"] == 3 and saved["without_row"] == 0
+
+
+def test_score_refuses_a_row_found_in_another_text_and_counts_unmatched_documents(
+        extracted, tmp_path, capsys, caplog):
+    gold, found = extracted
+    docs = {**DOCS, "d": ("Mail ann@y.org.", [("ann@y.org", "EMAIL")])}
+    gold.write_text("".join(json.dumps(r) + "\n" for r in labelled(docs)))
+    assert main(["score", str(found), "--gold", f"spans:{gold}", "--out", str(tmp_path / "s.json")]) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["without_row"] == 1  # d: not scored
+    assert "1 labelled documents have no row (not scored)" in caplog.text
+    docs["c"] = ("Call Jane Doe on 555-0199.", [("Jane Doe", "NAME"), ("555-0199", "PHONE_NUM")])
+    gold.write_text("".join(json.dumps(r) + "\n" for r in labelled(docs)))
+    one_line_error(capsys, ["score", str(found), "--gold", f"spans:{gold}"],
+                   'line 3: the row for "c" was found in another text than the labelled document')
+    redacted = tmp_path / "redacted.jsonl"
+    redacted.write_text(json.dumps({"id": "a", "redacted": "[NAME] wrote"}) + "\n")
+    one_line_error(capsys, ["score", str(redacted), "--gold", f"spans:{gold}"],
+                   "line 1: not a row of `piilab extract --output` with 'id' and 'items'")

@@ -116,6 +116,8 @@ def test_eval_settings_without_the_options_are_those_of_earlier_folders():
     assert not {"second_look", "validators"} & set(plain.identity())
     found = EvalConfig(models=[{"spec": "m"}], data="d", out="o", second_look=0.1, validators=["check"])
     assert found.identity()["second_look"] == 0.1 and found.identity()["validators"] == ["check"]
+    spelled = EvalConfig(models=[{"spec": "m"}], data="d", out="o", validators="extend, check")
+    assert spelled.validators == ("extend", "check")  # as an experiment file may write them
 
 
 def test_second_look_auto_is_each_models_own_threshold(tmp_path, tiny_llama_dir, data_dir, capsys):

@@ -71,20 +71,14 @@ def load_labelled(sources: list[str], crosswalk: str | None,
     """Records in the dev set's shape from labelled files in any format piilab reads (--source),
     streamed (so --limit keeps only what it takes), then the count of what each format kept and
     left out."""
-    from piilab.data.labelled import labelled_documents
+    from piilab.data.labelled import labelled_documents, log_kept, scoring_record
 
     tallies: dict = {}  # per format, what its files gave (piilab.data.sources.base.Tally)
     seen: dict[str, int] = defaultdict(int)
     for doc in labelled_documents(sources, tallies, crosswalk=crosswalk, languages=languages):
         seen[doc.id] += 1  # predictions are kept by id: a repeated one gets its count, "id~2"
-        yield {"id": doc.id if seen[doc.id] == 1 else f"{doc.id}~{seen[doc.id]}",
-               "source": doc.source, "text": doc.text,
-               "spans": [{"start": s.start, "end": s.end, "label": s.label, "value": s.value}
-                         for s in doc.spans]}
-    for name, tally in tallies.items():
-        left_out = ", ".join(f"{n} {reason}" for reason, n in tally.skipped.most_common())
-        log.info("%s: %d documents read, %d to score%s", name, tally.read, tally.written,
-                 f"; left out: {left_out}" if left_out else "")
+        yield scoring_record(doc, doc.id if seen[doc.id] == 1 else f"{doc.id}~{seen[doc.id]}")
+    log_kept(tallies)
     if not seen:
         raise PiilabError(f"--source {' '.join(sources)}: no labelled documents to score")
 

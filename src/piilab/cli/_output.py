@@ -4,8 +4,8 @@ Rows are appended a round at a time and flushed to disk; a line torn by a kill i
 done again (piilab.io.written_rows). The settings that decide the rows are written first to
 OUTPUT.settings.json, and a rerun with other settings is refused, so a file never mixes rows of
 two runs. Each row carries a digest of the input it was made from (its text or prompt;
-piilab.io.row_digest): a rerun
-does again the rows whose input was edited since, does the new ones, and keeps the rest.
+piilab.io.row_digest): a rerun does again the rows whose input was edited since, does the new
+ones, and keeps the rest.
 """
 
 from __future__ import annotations

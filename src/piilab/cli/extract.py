@@ -165,9 +165,9 @@ def run(args) -> int:
     from functools import partial
 
     from piilab.extract import BATCH_SIZE, SpeedUps, extract, prepared
-    from piilab.pii_prompt import prompt_settings
     from piilab.models import load_model, trained_folder
     from piilab.models.prompts import format_for
+    from piilab.pii_prompt import prompt_settings
 
     if args.output and not (args.input or "").endswith(".jsonl") and not dataset(args.input):
         raise PiilabError("--output resumes the rows of a .jsonl or FORMAT:PATH --input: give "

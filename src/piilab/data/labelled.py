@@ -8,6 +8,7 @@ here has the gold items a built record of it would have.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 
 from piilab.data.labels import UNKNOWN, Crosswalk, apply_crosswalk, load_crosswalk, resolve_labels
@@ -16,6 +17,8 @@ from piilab.data.sources import SourceSpec, read_documents
 from piilab.data.sources.ai4privacy import normalize_language
 from piilab.data.sources.base import Tally
 from piilab.errors import PiilabError
+
+log = logging.getLogger(__name__)
 
 
 def canonical_spans(tally: Tally, doc: Document, crosswalk: Crosswalk,
@@ -76,3 +79,19 @@ def labelled_documents(sources: Iterable[str | SourceSpec], tallies: dict[str, T
             if spans is not None:
                 tally.written += 1
                 yield Document.trusted(doc.id, doc.text, spans, doc.source, doc.meta)
+
+
+def scoring_record(doc: Document, id_: str | None = None) -> dict:
+    """`doc` as the span scorer reads it (piilab.eval.span_scores.score_texts), under `id_` if
+    given: id, source, text and its spans."""
+    return {"id": doc.id if id_ is None else id_, "source": doc.source, "text": doc.text,
+            "spans": [{"start": s.start, "end": s.end, "label": s.label, "value": s.value}
+                      for s in doc.spans]}
+
+
+def log_kept(tallies: dict[str, Tally]) -> None:
+    """What each format's files gave to score, and what was left out, by reason."""
+    for name, tally in tallies.items():
+        left_out = ", ".join(f"{n} {reason}" for reason, n in tally.skipped.most_common())
+        log.info("%s: %d documents read, %d to score%s", name, tally.read, tally.written,
+                 f"; left out: {left_out}" if left_out else "")

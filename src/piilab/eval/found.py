@@ -51,7 +51,7 @@ def score_found(found: str | Path, gold: Sequence[str], *, labels: Sequence[str]
                 crosswalk: str | None = None, languages: Sequence[str] | None = None) -> dict:
     """Scores of the found file against the labelled documents of `gold` (FORMAT:PATH specs):
     span_scores.score_texts's, with `documents` (scored), `without_row` and `without_document`."""
-    from piilab.data.labelled import labelled_documents
+    from piilab.data.labelled import labelled_documents, log_kept, scoring_record
     from piilab.eval.span_scores import score_texts
 
     found = Path(found)
@@ -72,12 +72,8 @@ def score_found(found: str | Path, gold: Sequence[str], *, labels: Sequence[str]
         if row["digest"] is not None and row["digest"] != row_digest(doc.text):
             raise PiilabError(f"{found}: line {row['line']}: the row for {key} was found in "
                               "another text than the labelled document's (its input_digest differs)")
-        records.append({"id": key, "source": doc.source, "text": doc.text,
-                         "spans": [{"start": s.start, "end": s.end, "label": s.label} for s in doc.spans]})
-    for name, tally in tallies.items():
-        left_out = ", ".join(f"{n} {reason}" for reason, n in tally.skipped.most_common())
-        log.info("%s: %d documents read, %d to score%s", name, tally.read, tally.written,
-                 f"; left out: {left_out}" if left_out else "")
+        records.append(scoring_record(doc, key))
+    log_kept(tallies)
     if not records:
         raise PiilabError(f"{found}: none of its rows has a labelled document in {' '.join(gold)} "
                           "(are they the same data?)")

@@ -212,6 +212,7 @@ def decode_model(
                                         "decode_s": round(seconds / len(batch), 6)})
         bar.update(len(batch))
 
+    settings = as_extract.settings_for(config.data, labels) if config.as_extract else None
     for wanted, pending in groups.items():
         searching = [config.as_extract and r.get("spans") is not None for r in pending]
         searched = [r for r, yes in zip(pending, searching) if yes]
@@ -230,7 +231,7 @@ def decode_model(
         if searched:  # PII records as `piilab extract` finds their PII (eval.as_extract)
             as_extract.decode(
                 model, tokenizer, searched, wanted, emit,
-                settings=as_extract.settings_for(config.data, labels),
+                settings=settings,
                 second_look=as_extract.threshold_of(config.second_look, trained_folder),
                 validators=config.validators,
                 prompt_format=prompt_format, lens=config.lens_of(model_ut), decoding=decoding,

@@ -264,6 +264,9 @@ def test_the_same_model_twice_is_refused(user, capsys, tiny_llama_dir, monkeypat
     (["eval", "--model", "m", "--data", "spans.jsonl", "--out", "e", "--limit", "0"], "--limit must be at least 1"),
     (["extract", "--model", "existing"], "give a TEXT or --input FILE"),
     (["extract", "--model", "existing", "--input", "missing.txt"], "missing.txt: cannot read"),
+    (["extract", "--model", "existing", "caf\udce9 Jane"], "TEXT is not UTF-8 text"),
+    (["extract", "--model", "existing", "--labels", " , ", "Jane"], "--labels ' , ': the label set is empty"),
+    (["generate", "--model", "existing", "--prompt", "caf\udce9"], "--prompt is not UTF-8 text"),
 ])
 def test_more_bad_input(user, capsys, monkeypatch, argv, message):
     refuse_loading(monkeypatch)

@@ -65,6 +65,20 @@ def test_redaction_never_masks_inside_other_words():
     assert Extraction(text, 1, [], placed, []).redacted() == "[NAME] filed the Annual report for Hanna."
 
 
+def test_redaction_masks_all_of_crossing_spans():
+    text = "Contact Maria Lopez Street 5 today"
+    items = [{"value": "Maria Lopez", "label": "NAME", "spans": [{"start": 8, "end": 19}]},
+             {"value": "Lopez Street 5", "label": "STREET_ADDRESS", "spans": [{"start": 14, "end": 28}]}]
+    assert Extraction(text, 1, [], items).redacted() == "Contact [NAME][STREET_ADDRESS] today"
+
+
+def test_locate_keeps_combining_marks_with_their_letters():
+    text = "Ask Jose\u0301 Garci\u0301a or Jose about it"  # "José García", decomposed
+    assert locate(text, "Jose") == [(text.rindex("Jose"), text.rindex("Jose") + 4)]
+    assert locate(text, "Jose\u0301 Garci\u0301a") == [(4, 17)]
+    assert locate("Ask Jose\u0301s", "Jose\u0301") == []  # inside a longer word
+
+
 def test_place_keeps_answer_order_and_sets_invented_values_apart():
     placed, invented = place(TEXT, [("Jane Doe", "NAME"), ("John Roe", "NAME"), ("Jane Doe", "NAME"),
                                     ("Omar", "NAME")])
@@ -168,6 +182,32 @@ def test_cli_redacts_texts_from_a_jsonl_file(fixed_answer, tiny_llama_dir, tmp_p
     assert [r["id"] for r in rows] == ["x", 1]
     assert rows[0]["redacted"].startswith("[NAME] ([EMAIL]) met Omar at [STREET_ADDRESS].")
     assert rows[1]["redacted"] == "Omar"
+
+
+def test_cli_offsets_and_redaction_keep_a_text_files_crlf_line_ends(fixed_answer, tiny_llama_dir,
+                                                                      tmp_path, capsys):
+    raw = (TEXT + "\nRegards,\nJane Doe\n").replace("\n", "\r\n")
+    path = tmp_path / "letter.txt"
+    path.write_bytes(raw.encode())
+    assert main(["extract", "--model", str(tiny_llama_dir), "--input", str(path), "--device", "cpu"]) == 0
+    items = json.loads(capsys.readouterr().out)["items"]
+    phone = next(item for item in items if item["label"] == "PHONE_NUM")
+    assert [raw[s["start"]:s["end"]] for s in phone["spans"]] == ["+1 555 010 2000"]
+    assert main(["extract", "--model", str(tiny_llama_dir), "--input", str(path), "--redact",
+                 "--device", "cpu"]) == 0
+    assert capsys.readouterr().out == ("[NAME] ([EMAIL]) met Omar at [STREET_ADDRESS]. Later [NAME] "
+                                       "called [PHONE_NUM].\r\nRegards,\r\n[NAME]\r\n")
+
+
+def test_cli_skips_rows_that_are_not_valid_unicode(fixed_answer, tiny_llama_dir, tmp_path, capsys, caplog):
+    path = tmp_path / "texts.jsonl"
+    path.write_text('{"id": "a", "text": "Omar"}\n{"id": "b", "text": "Omar \\ud800"}\n'
+                    '{"id": "c\\udc80", "text": "Omar"}\n{"id": "d", "text": "Jane Doe"}\n')
+    out = tmp_path / "found.jsonl"
+    assert main(["extract", "--model", str(tiny_llama_dir), "--input", str(path), "-o", str(out),
+                 "--device", "cpu"]) == 0
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "d"]
+    assert "line 2: not valid Unicode" in caplog.text and "line 3: not valid Unicode" in caplog.text
 
 
 def test_cli_writes_each_round_of_texts_in_order(fixed_answer, tiny_llama_dir, tmp_path, capsys, monkeypatch):

@@ -22,6 +22,7 @@ from typing import Any
 
 from piilab import second_look as look
 from piilab.data.answer import format_answer, parse_answer
+from piilab.data.validators import is_mark
 from piilab.errors import PiilabError
 from piilab.models.arch import model_lock, one_at_a_time
 from piilab.models.prompts import PromptFormat, format_for
@@ -43,9 +44,21 @@ def _bounded(body: str, value: str) -> str:
     is not in "Annual" or "Hanna"; "555-1234" is not in "1555-12345"); a value that begins or
     ends with punctuation ("@user", "(555) 010") carries its own boundary on that side.
     """
-    head = r"(?<!\w)" if re.match(r"\w", value[0]) else ""
-    tail = r"(?!\w)" if re.match(r"\w", value[-1]) else ""
+    head = r"(?<!\w)" if _wordish(value[0]) else ""
+    tail = r"(?!\w)" if _wordish(value[-1]) else ""
     return head + body + tail
+
+
+def _wordish(char: str) -> bool:
+    """A word character, or a combining mark (part of the letter before it: "e" + U+0301 is "é")."""
+    return re.match(r"\w", char) is not None or is_mark(char)
+
+
+def _whole_letters(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] keeps each letter with its combining marks: \\w matches no mark,
+    so the pattern's bounds let "Jose" match "José" written as "Jose" + U+0301."""
+    return not (end < len(text) and is_mark(text[end])) and \
+        not (start > 0 and is_mark(text[start - 1]) and _wordish(text[start]))
 
 
 def locate(text: str, value: str) -> list[tuple[int, int]]:
@@ -59,11 +72,11 @@ def locate(text: str, value: str) -> list[tuple[int, int]]:
     if not value:
         return []
     exact = re.compile(_bounded(re.escape(value), value))
-    found = [(m.start(), m.end()) for m in exact.finditer(text)]
+    found = [(m.start(), m.end()) for m in exact.finditer(text) if _whole_letters(text, *m.span())]
     if found:
         return found
     loose = re.compile(_bounded(r"\s+".join(map(re.escape, value.split())), value), re.IGNORECASE)
-    return [(m.start(), m.end()) for m in loose.finditer(text)]
+    return [(m.start(), m.end()) for m in loose.finditer(text) if _whole_letters(text, *m.span())]
 
 
 @dataclass
@@ -93,14 +106,15 @@ class Extraction:
                 "answers": self.answers, "second_look": self.second_look}
 
     def redacted(self) -> str:
-        """The text with every placed item replaced by [LABEL] (longest first where they overlap)."""
+        """The text with every placed item replaced by [LABEL]: of spans that start together the
+        longest's label; a span that runs on past one already masked masks the rest with its own."""
         spans = sorted(((s["start"], s["end"], item["label"]) for item in self.items
                         for s in item["spans"]), key=lambda s: (s[0], -(s[1] - s[0])))
         out, at = [], 0
         for start, end, label in spans:
-            if start < at:
-                continue  # overlaps a span already masked
-            out += [self.text[at:start], f"[{label}]"]
+            if end <= at:
+                continue  # inside a span already masked
+            out += [self.text[at:max(start, at)], f"[{label}]"]
             at = end
         return "".join(out) + self.text[at:]
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -17,6 +18,9 @@ from piilab.errors import PiilabError
 
 log = logging.getLogger(__name__)
 _OWNER = "pid"
+# Surrogates are not text: bytes that were not UTF-8 (kept by surrogateescape as U+DC80-DCFF) or
+# a JSON escape of a lone surrogate ("\ud800"), which the json module decodes and UTF-8 cannot encode.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -62,6 +66,22 @@ def read_json(path: str | os.PathLike) -> Any:
         raise PiilabError(f"{path}: line {err.lineno}: malformed JSON ({err.msg})") from None
 
 
+def unreadable(err: ValueError | RecursionError) -> str:
+    """Why the json module gave up on valid-looking JSON, in a few words."""
+    return "nested too deeply" if isinstance(err, RecursionError) else str(err).split(";")[0]
+
+
+def has_bad_utf8(value: Any) -> bool:
+    """Whether any string in a decoded value holds a surrogate (bad UTF-8 or a lone surrogate escape)."""
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, list):
+        return any(has_bad_utf8(v) for v in value)
+    if isinstance(value, dict):
+        return any(has_bad_utf8(k) or has_bad_utf8(v) for k, v in value.items())
+    return False
+
+
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     """Write rows as JSON Lines, atomically; returns the number written."""
     n = 0
@@ -88,9 +108,16 @@ def numbered_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                yield lineno, json.loads(line)
+                value = json.loads(line)
             except json.JSONDecodeError as err:
                 yield lineno, PiilabError(f"{path}: line {lineno}: malformed JSON ({err.msg})")
+                continue
+            except (ValueError, RecursionError) as err:  # an int of 4,300+ digits, deep nesting
+                yield lineno, PiilabError(f"{path}: line {lineno}: malformed JSON ({unreadable(err)})")
+                continue
+            # A lone surrogate escape decodes, but no tokenizer or UTF-8 file takes it.
+            yield lineno, PiilabError(f"{path}: line {lineno}: not valid Unicode (a lone surrogate "
+                                      "escape)") if has_bad_utf8(value) else value
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:

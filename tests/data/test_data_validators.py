@@ -75,6 +75,8 @@ CASES = [
     (v.is_name, "Mrs. Oluwaseun Adebayo-Hartmann", True),
     (v.is_name, "O'Brien", True),
     (v.is_name, "zoë", True),
+    (v.is_name, "Jose\u0301 Garci\u0301a", True),  # decomposed accents: "García" is one word
+    (v.is_name, "Jose\u0301 garci\u0301a", False),
     (v.is_name, "qt4", False),
     (v.is_name, "t", False),
     (v.is_name, "x(arg)", False),

@@ -114,7 +114,7 @@ def test_layer_out_of_range_is_a_one_line_error(tiny_llama_dir, capsys, layers):
 
 def test_empty_prompt_is_a_one_line_error(tiny_llama_dir, capsys):
     one_line_error(capsys, ["generate", "--model", str(tiny_llama_dir), "--prompt", "",
-                            "--device", "cpu"], "prompt 0 is empty")
+                            "--device", "cpu"], "--prompt is empty")
 
 
 def test_bad_input_rows_are_skipped_counted_and_named_by_line(tiny_llama_dir, tmp_path, caplog, capsys):

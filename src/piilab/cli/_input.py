@@ -69,3 +69,15 @@ def string_rows(path: str | Path, name: str) -> Rows:
         raise PiilabError(f"{path}: no row with a string field '{name}'" +
                           (f" (the first bad row: {first})" if first else ""))
     return rows
+
+
+def text_argument(value: str, name: str) -> str:
+    """A text given on the command line, if it is one: not blank, and valid Unicode (bytes that
+    are not UTF-8 reach Python as lone surrogates, which no tokenizer takes)."""
+    from piilab.io import has_bad_utf8
+
+    if not value.strip():
+        raise PiilabError(f"{name} is empty")
+    if has_bad_utf8(value):
+        raise PiilabError(f"{name} is not UTF-8 text (check the terminal's or the script's encoding)")
+    return value

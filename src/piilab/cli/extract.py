@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from piilab.cli._args import add_decoding_args, add_free_decoding_arg, decoding_from
-from piilab.cli._input import string_rows
+from piilab.cli._input import string_rows, text_argument
 from piilab.cli._output import model_files, resumed, unique_ids, where
 from piilab.cli.generate import add_model_args
 from piilab.errors import PiilabError
@@ -100,17 +100,15 @@ def read_texts(args) -> Texts:
     if (args.text is None) == (args.input is None):
         raise PiilabError("give a TEXT or --input FILE (one of them)")
     if args.text is not None:
-        if not args.text.strip():
-            raise PiilabError("TEXT is empty")
-        return Texts([None], [args.text], False)
+        return Texts([None], [text_argument(args.text, "TEXT")], False)
     source = dataset(args.input)
     if source:
         return read_dataset_texts(source)
     path = Path(args.input)
     if path.suffix == ".jsonl":
         return read_jsonl_texts(path)
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # as it is: offsets count its characters, "\r\n" included; a BOM is not text
+        text = path.read_bytes().decode("utf-8-sig")
     except OSError as err:
         raise PiilabError(f"{path}: cannot read ({err.strerror})") from None
     except UnicodeDecodeError:
@@ -177,6 +175,9 @@ def run(args) -> int:
         checked_threshold(args.second_look, "--second-look")
     if args.draft_tokens < 0:
         raise PiilabError(f"--draft-tokens must be 0 or more, not {args.draft_tokens}")
+    labels = None if args.labels is None else tuple(x.strip() for x in args.labels.split(",") if x.strip())
+    if labels == ():
+        raise PiilabError(f"--labels {args.labels!r}: the label set is empty")
     speedups = SpeedUps.off() if args.plain_decoding else SpeedUps(
         draft_tokens=args.draft_tokens, share_prefix=not args.no_shared_start, linear=args.linear)
     decoding = decoding_from(args)
@@ -189,8 +190,8 @@ def run(args) -> int:
         log.info("second look at %s (%s)", args.second_look, source)
     if args.style:
         settings = replace(settings, style=args.style, source="--style")
-    if args.labels:
-        settings = replace(settings, labels=tuple(x.strip() for x in args.labels.split(",") if x.strip()))
+    if labels:
+        settings = replace(settings, labels=labels)
     validators = validators_from(args.validators)
 
     todo, digests = list(range(len(found.texts))), {}
@@ -228,7 +229,7 @@ def run(args) -> int:
             if args.output:
                 append_lines(args.output, lines)  # a round at a time, flushed: a rerun resumes after it
             else:
-                sys.stdout.write("".join(line + "\n" for line in lines))
+                sys.stdout.write("".join(line if line.endswith("\n") else line + "\n" for line in lines))
                 sys.stdout.flush()
     if args.output:
         log.info("%s: %d texts searched and written%s", args.output, len(todo),

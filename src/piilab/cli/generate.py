@@ -100,7 +100,7 @@ PROMPTS_AT_A_TIME = 256
 def run(args) -> int:
     from pathlib import Path
 
-    from piilab.cli._input import string_rows
+    from piilab.cli._input import string_rows, text_argument
     from piilab.cli._output import model_files, resumed, unique_ids, where
     from piilab.io import DIGEST, append_lines, check_output_file, id_key, row_digest
     from piilab.layers.decode import generate
@@ -113,7 +113,7 @@ def run(args) -> int:
     if args.batch_size is not None and args.speculative is not None:
         raise PiilabError("--batch-size does not apply to --speculative, which decodes one prompt at a time")
     read = string_rows(args.input, "prompt") if args.input else None
-    ids, prompts = (read.ids, read.values) if read else ([0], [args.prompt])
+    ids, prompts = (read.ids, read.values) if read else ([0], [text_argument(args.prompt, "--prompt")])
     if args.output:  # before loading and decoding, which an unwritable output would waste
         check_output_file(args.output, "--output")
         unique_ids(args.input or "--prompt", ids)

@@ -5,6 +5,7 @@ and for the extract stage to confirm or complete a model's answer later."""
 from __future__ import annotations
 
 import re
+import unicodedata
 
 # The shape real mail systems accept, not all of RFC 5322: a dotted local part, a dotted domain
 # whose last label is letters. Quoted local parts and IP-literal domains are rare in prose.
@@ -120,9 +121,17 @@ _NAME_PARTICLES = frozenset("van von de der den da di du del della dei dos das d
 _NAME_WORD = re.compile(r"[^\W\d_][\w'’.-]*")
 
 
+def is_mark(char: str) -> bool:
+    """A combining mark (Unicode category M): part of the letter before it, as U+0301 in "é"
+    written decomposed, though \\w does not match it."""
+    return unicodedata.category(char)[0] == "M"
+
+
 def _lower_word_in_capitalised_name(value: str) -> bool:
     """A lower-case word other than a particle beside capitalised ones ("Sehr geehrte Kunden",
-    "unser Kundenservice"): a phrase, not a name. All lower case is casual writing and passes."""
+    "unser Kundenservice"): a phrase, not a name. All lower case is casual writing and passes.
+    Combining marks are set aside first, so that "García" written decomposed is one word."""
+    value = "".join(c for c in value if not is_mark(c))
     words = _NAME_WORD.findall(value)
     if value == value.lower() or not any(w[0].isupper() for w in words):
         return False

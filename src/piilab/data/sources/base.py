@@ -21,6 +21,7 @@ import msgspec
 from piilab.data.labels import LabelTally
 from piilab.data.records import Span
 from piilab.errors import PiilabError
+from piilab.io import has_bad_utf8
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,6 @@ MAX_EXAMPLES = 3
 # How far a span may be moved to find its `value` when the offsets are off (ai4privacy has
 # ~0.2-0.5% such spans). Further than this, the nearest occurrence may be a different mention.
 MAX_SHIFT = 8
-# Surrogates are not text: bytes that were not UTF-8 (kept by surrogateescape as U+DC80-DCFF) or
-# a JSON escape of a lone surrogate ("\ud800"), which the json module decodes and UTF-8 cannot encode.
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _position = attrgetter("start", "end", "label")
 _span = Span.trusted
 _decode_any = msgspec.json.Decoder().decode
@@ -169,17 +167,6 @@ def load_json_list(path: Path) -> list:
     if not isinstance(data, list):
         raise PiilabError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
     return data
-
-
-def has_bad_utf8(value: Any) -> bool:
-    """Whether any string in a decoded record holds a surrogate (bad UTF-8 or a lone surrogate escape)."""
-    if isinstance(value, str):
-        return _SURROGATE.search(value) is not None
-    if isinstance(value, list):
-        return any(has_bad_utf8(v) for v in value)
-    if isinstance(value, dict):
-        return any(has_bad_utf8(v) for v in value.values())
-    return False
 
 
 def iter_jsonl(path: Path, tally: Tally, fields: tuple[str, ...] | None = None) -> Iterator[tuple[str, dict]]:

@@ -9,6 +9,7 @@ from helpers import one_line_error
 
 import piilab.extract
 from piilab.cli import main
+from piilab.io import row_digest
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -77,3 +78,41 @@ def test_score_refuses_a_row_found_in_another_text_and_counts_unmatched_document
     redacted.write_text(json.dumps({"id": "a", "redacted": "[NAME] wrote"}) + "\n")
     one_line_error(capsys, ["score", str(redacted), "--gold", f"spans:{gold}"],
                    "line 1: not a row of `piilab extract --output` with 'id' and 'items'")
+
+
+GOLD = [{"id": "g1", "text": "Call Ann Lee now", "spans": [{"start": 5, "end": 12, "label": "NAME"}]},
+        {"id": "g2", "text": "Nothing here at all", "spans": []}]
+
+
+def found_row(doc: dict, items: list[dict]) -> dict:
+    """A row as `piilab extract --output` writes it for `doc`."""
+    return {"id": doc["id"], "items": items, "input_digest": row_digest(doc["text"])}
+
+
+def name_item(**span) -> dict:
+    """g1's name as found, its span's start/end replaced by `span`."""
+    return {"value": "Ann Lee", "label": "NAME", "spans": [{"start": 5, "end": 12, **span}]}
+
+
+@pytest.fixture
+def hand_found(tmp_path):
+    """(gold file, write(items of g1) -> found file): a found file written by hand, no model."""
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("".join(json.dumps(doc) + "\n" for doc in GOLD))
+
+    def write(items: list[dict]):
+        found = tmp_path / "found.jsonl"
+        rows = [found_row(GOLD[0], items), found_row(GOLD[1], [])]
+        found.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        return found
+
+    return gold, write
+
+
+def test_score_refuses_an_out_folder_before_scoring(hand_found, tmp_path, capsys):
+    gold, write = hand_found
+    code = main(["score", str(write([name_item()])), "--gold", f"spans:{gold}", "--out", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 2 and "Traceback" not in captured.err
+    assert captured.err.strip().splitlines()[-1].endswith("--out names a folder; give a file name")
+    assert captured.out == ""  # refused before scoring: no tables printed

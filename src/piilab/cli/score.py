@@ -30,8 +30,10 @@ def run(args) -> int:
     from piilab.data.labels import DEFAULT_LABELS
     from piilab.eval.found import score_found
     from piilab.eval.span_scores import summary
-    from piilab.io import write_json
+    from piilab.io import check_output_file, write_json
 
+    if args.out:
+        check_output_file(args.out, "--out")  # before scoring: a bad path would lose the scores
     labels = tuple(x.strip() for x in args.labels.split(",") if x.strip()) if args.labels \
         else tuple(DEFAULT_LABELS)
     scores = score_found(args.found, args.gold, labels=labels, crosswalk=args.crosswalk,

@@ -116,3 +116,14 @@ def test_score_refuses_an_out_folder_before_scoring(hand_found, tmp_path, capsys
     assert code == 2 and "Traceback" not in captured.err
     assert captured.err.strip().splitlines()[-1].endswith("--out names a folder; give a file name")
     assert captured.out == ""  # refused before scoring: no tables printed
+
+
+def test_score_uses_the_resolved_label_set_throughout(hand_found, tmp_path, capsys):
+    gold, write = hand_found
+    out = tmp_path / "s.json"
+    assert main(["score", str(write([name_item()])), "--gold", f"spans:{gold}", "--labels", " name",
+                 "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| NAME | 1 | 1.000 / 1.000 / 1.000 |" in table and "| name |" not in table
+    assert "0 spans with a label outside the set" in table
+    assert json.loads(out.read_text())["labels"] == ["NAME"]

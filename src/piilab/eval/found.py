@@ -47,13 +47,17 @@ def found_rows(path: Path) -> dict[str, dict]:
     return rows
 
 
-def score_found(found: str | Path, gold: Sequence[str], *, labels: Sequence[str],
+def score_found(found: str | Path, gold: Sequence[str], *, labels: Sequence[str] | None = None,
                 crosswalk: str | None = None, languages: Sequence[str] | None = None) -> dict:
     """Scores of the found file against the labelled documents of `gold` (FORMAT:PATH specs):
-    span_scores.score_texts's, with `documents` (scored), `without_row` and `without_document`."""
+    span_scores.score_texts's, with `documents` (scored), `without_row`, `without_document` and
+    `labels` (the set as resolved: upper-cased and checked; default the seven)."""
     from piilab.data.labelled import labelled_documents, log_kept, scoring_record
+    from piilab.data.labels import load_crosswalk, resolve_labels
     from piilab.eval.span_scores import score_texts
 
+    # resolved once, so the gold, the scorer and the tables all see the same set ("name" -> NAME)
+    labels = resolve_labels(labels, load_crosswalk(crosswalk))
     found = Path(found)
     rows = found_rows(found)
     tallies: dict = {}
@@ -83,6 +87,6 @@ def score_found(found: str | Path, gold: Sequence[str], *, labels: Sequence[str]
                     "document", found, missing, without_document)
     scores = score_texts(records, {r["id"]: rows[r["id"]] for r in records}, labels)
     scores.pop("texts_per_s")  # a found file holds no timings
-    return {**scores, "documents": len(records), "without_row": missing,
+    return {**scores, "labels": list(labels), "documents": len(records), "without_row": missing,
             "without_document": without_document,
             "sources_texts": dict(Counter(r["source"] for r in records))}

@@ -9,6 +9,7 @@ from helpers import one_line_error
 
 import piilab.extract
 from piilab.cli import main
+from piilab.io import row_digest
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -77,3 +78,86 @@ def test_score_refuses_a_row_found_in_another_text_and_counts_unmatched_document
     redacted.write_text(json.dumps({"id": "a", "redacted": "[NAME] wrote"}) + "\n")
     one_line_error(capsys, ["score", str(redacted), "--gold", f"spans:{gold}"],
                    "line 1: not a row of `piilab extract --output` with 'id' and 'items'")
+
+
+GOLD = [{"id": "g1", "text": "Call Ann Lee now", "spans": [{"start": 5, "end": 12, "label": "NAME"}]},
+        {"id": "g2", "text": "Nothing here at all", "spans": []}]
+
+
+def found_row(doc: dict, items: list[dict]) -> dict:
+    """A row as `piilab extract --output` writes it for `doc`."""
+    return {"id": doc["id"], "items": items, "input_digest": row_digest(doc["text"])}
+
+
+def name_item(**span) -> dict:
+    """g1's name as found, its span's start/end replaced by `span`."""
+    return {"value": "Ann Lee", "label": "NAME", "spans": [{"start": 5, "end": 12, **span}]}
+
+
+@pytest.fixture
+def hand_found(tmp_path):
+    """(gold file, write(items of g1) -> found file): a found file written by hand, no model."""
+    gold = tmp_path / "gold.jsonl"
+    gold.write_text("".join(json.dumps(doc) + "\n" for doc in GOLD))
+
+    def write(items: list[dict]):
+        found = tmp_path / "found.jsonl"
+        rows = [found_row(GOLD[0], items), found_row(GOLD[1], [])]
+        found.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        return found
+
+    return gold, write
+
+
+def test_score_refuses_an_out_folder_before_scoring(hand_found, tmp_path, capsys):
+    gold, write = hand_found
+    code = main(["score", str(write([name_item()])), "--gold", f"spans:{gold}", "--out", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 2 and "Traceback" not in captured.err
+    assert captured.err.strip().splitlines()[-1].endswith("--out names a folder; give a file name")
+    assert captured.out == ""  # refused before scoring: no tables printed
+
+
+def test_score_uses_the_resolved_label_set_throughout(hand_found, tmp_path, capsys):
+    gold, write = hand_found
+    out = tmp_path / "s.json"
+    assert main(["score", str(write([name_item()])), "--gold", f"spans:{gold}", "--labels", " name",
+                 "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| NAME | 1 | 1.000 / 1.000 / 1.000 |" in table and "| name |" not in table
+    assert "0 spans with a label outside the set" in table
+    assert json.loads(out.read_text())["labels"] == ["NAME"]
+
+
+def labelled_item(label) -> dict:
+    return {"value": "Ann Lee", "label": label, "spans": [{"start": 5, "end": 12}]}
+
+
+@pytest.mark.parametrize("items, error", [
+    ([name_item(start="5", end="12")],
+     "items[0].spans[0].start: must be an integer character offset, not a string"),
+    ([name_item(start=5.0, end=12.5)],
+     "items[0].spans[0].start: must be an integer character offset, not 5.0"),
+    ([name_item(end=12.5)], "items[0].spans[0].end: must be an integer character offset, not 12.5"),
+    ([name_item(start=True)],
+     "items[0].spans[0].start: must be an integer character offset, not true"),
+    ([name_item(), labelled_item(["NAME"])], "items[1].label: must be a string, not an array"),
+    ([labelled_item(7)], "items[0].label: must be a string, not 7"),
+    ([labelled_item(None)], "items[0].label: must be a string, not null"),
+    ([name_item(start=500, end=-3)],
+     "items[0].spans[0].start: 500 is not in the text (0 <= start < 16)"),
+    ([name_item(start=-1)], "items[0].spans[0].start: -1 is not in the text"),
+    ([name_item(end=17)], "items[0].spans[0].end: 17 is not in the text (0 < end <= 16)"),
+    ([name_item(start=12, end=5)], "items[0].spans[0].end: 5 is not after start 12"),
+    ([name_item(end=5)], "items[0].spans[0].end: 5 is not after start 5"),
+])
+def test_score_refuses_a_span_with_a_bad_label_or_offset(hand_found, capsys, items, error):
+    gold, write = hand_found
+    one_line_error(capsys, ["score", str(write(items)), "--gold", f"spans:{gold}"], f"line 1: {error}")
+
+
+def test_score_takes_spans_up_to_the_text_s_ends(hand_found, capsys):
+    gold, write = hand_found
+    first, last = name_item(start=0, end=4), name_item(start=13, end=16)  # "Call", "now"
+    assert main(["score", str(write([name_item(), first, last])), "--gold", f"spans:{gold}"]) == 0
+    assert "| NAME | 1 | 0.333 / 1.000 / 0.500 |" in capsys.readouterr().out

@@ -27,19 +27,19 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from piilab.data.labels import DEFAULT_LABELS
     from piilab.eval.found import score_found
     from piilab.eval.span_scores import summary
-    from piilab.io import write_json
+    from piilab.io import check_output_file, write_json
 
-    labels = tuple(x.strip() for x in args.labels.split(",") if x.strip()) if args.labels \
-        else tuple(DEFAULT_LABELS)
+    if args.out:
+        check_output_file(args.out, "--out")  # before scoring: a bad path would lose the scores
+    labels = args.labels.split(",") if args.labels else None
     scores = score_found(args.found, args.gold, labels=labels, crosswalk=args.crosswalk,
                          languages=args.language)
-    sys.stdout.write(tables(scores, labels))
+    # the resolved set (upper-cased, checked), not what was typed: gold was read with it
+    sys.stdout.write(tables(scores, tuple(scores["labels"])))
     if args.out:
-        write_json(args.out, {"found": args.found, "gold": args.gold, "labels": list(labels),
-                              **summary(scores)})
+        write_json(args.out, {"found": args.found, "gold": args.gold, **summary(scores)})
     return 0
 
 

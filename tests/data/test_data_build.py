@@ -241,3 +241,20 @@ def test_a_lone_surrogate_escape_is_a_counted_skip_not_a_crash(tmp_path):
     source = card["sources"]["spans"]
     assert (source["records_in"], source["written"], source["skipped"]) == (5, 4, 1)
     assert "invalid UTF-8" in source["skip_reasons"]
+
+
+def write_rows(path: Path, *rows: dict) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_a_skipped_document_does_not_make_its_copy_a_duplicate(tmp_path):
+    text, name = "Call Ann Lee now", {"start": 5, "end": 12}
+    rows = write_rows(tmp_path / "rows.jsonl",
+                      {"id": "a", "text": text, "spans": [{**name, "label": "FOO"}]},  # not in the crosswalk
+                      {"id": "b", "text": text, "spans": [{**name, "label": "NAME"}]},
+                      {"id": "c", "text": "Mail bob@x.org", "spans": [{"start": 5, "end": 14, "label": "EMAIL"}]},
+                      {"id": "d", "text": text, "spans": [{**name, "label": "NAME"}]})
+    card = build_dataset(BuildConfig(out=str(tmp_path / "o"), sources=[f"spans:{rows}"], test_size=0))
+    assert card["sources"]["spans"]["skip_reasons"] == {"label FOO not in the crosswalk": 1, "exact duplicate text": 1}
+    assert [r["id"] for r in records(tmp_path / "o" / "train.jsonl")] == ["b", "c"]

@@ -258,13 +258,16 @@ class _Builder:
         if not in_languages(doc, self.languages):
             tally.skip("language not selected", doc.id, bad=False)
             return None
-        reason = self.dedup.check(doc.text) if self.dedup else None
+        keys = self.dedup.keys(doc.text) if self.dedup else None
+        reason = keys and self.dedup.repeat(keys)
         if reason:
             tally.skip(reason, doc.id, bad=False)
             return None
         spans = canonical_spans(tally, doc, self.crosswalk, self.labels)
         if spans is None:
             return None
+        if keys:  # only now: a skipped document must not make a later copy of it a "duplicate"
+            self.dedup.remember(keys)
         doc_id = doc.id
         # Python's str hash is enough here: ids only need to be unique within this build.
         if not self.ids.add(hash(doc_id) & _MASK64):

@@ -258,3 +258,12 @@ def test_a_skipped_document_does_not_make_its_copy_a_duplicate(tmp_path):
     card = build_dataset(BuildConfig(out=str(tmp_path / "o"), sources=[f"spans:{rows}"], test_size=0))
     assert card["sources"]["spans"]["skip_reasons"] == {"label FOO not in the crosswalk": 1, "exact duplicate text": 1}
     assert [r["id"] for r in records(tmp_path / "o" / "train.jsonl")] == ["b", "c"]
+
+
+def test_a_line_break_in_a_source_name_is_kept_in_the_record(tmp_path):
+    rows = write_rows(tmp_path / "rows.jsonl",
+                      {"id": "a", "text": "Mail bob@x.org", "source": "my\nsrc\tx",
+                       "spans": [{"start": 5, "end": 14, "label": "EMAIL"}]})
+    card = build_dataset(BuildConfig(out=str(tmp_path / "o"), sources=[f"spans:{rows}"], test_size=0))
+    assert [r["source"] for r in records(tmp_path / "o" / "train.jsonl")] == ["my\nsrc\tx"]
+    assert card["splits"]["train"]["by_source"] == {"my src x": 1}

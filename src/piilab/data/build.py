@@ -59,6 +59,7 @@ _MASK64 = (1 << 64) - 1
 # records rather than every one (the default 8 KiB buffer passes larger writes straight through).
 _BUFFER = 1 << 16
 _SPOOL_PREFIX = ".piilab-build-"
+_ONE_FIELD = str.maketrans("\t\n\r", "   ")  # a source name in a spool line's tab-separated head
 
 
 @dataclass
@@ -185,7 +186,7 @@ def dumps_record(record: dict) -> bytes:
 def _spool_line(record: dict, group: int, doc: int) -> bytes:
     """One spooled record: the split keys and its statistics, tab-separated before its JSON."""
     labels = ",".join([s["label"] for s in record["spans"] or ()])
-    source = record["source"].replace("\t", " ")  # a tab would break this line's fields
+    source = record["source"].translate(_ONE_FIELD)  # a tab or line break would split the line
     head = (f"{group}\t{doc}\t{source}\t{record['meta']['window']}\t{len(record['text'])}\t"
             f"{len(record['prompt'])}\t{len(record['completion'])}\t{labels}\t")
     return b"".join((head.encode("utf-8"), _encode(record), b"\n"))

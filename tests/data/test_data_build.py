@@ -267,3 +267,13 @@ def test_a_line_break_in_a_source_name_is_kept_in_the_record(tmp_path):
     card = build_dataset(BuildConfig(out=str(tmp_path / "o"), sources=[f"spans:{rows}"], test_size=0))
     assert [r["source"] for r in records(tmp_path / "o" / "train.jsonl")] == ["my\nsrc\tx"]
     assert card["splits"]["train"]["by_source"] == {"my src x": 1}
+
+
+def test_a_built_file_with_mixed_alpaca_rows_reads_back_as_spans(tmp_path):
+    first = tmp_path / "first"
+    assert main(["data", "build", "--synthetic", "30", "--mix", f"alpaca:{FIXTURES / 'alpaca.json'}:0.1",
+                 "--out", str(first)]) == 0
+    mixed = sum(r["source"] == "alpaca" for r in records(first / "train.jsonl"))
+    assert mixed > 0
+    card = build_dataset(BuildConfig(out=str(tmp_path / "again"), sources=[f"spans:{first / 'train.jsonl'}"]))
+    assert card["sources"]["spans"]["skip_reasons"] == {"unlabelled document (no labels to learn from)": mixed}

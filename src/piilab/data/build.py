@@ -248,7 +248,7 @@ class _Builder:
     # pass 1 ------------------------------------------------------------------------------------
     def keep(self, tally: Tally, doc: Document) -> Document | None:
         """The canonical document to write, or None after counting why it is skipped."""
-        if doc.source == "alpaca":
+        if tally.source == "alpaca":  # the reader, not a row's `source`: built files read back as spans
             raise PiilabError(f"{doc.id}: Alpaca rows are mixed in with --mix alpaca:PATH:FRACTION, not --source")
         if doc.spans is None:
             tally.skip("unlabelled document (no labels to learn from)", doc.id, bad=False)

@@ -59,6 +59,16 @@ def test_paths_globs_and_directories(tmp_path):
     assert SourceSpec.parse("a/b.json") == SourceSpec("a/b.json", "auto")
 
 
+@pytest.mark.parametrize("text", ["spans:", "", "kaggle:"])
+def test_an_empty_path_is_an_error_not_the_current_directory(tmp_path, monkeypatch, text):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "stray.jsonl").write_text('{"text": "Call Jo", "spans": []}\n')
+    with pytest.raises(PiilabError, match=f"^{text!r}: empty path"):
+        SourceSpec.parse(text)
+    with pytest.raises(PiilabError, match="empty path"):
+        SourceSpec.named(text) if text else SourceSpec(text)
+
+
 # Kaggle --------------------------------------------------------------------------------------
 
 def test_kaggle_tokens_rebuild_full_text_and_spans_match():

@@ -50,6 +50,9 @@ class SourceSpec:
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise PiilabError(f"unknown format {self.format!r}; choose from {', '.join(FORMATS)}")
+        if not self.path:  # Path("") is the current directory, which would be read recursively
+            given = self.path if self.format == "auto" else f"{self.format}:{self.path}"
+            raise PiilabError(f"{given!r}: empty path; give FORMAT:PATH or a path")
 
     @classmethod
     def named(cls, text: str) -> "SourceSpec | None":

@@ -191,6 +191,8 @@ def test_labels_language_and_prompt_style_options(tmp_path):
     (["--synthetic", "5", "--test-size", "1.5", "--out", "x"], "test-size"),
     (["--synthetic", "5", "--mix", "alpaca:a.json", "--out", "x"], "alpaca:PATH:FRACTION"),
     (["--synthetic", "5", "--split-by", "colour", "--out", "x"], "split-by"),
+    (["--synthetic", "5", "--split-by", "field:", "--out", "x"], "--split-by field: needs a field name"),
+    (["--synthetic", "5", "--seed", "-1", "--out", "x"], "--seed must be >= 0, got -1"),
     (["--source", "nowhere/at/all.json", "--out", "x"], "no such file"),
     (["--real", "letters", "--out", "x"], "unknown real-text set 'letters'; shipped: mail"),
 ])

@@ -168,6 +168,10 @@ class BuildConfig:
             raise PiilabError("mix fractions must be >= 0 and add up to less than 1")
         if self.split_by not in ("auto", "document", "template") and not self.split_by.startswith("field:"):
             raise PiilabError(f"unknown --split-by {self.split_by!r}; use auto, document, template or field:NAME")
+        if self.split_by == "field:":
+            raise PiilabError("--split-by field: needs a field name: field:NAME groups documents by meta[NAME]")
+        if self.seed < 0:  # numpy's generator, which draws the split and the mix, takes no negative seed
+            raise PiilabError(f"--seed must be >= 0, got {self.seed}")
         if self.generator not in GENERATORS:
             raise PiilabError(f"unknown --generator {self.generator!r}; use {' or '.join(GENERATORS)}")
         if self.max_chars <= 0 or not 0 <= self.overlap < self.max_chars:

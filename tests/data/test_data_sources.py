@@ -215,6 +215,12 @@ BAD_AI4PRIVACY = [
     # a lone surrogate escape is valid JSON but not text: UTF-8 cannot encode it
     (b'{"source_text": "Call \\ud800 now", "privacy_mask": []}', "invalid UTF-8"),
     (b'{"source_text": "Call Jo now", "privacy_mask": [], "id": "\\udfffx"}', "invalid UTF-8"),
+    # valid JSON Python will not read: a huge integer, nesting deeper than its stack
+    (b'{"source_text": "Call Jo now", "privacy_mask": [], "id": ' + b"9" * 5000 + b"}", "malformed JSON"),
+    (b'{"source_text": "Call Jo now", "privacy_mask": ' + b"[" * 5000 + b"]" * 5000 + b"}", "malformed JSON"),
+    (b'{"source_text": "Call Jo now", "privacy_mask": "' + b"[" * 5000 + b"]" * 5000 + b'"}', "privacy_mask is not a list"),
+    # (the json module takes this nesting; the UTF-8 check after it, a NaN's path, cannot recurse so deep)
+    (b'{"source_text": "Call Jo now", "privacy_mask": [], "x": NaN, "y": ' + b"[" * 600 + b"]" * 600 + b"}", "malformed JSON"),
 ]
 
 
@@ -286,6 +292,27 @@ def test_malformed_json_list_names_file_and_line(tmp_path):
     path.write_text('[\n{"document": 1,\n "full_text": }\n]')
     with pytest.raises(PiilabError, match=r"train.json: line 3: malformed JSON"):
         read_all(kaggle.read, path)
+
+
+@pytest.mark.parametrize("body, reason", [
+    ('[{"document": ' + "9" * 5000 + "}]", "an integer of more than 4300 digits"),
+    ("[" * 5000 + "]" * 5000, "nested too deeply"),
+])
+def test_a_json_list_python_cannot_read_is_an_error_naming_the_file(tmp_path, body, reason):
+    path = tmp_path / "train.json"
+    path.write_text(body)
+    with pytest.raises(PiilabError, match=rf"train.json: malformed JSON \({reason}\)"):
+        read_all(kaggle.read, path)
+
+
+def test_a_record_nested_deeper_than_the_utf8_check_can_go_is_skipped(tmp_path):
+    good = {"document": 1, "full_text": "Hi Jo", "tokens": ["Hi", "Jo"], "trailing_whitespace": [True, False],
+            "labels": ["O", "B-NAME_STUDENT"]}
+    path = tmp_path / "train.json"
+    path.write_text("[" + json.dumps(good) + ', {"x": ' + "[" * 600 + "]" * 600 + "}]")
+    docs, tally = read_all(kaggle.read, path)
+    assert len(docs) == 1 and tally.skipped == {"malformed JSON": 1}
+    assert tally.examples["malformed JSON"] == [f"{path}[1] (nested too deeply)"]
 
 
 def test_invalid_utf8_in_a_json_list_skips_only_that_record(tmp_path):

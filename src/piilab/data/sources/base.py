@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -154,6 +155,17 @@ def position(where: str) -> str:
     return where.rstrip("]").rsplit("[" if where.endswith("]") else ":", 1)[-1]
 
 
+def unreadable_json(err: ValueError | RecursionError) -> str:
+    """Why valid-looking JSON could not be read, in words (never the record's text)."""
+    if isinstance(err, RecursionError):
+        return "nested too deeply"
+    if isinstance(err, json.JSONDecodeError):
+        return err.msg
+    if "integer string conversion" in str(err):  # Python's guard against quadratic int parsing
+        return f"an integer of more than {sys.get_int_max_str_digits()} digits"
+    return str(err)
+
+
 def load_json_list(path: Path) -> list:
     """A JSON file holding a list; malformed JSON is an error naming the file and line."""
     text = decode_file(path)
@@ -161,6 +173,8 @@ def load_json_list(path: Path) -> list:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise PiilabError(f"{path}: line {err.lineno}: malformed JSON ({err.msg})") from None
+    except (ValueError, RecursionError) as err:
+        raise PiilabError(f"{path}: malformed JSON ({unreadable_json(err)})") from None
     if isinstance(data, dict):
         # Some mirrors wrap the list: {"data": [...]}.
         lists = [v for v in data.values() if isinstance(v, list)]
@@ -201,7 +215,7 @@ def iter_jsonl(path: Path, tally: Tally, fields: tuple[str, ...] | None = None) 
             tally.read += 1
             try:
                 obj = loads(raw)  # msgspec: ~2x the json module's speed, and the same values
-            except ValueError:
+            except (ValueError, RecursionError):
                 obj = _DECLINED
             if obj is _DECLINED:
                 # What msgspec declines (a BOM, bad UTF-8, NaN, lone surrogate escapes, malformed
@@ -214,10 +228,11 @@ def iter_jsonl(path: Path, tally: Tally, fields: tuple[str, ...] | None = None) 
                     continue
                 try:
                     obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    tally.skip("malformed JSON", f"{where} ({err.msg})")
+                    bad = has_bad_utf8(obj)  # (recursive: a RecursionError for nesting json just took)
+                except (ValueError, RecursionError) as err:  # (a JSONDecodeError is a ValueError)
+                    tally.skip("malformed JSON", f"{where} ({unreadable_json(err)})")
                     continue
-                if has_bad_utf8(obj):
+                if bad:
                     tally.skip("invalid UTF-8", f"{where} (a lone surrogate escape)")
                     continue
             if type(obj) is not dict:
@@ -235,7 +250,12 @@ def iter_json_items(path: Path, tally: Tally) -> Iterator[tuple[str, dict]]:
         if not isinstance(obj, dict):
             tally.skip("not a JSON object", where)
             continue
-        if has_bad_utf8(obj):
+        try:
+            bad = has_bad_utf8(obj)
+        except RecursionError as err:  # nesting the json module took, deeper than this check can go
+            tally.skip("malformed JSON", f"{where} ({unreadable_json(err)})")
+            continue
+        if bad:
             tally.skip("invalid UTF-8", where)
             continue
         yield where, obj

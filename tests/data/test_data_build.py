@@ -279,3 +279,17 @@ def test_a_built_file_with_mixed_alpaca_rows_reads_back_as_spans(tmp_path):
     assert mixed > 0
     card = build_dataset(BuildConfig(out=str(tmp_path / "again"), sources=[f"spans:{first / 'train.jsonl'}"]))
     assert card["sources"]["spans"]["skip_reasons"] == {"unlabelled document (no labels to learn from)": mixed}
+
+
+def test_stats_report_an_empty_test_split(tmp_path, capsys):
+    rows = write_rows(tmp_path / "rows.jsonl",
+                      {"id": "c", "text": "Mail bob@x.org", "spans": [{"start": 5, "end": 14, "label": "EMAIL"}]})
+    out = tmp_path / "o"
+    build_dataset(BuildConfig(out=str(out), sources=[f"spans:{rows}"], test_size=0.5))
+    assert (out / "test.jsonl").read_bytes() == b""
+    assert main(["data", "stats", str(out), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)["splits"]
+    assert (stats["train"]["records"], stats["test"]["records"]) == (1, 0)
+    assert stats["test"]["sha256_matches_card"] is True
+    with pytest.raises(PiilabError, match="no records"):
+        read_records(out, "test")  # training and evaluation still need some

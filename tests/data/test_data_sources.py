@@ -10,6 +10,7 @@ import pytest
 from piilab.data.sources import (
     SourceSpec,
     ai4privacy,
+    alpaca,
     conll,
     detect_format,
     expand_paths,
@@ -337,3 +338,15 @@ def test_read_documents_keeps_one_tally_per_format():
     pairs = list(read_documents(SourceSpec(str(FIXTURES / "conll_*")), tallies))
     assert set(tallies) == {"conll"} and len(pairs) == 4
     assert tallies["conll"].read == 4 and len(tallies["conll"].files) == 2
+
+
+@pytest.mark.parametrize("reader, row", [
+    (spans, {"id": "a", "text": "Call Jo now", "spans": [{"start": 5, "end": 7, "label": "NAME"}]}),
+    (alpaca, {"instruction": "Say hi", "input": "", "output": "hi"}),
+])
+def test_a_json_list_after_a_long_run_of_whitespace_is_still_a_list(tmp_path, reader, row):
+    path = tmp_path / "rows.json"
+    path.write_bytes(b"\xef\xbb\xbf" + b" \n\t\r" * 20_000 + json.dumps([row, row]).encode())  # 80 KB, past any peek
+    docs, tally = read_all(reader.read, path)
+    assert len(docs) == 2 and not tally.skipped
+    assert detect_format(path) == reader.NAME

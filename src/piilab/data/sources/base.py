@@ -134,19 +134,39 @@ def decode_file(path: Path) -> str:
     return data.decode("utf-8-sig", errors="surrogateescape")
 
 
-def peek(path: Path, size: int = 65536) -> str:
-    """The first `size` bytes of a file as text (for format detection)."""
+def first_content(path: Path, chunk: int = 1 << 16) -> tuple[int, str]:
+    """(offset, character) of a file's first byte that is neither whitespace nor a UTF-8 BOM,
+    however far in: '[' starts a JSON list. (-1, '') for a file of whitespace only."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise PiilabError(f"{path}: file not found") from None
+    with handle:
+        offset = 3 if handle.read(3) == b"\xef\xbb\xbf" else 0
+        handle.seek(offset)
+        while data := handle.read(chunk):
+            rest = data.lstrip()  # (JSON's whitespace: space, tab, line feed, carriage return)
+            if rest:
+                return offset + len(data) - len(rest), rest[:1].decode("latin-1")
+            offset += len(data)
+    return -1, ""
+
+
+def peek(path: Path, size: int = 65536, offset: int = 0) -> str:
+    """`size` bytes of a file from `offset` as text (for format detection)."""
     try:
         with path.open("rb") as handle:
+            handle.seek(offset)
             return handle.read(size).decode("utf-8-sig", errors="replace")
     except FileNotFoundError:
         raise PiilabError(f"{path}: file not found") from None
 
 
-def first_line(path: Path, limit: int = 1 << 26) -> str:
-    """The first line of a file (at most `limit` bytes), for detecting JSON Lines whose first
+def first_line(path: Path, limit: int = 1 << 26, offset: int = 0) -> str:
+    """The line at `offset` (at most `limit` bytes), for detecting JSON Lines whose first
     record is longer than `peek` reads."""
     with path.open("rb") as handle:
+        handle.seek(offset)
         return handle.readline(limit).decode("utf-8-sig", errors="replace")
 
 

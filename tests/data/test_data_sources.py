@@ -288,6 +288,14 @@ def test_bad_kaggle_records_are_skipped_and_counted(tmp_path, item, reason):
     assert tally.examples[reason] == [f"{path}[1]"]
 
 
+def test_a_kaggle_document_number_of_null_falls_back_to_the_position(tmp_path):
+    essay = {"full_text": "Hi Jo", "tokens": ["Hi", "Jo"], "trailing_whitespace": [True, False], "labels": ["O", "O"]}
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps([{**essay, "document": 7}, {**essay, "document": None}, essay]))
+    docs, _ = read_all(kaggle.read, path)
+    assert [d.id for d in docs] == ["kaggle:train:7", "kaggle:train:1", "kaggle:train:2"]
+
+
 def test_malformed_json_list_names_file_and_line(tmp_path):
     path = tmp_path / "train.json"
     path.write_text('[\n{"document": 1,\n "full_text": }\n]')

@@ -191,6 +191,8 @@ def test_labels_language_and_prompt_style_options(tmp_path):
     (["--synthetic", "5", "--test-size", "1.5", "--out", "x"], "test-size"),
     (["--synthetic", "5", "--mix", "alpaca:a.json", "--out", "x"], "alpaca:PATH:FRACTION"),
     (["--synthetic", "5", "--split-by", "colour", "--out", "x"], "split-by"),
+    (["--synthetic", "5", "--split-by", "field:", "--out", "x"], "--split-by field: needs a field name"),
+    (["--synthetic", "5", "--seed", "-1", "--out", "x"], "--seed must be >= 0, got -1"),
     (["--source", "nowhere/at/all.json", "--out", "x"], "no such file"),
     (["--real", "letters", "--out", "x"], "unknown real-text set 'letters'; shipped: mail"),
 ])
@@ -241,3 +243,53 @@ def test_a_lone_surrogate_escape_is_a_counted_skip_not_a_crash(tmp_path):
     source = card["sources"]["spans"]
     assert (source["records_in"], source["written"], source["skipped"]) == (5, 4, 1)
     assert "invalid UTF-8" in source["skip_reasons"]
+
+
+def write_rows(path: Path, *rows: dict) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def test_a_skipped_document_does_not_make_its_copy_a_duplicate(tmp_path):
+    text, name = "Call Ann Lee now", {"start": 5, "end": 12}
+    rows = write_rows(tmp_path / "rows.jsonl",
+                      {"id": "a", "text": text, "spans": [{**name, "label": "FOO"}]},  # not in the crosswalk
+                      {"id": "b", "text": text, "spans": [{**name, "label": "NAME"}]},
+                      {"id": "c", "text": "Mail bob@x.org", "spans": [{"start": 5, "end": 14, "label": "EMAIL"}]},
+                      {"id": "d", "text": text, "spans": [{**name, "label": "NAME"}]})
+    card = build_dataset(BuildConfig(out=str(tmp_path / "o"), sources=[f"spans:{rows}"], test_size=0))
+    assert card["sources"]["spans"]["skip_reasons"] == {"label FOO not in the crosswalk": 1, "exact duplicate text": 1}
+    assert [r["id"] for r in records(tmp_path / "o" / "train.jsonl")] == ["b", "c"]
+
+
+def test_a_line_break_in_a_source_name_is_kept_in_the_record(tmp_path):
+    rows = write_rows(tmp_path / "rows.jsonl",
+                      {"id": "a", "text": "Mail bob@x.org", "source": "my\nsrc\tx",
+                       "spans": [{"start": 5, "end": 14, "label": "EMAIL"}]})
+    card = build_dataset(BuildConfig(out=str(tmp_path / "o"), sources=[f"spans:{rows}"], test_size=0))
+    assert [r["source"] for r in records(tmp_path / "o" / "train.jsonl")] == ["my\nsrc\tx"]
+    assert card["splits"]["train"]["by_source"] == {"my src x": 1}
+
+
+def test_a_built_file_with_mixed_alpaca_rows_reads_back_as_spans(tmp_path):
+    first = tmp_path / "first"
+    assert main(["data", "build", "--synthetic", "30", "--mix", f"alpaca:{FIXTURES / 'alpaca.json'}:0.1",
+                 "--out", str(first)]) == 0
+    mixed = sum(r["source"] == "alpaca" for r in records(first / "train.jsonl"))
+    assert mixed > 0
+    card = build_dataset(BuildConfig(out=str(tmp_path / "again"), sources=[f"spans:{first / 'train.jsonl'}"]))
+    assert card["sources"]["spans"]["skip_reasons"] == {"unlabelled document (no labels to learn from)": mixed}
+
+
+def test_stats_report_an_empty_test_split(tmp_path, capsys):
+    rows = write_rows(tmp_path / "rows.jsonl",
+                      {"id": "c", "text": "Mail bob@x.org", "spans": [{"start": 5, "end": 14, "label": "EMAIL"}]})
+    out = tmp_path / "o"
+    build_dataset(BuildConfig(out=str(out), sources=[f"spans:{rows}"], test_size=0.5))
+    assert (out / "test.jsonl").read_bytes() == b""
+    assert main(["data", "stats", str(out), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)["splits"]
+    assert (stats["train"]["records"], stats["test"]["records"]) == (1, 0)
+    assert stats["test"]["sha256_matches_card"] is True
+    with pytest.raises(PiilabError, match="no records"):
+        read_records(out, "test")  # training and evaluation still need some

@@ -151,3 +151,49 @@ def test_an_entity_longer_than_a_window_is_kept_whole():
     assert any(p.spans and p.spans[0].value == "x" * 50 for p in parts)
     with pytest.raises(PiilabError, match="overlap"):
         window_bounds(text, doc.spans, 20, 20)
+
+
+def test_windows_move_on_past_a_long_entity_they_cannot_cut():
+    # Once crept forward 2 characters a window, each ending where the entity began.
+    text = "word " * 62 + "https://example.org/" + "p" * 237 + " tail" * 61
+    doc = doc_of(text, ("https://example.org/" + "p" * 237, "URL_PERSONAL"))
+    bounds = window_bounds(doc.text, doc.spans, 400, 200)
+    assert len(bounds) <= 5
+    assert all(s1 < s2 <= e1 < e2 for (s1, e1), (s2, e2) in zip(bounds, bounds[1:]))
+    address = "Flat 1 " + "Long Street " * 63
+    doc = doc_of("x " * 100 + address + " y" * 100, (address.strip(), "STREET_ADDRESS"))
+    (entity,) = doc.spans  # 762 characters: a window of its own, between two of text
+    assert window_bounds(doc.text, doc.spans, 500, 100) == [(0, 200), (200, 962), (962, 1163)]
+    assert (entity.start, entity.end) == (200, 962)
+
+
+def random_long_entity_text(rng: random.Random) -> tuple[str, list[Span]]:
+    """Words, unlabelled runs without whitespace, and entities up to 300 characters."""
+    pieces, spans, at = [], [], 0
+    for _ in range(rng.randint(5, 80)):
+        kind = rng.random()
+        if kind < 0.15:
+            value = "".join(rng.choice("ab c") for _ in range(rng.randint(1, 300))).strip() or "x"
+            spans.append(Span(at, at + len(value), "ID_NUM", value))
+        else:
+            value = "y" * rng.randint(1, 150) if kind < 0.2 else rng.choice(["a", "the", "essay", "x\ny"])
+        pieces.append(value)
+        at += len(value) + 1
+    return " ".join(pieces), spans
+
+
+def test_windows_always_move_on_and_never_cut_or_lose_a_span():
+    rng = random.Random(7)
+    for _ in range(400):
+        text, spans = random_long_entity_text(rng)
+        max_chars = rng.randint(1, 400)
+        overlap = rng.randint(0, max_chars - 1)
+        bounds = window_bounds(text, spans, max_chars, overlap)
+        assert bounds[0][0] == 0 and bounds[-1][1] == len(text)
+        for start, end in bounds:
+            alone = any(s.start == start and s.end == end for s in spans)  # an over-long entity
+            assert end - start <= max_chars or alone
+            assert not any(s.start < at < s.end for s in spans for at in (start, end)), "cut"
+        assert all(any(start <= s.start and s.end <= end for start, end in bounds) for s in spans), "lost"
+        assert all(s1 < s2 <= e1 < e2 for (s1, e1), (s2, e2) in zip(bounds, bounds[1:])), "repeated"
+        assert len(bounds) <= 2 * len(text) / (max_chars - overlap) + 2

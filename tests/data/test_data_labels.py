@@ -124,6 +124,23 @@ def test_bad_crosswalk_is_a_one_line_error(tmp_path, body, message):
         load_crosswalk(csv)
 
 
+def test_a_crosswalk_saved_with_a_byte_order_mark_is_read(tmp_path):
+    csv = tmp_path / "excel.csv"
+    csv.write_bytes(b"\xef\xbb\xbfsource_label,canonical\r\nNOTALABEL,NAME\r\n")
+    assert load_crosswalk(csv).rule("NOTALABEL").canonical == "NAME"
+
+
+def test_an_unreadable_crosswalk_is_a_one_line_error_naming_it(tmp_path):
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(b"source_label,canonical\nNOTALABEL,NAM\xe9\n")
+    with pytest.raises(PiilabError, match=r"latin1.csv: line 2: not UTF-8"):
+        load_crosswalk(latin1)
+    with pytest.raises(PiilabError, match=f"{tmp_path}: is a directory"):
+        load_crosswalk(tmp_path)
+    with pytest.raises(PiilabError, match="crosswalk file not found"):
+        load_crosswalk(tmp_path / "missing.csv")
+
+
 def test_unknown_label_in_label_set_is_an_error(crosswalk):
     with pytest.raises(PiilabError, match="unknown label"):
         resolve_labels(["NAME", "SHOE_SIZE"], crosswalk)

@@ -10,6 +10,7 @@ import pytest
 from piilab.data.sources import (
     SourceSpec,
     ai4privacy,
+    alpaca,
     conll,
     detect_format,
     expand_paths,
@@ -57,6 +58,16 @@ def test_paths_globs_and_directories(tmp_path):
         expand_paths(str(tmp_path / "missing.json"))
     assert SourceSpec.parse("kaggle:a/b.json") == SourceSpec("a/b.json", "kaggle")
     assert SourceSpec.parse("a/b.json") == SourceSpec("a/b.json", "auto")
+
+
+@pytest.mark.parametrize("text", ["spans:", "", "kaggle:"])
+def test_an_empty_path_is_an_error_not_the_current_directory(tmp_path, monkeypatch, text):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "stray.jsonl").write_text('{"text": "Call Jo", "spans": []}\n')
+    with pytest.raises(PiilabError, match=f"^{text!r}: empty path"):
+        SourceSpec.parse(text)
+    with pytest.raises(PiilabError, match="empty path"):
+        SourceSpec.named(text) if text else SourceSpec(text)
 
 
 # Kaggle --------------------------------------------------------------------------------------
@@ -205,6 +216,12 @@ BAD_AI4PRIVACY = [
     # a lone surrogate escape is valid JSON but not text: UTF-8 cannot encode it
     (b'{"source_text": "Call \\ud800 now", "privacy_mask": []}', "invalid UTF-8"),
     (b'{"source_text": "Call Jo now", "privacy_mask": [], "id": "\\udfffx"}', "invalid UTF-8"),
+    # valid JSON Python will not read: a huge integer, nesting deeper than its stack
+    (b'{"source_text": "Call Jo now", "privacy_mask": [], "id": ' + b"9" * 5000 + b"}", "malformed JSON"),
+    (b'{"source_text": "Call Jo now", "privacy_mask": ' + b"[" * 5000 + b"]" * 5000 + b"}", "malformed JSON"),
+    (b'{"source_text": "Call Jo now", "privacy_mask": "' + b"[" * 5000 + b"]" * 5000 + b'"}', "privacy_mask is not a list"),
+    # (the json module takes this nesting; the UTF-8 check after it, a NaN's path, cannot recurse so deep)
+    (b'{"source_text": "Call Jo now", "privacy_mask": [], "x": NaN, "y": ' + b"[" * 600 + b"]" * 600 + b"}", "malformed JSON"),
 ]
 
 
@@ -271,11 +288,40 @@ def test_bad_kaggle_records_are_skipped_and_counted(tmp_path, item, reason):
     assert tally.examples[reason] == [f"{path}[1]"]
 
 
+def test_a_kaggle_document_number_of_null_falls_back_to_the_position(tmp_path):
+    essay = {"full_text": "Hi Jo", "tokens": ["Hi", "Jo"], "trailing_whitespace": [True, False], "labels": ["O", "O"]}
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps([{**essay, "document": 7}, {**essay, "document": None}, essay]))
+    docs, _ = read_all(kaggle.read, path)
+    assert [d.id for d in docs] == ["kaggle:train:7", "kaggle:train:1", "kaggle:train:2"]
+
+
 def test_malformed_json_list_names_file_and_line(tmp_path):
     path = tmp_path / "train.json"
     path.write_text('[\n{"document": 1,\n "full_text": }\n]')
     with pytest.raises(PiilabError, match=r"train.json: line 3: malformed JSON"):
         read_all(kaggle.read, path)
+
+
+@pytest.mark.parametrize("body, reason", [
+    ('[{"document": ' + "9" * 5000 + "}]", "an integer of more than 4300 digits"),
+    ("[" * 5000 + "]" * 5000, "nested too deeply"),
+])
+def test_a_json_list_python_cannot_read_is_an_error_naming_the_file(tmp_path, body, reason):
+    path = tmp_path / "train.json"
+    path.write_text(body)
+    with pytest.raises(PiilabError, match=rf"train.json: malformed JSON \({reason}\)"):
+        read_all(kaggle.read, path)
+
+
+def test_a_record_nested_deeper_than_the_utf8_check_can_go_is_skipped(tmp_path):
+    good = {"document": 1, "full_text": "Hi Jo", "tokens": ["Hi", "Jo"], "trailing_whitespace": [True, False],
+            "labels": ["O", "B-NAME_STUDENT"]}
+    path = tmp_path / "train.json"
+    path.write_text("[" + json.dumps(good) + ', {"x": ' + "[" * 600 + "]" * 600 + "}]")
+    docs, tally = read_all(kaggle.read, path)
+    assert len(docs) == 1 and tally.skipped == {"malformed JSON": 1}
+    assert tally.examples["malformed JSON"] == [f"{path}[1] (nested too deeply)"]
 
 
 def test_invalid_utf8_in_a_json_list_skips_only_that_record(tmp_path):
@@ -300,3 +346,15 @@ def test_read_documents_keeps_one_tally_per_format():
     pairs = list(read_documents(SourceSpec(str(FIXTURES / "conll_*")), tallies))
     assert set(tallies) == {"conll"} and len(pairs) == 4
     assert tallies["conll"].read == 4 and len(tallies["conll"].files) == 2
+
+
+@pytest.mark.parametrize("reader, row", [
+    (spans, {"id": "a", "text": "Call Jo now", "spans": [{"start": 5, "end": 7, "label": "NAME"}]}),
+    (alpaca, {"instruction": "Say hi", "input": "", "output": "hi"}),
+])
+def test_a_json_list_after_a_long_run_of_whitespace_is_still_a_list(tmp_path, reader, row):
+    path = tmp_path / "rows.json"
+    path.write_bytes(b"\xef\xbb\xbf" + b" \n\t\r" * 20_000 + json.dumps([row, row]).encode())  # 80 KB, past any peek
+    docs, tally = read_all(reader.read, path)
+    assert len(docs) == 2 and not tally.skipped
+    assert detect_format(path) == reader.NAME

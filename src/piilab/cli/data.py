@@ -132,7 +132,7 @@ def run_stats(args: argparse.Namespace) -> int:
         check = {True: "matches card", False: "DIFFERS FROM CARD"}.get(s.get("sha256_matches_card"), "no card")
         print(f"\n{split}: {s['records']} records, {s['documents']} documents, "
               f"{s['records_without_pii']} without PII; sha256 {s['sha256'][:12]} ({check})")
-        print("  by source: " + ", ".join(f"{k} {v}" for k, v in s["by_source"].items()))
+        print("  by source: " + (", ".join(f"{k} {v}" for k, v in s["by_source"].items()) or "-"))
         print("  by label:  " + (", ".join(f"{k} {v}" for k, v in s["by_label"].items()) or "-"))
         if "heldout_template" in s:
             print("  held-out template: " + ", ".join(f"{k} {v}" for k, v in s["heldout_template"].items()))

@@ -59,6 +59,7 @@ _MASK64 = (1 << 64) - 1
 # records rather than every one (the default 8 KiB buffer passes larger writes straight through).
 _BUFFER = 1 << 16
 _SPOOL_PREFIX = ".piilab-build-"
+_ONE_FIELD = str.maketrans("\t\n\r", "   ")  # a source name in a spool line's tab-separated head
 
 
 @dataclass
@@ -167,6 +168,10 @@ class BuildConfig:
             raise PiilabError("mix fractions must be >= 0 and add up to less than 1")
         if self.split_by not in ("auto", "document", "template") and not self.split_by.startswith("field:"):
             raise PiilabError(f"unknown --split-by {self.split_by!r}; use auto, document, template or field:NAME")
+        if self.split_by == "field:":
+            raise PiilabError("--split-by field: needs a field name: field:NAME groups documents by meta[NAME]")
+        if self.seed < 0:  # numpy's generator, which draws the split and the mix, takes no negative seed
+            raise PiilabError(f"--seed must be >= 0, got {self.seed}")
         if self.generator not in GENERATORS:
             raise PiilabError(f"unknown --generator {self.generator!r}; use {' or '.join(GENERATORS)}")
         if self.max_chars <= 0 or not 0 <= self.overlap < self.max_chars:
@@ -185,7 +190,7 @@ def dumps_record(record: dict) -> bytes:
 def _spool_line(record: dict, group: int, doc: int) -> bytes:
     """One spooled record: the split keys and its statistics, tab-separated before its JSON."""
     labels = ",".join([s["label"] for s in record["spans"] or ()])
-    source = record["source"].replace("\t", " ")  # a tab would break this line's fields
+    source = record["source"].translate(_ONE_FIELD)  # a tab or line break would split the line
     head = (f"{group}\t{doc}\t{source}\t{record['meta']['window']}\t{len(record['text'])}\t"
             f"{len(record['prompt'])}\t{len(record['completion'])}\t{labels}\t")
     return b"".join((head.encode("utf-8"), _encode(record), b"\n"))
@@ -247,7 +252,7 @@ class _Builder:
     # pass 1 ------------------------------------------------------------------------------------
     def keep(self, tally: Tally, doc: Document) -> Document | None:
         """The canonical document to write, or None after counting why it is skipped."""
-        if doc.source == "alpaca":
+        if tally.source == "alpaca":  # the reader, not a row's `source`: built files read back as spans
             raise PiilabError(f"{doc.id}: Alpaca rows are mixed in with --mix alpaca:PATH:FRACTION, not --source")
         if doc.spans is None:
             tally.skip("unlabelled document (no labels to learn from)", doc.id, bad=False)
@@ -258,13 +263,16 @@ class _Builder:
         if not in_languages(doc, self.languages):
             tally.skip("language not selected", doc.id, bad=False)
             return None
-        reason = self.dedup.check(doc.text) if self.dedup else None
+        keys = self.dedup.keys(doc.text) if self.dedup else None
+        reason = keys and self.dedup.repeat(keys)
         if reason:
             tally.skip(reason, doc.id, bad=False)
             return None
         spans = canonical_spans(tally, doc, self.crosswalk, self.labels)
         if spans is None:
             return None
+        if keys:  # only now: a skipped document must not make a later copy of it a "duplicate"
+            self.dedup.remember(keys)
         doc_id = doc.id
         # Python's str hash is enough here: ids only need to be unique within this build.
         if not self.ids.add(hash(doc_id) & _MASK64):

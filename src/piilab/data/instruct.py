@@ -171,37 +171,76 @@ def _inside(spans: Sequence[Span], at: int) -> Span | None:
     return None
 
 
+def _word_start(text: str, spans: Sequence[Span], at: int, limit: int) -> int:
+    """A window start at or after `at`: just after the first whitespace run before `limit`, and
+    moved past a span it would fall inside (that span lies wholly before `limit`)."""
+    gap = _SPACE_RUN.search(text, at, limit)
+    at = gap.end() if gap else at
+    span = _inside(spans, at)
+    return span.end if span is not None else at
+
+
+def _next_start(text: str, spans: Sequence[Span], start: int, end: int, overlap: int, step: int) -> int:
+    """Where the window after [start, end) begins: about `overlap` before `end`, at a word.
+
+    A start that falls in a span moves back to it (the entity shows in both windows) when that
+    costs at most half a step; otherwise past it, as the window before holds the whole entity.
+    """
+    at = max(end - overlap, start + 1)
+    gap = _SPACE_RUN.search(text, at, end)
+    at = gap.end() if gap else at
+    span = _inside(spans, at)
+    if span is None:
+        return at
+    return span.start if span.start > start and span.start >= end - overlap - step // 2 else span.end
+
+
+def _window_end(text: str, spans: Sequence[Span], start: int, prev_end: int, floor: int,
+                max_chars: int) -> tuple[int, int]:
+    """(start, end) of a window that may begin at `start` but must end at or after `floor`.
+
+    The end is the last whitespace in the window's back half, else its hard limit; a cut inside
+    an entity moves back to the entity's start. If that falls short of `floor` (it would repeat
+    the window before), the window takes the entity whole and starts as late as it can.
+    """
+    limit = start + max_chars
+    cut = max(text.rfind(c, max(start + max_chars // 2, floor), limit + 1) for c in " \n\t")
+    end = cut if cut >= floor else limit
+    span = _inside(spans, end)
+    if span is None:
+        return start, end
+    if span.start >= floor:
+        return start, span.start
+    latest = min(span.start, prev_end)  # no later, or the entity or the text before it is lost
+    wanted = max(start, span.end - max_chars)
+    if wanted > latest:
+        # The entity alone is longer than a window, or it starts after the previous end and
+        # cannot fit with it: an over-long entity gets a window of its own, the other ends before it.
+        return (span.start, span.end) if span.start <= prev_end else (start, span.start)
+    return (start if wanted == start else _word_start(text, spans, wanted, latest)), span.end
+
+
 def window_bounds(text: str, spans: Sequence[Span], max_chars: int, overlap: int) -> list[tuple[int, int]]:
-    """(start, end) of each window: at most max_chars long unless one entity is longer.
+    """(start, end) of each window: at most max_chars long unless it is one entity longer than that.
 
     Cuts go to whitespace where there is some in the back half of a window, and never inside a
-    span. Consecutive windows overlap by about `overlap` characters.
+    span. Consecutive windows overlap by about `overlap` characters, and each ends at least a
+    quarter step (max_chars - overlap) past the one before unless an entity forces a shorter one.
     """
     if max_chars <= 0 or overlap < 0 or overlap >= max_chars:
         raise PiilabError(f"need 0 <= overlap < max_chars, got max_chars={max_chars} overlap={overlap}")
-    n = len(text)
+    n, step = len(text), max_chars - overlap
     bounds: list[tuple[int, int]] = []
-    start = 0
+    start, prev_end, floor = 0, 0, 1
     while True:
-        end = min(start + max_chars, n)
-        if end < n:
-            cut = max(text.rfind(c, start + max_chars // 2, end + 1) for c in " \n\t")
-            end = cut if cut > start else end
-            span = _inside(spans, end)
-            if span is not None:
-                # End before the entity; if it began at the window's start, take it whole.
-                end = span.start if span.start > start else span.end
+        end = n
+        if start + max_chars < n:
+            start, end = _window_end(text, spans, start, prev_end, floor, max_chars)
         bounds.append((start, end))
         if end >= n:
             return bounds
-        nxt = max(end - overlap, start + 1)
-        # Start at a word: just after the first whitespace run, but not past `end`.
-        gap = _SPACE_RUN.search(text, nxt, end)
-        nxt = gap.end() if gap else nxt
-        span = _inside(spans, nxt)
-        if span is not None:
-            nxt = span.start if span.start > start else span.end
-        start = max(nxt, start + 1)
+        start, prev_end = _next_start(text, spans, start, end, overlap, step), end
+        floor = end + max(1, step // 4)
 
 
 def windows(doc: Document, max_chars: int = 2000, overlap: int = 200) -> list[Document]:

@@ -117,6 +117,24 @@ def parse_crosswalk(text: str, origin: str) -> dict[str, Rule]:
     return rules
 
 
+def read_crosswalk_file(path: Path) -> str:
+    """A user crosswalk's text: UTF-8, with or without a byte-order mark (as Excel saves CSV).
+
+    Anything else is a one-line error naming the file.
+    """
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise PiilabError(f"{path}: crosswalk file not found") from None
+    except IsADirectoryError:
+        raise PiilabError(f"{path}: is a directory, not a crosswalk CSV file") from None
+    except UnicodeDecodeError as err:
+        line = err.object.count(b"\n", 0, err.start) + 1
+        raise PiilabError(f"{path}: line {line}: not UTF-8; save the crosswalk as UTF-8") from None
+    except OSError as err:
+        raise PiilabError(f"{path}: cannot read the crosswalk ({err.strerror})") from None
+
+
 def load_crosswalk(path: str | Path | None = None) -> Crosswalk:
     """The shipped crosswalk, with the rows of a user CSV at `path` laid over it."""
     text = resources.files("piilab").joinpath("data/crosswalk.csv").read_text(encoding="utf-8")
@@ -124,11 +142,7 @@ def load_crosswalk(path: str | Path | None = None) -> Crosswalk:
     if path is None:
         return Crosswalk(rules)
     path = Path(path)
-    try:
-        user = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PiilabError(f"{path}: crosswalk file not found") from None
-    rules.update(parse_crosswalk(user, str(path)))
+    rules.update(parse_crosswalk(read_crosswalk_file(path), str(path)))
     return Crosswalk(rules, origin=str(path))
 
 

@@ -130,14 +130,29 @@ class Deduper:
         self._exact = HashSet()
         self._near = HashSet()
 
+    @staticmethod
+    def keys(text: str) -> tuple[int, int]:
+        """The (exact, near) hashes of a text."""
+        # Python's own str hash: fast and cached, and only needs to agree within one run.
+        return hash(text) & _MASK64, hash(dedup_key(text)) & _MASK64
+
+    def repeat(self, keys: tuple[int, int]) -> str | None:
+        """The reason a text with these keys is a duplicate of one remembered, or None."""
+        exact, near = keys
+        return self.EXACT if exact in self._exact else self.NEAR if near in self._near else None
+
+    def remember(self, keys: tuple[int, int]) -> None:
+        """Remember a text's keys: later texts with them are duplicates."""
+        self._exact.add(keys[0])
+        self._near.add(keys[1])
+
     def check(self, text: str) -> str | None:
         """None for a new text (now remembered), else the reason it is a duplicate."""
-        # Python's own str hash: fast and cached, and only needs to agree within one run.
-        if not self._exact.add(hash(text) & _MASK64):
-            return self.EXACT
-        if not self._near.add(hash(dedup_key(text)) & _MASK64):
-            return self.NEAR
-        return None
+        keys = self.keys(text)
+        reason = self.repeat(keys)
+        if reason is None:
+            self.remember(keys)
+        return reason
 
 
 def group_of(doc: Document, split_by: str) -> tuple[str, str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from piilab.data.records import Document
 from piilab.data.sources import ai4privacy, alpaca, conll, kaggle, presidio, spans
-from piilab.data.sources.base import Tally, first_line, peek
+from piilab.data.sources.base import Tally, first_content, first_line, peek
 from piilab.errors import PiilabError
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,9 @@ class SourceSpec:
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise PiilabError(f"unknown format {self.format!r}; choose from {', '.join(FORMATS)}")
+        if not self.path:  # Path("") is the current directory, which would be read recursively
+            given = self.path if self.format == "auto" else f"{self.format}:{self.path}"
+            raise PiilabError(f"{given!r}: empty path; give FORMAT:PATH or a path")
 
     @classmethod
     def named(cls, text: str) -> "SourceSpec | None":
@@ -95,12 +98,12 @@ def expand_paths(pattern: str) -> list[Path]:
 
 def detect_format(path: Path) -> str:
     """The reader for a file, judged from the key names (or tag lines) at its start."""
-    head = peek(path)
-    start = head.lstrip()[:1]
-    if not head.strip():
+    offset, start = first_content(path)  # (past any run of whitespace, however long)
+    if not start:
         raise PiilabError(f"{path}: the file is empty (or only whitespace)")
+    head = peek(path, offset=offset)
     if start == "{" and "\n" not in head:
-        head = first_line(path)  # one JSON Lines record longer than the peek: read all of it
+        head = first_line(path, offset=offset)  # one JSON Lines record longer than the peek: read all of it
     if start in ("[", "{"):
         if '"entity_type"' in head or '"start_position"' in head:
             return "presidio"

@@ -47,7 +47,7 @@ def parse_mask(mask: Any, tally: Tally) -> list:
         try:
             parsed = json.loads(mask)
             tally.note("privacy_mask stored as a JSON string")
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or JSON too deep or a number too long to read
             try:
                 parsed = ast.literal_eval(mask)  # literals only: never runs code
                 tally.note("privacy_mask stored as a Python repr")

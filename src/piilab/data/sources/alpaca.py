@@ -13,9 +13,9 @@ from piilab.data.records import Document
 from piilab.data.sources.base import (
     RecordError,
     Tally,
+    first_content,
     iter_json_items,
     iter_jsonl,
-    peek,
     position,
     require,
 )
@@ -38,7 +38,7 @@ def to_document(obj: dict, doc_id: str) -> Document:
 
 def read(path: Path, tally: Tally) -> Iterator[Document]:
     """Rows of an alpaca_data.json (or a JSONL file of the same objects)."""
-    rows = iter_json_items(path, tally) if peek(path, 256).lstrip().startswith("[") else iter_jsonl(path, tally)
+    rows = iter_json_items(path, tally) if first_content(path)[1] == "[" else iter_jsonl(path, tally)
     for where, obj in rows:
         try:
             yield to_document(obj, f"{NAME}:{path.stem}:{position(where)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -131,25 +132,56 @@ def decode_file(path: Path) -> str:
     return data.decode("utf-8-sig", errors="surrogateescape")
 
 
-def peek(path: Path, size: int = 65536) -> str:
-    """The first `size` bytes of a file as text (for format detection)."""
+def first_content(path: Path, chunk: int = 1 << 16) -> tuple[int, str]:
+    """(offset, character) of a file's first byte that is neither whitespace nor a UTF-8 BOM,
+    however far in: '[' starts a JSON list. (-1, '') for a file of whitespace only."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise PiilabError(f"{path}: file not found") from None
+    with handle:
+        offset = 3 if handle.read(3) == b"\xef\xbb\xbf" else 0
+        handle.seek(offset)
+        while data := handle.read(chunk):
+            rest = data.lstrip()  # (JSON's whitespace: space, tab, line feed, carriage return)
+            if rest:
+                return offset + len(data) - len(rest), rest[:1].decode("latin-1")
+            offset += len(data)
+    return -1, ""
+
+
+def peek(path: Path, size: int = 65536, offset: int = 0) -> str:
+    """`size` bytes of a file from `offset` as text (for format detection)."""
     try:
         with path.open("rb") as handle:
+            handle.seek(offset)
             return handle.read(size).decode("utf-8-sig", errors="replace")
     except FileNotFoundError:
         raise PiilabError(f"{path}: file not found") from None
 
 
-def first_line(path: Path, limit: int = 1 << 26) -> str:
-    """The first line of a file (at most `limit` bytes), for detecting JSON Lines whose first
+def first_line(path: Path, limit: int = 1 << 26, offset: int = 0) -> str:
+    """The line at `offset` (at most `limit` bytes), for detecting JSON Lines whose first
     record is longer than `peek` reads."""
     with path.open("rb") as handle:
+        handle.seek(offset)
         return handle.readline(limit).decode("utf-8-sig", errors="replace")
 
 
 def position(where: str) -> str:
     """The index or line number at the end of a location ("f.json[3]" -> "3", "f.jsonl:7" -> "7")."""
     return where.rstrip("]").rsplit("[" if where.endswith("]") else ":", 1)[-1]
+
+
+def unreadable_json(err: ValueError | RecursionError) -> str:
+    """Why valid-looking JSON could not be read, in words (never the record's text)."""
+    if isinstance(err, RecursionError):
+        return "nested too deeply"
+    if isinstance(err, json.JSONDecodeError):
+        return err.msg
+    if "integer string conversion" in str(err):  # Python's guard against quadratic int parsing
+        return f"an integer of more than {sys.get_int_max_str_digits()} digits"
+    return str(err)
 
 
 def load_json_list(path: Path) -> list:
@@ -159,6 +191,8 @@ def load_json_list(path: Path) -> list:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise PiilabError(f"{path}: line {err.lineno}: malformed JSON ({err.msg})") from None
+    except (ValueError, RecursionError) as err:
+        raise PiilabError(f"{path}: malformed JSON ({unreadable_json(err)})") from None
     if isinstance(data, dict):
         # Some mirrors wrap the list: {"data": [...]}.
         lists = [v for v in data.values() if isinstance(v, list)]
@@ -188,7 +222,7 @@ def iter_jsonl(path: Path, tally: Tally, fields: tuple[str, ...] | None = None) 
             tally.read += 1
             try:
                 obj = loads(raw)  # msgspec: ~2x the json module's speed, and the same values
-            except ValueError:
+            except (ValueError, RecursionError):
                 obj = _DECLINED
             if obj is _DECLINED:
                 # What msgspec declines (a BOM, bad UTF-8, NaN, lone surrogate escapes, malformed
@@ -201,10 +235,11 @@ def iter_jsonl(path: Path, tally: Tally, fields: tuple[str, ...] | None = None) 
                     continue
                 try:
                     obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    tally.skip("malformed JSON", f"{where} ({err.msg})")
+                    bad = has_bad_utf8(obj)  # (recursive: a RecursionError for nesting json just took)
+                except (ValueError, RecursionError) as err:  # (a JSONDecodeError is a ValueError)
+                    tally.skip("malformed JSON", f"{where} ({unreadable_json(err)})")
                     continue
-                if has_bad_utf8(obj):
+                if bad:
                     tally.skip("invalid UTF-8", f"{where} (a lone surrogate escape)")
                     continue
             if type(obj) is not dict:
@@ -222,7 +257,12 @@ def iter_json_items(path: Path, tally: Tally) -> Iterator[tuple[str, dict]]:
         if not isinstance(obj, dict):
             tally.skip("not a JSON object", where)
             continue
-        if has_bad_utf8(obj):
+        try:
+            bad = has_bad_utf8(obj)
+        except RecursionError as err:  # nesting the json module took, deeper than this check can go
+            tally.skip("malformed JSON", f"{where} ({unreadable_json(err)})")
+            continue
+        if bad:
             tally.skip("invalid UTF-8", where)
             continue
         yield where, obj

@@ -66,7 +66,8 @@ def to_document(obj: dict, where: str, doc_id: str, tally: Tally) -> Document:
 def read(path: Path, tally: Tally) -> Iterator[Document]:
     """Essays from a Kaggle train.json or test.json."""
     for where, obj in iter_json_items(path, tally):
-        doc_id = f"{NAME}:{path.stem}:{obj.get('document', position(where))}"
+        native = obj.get("document")  # null counts as missing: the record's position stands in
+        doc_id = f"{NAME}:{path.stem}:{native if native is not None else position(where)}"
         try:
             yield to_document(obj, where, doc_id, tally)
         except RecordError as err:

@@ -14,9 +14,9 @@ from piilab.data.sources.base import (
     RecordError,
     Tally,
     check_spans,
+    first_content,
     iter_json_items,
     iter_jsonl,
-    peek,
     position,
     require,
 )
@@ -44,7 +44,7 @@ def to_document(obj: dict, where: str, fallback_id: str, tally: Tally) -> Docume
 
 def read(path: Path, tally: Tally) -> Iterator[Document]:
     """Documents from a span JSONL file (or a JSON list of the same objects)."""
-    rows = iter_json_items(path, tally) if peek(path, 256).lstrip().startswith("[") else iter_jsonl(path, tally)
+    rows = iter_json_items(path, tally) if first_content(path)[1] == "[" else iter_jsonl(path, tally)
     for where, obj in rows:
         try:
             yield to_document(obj, where, f"{NAME}:{path.stem}:{position(where)}", tally)

@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -66,9 +67,15 @@ def read_json(path: str | os.PathLike) -> Any:
         raise PiilabError(f"{path}: line {err.lineno}: malformed JSON ({err.msg})") from None
 
 
-def unreadable(err: ValueError | RecursionError) -> str:
-    """Why the json module gave up on valid-looking JSON, in a few words."""
-    return "nested too deeply" if isinstance(err, RecursionError) else str(err).split(";")[0]
+def unreadable_json(err: ValueError | RecursionError) -> str:
+    """Why valid-looking JSON could not be read, in words (never the record's text)."""
+    if isinstance(err, RecursionError):
+        return "nested too deeply"
+    if isinstance(err, json.JSONDecodeError):
+        return err.msg
+    if "integer string conversion" in str(err):  # Python's guard against quadratic int parsing
+        return f"an integer of more than {sys.get_int_max_str_digits()} digits"
+    return str(err)
 
 
 def has_bad_utf8(value: Any) -> bool:
@@ -107,17 +114,15 @@ def numbered_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, Any]]:
                 continue
             if not line.strip():
                 continue
-            try:
+            try:  # (an int of 4,300+ digits or deep nesting is a ValueError or RecursionError)
                 value = json.loads(line)
-            except json.JSONDecodeError as err:
-                yield lineno, PiilabError(f"{path}: line {lineno}: malformed JSON ({err.msg})")
-                continue
-            except (ValueError, RecursionError) as err:  # an int of 4,300+ digits, deep nesting
-                yield lineno, PiilabError(f"{path}: line {lineno}: malformed JSON ({unreadable(err)})")
+                bad = has_bad_utf8(value)  # recursive: nesting json just took can still be too deep
+            except (ValueError, RecursionError) as err:
+                yield lineno, PiilabError(f"{path}: line {lineno}: malformed JSON ({unreadable_json(err)})")
                 continue
             # A lone surrogate escape decodes, but no tokenizer or UTF-8 file takes it.
             yield lineno, PiilabError(f"{path}: line {lineno}: not valid Unicode (a lone surrogate "
-                                      "escape)") if has_bad_utf8(value) else value
+                                      "escape)") if bad else value
 
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,7 +20,7 @@ import msgspec
 from piilab.data.labels import LabelTally
 from piilab.data.records import Span
 from piilab.errors import PiilabError
-from piilab.io import has_bad_utf8
+from piilab.io import has_bad_utf8, unreadable_json
 
 log = logging.getLogger(__name__)
 
@@ -171,17 +169,6 @@ def first_line(path: Path, limit: int = 1 << 26, offset: int = 0) -> str:
 def position(where: str) -> str:
     """The index or line number at the end of a location ("f.json[3]" -> "3", "f.jsonl:7" -> "7")."""
     return where.rstrip("]").rsplit("[" if where.endswith("]") else ":", 1)[-1]
-
-
-def unreadable_json(err: ValueError | RecursionError) -> str:
-    """Why valid-looking JSON could not be read, in words (never the record's text)."""
-    if isinstance(err, RecursionError):
-        return "nested too deeply"
-    if isinstance(err, json.JSONDecodeError):
-        return err.msg
-    if "integer string conversion" in str(err):  # Python's guard against quadratic int parsing
-        return f"an integer of more than {sys.get_int_max_str_digits()} digits"
-    return str(err)
 
 
 def load_json_list(path: Path) -> list:

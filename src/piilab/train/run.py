@@ -14,6 +14,7 @@ from piilab.errors import PiilabError
 from piilab.io import check_output_dir, read_json, write_json
 from piilab.runtime import let_the_heap_keep_blocks_again, peak_rss_mb
 from piilab.train.config import (
+    CHECKPOINTS,
     LOG_FILE,
     METRICS_FILE,
     PLOT_FILE,
@@ -25,6 +26,7 @@ from piilab.train.run_folder import (
     checkpoint_step,
     data_fingerprint,
     is_final_checkpoint,
+    remove_checkpoints_after,
     write_run_files,
 )
 
@@ -55,6 +57,8 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> RunSummary:
     if trainer.is_world_process_zero() and run.resume_from is None:
         write_run_files(run_dir, config, runtime=run.runtime, tokenizer=trainer.processing_class,
                         fmt=run.fmt, data=data_fingerprint(config.data))
+    if trainer.is_world_process_zero() and config.resume:
+        remove_checkpoints_after(run_dir / CHECKPOINTS, run.resume_from)
     if run.resume_from is not None:
         log.info("resuming from %s", run.resume_from)
     # Time and tokens continue from the checkpoint, so the log and the metrics count the run.

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import re
+import shutil
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -47,8 +50,6 @@ def check_run_dir(config: TrainConfig) -> Path | None:
     Returns the checkpoint to resume from (None to start at step 0). A run folder that already
     holds files needs --resume; --resume checks that the plan has not changed.
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
     run_dir = Path(config.out)
     if not config.resume:
         if _holds_files(run_dir):
@@ -69,12 +70,57 @@ def check_run_dir(config: TrainConfig) -> Path | None:
     now = data_fingerprint(config.data)
     if saved_data.get("train_sha256") and saved_data["train_sha256"] != now["train_sha256"]:
         raise PiilabError(f"--resume: {config.data} is not the training data this run started with")
-    checkpoints = run_dir / CHECKPOINTS
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    last = last_complete_checkpoint(run_dir / CHECKPOINTS)
     if last is None:
-        log.warning("--resume: %s has no checkpoint yet; starting from step 0", run_dir)
-        return None
-    return Path(last)
+        log.warning("--resume: %s has no complete checkpoint yet; starting from step 0", run_dir)
+    return last
+
+
+# Weights a checkpoint may hold: a LoRA adapter or a whole model (full fine-tuning), in any layout.
+_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin", "model.safetensors",
+            "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_CHECKPOINT_NAME = re.compile(r"checkpoint-(\d+)")
+
+
+def numbered_checkpoints(checkpoints: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every checkpoint-N folder, newest first."""
+    if not checkpoints.is_dir():
+        return []
+    found = [(int(match.group(1)), entry) for entry in checkpoints.iterdir()
+             if entry.is_dir() and (match := _CHECKPOINT_NAME.fullmatch(entry.name))]
+    return sorted(found, key=lambda pair: pair[0], reverse=True)
+
+
+def is_complete_checkpoint(folder: Path) -> bool:
+    """Whether the Trainer finished writing a checkpoint: it writes trainer_state.json last (after
+    the weights, optimizer, scheduler and RNG states), so that file must read back whole."""
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, or cut short by a kill mid-write
+        return False
+    return isinstance(state, dict) and "global_step" in state and \
+        any((folder / name).is_file() for name in _WEIGHTS)
+
+
+def last_complete_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest checkpoint that --resume can continue from; newer ones a kill left half
+    written are named in a warning and passed over (transformers would take the newest)."""
+    for _, folder in numbered_checkpoints(checkpoints):
+        if is_complete_checkpoint(folder):
+            return folder
+        log.warning("--resume: %s is incomplete (the run was stopped while saving it); "
+                    "resuming from an earlier checkpoint", folder)
+    return None
+
+
+def remove_checkpoints_after(checkpoints: Path, resume_from: Path | None) -> None:
+    """Delete the half-written checkpoints newer than the one a run resumes from: the Trainer
+    would count them among the two it keeps, and delete a complete one instead."""
+    start = checkpoint_step(resume_from)
+    for step, folder in numbered_checkpoints(checkpoints):
+        if step > start:
+            log.info("removing the incomplete %s", folder)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _versions() -> dict[str, str]:
@@ -108,12 +154,12 @@ def write_run_files(run_dir: Path, config: TrainConfig, *, runtime: dict[str, An
     tokenizer.save_pretrained(run_dir)
 
 
-
 def is_final_checkpoint(checkpoint: Path) -> bool:
+    """Whether a checkpoint is the run's planned last step."""
     state = read_json(checkpoint / "trainer_state.json")
     return state["global_step"] >= state["max_steps"] > 0
 
 
-
 def checkpoint_step(checkpoint: Path | None) -> int:
+    """The step a checkpoint was saved at (0 for none)."""
     return int(checkpoint.name.rsplit("-", 1)[-1]) if checkpoint else 0

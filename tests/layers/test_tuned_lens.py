@@ -211,10 +211,17 @@ def test_bad_lens_specs(model, tmp_path, spec, message):
         make_lens(model, spec.format(missing=tmp_path / "nothing"))
 
 
-def test_bad_training_settings_are_one_line_errors(data_dir, tmp_path, capsys):
+@pytest.mark.parametrize("flag, value, message", [
+    ("--steps", "0", "--steps must be at least 1"),
+    ("--lr", "inf", "--lr must be a positive finite number"),
+    ("--lr", "nan", "--lr must be a positive finite number"),
+    ("--weight-decay", "inf", "--weight-decay must be a finite number"),
+])
+def test_bad_training_settings_are_one_line_errors(data_dir, tmp_path, capsys, flag, value, message):
     assert main(["lens", "train", "--data", str(data_dir), "--out", str(tmp_path / "x"),
-                 "--steps", "0"]) == 2
-    assert "--steps must be at least 1" in capsys.readouterr().err
+                 flag, value]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
 
 
 def test_eval_decodes_through_the_tuned_lens(lens_dir, spread_model_dir, data_dir, tmp_path):

@@ -151,8 +151,8 @@ def test_schedule_constant_and_linear():
     ({"exit_layers": [2.0]}, "--exit-layers takes layer numbers"),
     ({"exit_layers": "0,2"}, "--exit-layers are 1-based"),
     ({"exit_layers": -3}, "--exit-layers are 1-based"),
-    ({"exit_loss_weight": 0}, "--exit-loss-weight must be positive"),
-    ({"exit_loss_weight": -1.0}, "--exit-loss-weight must be positive"),
+    ({"exit_loss_weight": 0}, "--exit-loss-weight must be a positive finite number"),
+    ({"exit_loss_weight": -1.0}, "--exit-loss-weight must be a positive finite number"),
     ({"exit_loss_schedule": "cosine"}, "--exit-loss-schedule must be one of constant, linear"),
 ])
 def test_config_rejects_bad_exit_settings(overrides, message):

@@ -90,9 +90,11 @@ class LensTrainConfig:
     def __post_init__(self) -> None:
         problems = [
             (self.steps >= 1, "--steps must be at least 1"),
-            (self.lr > 0, "--lr must be positive"),
+            # inf passes `> 0` and trains the translators to nan
+            (math.isfinite(self.lr) and self.lr > 0, "--lr must be a positive finite number"),
             (0 <= self.warmup < 1, "--warmup must be in [0, 1)"),
-            (self.weight_decay >= 0, "--weight-decay must not be negative"),
+            (math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+             "--weight-decay must be a finite number, not negative"),
             (self.batch_tokens >= 1, "--batch-tokens must be at least 1"),
             (self.batch_size >= 1, "--batch-size must be at least 1"),
             (self.max_length >= 2, "--max-length must be at least 2"),

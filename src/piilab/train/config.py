@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -113,10 +114,11 @@ class TrainConfig:
             (bool(self.target_modules.strip(" ,")), "--target-modules is empty"),
             (not (self.full_finetune and self.qlora), "--full-finetune trains full-precision weights: "
              "it cannot be combined with --qlora"),
-            (self.epochs is None or self.epochs > 0, "--epochs must be positive"),
+            (self.epochs is None or 0 < self.epochs < math.inf, "--epochs must be a positive finite number"),
             (self.max_steps is None or self.max_steps >= 1, "--max-steps must be at least 1"),
             (self.epochs is None or self.max_steps is None, "give --epochs or --max-steps, not both"),
-            (self.lr > 0, "--lr must be positive"),
+            # inf passes `> 0` and nan fails it with a misleading message: both train to nan
+            (_positive_finite(self.lr), "--lr must be a positive finite number"),
             (self.scheduler in SCHEDULERS, f"--scheduler must be one of {', '.join(SCHEDULERS)}"),
             (self.warmup >= 0 and (self.warmup < 1 or float(self.warmup).is_integer()),
              "--warmup is a fraction in [0, 1) or a whole number of steps"),
@@ -131,7 +133,7 @@ class TrainConfig:
             (self.prompt_format in ("auto", "chat", "plain"), "--prompt-format must be auto, chat or plain"),
             (self.device in ("auto", "cpu", "cuda", "mps"), "--device must be auto, cpu, cuda or mps"),
             (all(layer >= 1 for layer in self.exit_layers), "--exit-layers are 1-based: each must be at least 1"),
-            (self.exit_loss_weight > 0, "--exit-loss-weight must be positive"),
+            (_positive_finite(self.exit_loss_weight), "--exit-loss-weight must be a positive finite number"),
             (self.exit_loss_schedule in EXIT_SCHEDULES,
              f"--exit-loss-schedule must be one of {', '.join(EXIT_SCHEDULES)}"),
         ]
@@ -172,6 +174,11 @@ def parse_exit_layers(value: Any) -> list[int]:
     if not isinstance(parts, (list, tuple)) or not all(_is_whole(part) for part in parts):
         raise PiilabError(f"--exit-layers takes layer numbers such as 16,24, not {value!r}")
     return sorted({int(part) for part in parts})
+
+
+def _positive_finite(value: float) -> bool:
+    """Whether a number is above 0 and neither inf nor nan."""
+    return math.isfinite(value) and value > 0
 
 
 def _is_whole(value: Any) -> bool:

@@ -108,6 +108,24 @@ def test_train_out_under_a_file_fails_before_the_model_loads(user, capsys, monke
                    "afile/run: --out: afile is a file")
 
 
+UNWRITABLE = "/proc/piilab-test-out"  # refuses even root, which os.access lets through
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--data", "d", "--out", UNWRITABLE, "--max-steps", "1"], f"{UNWRITABLE}: --out: cannot write here"),
+    (["lens", "train", "--data", "d", "--out", UNWRITABLE], f"{UNWRITABLE}: --out: cannot write here"),
+    (["lens", "train", "--data", "d", "--out", "afile/lens"], "afile/lens: --out: afile is a file"),
+    (["lens", "train", "--data", "d", "--out", "afile"], "afile: --out names a file"),
+])
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_unwritable_out_fails_before_the_model_loads(user, capsys, monkeypatch, argv, message):
+    assert main(["data", "build", "--synthetic", "6", "--out", "d"]) == 0
+    (user / "adapter").mkdir()
+    (user / "adapter" / "adapter_config.json").write_text('{"base_model_name_or_path": "m"}')
+    refuse_loading(monkeypatch)
+    one_line_error(capsys, argv, message)
+
+
 @pytest.mark.parametrize("verb,message", [
     ("generate", "binary.jsonl: no row with a string field 'prompt' (the first bad row: line 1: not UTF-8"),
     ("extract", "binary.jsonl: no row with a string field 'text' (the first bad row: line 1: not UTF-8"),

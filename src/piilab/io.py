@@ -140,7 +140,11 @@ def _nearest_existing(path: Path) -> Path:
 
 
 def check_output_dir(path: str | os.PathLike, flag: str) -> None:
-    """Refuse, before any work is done, an output folder that is a file or cannot be written."""
+    """Refuse, before any work is done, an output folder that is a file or cannot be written.
+
+    The folder is created (as the work would create it) and a probe file written in it and
+    removed: root passes os.access everywhere, and places like /proc refuse even root.
+    """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise PiilabError(f"{path}: {flag} names a file; give a folder (it is created if missing)")
@@ -149,6 +153,13 @@ def check_output_dir(path: str | os.PathLike, flag: str) -> None:
         raise PiilabError(f"{path}: {flag}: {existing} is a file, so this folder cannot be created")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise PiilabError(f"{path}: {flag}: cannot write in {existing} (permission denied)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise PiilabError(f"{path}: {flag}: cannot write here ({err.strerror or err})") from None
 
 
 def check_output_file(path: str | os.PathLike, flag: str) -> None:

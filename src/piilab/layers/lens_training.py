@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from piilab.errors import PiilabError
+from piilab.io import check_output_dir
 from piilab.models import arch
 
 log = logging.getLogger(__name__)
@@ -355,8 +356,7 @@ def train_lens(config: LensTrainConfig, progress: bool = True) -> dict[str, Any]
 
     started = time.time()
     out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise PiilabError(f"{out}: exists and is not a folder")
+    check_output_dir(out, "--out")  # before the data is read and the model loads, not after training
     train_records, heldout_records, heldout_from = _split_records(config)
     model, tokenizer = models.load_model(config.model, config.adapter, device=config.device,
                                          dtype=config.dtype,

@@ -47,10 +47,10 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> RunSummary:
         write_log_csv,
     )
 
-    # Both checked before the model loads, not after.
-    check_output_dir(config.out, "--out")
+    # Both checked before the model loads, not after; --data first, as trying --out creates it.
     if not Path(config.data).exists():
         raise PiilabError(f"{config.data}: --data: no such dataset folder or file")
+    check_output_dir(config.out, "--out")
     run = build_trainer(config, callbacks)
     trainer, run_dir = run.trainer, Path(config.out)
     trainer.accelerator.wait_for_everyone()  # every rank has checked RUN_DIR before rank 0 writes

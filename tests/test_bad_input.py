@@ -116,6 +116,10 @@ UNWRITABLE = "/proc/piilab-test-out"  # refuses even root, which os.access lets 
     (["lens", "train", "--data", "d", "--out", UNWRITABLE], f"{UNWRITABLE}: --out: cannot write here"),
     (["lens", "train", "--data", "d", "--out", "afile/lens"], "afile/lens: --out: afile is a file"),
     (["lens", "train", "--data", "d", "--out", "afile"], "afile: --out names a file"),
+    (["merge", "adapter", "--out", "afile"], "afile: --out names a file"),
+    (["merge", "adapter", "--out", "afile/merged"], "afile/merged: --out: afile is a file"),
+    (["merge", "adapter", "--out", UNWRITABLE], f"{UNWRITABLE}: --out: cannot write here"),
+    (["merge", "adapter", "--out", "existing"], "existing: --out already holds files"),
 ])
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
 def test_an_unwritable_out_fails_before_the_model_loads(user, capsys, monkeypatch, argv, message):

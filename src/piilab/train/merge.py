@@ -10,10 +10,9 @@ import tempfile
 from pathlib import Path
 
 from piilab.errors import PiilabError
-from piilab.io import write_json
+from piilab.io import check_output_dir, write_json
 
 log = logging.getLogger(__name__)
-
 
 
 def merge(run_dir: str | os.PathLike, out: str | os.PathLike, *, device: str = "auto",
@@ -30,16 +29,13 @@ def merge(run_dir: str | os.PathLike, out: str | os.PathLike, *, device: str = "
     from piilab.second_look import DEFAULTS_FILE
 
     run_dir, out = Path(run_dir), Path(out)
-    if not (run_dir / "adapter_config.json").exists():
-        if (run_dir / "config.json").exists():
-            raise PiilabError(f"{run_dir}: already a plain model folder (a --full-finetune run); "
-                              "use it as --model, there is nothing to merge")
-        raise PiilabError(f"{run_dir}: not an adapter folder (no adapter_config.json)")
-    if out.exists() and any(out.iterdir()):
-        raise PiilabError(f"{out} already holds files; choose another --out")
+    _check_adapter_folder(run_dir)
+    # Checked before the model loads: a bad --out would waste the load and the merge.
+    check_output_dir(out, "--out")
+    if any(out.iterdir()):
+        raise PiilabError(f"{out}: --out already holds files; choose another folder")
     model, tokenizer = models.load_model(str(run_dir), device=device, dtype=dtype)
     merged = model.merge_and_unload()
-    out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         merged.save_pretrained(scratch, safe_serialization=True)
@@ -53,9 +49,19 @@ def merge(run_dir: str | os.PathLike, out: str | os.PathLike, *, device: str = "
             "base": json.loads((run_dir / "adapter_config.json").read_text())["base_model_name_or_path"],
             "dtype": str(next(merged.parameters()).dtype).removeprefix("torch."),
         })
-        if out.exists():
-            out.rmdir()
+        out.rmdir()  # the empty folder check_output_dir made or found
         os.replace(scratch, out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     log.info("merged %s into %s", run_dir, out)
+    return out
+
+
+def _check_adapter_folder(run_dir: Path) -> None:
+    """Refuse a folder that holds no adapter to merge, saying what it is instead."""
+    if (run_dir / "adapter_config.json").exists():
+        return
+    if (run_dir / "config.json").exists():
+        raise PiilabError(f"{run_dir}: already a plain model folder (a --full-finetune run); "
+                          "use it as --model, there is nothing to merge")
+    raise PiilabError(f"{run_dir}: not an adapter folder (no adapter_config.json)")

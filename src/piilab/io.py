@@ -162,6 +162,16 @@ def check_output_dir(path: str | os.PathLike, flag: str) -> None:
         raise PiilabError(f"{path}: {flag}: cannot write here ({err.strerror or err})") from None
 
 
+def give_usual_modes(folder: str | os.PathLike) -> None:
+    """Give a folder written by piilab, and everything in it, the modes outputs get (0777 &
+    ~umask for folders, 0666 & ~umask for files): mkdtemp makes 0700 folders and safetensors
+    writes 0600 files, which other users of a shared model folder could not read."""
+    folder = Path(folder)
+    for entry in [folder, *folder.rglob("*")]:
+        if not entry.is_symlink():
+            os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~_UMASK)
+
+
 def check_output_file(path: str | os.PathLike, flag: str) -> None:
     """Refuse, before any work is done, an output file that could not be written: a folder, or a
     place this process cannot create files in (the work would be lost at the end)."""

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from piilab.errors import PiilabError
-from piilab.io import check_output_dir, write_json
+from piilab.io import check_output_dir, give_usual_modes, write_json
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ def merge(run_dir: str | os.PathLike, out: str | os.PathLike, *, device: str = "
             "base": json.loads((run_dir / "adapter_config.json").read_text())["base_model_name_or_path"],
             "dtype": str(next(merged.parameters()).dtype).removeprefix("torch."),
         })
+        give_usual_modes(scratch)  # mkdtemp's 0700 would survive the rename
         out.rmdir()  # the empty folder check_output_dir made or found
         os.replace(scratch, out)
     finally:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from piilab.errors import PiilabError
-from piilab.io import check_output_dir, read_json, write_json
+from piilab.io import check_output_dir, give_usual_modes, read_json, write_json
 from piilab.runtime import let_the_heap_keep_blocks_again, peak_rss_mb
 from piilab.train.config import (
     CHECKPOINTS,
@@ -108,6 +108,7 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> RunSummary:
         plot_loss(rows, run_dir / PLOT_FILE)
         if saved is None:
             write_json(run_dir / METRICS_FILE, asdict(summary))
+        give_usual_modes(run_dir)  # safetensors writes the weights 0600
     trainer.accelerator.wait_for_everyone()
     log.info("trained %d steps in %.0f s (%.0f real tokens/s); %s in %s", summary.global_step,
              summary.train_seconds, summary.tokens_per_second,

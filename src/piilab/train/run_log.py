@@ -11,7 +11,7 @@ from typing import Any
 
 from transformers import ProgressCallback, TrainerCallback
 
-from piilab.io import atomic_write, read_json, write_json
+from piilab.io import atomic_write, give_usual_modes, read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,7 @@ class RunLogCallback(TrainerCallback):
             write_json(checkpoint / PROGRESS_FILE, {
                 "train_seconds": round(self.prior_seconds + self.session_seconds(), 3),
                 "real_tokens": logged_tokens(state.log_history)})
+            give_usual_modes(checkpoint)  # safetensors writes the weights 0600
 
     def on_train_end(self, args, state, control, **kwargs):
         self.write(state)

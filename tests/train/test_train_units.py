@@ -12,7 +12,7 @@ from piilab.errors import PiilabError
 from piilab.models.prompts import PromptFormat, default_format
 from piilab.train import IGNORE_INDEX, TrainConfig, encode_record, encode_records
 from piilab.train.encode import choose_pad_token
-from piilab.train.prepare import choose_precision, qlora_kwargs, speed_settings
+from piilab.train.prepare import check_target_modules, choose_precision, qlora_kwargs, speed_settings
 from piilab.train.run_log import RunLogCallback, log_rows, read_log_csv, write_log_csv
 from piilab.train.trainer import token_cross_entropy
 
@@ -365,3 +365,31 @@ def test_glibc_mmap_threshold_is_set_unless_the_user_set_glibcs_own(monkeypatch)
     assert runtime._threshold_set is on_glibc
     runtime.let_the_heap_keep_blocks_again()  # what train() does once the adapter is saved
     assert runtime._threshold_set is False
+
+
+@pytest.mark.parametrize("targets, unknown", [
+    (["foo", "bar"], "foo, bar"),
+    (["q_proj", "mlp"], "mlp"),  # a block, not a layer LoRA can wrap
+    (["proj"], "proj"),  # names match whole: PEFT takes q_proj only as q_proj or a path ending in it
+])
+def test_unknown_target_modules_are_named_with_the_models_linear_layers(tokenizer, targets, unknown):
+    from tiny import tiny_llama
+
+    model = tiny_llama(tokenizer)
+    with pytest.raises(PiilabError) as caught:
+        check_target_modules(model, targets)
+    assert str(caught.value) == (
+        f"--target-modules: no layer LoRA can wrap is named {unknown}; this model's linear layers are "
+        "down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj (or give all-linear)")
+    check_target_modules(model, ["q_proj", "self_attn.v_proj", "embed_tokens"])  # PEFT takes these
+    check_target_modules(model, "all-linear")
+
+
+def test_cli_unknown_target_modules_is_one_line(tmp_path, tiny_llama_dir, capsys):
+    from helpers import one_line_error
+
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps(RECORD) + "\n")
+    one_line_error(capsys, ["train", "--model", str(tiny_llama_dir), "--data", str(data), "--out",
+                            str(tmp_path / "run"), "--target-modules", "foo,bar", "--max-steps", "1"],
+                   "--target-modules: no layer LoRA can wrap is named foo, bar; this model's linear layers")

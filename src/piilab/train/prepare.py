@@ -104,6 +104,34 @@ def lora_config(config: TrainConfig):
     )
 
 
+def lora_layer_names(model) -> dict[str, type]:
+    """Every module LoRA can wrap, by its full name: linear layers (GPT-2's Conv1D too),
+    embeddings and convolutions, as PEFT supports them."""
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+
+    kinds = (nn.Linear, Conv1D, nn.Embedding, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    return {name: type(module) for name, module in model.named_modules() if isinstance(module, kinds)}
+
+
+def check_target_modules(model, target: str | list[str]) -> None:
+    """Refuse --target-modules names that match no layer LoRA can wrap, naming the model's linear
+    layers (PEFT would raise its own error with a traceback, after the data was encoded)."""
+    if isinstance(target, str):  # 'all-linear'
+        return
+    from torch import nn
+    from transformers.pytorch_utils import Conv1D
+
+    layers = lora_layer_names(model)
+    # PEFT's rule for a list of names: a module matches when its full name is, or ends in ".NAME"
+    unknown = [t for t in target if not any(n == t or n.endswith("." + t) for n in layers)]
+    if unknown:
+        linear = sorted({name.rsplit(".", 1)[-1] for name, kind in layers.items()
+                         if issubclass(kind, (nn.Linear, Conv1D))})
+        raise PiilabError(f"--target-modules: no layer LoRA can wrap is named {', '.join(unknown)}; "
+                          f"this model's linear layers are {', '.join(linear)} (or give all-linear)")
+
+
 FAST_HEAP_LENGTH_STEP = 64
 """With `--cpu-memory fast` on a CPU (glibc's heap left alone), each batch is padded to a multiple
 of this many tokens: batches of ever new lengths left holes of ever new sizes in the heap, which
@@ -263,6 +291,8 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
         config.model, dtype=dtype,
         trust_remote_code=config.trust_remote_code, **load_kwargs,
     )
+    if not config.full_finetune:
+        check_target_modules(model, config.target)
     if config.exit_layers:
         check_exit_layers(config.exit_layers, arch.num_layers(model))
         log.info("early-exit loss at layers %s of %d, weight %g (%s)",

@@ -95,7 +95,8 @@ class TrainConfig:
     eval_steps: int | None = None
     """Evaluate the loss on held-out records every N steps (and at the end); off by default."""
     eval_records: int = 64
-    """At most this many held-out records for --eval-steps (valid.jsonl, else test.jsonl)."""
+    """At most this many held-out records for --eval-steps (valid.jsonl, else test.jsonl; for a
+    single .jsonl file, records drawn with the seed and held out of training, at most half)."""
     save_steps: int = 50
     """Write a resumable checkpoint every N steps (the last two are kept)."""
     prompt_format: str = "auto"

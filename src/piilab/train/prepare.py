@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -317,11 +318,14 @@ def build_trainer(config: TrainConfig, callbacks: Sequence[Any] = ()) -> Trainin
         tokenizer.pad_token = tokenizer.eos_token
     fmt = default_format(tokenizer, config.prompt_format)
 
-    rows, stats = encode_records(read_split(config.data, "train"), tokenizer, fmt, config.max_length)
+    records, held_out = read_split(config.data, "train"), None
+    if config.eval_steps is not None and Path(config.data).is_file():
+        records, held_out = hold_out(records, config.eval_records, config.seed, config.data)
+    rows, stats = encode_records(records, tokenizer, fmt, config.max_length)
     _report_encoding("train", stats, config.max_length)
     if not rows:
         raise PiilabError(f"{config.data}: no usable training records")
-    eval_rows = _eval_rows(config, tokenizer, fmt) if config.eval_steps is not None else []
+    eval_rows = _eval_rows(config, tokenizer, fmt, held_out) if config.eval_steps is not None else []
     lengths = [len(r["input_ids"]) for r in rows]
     log.info("training on %d records (%d tokens, %d in answers; longest %d)", len(rows), sum(lengths),
              sum(sum(1 for t in r["labels"] if t != IGNORE_INDEX) for r in rows), max(lengths))
@@ -373,7 +377,32 @@ def _report_encoding(split: str, stats: EncodeStats, max_length: int) -> None:
         log.warning("%s: skipped %d records without a prompt or completion", split, stats.skipped_empty)
 
 
-def _eval_rows(config: TrainConfig, tokenizer, fmt) -> list[dict]:
+def hold_out(records: list[dict], wanted: int, seed: int, data: str) -> tuple[list[dict], list[dict]]:
+    """(records to train on, records held out for --eval-steps) of a single .jsonl file, which has
+    no valid or test split: `wanted` records (at most half) drawn with the seed, as `lens train`
+    holds records out of a file. The rest keep their order."""
+    n = min(wanted, len(records) // 2)
+    if n < 1:
+        raise PiilabError(f"{data}: --eval-steps: too few records to hold some out of this file for "
+                          "the eval loss; give a dataset folder with a test split, or drop --eval-steps")
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    chosen = set(order[:n])
+    return ([r for i, r in enumerate(records) if i not in chosen],
+            [records[i] for i in sorted(chosen)])
+
+
+def _eval_rows(config: TrainConfig, tokenizer, fmt, held_out: list[dict] | None) -> list[dict]:
+    """Encoded records for the eval loss: those held out of a single file, else the folder's
+    valid, validation or test split (never records it trains on)."""
+    if held_out is not None:
+        rows, stats = encode_records(held_out, tokenizer, fmt, config.max_length)
+        _report_encoding("held out", stats, config.max_length)
+        log.info("eval loss on %d records held out of %s (not trained on) every %d steps",
+                 len(rows), config.data, config.eval_steps)
+        if not rows:
+            log.warning("--eval-steps: no held-out record fits --max-length; no evaluation")
+        return rows
     for split in ("valid", "validation", "test"):
         try:
             records = list(_take(read_split(config.data, split), config.eval_records))

@@ -66,6 +66,10 @@ def check_run_dir(config: TrainConfig) -> Path | None:
     if changed:
         details = ", ".join(f"{k}={getattr(saved, k)!r}" for k in changed)
         raise PiilabError(f"--resume must keep the run's plan; these differ from the saved one: {details}")
+    if Path(config.data).is_file() and held_out_count(config) != held_out_count(saved):
+        raise PiilabError(f"--resume: {config.data} is one file, so --eval-steps and --eval-records "
+                          "decide which of its records are held out of training; keep the run's "
+                          f"(eval_steps={saved.eval_steps!r}, eval_records={saved.eval_records!r})")
     saved_data = read_json(run_dir / CONFIG_FILE).get("data", {})
     now = data_fingerprint(config.data)
     if saved_data.get("train_sha256") and saved_data["train_sha256"] != now["train_sha256"]:
@@ -74,6 +78,11 @@ def check_run_dir(config: TrainConfig) -> Path | None:
     if last is None:
         log.warning("--resume: %s has no complete checkpoint yet; starting from step 0", run_dir)
     return last
+
+
+def held_out_count(config: TrainConfig) -> int:
+    """How many records --eval-steps asks to hold out of a single-file dataset (0: none)."""
+    return config.eval_records if config.eval_steps is not None else 0
 
 
 # Weights a checkpoint may hold: a LoRA adapter or a whole model (full fine-tuning), in any layout.

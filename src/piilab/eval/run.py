@@ -86,9 +86,17 @@ def _saved_config(path: Path) -> dict[str, Any]:
     return saved
 
 
+def holds_results(out: Path) -> bool:
+    """Whether a results folder holds anything decoded or scored (not just its settings)."""
+    outputs = out / "outputs"
+    return (out / "results.json").exists() or outputs.is_dir() and any(
+        path.stat().st_size > 0 for path in outputs.glob("*.jsonl"))
+
+
 def prepare_out_dir(config: EvalConfig, overwrite: bool, inputs: dict[str, Any],
                     run_ids: set[str]) -> Path:
-    """Create or reuse the results folder; refuse one written with other arguments.
+    """Create or reuse the results folder; refuse one holding results of other arguments (a
+    folder with only the settings of an eval that stopped before decoding is simply reused).
 
     Outputs of runs whose inputs changed (another test file or model at the same path) are not
     this eval's runs any more: they are deleted, and those runs decoded again.
@@ -106,7 +114,7 @@ def prepare_out_dir(config: EvalConfig, overwrite: bool, inputs: dict[str, Any],
     if overwrite:
         shutil.rmtree(out / "outputs", ignore_errors=True)
         (out / "results.json").unlink(missing_ok=True)
-    elif saved_path.exists():
+    elif saved_path.exists() and holds_results(out):  # settings alone hold nothing to keep
         saved = _saved_config(saved_path)
         saved_inputs = saved.pop("inputs", None)
         if saved != identity:
@@ -197,7 +205,7 @@ def decode_model(
                                          dtype=config.dtype)
     trained_folder = models.trained_folder(model_ut.spec, model_ut.adapter)
     prompt_format = format_for(tokenizer, trained_folder)
-    decoding = engine.Decoding(**config.decoding)
+    decoding = config.decoding_settings()
     label = model_ut.spec + (f" + {Path(model_ut.adapter).name}" if model_ut.adapter else "")
     if model_ut.lens:
         label += f" [{model_ut.lens} lens]"

@@ -135,13 +135,14 @@ def prepare_out_dir(config: EvalConfig, overwrite: bool, inputs: dict[str, Any],
     return out
 
 
-def check_layers(config: EvalConfig) -> dict[ModelUnderTest, list[int]]:
-    """Each model's exit layers, checked against its depth before anything runs."""
+def check_layers(config: EvalConfig, depth_of=None) -> dict[ModelUnderTest, list[int]]:
+    """Each model's exit layers, checked against its depth before anything runs; `depth_of(model)`
+    stands in for reading each model's config (an experiment's model not trained yet)."""
     from piilab import models
 
     plan = {}
     for model in config.models:
-        depth = models.model_depth(model.adapter or model.spec)
+        depth = depth_of(model) if depth_of else models.model_depth(model.adapter or model.spec)
         layers = list(model.layers or config.layers or [depth])
         bad = [layer for layer in layers if not 1 <= layer <= depth]
         if bad:

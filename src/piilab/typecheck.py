@@ -69,7 +69,8 @@ def checked_value(value: Any, hint: Any, where: str) -> Any:
     if origin is dict or hint is dict:
         if not isinstance(value, Mapping):
             raise PiilabError(f"{where} must be a mapping, got {value!r}")
-        return dict(value)
+        item = args[1] if args else Any
+        return {k: checked_value(v, item, f"{where}[{k!r}]") for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
         return _checked_spec(value, hint, where)
     if hint in _NAMES:

@@ -72,3 +72,43 @@ def test_decoding_settings_are_checked_by_name_and_type():
                               ("greedy", "decoding: must be a mapping")):
         with pytest.raises(PiilabError, match=message):
             EvalConfig(models=[{"spec": "m"}], data="d", out="o", decoding=decoding)
+
+
+@pytest.mark.parametrize(("odd", "message"), [
+    ({"meta": "x"}, "line 2: field 'meta' must be object or null"),
+    ({"spans": [{"start": 0}]}, "line 2: field 'spans': spans[0] has no 'label'"),
+    ({"spans": ["NAME"]}, "line 2: field 'spans': spans[0] must be an object"),
+    ({"spans": [{"label": "NAME", "start": "0"}]}, "line 2: field 'spans': spans[0].start must be int"),
+])
+def test_odd_optional_fields_are_named_before_decoding(tiny_llama_dir, tmp_path, capsys, monkeypatch,
+                                                       odd, message):
+    from piilab.layers import decode as engine
+
+    monkeypatch.setattr(engine, "generate", lambda *a, **k: pytest.fail("decoded"))
+    data = write_records(tmp_path / "test.jsonl", RECORD, {**RECORD, "id": "r1", **odd})
+    one_line_error(capsys, eval_argv(tiny_llama_dir, data, tmp_path / "e"), f"test.jsonl: {message}")
+
+
+def test_records_with_an_empty_prompt_or_completion_are_skipped_and_counted(
+        tiny_llama_dir, tmp_path, caplog, capsys):
+    """As training does; the other records are scored exactly as without them."""
+    import logging
+
+    plain = write_records(tmp_path / "plain.jsonl", RECORD)
+    odd = write_records(tmp_path / "odd.jsonl", {**RECORD, "id": "e1", "completion": ""}, RECORD,
+                        {**RECORD, "id": "e2", "prompt": ""})
+    argv = [a for a in FAST if a not in ("--limit", "1")]
+    runs = {}
+    for name, data in (("plain", plain), ("odd", odd)):
+        with caplog.at_level(logging.WARNING):
+            assert main(["eval", "--model", str(tiny_llama_dir), "--layers", "2", "--data", str(data),
+                         "--out", str(tmp_path / name), "--max-new-tokens", "3", *argv]) == 0
+        runs[name] = json.loads((tmp_path / name / "results.json").read_text())
+    assert "skipped 2 of 3 records with an empty prompt or completion" in caplog.text
+    assert runs["odd"]["dataset"]["n"] == 1 and runs["odd"]["dataset"]["skipped_empty"] == 2
+    assert "skipped_empty" not in runs["plain"]["dataset"]
+    assert runs["odd"]["runs"][0]["scores"] == runs["plain"]["runs"][0]["scores"]
+    empty = write_records(tmp_path / "empty.jsonl", {**RECORD, "completion": ""})
+    capsys.readouterr()
+    one_line_error(capsys, ["eval", "--model", str(tiny_llama_dir), "--data", str(empty), "--out",
+                            str(tmp_path / "x"), *argv], "no record to score")

@@ -275,6 +275,19 @@ def finalize_outputs(path: Path, order: dict[str, int]) -> None:
 # ------------------------------------------------------------------ scoring
 
 
+def scorable(records: list[dict], where: Path) -> tuple[list[dict], int]:
+    """The records eval scores, and how many it skipped: as in training, a record with an empty
+    prompt or completion is left out (and counted), never scored as an answer to nothing."""
+    kept = [r for r in records if r["prompt"] and r["completion"] != ""]
+    skipped = len(records) - len(kept)
+    if not kept:
+        raise PiilabError(f"{where}: no record to score: each has an empty prompt or completion")
+    if skipped:
+        log.warning("%s: skipped %d of %d records with an empty prompt or completion (training "
+                    "skips them too)", where, skipped, len(records))
+    return kept, skipped
+
+
 def template_subsets(records: list[dict]) -> dict[str, list[dict]]:
     """Synthetic test records split by whether their template was seen in training."""
     flags = [(r.get("meta") or {}).get("heldout_template") for r in records]
@@ -331,7 +344,8 @@ def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
     from piilab import models
 
     procs = processes()
-    records = read_records(config.data, "test")[: config.limit]
+    records, skipped = scorable(read_records(config.data, "test")[: config.limit],
+                                dataset_file(config.data, "test"))
     ids = [r["id"] for r in records]
     if len(set(ids)) != len(ids):
         raise PiilabError(f"{config.data}: record ids are not unique")
@@ -369,7 +383,7 @@ def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
         "created": previous.get("created") or dt.datetime.now(dt.timezone.utc).isoformat(
             timespec="seconds"),
         "dataset": {**inputs["dataset"], "path": str(dataset_file(config.data, "test")),
-                    "n": len(records)},
+                    "n": len(records), **({"skipped_empty": skipped} if skipped else {})},
         "metrics": metrics.metrics_info(config.bleu, scorer),
         "config": config.identity(),
         "inputs": inputs,

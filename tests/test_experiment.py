@@ -143,3 +143,50 @@ def test_every_shipped_recipe_reads_and_its_pairs_share_data_and_recipe(config):
         assert exp.data == twin.data
         assert {**exp.train, "model": None} == {**twin.train, "model": None}
         assert {**exp.eval, "layers": None} == {**twin.eval, "layers": None}
+
+
+@pytest.mark.parametrize(("section", "values", "message"), [
+    ("train", {"max_steps": "2"}, "section 'train': max_steps must be int, got '2'"),
+    ("train", {"epochs": "one"}, "section 'train': epochs must be float, got 'one'"),
+    ("train", {"share_prefix": "yes"}, "section 'train': share_prefix must be bool, got 'yes'"),
+    ("eval", {"limit": "2"}, "section 'eval': limit must be int, got '2'"),
+    ("eval", {"layers": ["8"]}, "section 'eval': layers[0] must be int, got '8'"),
+    ("eval", {"layers": [8.5]}, "section 'eval': layers[0] must be int, got 8.5"),
+    ("eval", {"layers": "8,x"}, "section 'eval': layers[1] must be int, got 'x'"),
+    ("eval", {"validators": ["extend", 5]}, "section 'eval': validators[1] must be str, got 5"),
+    ("eval", {"decoding": "greedy"}, "section 'eval', decoding: must be a mapping of settings"),
+    ("eval", {"decoding": {"max_new_tok": 3}}, "section 'eval', decoding: unknown key(s) max_new_tok"),
+    ("eval", {"decoding": {"max_new_tokens": 2.5}}, "decoding: max_new_tokens must be int, got 2.5"),
+    ("eval", {"metrics": ["bleu", "foo"]}, "section 'eval': unknown metric(s) foo"),
+    ("eval", {"models": [{"spec": "m", "layers": ["8"]}]}, "'eval.models[0]': layers[0] must be int"),
+    ("report", {"n_examples": "two"}, "section 'report': n_examples must be int, got 'two'"),
+])
+def test_every_setting_has_its_type_before_any_stage_runs(tmp_path, tiny_llama_dir, section,
+                                                          values, message):
+    """Types are read from the stage configs' hints: optional, list, tuple, nested sections."""
+    path = write_experiment(tmp_path, tiny_llama_dir, **{section: values})
+    with pytest.raises(PiilabError) as error:
+        experiment.stage_configs(experiment.Experiment.from_yaml(path))
+    assert str(error.value).startswith(f"{path}: experiment section")  # the file, then where
+    assert message in str(error.value)
+
+
+def test_lists_are_taken_in_the_command_lines_forms(tmp_path, tiny_llama_dir):
+    """A comma string is a list (metrics "bleu,rouge" is not its letters), one value a one-item
+    list, and one source spec a one-item list (a path may hold a comma)."""
+    path = write_experiment(tmp_path, tiny_llama_dir, data={"synthetic": 5, "sources": "kaggle:x,y"},
+                            eval={"metrics": "bleu,rouge", "layers": 2, "validators": "extend",
+                                  "models": [{"spec": "m", "layers": "1,2"}]})
+    configs = experiment.stage_configs(experiment.Experiment.from_yaml(path))
+    assert [(s.format, s.path) for s in configs["data"].sources] == [("kaggle", "x,y")]
+    assert configs["eval"].metrics == ("bleu", "rouge") and configs["eval"].layers == [2]
+    assert configs["eval"].validators == ("extend",) and configs["eval"].models[0].layers == (1, 2)
+
+
+def test_exit_layers_beyond_a_model_are_refused_before_any_stage_runs(tmp_path, tiny_llama_dir,
+                                                                      capsys):
+    from helpers import one_line_error
+
+    path = write_experiment(tmp_path, tiny_llama_dir, eval={"layers": [2, 99]})
+    one_line_error(capsys, ["run", str(path)], "has layers 1..4, so exit layer(s) 99 do not exist")
+    assert not (tmp_path / "exp").exists()  # the tuned model, not trained yet, read as its base

@@ -11,16 +11,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
-import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from piilab.errors import PiilabError
 from piilab.io import atomic_write, read_json, write_json
+from piilab.typecheck import checked_settings, hints_of
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ class Experiment:
     extract: dict[str, Any] = field(default_factory=dict)
     """`piilab extract`'s defaults for the trained adapter (second_look), saved beside it
     (piilab.second_look.DEFAULTS_FILE); none: piilab's own."""
+    source: ClassVar[str] = ""
+    """The file it was read from (not a section): named in its errors."""
 
     @classmethod
     def from_yaml(cls, path: str | Path, out: str | None = None) -> "Experiment":
@@ -74,46 +76,47 @@ class Experiment:
                 raise PiilabError(f"{path}: section '{section}' must be a mapping of settings, got {value!r}")
         raw = {key: {} if value is None and key in ("eval", "report", "extract") else value
                for key, value in raw.items()}
-        return cls(**raw)
+        exp = cls(**raw)
+        exp.source = str(path)
+        return exp
 
     @property
     def root(self) -> Path:
         return Path(self.out)
 
 
-def _build(cls, section: str, values: dict[str, Any], **fixed: Any):
-    """A stage config from its YAML section, naming unknown keys in the error."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise PiilabError(f"experiment section '{section}': unknown key(s) {', '.join(unknown)}")
-    _check_types(cls, section, values)
-    return cls(**{**values, **fixed})
-
-
-_PLAIN = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
-
-
-def _check_types(cls, section: str, values: dict[str, Any]) -> None:
-    """Plain-typed settings (int, float, str, bool) hold that type: `synthetic: many` is named
-    here rather than failing as a comparison deep inside a stage."""
-    hints = typing.get_type_hints(cls)
-    for key, value in values.items():
-        kinds = _PLAIN.get(hints.get(key))
-        if kinds and (not isinstance(value, kinds) or isinstance(value, bool) and bool not in kinds):
-            raise PiilabError(f"experiment section '{section}': {key} must be {hints[key].__name__}, got {value!r}")
+def _build(cls, section: str, values: dict[str, Any], nested: dict[str, Any] | None = None,
+           **fixed: Any):
+    """A stage config from its YAML section: every key known and of its field's type (nested
+    sections too, piilab.typecheck) before the config's own checks run."""
+    checked = checked_settings(hints_of(cls, leave_out=tuple(fixed)), values,
+                               f"experiment section '{section}'", nested)
+    try:
+        return cls(**{**checked, **fixed})
+    except PiilabError as err:  # the config's own checks, named by section like the types'
+        raise PiilabError(f"experiment section '{section}': {err}") from None
 
 
 def stage_configs(exp: Experiment) -> dict[str, Any]:
-    """Every stage's config object, built (and so checked) before anything runs."""
+    """Every stage's config object, built (and so checked) before anything runs; an error names
+    the experiment file."""
+    try:
+        return _stage_configs(exp)
+    except PiilabError as err:
+        raise PiilabError(f"{exp.source}: {err}" if exp.source else str(err)) from None
+
+
+def _stage_configs(exp: Experiment) -> dict[str, Any]:
+    """stage_configs, its errors not yet naming the file."""
     from piilab.data.build import BuildConfig
     from piilab.eval.config import EvalConfig, ModelUnderTest
     from piilab.train import TrainConfig
 
-    unknown = sorted(set(exp.report) - {"n_examples", "good_fraction"})
-    if unknown:
-        raise PiilabError(f"experiment section 'report': unknown key(s) {', '.join(unknown)}; "
-                          "known: n_examples, good_fraction")
+    from piilab.eval.report import build_report
+    from piilab.layers.decode import Decoding
+
+    report = checked_settings(hints_of(build_report, leave_out=("results_dir", "out_dir")),
+                              exp.report, "experiment section 'report'")
     root = exp.root
     configs: dict[str, Any] = {
         "data": _build(BuildConfig, "data", exp.data, out=str(root / "data")),
@@ -131,10 +134,31 @@ def stage_configs(exp: Experiment) -> dict[str, Any]:
         raise PiilabError("experiment: 'eval.models' is needed when there is no 'train' section")
     models = [_model(i, m) for i, m in enumerate(models if isinstance(models, list) else [models])]
     configs["eval"] = _build(EvalConfig, "eval", {**exp.eval, "models": models},
-                             data=str(root / "data"), out=str(root / "eval"))
-    configs["report"] = dict(exp.report)
+                             {"decoding": Decoding}, data=str(root / "data"), out=str(root / "eval"))
+    configs["report"] = report
     configs["extract"] = _extract_defaults(exp)
     return configs
+
+
+def check_exit_layers(configs: dict[str, Any], exp: Experiment) -> None:
+    """Eval's exit layers against each model's depth (its config.json, no weights) before any
+    stage runs; the run folder, not trained yet, has its base model's depth."""
+    from piilab import models
+    from piilab.eval.run import check_layers
+
+    run = str(exp.root / "run")
+    base = configs["train"].model if "train" in configs else None
+
+    def depth_of(model) -> int:
+        """A model's depth, the experiment's own run read as the model it is trained from."""
+        spec = base if base and model.spec == run else model.spec
+        adapter = None if base and model.adapter == run else model.adapter
+        return models.model_depth(adapter or spec)
+
+    try:
+        check_layers(configs["eval"], depth_of)
+    except PiilabError as err:
+        raise PiilabError(f"{exp.source or 'experiment'}: section 'eval': {err}") from None
 
 
 def _model(index: int, model: Any):
@@ -207,6 +231,7 @@ def run_experiment(exp: Experiment) -> Path:
     from piilab.train import train
 
     configs = stage_configs(exp)
+    check_exit_layers(configs, exp)
     root = exp.root
     root.mkdir(parents=True, exist_ok=True)
     stamps_path = root / STAMPS

@@ -16,6 +16,37 @@ from piilab.io import read_json
 SPLITS = ("train", "test")
 
 _REQUIRED = {"id": (str,), "prompt": (str,), "completion": (str,), "text": (str,), "spans": (list, type(None))}
+_OPTIONAL = {"meta": (dict, type(None)), "source": (str, type(None))}
+_SPAN_FIELDS = {"label": (str,), "start": (int,), "end": (int,), "value": (str,)}
+_SPAN_NEEDS = ("label",)  # what eval and stats read of every span; the rest when present
+
+
+def _kinds(kinds: tuple[type, ...]) -> str:
+    """Types in words, as JSON names the empty value: 'list or null'."""
+    return " or ".join("null" if k is type(None) else "object" if k is dict else k.__name__ for k in kinds)
+
+
+def record_problem(record: dict) -> str | None:
+    """What is wrong with a record's fields (type, missing, a span's), or None: checked on read,
+    so that nothing fails on an odd field after a whole split has been decoded."""
+    for key, kinds in _REQUIRED.items():
+        if key not in record:
+            return f"record has no '{key}' field"
+        if not isinstance(record[key], kinds):
+            return f"field '{key}' must be {_kinds(kinds)}"
+    for key, kinds in _OPTIONAL.items():
+        if key in record and not isinstance(record[key], kinds):
+            return f"field '{key}' must be {_kinds(kinds)}"
+    for i, span in enumerate(record["spans"] or ()):
+        if not isinstance(span, dict):
+            return f"field 'spans': spans[{i}] must be an object"
+        for key, kinds in _SPAN_FIELDS.items():
+            if key in span and (not isinstance(span[key], kinds) or isinstance(span[key], bool)):
+                return f"field 'spans': spans[{i}].{key} must be {kinds[0].__name__}"
+        missing = [key for key in _SPAN_NEEDS if key not in span]
+        if missing:
+            return f"field 'spans': spans[{i}] has no '{missing[0]}'"
+    return None
 
 
 def dataset_file(path: str | os.PathLike, split: str = "test") -> Path:
@@ -45,11 +76,9 @@ def iter_records(path: str | os.PathLike, split: str = "test", allow_empty: bool
                 raise PiilabError(f"{where}: malformed JSON ({err.msg})") from None
             if not isinstance(record, dict):
                 raise PiilabError(f"{where}: a record must be a JSON object")
-            for key, kinds in _REQUIRED.items():
-                if key not in record:
-                    raise PiilabError(f"{where}: record has no '{key}' field")
-                if not isinstance(record[key], kinds):
-                    raise PiilabError(f"{where}: field '{key}' must be {' or '.join(k.__name__ for k in kinds)}")
+            problem = record_problem(record)
+            if problem:
+                raise PiilabError(f"{where}: {problem}")
             n += 1
             yield record
     if n == 0 and not allow_empty:

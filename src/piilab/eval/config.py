@@ -81,6 +81,8 @@ class EvalConfig:
         self.models = [m if isinstance(m, ModelUnderTest) else ModelUnderTest(**m)
                        for m in self.models]
         self.metrics = metrics.check_metrics(self.metrics)
+        if not self.metrics:  # a run scored only for "degenerate" says nothing
+            raise PiilabError(f"--metrics: choose at least one of {', '.join(metrics.METRICS)}")
         metrics.check_bleu_variant(self.bleu)
         if self.limit is not None and self.limit < 1:
             raise PiilabError(f"--limit must be at least 1, not {self.limit}")
@@ -89,6 +91,9 @@ class EvalConfig:
         if self.bootstrap < 0:
             raise PiilabError(f"--bootstrap must be >= 0 (0: no intervals), not {self.bootstrap}")
         self.check_extract_settings()
+        self.decoding_settings()  # checked here, so a bad value never stamps a results folder
+        for lens in {self.lens, *(m.lens for m in self.models if m.lens)}:
+            check_lens(lens)
         runs = [replace(m, layers=None) for m in self.models]  # what names a run's outputs
         twice = [m for i, m in enumerate(self.models) if runs[i] in runs[:i]]
         if twice:
@@ -113,6 +118,13 @@ class EvalConfig:
             raise PiilabError("--second-look needs greedy, copy-constrained decoding: drop it, "
                               "or --free-decoding and sampling")
 
+    def decoding_settings(self):
+        """`decoding` as the decode engine's Decoding; unknown keys or bad values are an error."""
+        from piilab.layers.decode import Decoding
+        from piilab.typecheck import checked_settings, hints_of
+
+        return Decoding(**checked_settings(hints_of(Decoding), self.decoding, "decoding"))
+
     @property
     def as_extract(self) -> bool:
         """Whether PII records are scored as `piilab extract` finds their PII."""
@@ -132,6 +144,24 @@ class EvalConfig:
         same = {k: v for k, v in _jsonable(asdict(self)).items() if k not in ("out", "device")
                 and not (k in ("second_look", "validators") and not v)}  # as before they were
         return {**same, "models": saved_models(same["models"])}
+
+
+def check_lens(spec: str) -> None:
+    """A lens spec names a known lens, and a tuned lens a folder that holds one, before an eval
+    starts (the lens itself is built once its model is loaded)."""
+    from piilab.layers import tuned_lens
+    from piilab.layers.lenses import LENSES
+
+    name, _, folder = spec.partition(":")
+    if name not in LENSES:
+        raise PiilabError(f"unknown lens {spec!r}: use one of {', '.join(sorted(LENSES))}")
+    if name == "tuned":
+        missing = [f for f in (tuned_lens.CONFIG_FILE, tuned_lens.WEIGHTS_FILE)
+                   if not folder or not (Path(folder) / f).is_file()]
+        if missing:
+            raise PiilabError(f"lens {spec!r}: {folder or 'no folder'} is not a tuned lens folder "
+                              f"(needs {' and '.join(missing)}; give tuned:LENS_DIR made by "
+                              "`piilab lens train`)")
 
 
 def saved_models(models: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -104,10 +104,13 @@ class Scores:
         }
 
 
-def check_metrics(metrics: Iterable[str]) -> tuple[str, ...]:
-    """Validate a `--metrics` selection; unknown names are a one-line error."""
+def check_metrics(metrics: Iterable[str] | str) -> tuple[str, ...]:
+    """Validate a `--metrics` selection (a list, or a comma-separated string as on the command
+    line); unknown names are a one-line error."""
+    if isinstance(metrics, str):  # "bleu,rouge", not the letters b, l, e, u...
+        metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     metrics = tuple(metrics)
-    unknown = [m for m in metrics if m not in METRICS]
+    unknown = [str(m) for m in metrics if m not in METRICS]
     if unknown:
         raise PiilabError(
             f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}"

@@ -22,6 +22,8 @@ from piilab.io import atomic_write, iter_jsonl, read_json
 log = logging.getLogger(__name__)
 
 CHART_METRICS = ["BLEU", "ROUGE-L", "BERTScore", "PII-F1"]
+QUALITY_METRICS = ["PII-F1", "BLEU", "ROUGE-L", "BERTScore"]
+"""The quality measure (quality against time, earliest good layer): the first the results have."""
 TABLE_METRICS = ["BLEU", "ROUGE-L", "BERTScore", "PII-P", "PII-R", "PII-F1", "PII-F5",
                  "degenerate"]
 
@@ -34,6 +36,16 @@ def model_label(run: dict[str, Any]) -> str:
     if run.get("lens", "norm") != "norm":
         name += f" [{run['lens']} lens]"
     return name
+
+
+def has(run: dict[str, Any], metric: str) -> bool:
+    """Whether a run was scored for a metric (one run may lack a metric the others have)."""
+    return run["scores"].get(metric) is not None
+
+
+def quality_metric(runs: list[dict[str, Any]]) -> str | None:
+    """PII-F1 when the results have it, else the first of BLEU, ROUGE-L, BERTScore they have."""
+    return next((m for m in QUALITY_METRICS if any(has(r, m) for r in runs)), None)
 
 
 def by_model(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -71,12 +83,15 @@ def plot_model(label: str, runs: list[dict[str, Any]], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     layers = [r["layer"] for r in runs]
     for metric in CHART_METRICS:
-        if metric in runs[0]["scores"]:
-            ax.plot(layers, [r["scores"][metric] for r in runs], marker="o", label=metric)
+        scored = [r for r in runs if has(r, metric)]
+        if scored:
+            ax.plot([r["layer"] for r in scored], [r["scores"][metric] for r in scored],
+                    marker="o", label=metric)
     ax.set(title=label, xlabel="exit layer", ylabel="score (0-1)", ylim=(-0.02, 1.02),
            xticks=layers)
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=9)
+    if ax.lines:  # results scored for none of the charted metrics draw an empty chart
+        ax.legend(loc="best", fontsize=9)
     return _save(fig, path)
 
 
@@ -102,9 +117,13 @@ def plot_metric(metric: str, groups: dict[str, list[dict[str, Any]]], path: Path
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     places, axis = layer_axis(groups)
     for nth, (label, runs) in enumerate(groups.items()):
-        xs, values = places[label], [r["scores"][metric] for r in runs]
+        xs = [x for x, r in zip(places[label], runs) if has(r, metric)]
+        runs = [r for r in runs if has(r, metric)]
+        if not runs:
+            continue
+        values = [r["scores"][metric] for r in runs]
         [line] = ax.plot(xs, values, marker="o", label=label)
-        bounds = [r.get("intervals", {}).get(metric) for r in runs]
+        bounds = [(r.get("intervals") or {}).get(metric) for r in runs]
         if all(bounds):
             ax.fill_between(xs, [b[0] for b in bounds], [b[1] for b in bounds], alpha=0.15)
         if axis != BY_LAYER:  # the layers themselves, since the axis shows shares
@@ -124,6 +143,9 @@ def plot_quality_vs_time(groups: dict[str, list[dict[str, Any]]], metric: str, p
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for label, runs in groups.items():
+        runs = [r for r in runs if has(r, metric)]
+        if not runs:
+            continue
         times = [r["timing"]["per_sample_s"] for r in runs]
         ax.plot(times, [r["scores"][metric] for r in runs], marker="o", label=label)
         for run, t in zip(runs, times):
@@ -164,7 +186,8 @@ def plot_loss(label: str, rows: list[dict[str, float]], path: Path) -> Path:
 def earliest_good_layer(runs: list[dict[str, Any]], metric: str, fraction: float) -> int | None:
     """The earliest layer whose `metric` is within `fraction` of the last layer's (None when the
     last layer scores 0: every layer would be 'within' it, which says nothing)."""
-    if not runs or not runs[-1]["scores"].get(metric):
+    runs = [r for r in runs if has(r, metric)]
+    if not runs or not runs[-1]["scores"][metric]:
         return None
     target = fraction * runs[-1]["scores"][metric]
     return next(r["layer"] for r in runs if r["scores"][metric] >= target)
@@ -172,9 +195,10 @@ def earliest_good_layer(runs: list[dict[str, Any]], metric: str, fraction: float
 
 def earliest_line(runs: list[dict[str, Any]], metric: str, fraction: float) -> str:
     """The earliest good layer with its score and decoding time beside the last layer's."""
+    runs = [r for r in runs if has(r, metric)]
     layer = earliest_good_layer(runs, metric, fraction)
     if layer is None:
-        return f"– (the last layer's {metric} is 0)" if runs and metric in runs[-1]["scores"] else "–"
+        return f"– (the last layer's {metric} is 0)" if runs else f"– (not scored for {metric})"
     early, last = next(r for r in runs if r["layer"] == layer), runs[-1]
     line = f"layer {layer} ({metric} {early['scores'][metric]:.3f} vs {last['scores'][metric]:.3f} at layer {last['layer']}"
     times = [r.get("timing", {}).get("per_sample_s") for r in (early, last)]
@@ -187,13 +211,13 @@ def _cell(run: dict[str, Any], metric: str) -> str:
     value = run["scores"].get(metric)
     if value is None:
         return "–"
-    bounds = run.get("intervals", {}).get(metric)
+    bounds = (run.get("intervals") or {}).get(metric)
     return f"{value:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else f"{value:.3f}"
 
 
 def scores_table(groups: dict[str, list[dict[str, Any]]]) -> str:
     """Markdown table: models × layers × metrics (with intervals), plus decoding time."""
-    present = [m for m in TABLE_METRICS if any(m in r["scores"] for g in groups.values() for r in g)]
+    present = [m for m in TABLE_METRICS if any(has(r, m) for g in groups.values() for r in g)]
     heldout = any("heldout_templates" in r.get("subsets", {}) for g in groups.values() for r in g)
     head = ["Model", "Layer", *present, *(["PII-F1 held-out templates"] if heldout else []),
             "s/sample"]
@@ -223,10 +247,15 @@ def scored_as_extract(runs: list[dict[str, Any]]) -> list[str]:
 
 
 def examples(results_dir: Path, run: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """The first `n` rows of a run's outputs file, each checked for its output and reference."""
     path = results_dir / run["outputs"]
     rows = []
-    if path.exists():
-        for row in iter_jsonl(path):
+    if path.exists() and n:
+        for lineno, row in enumerate(iter_jsonl(path), 1):
+            for key in ("output", "reference"):
+                if not isinstance(row, dict) or not isinstance(row.get(key), str):
+                    raise PiilabError(f"{path}: line {lineno}: an outputs row needs '{key}' as a "
+                                      "string")
             rows.append(row)
             if len(rows) >= n:
                 break
@@ -238,8 +267,21 @@ def _quote(text: str, limit: int = 160) -> str:
     return (text[:limit] + "…") if len(text) > limit else text
 
 
+RUN_FIELDS: dict[str, Any] = {
+    "model": str, "layer": int, "scores": dict[str, float | None], "timing": dict[str, float],
+    "outputs": str, "adapter": str | None, "lens": str, "depth": int | None,
+    "trained_folder": str | None, "intervals": dict[str, list[float]],
+    "subsets": dict[str, dict[str, float]], "as_extract": dict,
+}
+"""The fields of a results.json run the report reads, with their types; the first five needed."""
+NEEDED = ("model", "layer", "scores", "timing", "outputs")
+
+
 def read_runs(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(runs, results) from a results.json, checked for the fields the report reads."""
+    """(runs, results) from a results.json, every field the report reads checked (a one-line
+    error naming the file, the run and the field)."""
+    from piilab.typecheck import checked_value
+
     results = read_json(path)
     if not isinstance(results, dict):
         raise PiilabError(f"{path}: expected a JSON object with 'runs' (piilab eval's results), "
@@ -248,10 +290,40 @@ def read_runs(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     if not isinstance(runs, list) or not runs:
         raise PiilabError(f"{path}: no runs to report")
     for i, run in enumerate(runs):
-        missing = [key for key in ("model", "layer", "scores", "timing", "outputs") if not isinstance(run, dict) or key not in run]
+        missing = [key for key in NEEDED if not isinstance(run, dict) or key not in run]
         if missing:
             raise PiilabError(f"{path}: runs[{i}] lacks {', '.join(missing)}")
+        where = f"{path}: runs[{i}] ({run['model']!r} layer {run['layer']!r})"
+        for key, hint in RUN_FIELDS.items():
+            if key in run:
+                checked_value(run[key], hint, f"{where}: {key}")
+        if "per_sample_s" not in run["timing"]:
+            raise PiilabError(f"{where}: timing lacks per_sample_s")
+        if any(len(bounds) != 2 for bounds in run.get("intervals", {}).values()):
+            raise PiilabError(f"{where}: intervals must be [low, high] pairs")
     return runs, results
+
+
+def missing_runs(runs: list[dict[str, Any]], results: dict[str, Any]) -> list[str]:
+    """The planned runs (results' `config`: models and their layers) that results.json lacks,
+    as "model layer L"; [] when it does not say what was planned."""
+    config = results.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("models"), list):
+        return []
+    have = {(r["model"], r.get("adapter"), r.get("lens", "norm"), r["layer"]) for r in runs}
+    seen = {key[:3] for key in have}
+    missing = []
+    for model in config["models"]:
+        if not isinstance(model, dict) or not isinstance(model.get("spec"), str):
+            return []
+        key = (model["spec"], model.get("adapter"), model.get("lens") or config.get("lens", "norm"))
+        layers = model.get("layers") or config.get("layers")
+        label = model_label({"model": key[0], "adapter": key[1], "lens": key[2]})
+        if not layers:  # each model's last layer: planned is one run of it
+            missing += [label] if key not in seen else []
+            continue
+        missing += [f"{label} layer {layer}" for layer in layers if (*key, layer) not in have]
+    return missing
 
 
 def build_report(
@@ -264,7 +336,14 @@ def build_report(
     if not 0 < good_fraction <= 1:
         raise PiilabError(f"--good-fraction must be in (0, 1], got {good_fraction}")
     results_dir = Path(results_dir)
+    if results_dir.exists() and not results_dir.is_dir():
+        raise PiilabError(f"{results_dir}: not a folder; give the eval's results folder (the one "
+                          "holding results.json)")
     runs, results = read_runs(results_dir / "results.json")
+    missing = missing_runs(runs, results)
+    if missing:
+        log.warning("%s: the report is partial: results.json lacks %d planned run(s): %s",
+                    results_dir, len(missing), ", ".join(missing[:4]) + (", ..." if len(missing) > 4 else ""))
     out = Path(out_dir) if out_dir else results_dir / "report"
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -272,15 +351,17 @@ def build_report(
         flag = "--out" if out_dir else "RESULTS/report"
         raise PiilabError(f"{out}: cannot write the report here ({flag}: {err.strerror or err})") from None
     groups = by_model(runs)
+    shown = {id(run): examples(results_dir, run, n_examples) for run in runs}  # checked first
 
     charts: list[Path] = []
     for label, group in groups.items():
         charts.append(plot_model(label, group, out / f"model-{slug(label)}.png"))
     for metric in CHART_METRICS:
-        if any(metric in r["scores"] for r in runs):
+        if any(has(r, metric) for r in runs):
             charts.append(plot_metric(metric, groups, out / f"metric-{slug(metric)}.png"))
-    quality = "PII-F1" if "PII-F1" in runs[0]["scores"] else CHART_METRICS[0]
-    charts.append(plot_quality_vs_time(groups, quality, out / "quality-vs-time.png"))
+    quality = quality_metric(runs)
+    if quality:
+        charts.append(plot_quality_vs_time(groups, quality, out / "quality-vs-time.png"))
     for label, group in groups.items():
         # the adapter's folder, or the model's own when it is a full fine-tuning run; recorded
         # as an absolute path since results written before were read relative to the cwd
@@ -298,18 +379,21 @@ def build_report(
         f"BLEU: `{results.get('metrics', {}).get('bleu_signature')}`; BERTScore encoder: "
         f"`{results.get('metrics', {}).get('bertscore_model')}`.", "",
         *scored_as_extract(runs),
+        *([f"**Partial:** results.json lacks {len(missing)} planned run(s): "
+           f"{', '.join(missing)}.", ""] if missing else []),
         "## Scores", "", scores_table(groups), "",
-        f"## Earliest layer within {good_fraction:.0%} of the last layer's {quality}", "",
     ]
-    for label, group in groups.items():
-        md.append(f"- {label}: {earliest_line(group, quality, good_fraction)}")
+    if quality:
+        md += [f"## Earliest layer within {good_fraction:.0%} of the last layer's {quality}", ""]
+        md += [f"- {label}: {earliest_line(group, quality, good_fraction)}"
+               for label, group in groups.items()]
     md += ["", "## Charts", ""]
     md += [f"![{chart.stem}]({chart.name})" for chart in charts]
     md += ["", "## Example outputs", ""]
     for label, group in groups.items():
         md += [f"### {label}", "", "| Layer | Output | Reference |", "|---|---|---|"]
         for run in group:
-            for row in examples(results_dir, run, n_examples):
+            for row in shown[id(run)]:
                 md.append(f"| {run['layer']} | {_quote(row['output'])} | "
                           f"{_quote(row['reference'])} |")
         md.append("")

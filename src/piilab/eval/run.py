@@ -86,9 +86,17 @@ def _saved_config(path: Path) -> dict[str, Any]:
     return saved
 
 
+def holds_results(out: Path) -> bool:
+    """Whether a results folder holds anything decoded or scored (not just its settings)."""
+    outputs = out / "outputs"
+    return (out / "results.json").exists() or outputs.is_dir() and any(
+        path.stat().st_size > 0 for path in outputs.glob("*.jsonl"))
+
+
 def prepare_out_dir(config: EvalConfig, overwrite: bool, inputs: dict[str, Any],
                     run_ids: set[str]) -> Path:
-    """Create or reuse the results folder; refuse one written with other arguments.
+    """Create or reuse the results folder; refuse one holding results of other arguments (a
+    folder with only the settings of an eval that stopped before decoding is simply reused).
 
     Outputs of runs whose inputs changed (another test file or model at the same path) are not
     this eval's runs any more: they are deleted, and those runs decoded again.
@@ -106,7 +114,7 @@ def prepare_out_dir(config: EvalConfig, overwrite: bool, inputs: dict[str, Any],
     if overwrite:
         shutil.rmtree(out / "outputs", ignore_errors=True)
         (out / "results.json").unlink(missing_ok=True)
-    elif saved_path.exists():
+    elif saved_path.exists() and holds_results(out):  # settings alone hold nothing to keep
         saved = _saved_config(saved_path)
         saved_inputs = saved.pop("inputs", None)
         if saved != identity:
@@ -127,13 +135,14 @@ def prepare_out_dir(config: EvalConfig, overwrite: bool, inputs: dict[str, Any],
     return out
 
 
-def check_layers(config: EvalConfig) -> dict[ModelUnderTest, list[int]]:
-    """Each model's exit layers, checked against its depth before anything runs."""
+def check_layers(config: EvalConfig, depth_of=None) -> dict[ModelUnderTest, list[int]]:
+    """Each model's exit layers, checked against its depth before anything runs; `depth_of(model)`
+    stands in for reading each model's config (an experiment's model not trained yet)."""
     from piilab import models
 
     plan = {}
     for model in config.models:
-        depth = models.model_depth(model.adapter or model.spec)
+        depth = depth_of(model) if depth_of else models.model_depth(model.adapter or model.spec)
         layers = list(model.layers or config.layers or [depth])
         bad = [layer for layer in layers if not 1 <= layer <= depth]
         if bad:
@@ -197,7 +206,7 @@ def decode_model(
                                          dtype=config.dtype)
     trained_folder = models.trained_folder(model_ut.spec, model_ut.adapter)
     prompt_format = format_for(tokenizer, trained_folder)
-    decoding = engine.Decoding(**config.decoding)
+    decoding = config.decoding_settings()
     label = model_ut.spec + (f" + {Path(model_ut.adapter).name}" if model_ut.adapter else "")
     if model_ut.lens:
         label += f" [{model_ut.lens} lens]"
@@ -266,6 +275,19 @@ def finalize_outputs(path: Path, order: dict[str, int]) -> None:
 # ------------------------------------------------------------------ scoring
 
 
+def scorable(records: list[dict], where: Path) -> tuple[list[dict], int]:
+    """The records eval scores, and how many it skipped: as in training, a record with an empty
+    prompt or completion is left out (and counted), never scored as an answer to nothing."""
+    kept = [r for r in records if r["prompt"] and r["completion"] != ""]
+    skipped = len(records) - len(kept)
+    if not kept:
+        raise PiilabError(f"{where}: no record to score: each has an empty prompt or completion")
+    if skipped:
+        log.warning("%s: skipped %d of %d records with an empty prompt or completion (training "
+                    "skips them too)", where, skipped, len(records))
+    return kept, skipped
+
+
 def template_subsets(records: list[dict]) -> dict[str, list[dict]]:
     """Synthetic test records split by whether their template was seen in training."""
     flags = [(r.get("meta") or {}).get("heldout_template") for r in records]
@@ -322,7 +344,8 @@ def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
     from piilab import models
 
     procs = processes()
-    records = read_records(config.data, "test")[: config.limit]
+    records, skipped = scorable(read_records(config.data, "test")[: config.limit],
+                                dataset_file(config.data, "test"))
     ids = [r["id"] for r in records]
     if len(set(ids)) != len(ids):
         raise PiilabError(f"{config.data}: record ids are not unique")
@@ -360,7 +383,7 @@ def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
         "created": previous.get("created") or dt.datetime.now(dt.timezone.utc).isoformat(
             timespec="seconds"),
         "dataset": {**inputs["dataset"], "path": str(dataset_file(config.data, "test")),
-                    "n": len(records)},
+                    "n": len(records), **({"skipped_empty": skipped} if skipped else {})},
         "metrics": metrics.metrics_info(config.bleu, scorer),
         "config": config.identity(),
         "inputs": inputs,

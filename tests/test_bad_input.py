@@ -145,6 +145,35 @@ def test_extract_binary_text_file(user, capsys, monkeypatch, tiny_llama_dir):
                    "binary.txt: not UTF-8 text")
 
 
+@pytest.mark.parametrize("verb, source", [("extract", ["--input", "texts.jsonl"]),
+                                           ("generate", ["--prompt", "Hi"])])
+def test_an_output_another_piilab_is_writing_is_refused(user, capsys, monkeypatch, tiny_llama_dir,
+                                                        verb, source):
+    from piilab.io import written_alone
+
+    Path("texts.jsonl").write_text('{"text": "Omar"}\n')
+    refuse_loading(monkeypatch)
+    with written_alone("found.jsonl", "--output"):  # as another process running now holds it
+        one_line_error(capsys, [verb, "--model", str(tiny_llama_dir), *source, "-o", "found.jsonl"],
+                       "found.jsonl: another piilab is writing this --output now")
+    assert not Path("found.jsonl").exists()
+
+
+def test_an_eval_folder_another_eval_is_writing_is_refused(user, capsys, monkeypatch, tiny_llama_dir):
+    from piilab.io import written_alone
+
+    refuse_loading(monkeypatch)
+    with written_alone("results", "--out"):
+        one_line_error(capsys, ["eval", "--model", str(tiny_llama_dir), "--data", "d", "--out", "results"],
+                       "results: another piilab is writing this --out now")
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_an_output_file_where_even_root_cannot_write_is_refused_first(user, capsys):
+    one_line_error(capsys, ["data", "synth", "-n", "3", "--out", "/proc/piilab-x.jsonl"],
+                   "/proc/piilab-x.jsonl: --out: cannot write here")
+
+
 def test_generate_output_naming_a_folder_fails_before_decoding(user, capsys, monkeypatch, tiny_llama_dir):
     refuse_loading(monkeypatch)
     one_line_error(capsys, ["generate", "--model", str(tiny_llama_dir), "--prompt", "Hi", "-o", "existing"],

@@ -155,7 +155,16 @@ def check_output_dir(path: str | os.PathLike, flag: str) -> None:
         raise PiilabError(f"{path}: {flag}: cannot write in {existing} (permission denied)")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=path)
+    except OSError as err:
+        raise PiilabError(f"{path}: {flag}: cannot write here ({err.strerror or err})") from None
+    _probe(path, path, flag)
+
+
+def _probe(folder: Path, path: Path, flag: str) -> None:
+    """Write and remove a file in `folder`, or refuse `path`: root passes os.access everywhere,
+    and places like /proc and /sys refuse even root."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
@@ -174,13 +183,15 @@ def give_usual_modes(folder: str | os.PathLike) -> None:
 
 def check_output_file(path: str | os.PathLike, flag: str) -> None:
     """Refuse, before any work is done, an output file that could not be written: a folder, or a
-    place this process cannot create files in (the work would be lost at the end)."""
+    place this process cannot create files in (the work would be lost at the end; tried with a
+    probe file, as check_output_dir does)."""
     path = Path(path)
     if path.is_dir():
         raise PiilabError(f"{path}: {flag} names a folder; give a file name")
     parent = _nearest_existing(path.parent)
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise PiilabError(f"{path}: {flag}: cannot write here")
+    _probe(parent, path, flag)
 
 
 def append_jsonl(path: str | os.PathLike, row: dict) -> None:
@@ -287,3 +298,30 @@ def scratch_dir(out: Path, prefix: str) -> Iterator[str]:
         raise PiilabError(f"{out}: cannot write here ({err.strerror or err})") from None
     with scratch as tmp:
         yield tmp
+
+
+@contextmanager
+def written_alone(path: str | os.PathLike, flag: str) -> Iterator[None]:
+    """Hold an output's lock (a file's, or a folder's) for the block: a second piilab writing the
+    same output at the same time is refused, as its rows would mix with this one's (or its
+    settings replace this one's). The lock is an advisory lock on `.NAME.lock` beside the output,
+    a small file that stays; a killed process releases it. The caller checks the output itself."""
+    path = Path(path)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; a user there keeps outputs apart by hand
+        yield
+        return
+    lock = path.with_name(f".{path.name}.lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = lock.open("a")
+    except OSError as err:
+        raise PiilabError(f"{path}: {flag}: cannot write here ({err.strerror or err})") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PiilabError(f"{path}: another piilab is writing this {flag} now: wait for it to "
+                              f"end, or choose another {flag}") from None
+        yield

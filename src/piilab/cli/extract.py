@@ -159,6 +159,18 @@ def validators_from(value: str) -> tuple[str, ...]:
 
 
 def run(args) -> int:
+    from contextlib import nullcontext
+
+    from piilab.io import check_output_file, written_alone
+
+    if args.output:
+        check_output_file(args.output, "--output")  # before its lock file is made beside it
+    with written_alone(args.output, "--output") if args.output else nullcontext():
+        return search(args)
+
+
+def search(args) -> int:
+    """`piilab extract`, its --output (if any) held by this process alone."""
     from dataclasses import replace
     from functools import partial
 

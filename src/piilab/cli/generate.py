@@ -98,6 +98,18 @@ PROMPTS_AT_A_TIME = 256
 
 
 def run(args) -> int:
+    from contextlib import nullcontext
+
+    from piilab.io import check_output_file, written_alone
+
+    if args.output:
+        check_output_file(args.output, "--output")  # before its lock file is made beside it
+    with written_alone(args.output, "--output") if args.output else nullcontext():
+        return decode(args)
+
+
+def decode(args) -> int:
+    """`piilab generate`, its --output (if any) held by this process alone."""
     from pathlib import Path
 
     from piilab.cli._input import string_rows, text_argument

@@ -340,7 +340,18 @@ def score_run(
 
 
 def evaluate(config: EvalConfig, overwrite: bool = False) -> dict[str, Any]:
-    """Run the evaluation (resuming when the folder has part of it) and return results.json."""
+    """Run the evaluation (resuming when the folder has part of it) and return results.json.
+    The results folder is this eval's alone while it runs (its main process holds the lock)."""
+    from contextlib import nullcontext
+
+    from piilab.io import written_alone
+
+    with written_alone(config.out, "--out") if processes().main else nullcontext():
+        return _evaluate(config, overwrite)
+
+
+def _evaluate(config: EvalConfig, overwrite: bool) -> dict[str, Any]:
+    """evaluate(), with the results folder held."""
     from piilab import models
 
     procs = processes()

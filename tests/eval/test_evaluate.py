@@ -125,6 +125,20 @@ def test_changed_arguments_need_overwrite(tiny_llama_dir, data_dir, tmp_path, ca
     assert json.loads((out / "results.json").read_text())["dataset"]["n"] == 3
 
 
+def test_sampled_outputs_do_not_depend_on_the_batch_size(tiny_llama_dir, data_dir, tmp_path):
+    sampling = ["--sample", "--temperature", "1.5", "--seed", "5", "--layers", "4", "--limit", "4"]
+    outputs = []
+    for batch in ("1", "4"):
+        out = tmp_path / f"b{batch}"
+        args = ["eval", "--model", str(tiny_llama_dir), "--data", str(data_dir), "--out", str(out),
+                "--metrics", "bleu", "--max-new-tokens", "6", "--device", "cpu", "--batch-size", batch,
+                "--free-decoding", *sampling]
+        assert main(args) == 0
+        outputs.append([row["output"] for path in sorted((out / "outputs").glob("*.jsonl"))
+                        for row in map(json.loads, path.read_text().splitlines())])
+    assert outputs[0] == outputs[1] and len(set(outputs[0])) > 1
+
+
 @pytest.mark.parametrize(
     "setup, message",
     [

@@ -185,6 +185,16 @@ def test_seeded_sampling_repeats_exactly_and_the_seed_matters(model, tokenizer):
     assert first.token_ids != greedy.token_ids
 
 
+def test_a_sample_is_seeded_by_the_prompts_number_not_its_place_in_the_call(model, tokenizer):
+    sampling = Decoding(max_new_tokens=12, sample=True, temperature=1.5, seed=7)
+    together = details(model, tokenizer, PROMPTS, [2, 4], decoding=sampling)
+    for i, prompt in enumerate(PROMPTS):
+        alone = details(model, tokenizer, [prompt], [2, 4], decoding=sampling, seed_numbers=[i])
+        assert all(alone.token_ids[layer][0] == together.token_ids[layer][i] for layer in (2, 4))
+    first_alone = details(model, tokenizer, PROMPTS[1:2], [4], decoding=sampling)  # number 0
+    assert first_alone.token_ids[4][0] != together.token_ids[4][1]
+
+
 def test_top_k_1_is_greedy_and_top_k_bounds_the_choice(model, tokenizer):
     greedy = details(model, tokenizer, PROMPTS, [2, 4], decoding=Decoding(max_new_tokens=8))
     top1 = details(model, tokenizer, PROMPTS, [2, 4],

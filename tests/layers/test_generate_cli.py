@@ -95,6 +95,23 @@ def test_generate_output_resumes_with_only_the_rows_a_killed_run_did_not_write(
     assert [r["output"] for r in rows[4:]] == [texts[2][0], texts[4][0]]
 
 
+def test_sampled_rows_do_not_depend_on_rounds_or_a_resume(tiny_llama_dir, prompts_file, tmp_path,
+                                                           monkeypatch):
+    import piilab.cli.generate
+
+    argv = ["generate", "--model", str(tiny_llama_dir), "--layers", "4", "--input", str(prompts_file),
+            "--max-new-tokens", "8", "--sample", "--temperature", "1.5", "--seed", "3",
+            "--device", "cpu", "-o"]
+    whole, parts = tmp_path / "whole.jsonl", tmp_path / "parts.jsonl"
+    assert main([*argv, str(whole)]) == 0
+    monkeypatch.setattr(piilab.cli.generate, "PROMPTS_AT_A_TIME", 1)  # a round per prompt
+    assert main([*argv, str(parts)]) == 0
+    assert read_jsonl(parts) == read_jsonl(whole)
+    parts.write_text(parts.read_text().splitlines(keepends=True)[0])  # as if killed after one row
+    assert main([*argv, str(parts)]) == 0
+    assert read_jsonl(parts) == read_jsonl(whole)
+
+
 def test_generate_one_prompt_with_sampling_to_stdout(tiny_gpt2_dir, capsys):
     args = ["generate", "--model", str(tiny_gpt2_dir), "--layers", "1,3", "--prompt", "Jane Doe",
             "--max-new-tokens", "5", "--top-k", "5", "--temperature", "0.1", "--eos-weight", "2",

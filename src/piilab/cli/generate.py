@@ -160,7 +160,7 @@ def decode(args) -> int:
         else:
             result = generate(model, tokenizer, these, layers, lens=args.lens, decoding=decoding,
                               batch_size=BATCH_SIZE if args.batch_size is None else args.batch_size,
-                              return_details=True)
+                              return_details=True, seed_numbers=round_)  # places in the input
             rows = [{"id": id_, "layer": layer, "output": result.texts[layer][i]}
                     for i, id_ in enumerate(these_ids) for layer in result.layers]
         if args.output:

@@ -196,6 +196,7 @@ def decode_model(
     # Group unfinished samples by the layers they still lack, so that after an interruption
     # nothing already written is decoded again.
     groups: dict[tuple[int, ...], list[dict]] = {}
+    place = {record["id"]: i for i, record in enumerate(records)}  # a sample's seed number
     for record in records[procs.rank::procs.world]:
         missing = tuple(L for L in layers if record["id"] not in done[L])
         if missing:
@@ -234,6 +235,7 @@ def decode_model(
                 decoding=decoding, batch_size=config.batch_size,
                 add_special_tokens=prompt_format.add_special_tokens, progress=False,
                 return_details=True, answers=answer_rules(batch, labels, config.constrain),
+                seed_numbers=[place[r["id"]] for r in batch],
             )
             for layer in wanted:
                 emit(layer, batch, result.texts[layer], result.seconds[layer])

@@ -284,6 +284,7 @@ class _Run:
     plan: _Plan
     blocks: list[_Block]
     guide: CopyGuide | None = None  # copy-constrained answers (layers/constrain.py), if asked
+    numbers: Sequence[int] = ()  # each prompt's number in its seed (generate's seed_numbers)
 
     def forward(self, top: int, **inputs) -> None:
         """The model's own forward over blocks 1..top, as planned (states land in plan.kept)."""
@@ -313,7 +314,7 @@ def _decode_batch(run: _Run, prompt_ids: list[list[int]], indices: list[int]):
     slots = list(range(B * G))  # live row -> output slot
     tokens: list[list[int]] = [[] for _ in slots]
     seconds = [0.0] * len(slots)
-    generators = [torch.Generator().manual_seed(row_seed(d.seed, indices[s % B], exits[s]))
+    generators = [torch.Generator().manual_seed(row_seed(d.seed, run.numbers[indices[s % B]], exits[s]))
                   for s in slots] if d.sample else None
     top, cache = run.layers[0], roomy_cache(arch.base_model(run.model).config)
     shared = shared_prefix(prompt_ids)
@@ -415,6 +416,7 @@ def generate(
     progress: bool = True,
     return_details: bool = False,
     answers: Sequence[tuple | None] | None = None, notes: Notes | None = None,
+    seed_numbers: Sequence[int] | None = None,
 ) -> dict[int, list[str]] | Generation:
     """Decode every prompt from every exit layer: {layer: [text per prompt]}.
 
@@ -422,7 +424,10 @@ def generate(
     tokens when `add_special_tokens`); `layers` defaults to the last (the ordinary model);
     `return_details` returns a `Generation` with token ids and per-layer timings. `answers`, per
     prompt a rule of layers/constrain.py or None (free), copy-constrains PII answers; `notes`
-    collects what greedy decoding saw besides them (constrain.Notes).
+    collects what greedy decoding saw besides them (constrain.Notes). A sample is seeded by the
+    prompt's number, its place in `prompts` unless `seed_numbers` gives one per prompt: a caller
+    that decodes its prompts in parts passes their places in the whole, so that a prompt's sample
+    does not depend on how they were split (rounds, batches, a resumed run).
     """
     wall = time.perf_counter()
     decoding = decoding or Decoding()
@@ -437,10 +442,13 @@ def generate(
     if answers is not None and len(answers) != len(encoded):
         raise PiilabError(f"{len(answers)} answer constraints for {len(encoded)} prompts")
     guide = CopyGuide.for_answers(tokenizer, answers, decoding, eos, notes)
+    numbers = list(range(len(encoded)) if seed_numbers is None else seed_numbers)
+    if len(numbers) != len(encoded):
+        raise PiilabError(f"{len(numbers)} seed numbers for {len(encoded)} prompts")
     run = _Run(model, tokenizer, make_lens(model, lens), sorted(layers, reverse=True), decoding,
                eos, pad_id, device, plan,
                [_Block(i, block, plan) for i, block in enumerate(arch.decoder_layers(model), 1)],
-               guide)
+               guide, numbers)
     log.info("decoding %d prompts from layers %s (lens %s, %s, batches of %d)", len(encoded),
              ",".join(map(str, layers)), run.lens.name, "sampling" if decoding.sample else "greedy",
              batch_size)

@@ -92,6 +92,8 @@ class EvalConfig:
             raise PiilabError(f"--bootstrap must be >= 0 (0: no intervals), not {self.bootstrap}")
         self.check_extract_settings()
         self.decoding_settings()  # checked here, so a bad value never stamps a results folder
+        from piilab.layers.lenses import check_lens
+
         for lens in {self.lens, *(m.lens for m in self.models if m.lens)}:
             check_lens(lens)
         runs = [replace(m, layers=None) for m in self.models]  # what names a run's outputs
@@ -144,24 +146,6 @@ class EvalConfig:
         same = {k: v for k, v in _jsonable(asdict(self)).items() if k not in ("out", "device")
                 and not (k in ("second_look", "validators") and not v)}  # as before they were
         return {**same, "models": saved_models(same["models"])}
-
-
-def check_lens(spec: str) -> None:
-    """A lens spec names a known lens, and a tuned lens a folder that holds one, before an eval
-    starts (the lens itself is built once its model is loaded)."""
-    from piilab.layers import tuned_lens
-    from piilab.layers.lenses import LENSES
-
-    name, _, folder = spec.partition(":")
-    if name not in LENSES:
-        raise PiilabError(f"unknown lens {spec!r}: use one of {', '.join(sorted(LENSES))}")
-    if name == "tuned":
-        missing = [f for f in (tuned_lens.CONFIG_FILE, tuned_lens.WEIGHTS_FILE)
-                   if not folder or not (Path(folder) / f).is_file()]
-        if missing:
-            raise PiilabError(f"lens {spec!r}: {folder or 'no folder'} is not a tuned lens folder "
-                              f"(needs {' and '.join(missing)}; give tuned:LENS_DIR made by "
-                              "`piilab lens train`)")
 
 
 def saved_models(models: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from torch import nn
 
 from piilab.errors import PiilabError
 from piilab.layers.lens import Lens, norm_lens, raw_lens
-from piilab.layers.tuned_lens import load_tuned_lens
+from piilab.layers.tuned_lens import check_lens_folder, load_tuned_lens
 
 LensFactory = Callable[[nn.Module, "str | None"], Lens]
 LENSES: dict[str, LensFactory] = {"norm": norm_lens, "raw": raw_lens, "tuned": load_tuned_lens}
@@ -22,11 +22,25 @@ def register_lens(name: str, factory: LensFactory) -> None:
     LENSES[name] = factory
 
 
+def lens_spec(spec: str) -> tuple[str, str | None]:
+    """(name, ARG) of a lens spec "name" or "name:ARG"; an unknown name is a one-line error."""
+    name, _, arg = str(spec).partition(":")
+    if name not in LENSES:
+        raise PiilabError(f"unknown lens {spec!r}: use one of {', '.join(sorted(LENSES))}")
+    return name, arg or None
+
+
+def check_lens(spec: str) -> None:
+    """A lens spec checked before any model loads: a known name, and for a tuned lens a folder
+    that holds one (whether it fits the model is known once the model is loaded)."""
+    name, arg = lens_spec(spec)
+    if name == "tuned":
+        check_lens_folder(arg)
+
+
 def make_lens(model: nn.Module, spec: str | Lens = "norm") -> Lens:
     """A lens from a spec ("norm", "raw", "name:ARG") or a ready Lens."""
     if isinstance(spec, Lens):
         return spec
-    name, _, arg = str(spec).partition(":")
-    if name not in LENSES:
-        raise PiilabError(f"unknown lens {spec!r}: use one of {', '.join(sorted(LENSES))}")
-    return LENSES[name](model, arg or None)
+    name, arg = lens_spec(spec)
+    return LENSES[name](model, arg)

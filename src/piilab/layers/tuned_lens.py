@@ -94,14 +94,23 @@ def save_lens(directory: str | Path, translators: Translators, config: dict[str,
     write_json(directory / CONFIG_FILE, config)
 
 
+def check_lens_folder(directory: str | Path | None) -> Path:
+    """The folder of a `tuned:LENS_DIR` spec, if it holds a lens's files (else a one-line error):
+    checked on its own too, before a model loads (an eval's settings)."""
+    if not directory:
+        raise PiilabError("the tuned lens needs its folder: --lens tuned:LENS_DIR")
+    directory = Path(directory)
+    if not (directory / CONFIG_FILE).is_file() or not (directory / WEIGHTS_FILE).is_file():
+        raise PiilabError(f"{directory} is not a tuned lens folder (needs {CONFIG_FILE} and "
+                          f"{WEIGHTS_FILE}; make one with `piilab lens train`)")
+    return directory
+
+
 def read_lens(directory: str | Path) -> tuple[Translators, dict[str, Any]]:
     """The translators and config of a lens folder; anything missing is a one-line error."""
     from safetensors.torch import load_file
 
-    directory = Path(directory)
-    if not (directory / CONFIG_FILE).is_file() or not (directory / WEIGHTS_FILE).is_file():
-        raise PiilabError(f"{directory}: not a tuned lens folder (needs {CONFIG_FILE} and "
-                          f"{WEIGHTS_FILE}; make one with `piilab lens train`)")
+    directory = check_lens_folder(directory)
     config = read_json(directory / CONFIG_FILE)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise PiilabError(f"{directory / CONFIG_FILE}: not a {FORMAT} lens config")
@@ -131,8 +140,6 @@ def load_tuned_lens(model: nn.Module, directory: str | None) -> Lens:
     The last layer needs no translator (the identity: the lens is the model itself there); a
     layer the lens was not trained for is an error rather than a silent logit lens.
     """
-    if not directory:
-        raise PiilabError("the tuned lens needs its folder: --lens tuned:LENS_DIR")
     translators, config = read_lens(directory)
     check_fits(model, config, directory)
     if translators.hidden_size != config["hidden_size"]:

@@ -13,12 +13,26 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from piilab.errors import PiilabError
-from piilab.io import DIGEST, id_key
+from piilab.io import DIGEST, check_output_file, id_key, written_alone
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def held(output: str | None) -> Iterator[None]:
+    """An --output checked, then held by this process alone for the block (nothing to hold
+    without one): a second piilab on the same file is refused, not mixed in."""
+    if not output:
+        yield
+        return
+    check_output_file(output, "--output")  # before its lock file is made beside it
+    with written_alone(output, "--output"):
+        yield
 
 
 def unique_ids(path: str, ids: list) -> None:

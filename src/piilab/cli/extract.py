@@ -159,13 +159,9 @@ def validators_from(value: str) -> tuple[str, ...]:
 
 
 def run(args) -> int:
-    from contextlib import nullcontext
+    from piilab.cli._output import held
 
-    from piilab.io import check_output_file, written_alone
-
-    if args.output:
-        check_output_file(args.output, "--output")  # before its lock file is made beside it
-    with written_alone(args.output, "--output") if args.output else nullcontext():
+    with held(args.output):
         return search(args)
 
 

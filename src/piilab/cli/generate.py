@@ -98,13 +98,9 @@ PROMPTS_AT_A_TIME = 256
 
 
 def run(args) -> int:
-    from contextlib import nullcontext
+    from piilab.cli._output import held
 
-    from piilab.io import check_output_file, written_alone
-
-    if args.output:
-        check_output_file(args.output, "--output")  # before its lock file is made beside it
-    with written_alone(args.output, "--output") if args.output else nullcontext():
+    with held(args.output):
         return decode(args)
 
 
@@ -114,7 +110,7 @@ def decode(args) -> int:
 
     from piilab.cli._input import string_rows, text_argument
     from piilab.cli._output import model_files, resumed, unique_ids, where
-    from piilab.io import DIGEST, append_lines, check_output_file, id_key, row_digest
+    from piilab.io import DIGEST, append_lines, id_key, row_digest
     from piilab.layers.decode import generate
     from piilab.models import arch, load_model
 
@@ -126,8 +122,7 @@ def decode(args) -> int:
         raise PiilabError("--batch-size does not apply to --speculative, which decodes one prompt at a time")
     read = string_rows(args.input, "prompt") if args.input else None
     ids, prompts = (read.ids, read.values) if read else ([0], [text_argument(args.prompt, "--prompt")])
-    if args.output:  # before loading and decoding, which an unwritable output would waste
-        check_output_file(args.output, "--output")
+    if args.output:  # before loading and decoding (run() has checked the file itself)
         unique_ids(args.input or "--prompt", ids)
     model, tokenizer = load_model(args.model, args.adapter, device=args.device, dtype=args.dtype,
                                   trust_remote_code=args.trust_remote_code)

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import logging
 import sys
 
 import pytest
@@ -31,7 +32,7 @@ def fixed_answer(monkeypatch):
 
     def fake_decode(model, tokenizer, prompts, layer, **kwargs):
         seen.update(prompts=list(prompts), layers=[layer], kwargs=kwargs)
-        return [ANSWER] * len(prompts), []  # the answers; no second look's branches
+        return [ANSWER] * len(prompts), [], set()  # the answers; no branches, none cut
 
     monkeypatch.setattr(piilab.extract, "decode_answers", fake_decode)
     return seen
@@ -143,6 +144,124 @@ def test_long_texts_are_windowed_like_training_and_answers_merged(fixed_answer, 
     assert fixed_answer["kwargs"]["add_special_tokens"] is True
     assert [i["value"] for i in result.items][0] == "Jane Doe"
     assert len(result.items[0]["spans"]) == 16  # every occurrence in the whole text
+
+
+CONTACTS = "Ann Lee (ann@x.org) and Bo Chan (bo@y.org) met Cy Dunn (cy@z.org) at noon."
+PEOPLE = [("Ann Lee", "NAME"), ("ann@x.org", "EMAIL"), ("Bo Chan", "NAME"), ("bo@y.org", "EMAIL"),
+          ("Cy Dunn", "NAME"), ("cy@z.org", "EMAIL")]
+
+
+def answering_in(budget_chars: int, monkeypatch):
+    """A model that names each item of PEOPLE its window shows, in order, but whose answer is cut
+    (after its first item and part of the next) when the window is longer than `budget_chars`."""
+    windows = []
+
+    def fake_decode(model, tokenizer, prompts, layer, *, rules, **kwargs):
+        windows.append([window for window, _ in rules])
+        answers, cut = [], set()
+        for row, (window, _) in enumerate(rules):
+            lines = [f"{value} ({label})" for value, label in PEOPLE if value in window]
+            if len(window) > budget_chars and len(lines) > 1:
+                lines, cut = [lines[0], lines[1][:4]], cut | {row}
+            answers.append("\n".join(lines))
+        return answers, [], cut
+
+    monkeypatch.setattr(piilab.extract, "decode_answers", fake_decode)
+    return windows
+
+
+def test_a_cut_answers_window_is_halved_and_searched_again(tokenizer, monkeypatch, caplog):
+    windows = answering_in(45, monkeypatch)
+    caplog.set_level(logging.INFO, "piilab.halving")
+    [result] = extract(None, tokenizer, [CONTACTS], layer=4, prompt_format=PromptFormat("plain"))
+    assert sorted((i["value"], i["label"]) for i in result.items) == sorted(PEOPLE)  # none lost
+    assert windows[0] == [CONTACTS] and len(windows[1]) == 2  # the text, then its halves
+    assert all(len(w) < len(CONTACTS) * 0.7 and w in CONTACTS for w in windows[1])
+    assert result.answers[0] == "Ann Lee (NAME)\nann@" and len(result.answers) == sum(map(len, windows))
+    assert "1 answer(s) cut at max_new_tokens 128" in caplog.text
+    assert "still cut" not in caplog.text
+
+
+def test_where_a_window_and_its_halves_disagree_the_windows_answer_holds(tokenizer, monkeypatch):
+    text = "Steuer-ID: 65 929 970 489\nSehr geehrte Damen und Herren, Ihre Jana Roth"
+    calls = []
+
+    def decode(model, tokenizer, prompts, layer, **kwargs):
+        calls.append(len(prompts))
+        if len(calls) == 1:  # the window: cut after two items
+            return ["65 929 970 489 (ID_NUM)\nSehr geehrte (NAME)\nJa"], [], {0}
+        return ["65 929 970 489 (PHONE_NUM)\n970 489 (ID_NUM)", "Jana Roth (NAME)\nMax Bo (NAME)"], [], set()
+
+    monkeypatch.setattr(piilab.extract, "decode_answers", decode)
+    [result] = extract(None, tokenizer, [text], layer=4, prompt_format=PromptFormat("plain"))
+    assert calls == [1, 2]
+    assert [(i["value"], i["label"], len(i["spans"])) for i in result.items] == [
+        ("65 929 970 489", "ID_NUM", 1), ("Sehr geehrte", "NAME", 1), ("Jana Roth", "NAME", 1)]
+    assert result.invented == [{"value": "Max Bo", "label": "NAME"}]
+    assert "found_by" not in result.items[-1]  # the model's own item, from a shorter window
+
+
+def test_answers_still_cut_after_the_last_halving_are_warned_about(tokenizer, monkeypatch, caplog):
+    calls = []
+
+    def always_cut(model, tokenizer, prompts, layer, **kwargs):
+        calls.append(len(prompts))
+        return ["Ann Lee (NAME)\nan"] * len(prompts), [], set(range(len(prompts)))
+
+    monkeypatch.setattr(piilab.extract, "decode_answers", always_cut)
+    [result] = extract(None, tokenizer, [CONTACTS], layer=4, prompt_format=PromptFormat("plain"))
+    assert len(calls) == piilab.halving.HALVINGS + 1 and calls[:2] == [1, 2]
+    assert [(i["value"], i["label"]) for i in result.items] == [("Ann Lee", "NAME")]  # whole lines kept
+    assert f"{calls[-1]} answer(s) still cut at max_new_tokens 128 after halving" in caplog.text
+
+
+def test_halves_cover_a_window_in_two_shorter_overlapping_parts():
+    from piilab.halving import halves
+
+    window = " ".join(f"word{i}" for i in range(150))
+    first, second = halves(window, 200)
+    assert window.startswith(first) and window.endswith(second)
+    assert max(len(first), len(second)) < 0.62 * len(window)
+    assert len(first) + len(second) - len(window) >= 150  # they share about the overlap
+    listing = "\n".join(f"- Person {i}, tel. 030 5550 12{i:02d}" for i in range(12))
+    parts = halves(listing, 200)
+    assert len(parts) == 2 and parts[0].endswith("\n")  # cut between lines, never inside one
+    assert all(set(part.splitlines()) < set(listing.splitlines()) for part in parts)
+    assert [part.strip() for part in halves(" " * 40 + "Jane", 200)] == ["Jane"]  # no blank part
+
+
+def test_cut_rows_are_those_max_new_tokens_ended(tokenizer):
+    from piilab.halving import cut_rows
+    from piilab.layers.decode import Decoding
+
+    eos = tokenizer.eos_token_id
+    a, b = tokenizer.encode("Jane Doe (NAME)", add_special_tokens=False)[:2]
+    rows = [[a, b, a], [a, b, eos], [a, b], [a, b, a, b]]
+    assert cut_rows(tokenizer, rows, Decoding(max_new_tokens=3), [eos]) == {0, 3}
+    stop = tokenizer.decode([b])
+    assert cut_rows(tokenizer, rows, Decoding(max_new_tokens=3, stop=(stop,)), [eos]) == set()
+
+
+def test_both_engines_name_the_answers_max_new_tokens_cut(tokenizer):
+    from piilab.extract import SpeedUps, decode_answers
+    from piilab.halving import cut_rows
+    from piilab.layers.decode import Decoding, generate
+
+    model = tiny_llama(tokenizer, max_position_embeddings=1024)
+    texts = [TEXT, "Call Jane Doe.", "Omar wrote.", "jane.doe@example.com"]
+    prompts = [f"Find PII: {text}\nAnswer:" for text in texts]
+    rules = [(text, ("NAME", "EMAIL")) for text in texts]
+    decoding = Decoding(max_new_tokens=6)
+    plain = generate(model, tokenizer, prompts, [4], decoding=decoding, answers=rules,
+                     batch_size=4, progress=False, return_details=True).token_ids[4]
+    ended = {row for row, ids in enumerate(plain) if len(ids) < 6 or ids[-1] == tokenizer.eos_token_id}
+    assert ended and len(ended) < len(texts)  # some rows end, some are cut
+    for speedups in (SpeedUps(), SpeedUps.off()):
+        cut = decode_answers(model, tokenizer, prompts, 4, lens="norm", decoding=decoding,
+                             batch_size=2, add_special_tokens=True, progress=False,
+                             speedups=speedups, rules=rules, labels=("NAME", "EMAIL"))[2]
+        assert cut == set(range(len(texts))) - ended == cut_rows(tokenizer, plain, decoding,
+                                                                 [tokenizer.eos_token_id])
 
 
 def test_prompt_settings_come_from_the_training_data_card(tmp_path):
@@ -437,8 +556,6 @@ def test_cli_output_refuses_a_file_of_other_settings_or_of_another_program(fixed
 
 def test_cli_skips_and_counts_bad_rows_without_logging_them(fixed_answer, tiny_llama_dir, tmp_path,
                                                            capsys, caplog):
-    import logging
-
     texts = tmp_path / "texts.jsonl"
     write_texts(texts, [{"id": "a", "text": TEXT}, "not json, Jane Doe", ["Jane Doe"],
                         {"id": "b", "body": "Jane Doe"}, {"id": "c", "text": "   "},
@@ -518,14 +635,16 @@ def test_a_trained_adapter_prompts_the_same_from_any_directory(tokenizer, tmp_pa
         return real(model, tokenizer, texts, layers, **kwargs)
 
     monkeypatch.setattr(piilab.layers.decode, "generate", spy)
-    printed = []
+    printed, calls = [], []
     for cwd in (work, elsewhere):
         monkeypatch.chdir(cwd)
         assert main(["extract", "--model", str(run), TEXT, "--max-new-tokens", "4", "--device", "cpu",
                      "--plain-decoding"]) == 0  # through the spied generate
         printed.append(capsys.readouterr().out)
-    assert printed[0] == printed[1] and prompts[0] == prompts[1]
-    assert "EMAIL" in prompts[0][0] and "PHONE_NUM" not in prompts[0][0]  # training's label set
+        calls.append(prompts[len(sum(calls, [])):])  # this run's calls (cut answers: halves too)
+    assert printed[0] == printed[1] and calls[0] == calls[1]
+    first = calls[0][0][0]
+    assert "EMAIL" in first and "PHONE_NUM" not in first  # training's label set
     assert prompt_settings(run).style == "alpaca"
 
     # a run folder of an older piilab (no prompt_settings.json, a relative data path) still
@@ -563,7 +682,7 @@ def test_cli_validators_complete_the_models_items_unless_turned_off(tiny_llama_d
     text = "Write to jane.doe@example.com, card 4111 1111 1111 1111, or call Jane at home."
     monkeypatch.setattr(piilab.extract, "decode_answers",
                         lambda model, tokenizer, prompts, layer, **kw: (
-                            ["jane.doe (EMAIL)\nJane (PHONE_NUM)"] * len(prompts), []))
+                            ["jane.doe (EMAIL)\nJane (PHONE_NUM)"] * len(prompts), [], set()))
 
     def items(*flags):
         assert main(["extract", "--model", str(tiny_llama_dir), text, "--device", "cpu", *flags]) == 0

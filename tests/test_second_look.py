@@ -192,12 +192,12 @@ def test_forked_branches_are_what_plain_decoding_prefills(tokenizer, seed, scale
                         or fork(cache, held, rows, *rest))
     got = {}
     for name, speedups in [("fork", SpeedUps()), ("plain", SpeedUps.off())]:
-        answers, found = decode_answers(
+        answers, found, cut = decode_answers(
             model, tokenizer, prompts, 4, lens="norm", decoding=Decoding(max_new_tokens=24),
             batch_size=3, add_special_tokens=False, progress=False, speedups=speedups,
             rules=rules, labels=settings.labels, notes=Notes(1e-4))
         got[name] = answers, sorted((b.prompt, b.written, b.tokens, b.continuation, b.overridden)
-                                    for b in found)
+                                    for b in found), cut
     assert got["fork"] == got["plain"]
     branches = got["fork"][1]
     assert len(branches) >= 8 and all(b[3] for b in branches)  # every branch wrote on

@@ -4,7 +4,8 @@ The prompt is built the way training built it (piilab.pii_prompt): the prompt st
 and windows of the adapter's training data (copied from its card into prompt_settings.json by
 training), rendered with the prompt format saved beside the adapter.
 Texts longer than training's window size are cut into the same overlapping windows; the answers
-of all windows are merged. Answers are copy-constrained while decoding (layers/constrain.py)
+of all windows are merged; a window whose answer `max_new_tokens` cut is halved and searched
+again (piilab.halving). Answers are copy-constrained while decoding (layers/constrain.py)
 unless asked otherwise. Every item the model names is then looked up in the text: each place
 it occurs becomes a start/end; a value that occurs nowhere was invented by the model, and an item
 whose label is outside the label set is off the task: both are reported apart, never placed.
@@ -21,6 +22,7 @@ from functools import partial
 from typing import Any
 
 from piilab import second_look as look
+from piilab.halving import Searched, cut_rows, search_windows
 from piilab.data.answer import format_answer, parse_answer
 from piilab.data.validators import is_mark
 from piilab.errors import PiilabError
@@ -86,7 +88,7 @@ class Extraction:
     text: str
     layer: int
     answers: list[str]
-    """The model's raw answer per window."""
+    """The model's raw answer per window searched: the text's windows, then any halves."""
     items: list[dict[str, Any]] = field(default_factory=list)
     """{value, label, spans: [{start, end}]} for each item that occurs in the text."""
     invented: list[dict[str, str]] = field(default_factory=list)
@@ -223,9 +225,11 @@ def answer_seeds(labels: Sequence[str]) -> list[str]:
 def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, decoding,
                    batch_size: int, add_special_tokens: bool, progress: bool,
                    speedups: SpeedUps, rules=None, labels: Sequence[str] = (),
-                   notes=None, start: Sequence[int] = ()) -> tuple[list[str], list[look.Branch]]:
+                   notes=None, start: Sequence[int] = ()
+                   ) -> tuple[list[str], list[look.Branch], set[int]]:
     """Each prompt's answer from exit `layer`, through the fastest engine that gives it exactly,
-    and the second look's branches, decoded (none without `notes`).
+    the second look's branches, decoded (none without `notes`), and the prompts whose answers
+    `max_new_tokens` cut.
 
     `rules`, one (text, labels) per prompt, copy-constrains the answers (layers/constrain.py),
     and `notes` collects what decoding saw besides them (layers/constrain.Notes); with a
@@ -234,7 +238,7 @@ def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, de
     `labels` (the answers' label set) seeds prompt-lookup's drafts with the answer's own words;
     `start`, the prompts' template's start, is its shared start (the same in every call).
     """
-    from piilab.layers.decode import generate
+    from piilab.layers.decode import eos_token_ids, generate
     from piilab.layers.linears import linears_swapped
     from piilab.layers.lookup import lookup_generate, lookup_supported
     from piilab.runtime import keep_freed_blocks_for_decoding
@@ -248,6 +252,7 @@ def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, de
         lookup = False
     if next(model.parameters()).device.type == "cpu":
         keep_freed_blocks_for_decoding()
+    eos = eos_token_ids(model, tokenizer)
     with linears_swapped(model, speedups.linear):
         if lookup:
             run = lookup_generate(model, tokenizer, prompts, layer=layer, lens=lens,
@@ -257,13 +262,15 @@ def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, de
                                   add_special_tokens=add_special_tokens, progress=progress,
                                   answers=rules, seeds=answer_seeds(labels), notes=notes,
                                   second_look=True)
-            return run.texts, run.branches
+            return run.texts, run.branches, cut_rows(tokenizer, run.token_ids, decoding, eos)
         engine = partial(generate, model, tokenizer, layers=[layer], lens=lens,
                          batch_size=batch_size, add_special_tokens=add_special_tokens,
                          progress=progress)
-        answers = engine(prompts, decoding=decoding, answers=rules, notes=notes)[layer]
+        run = engine(prompts, decoding=decoding, answers=rules, notes=notes, return_details=True)
+        answers = run.texts[layer]
         return answers, decode_branches(engine, tokenizer, prompts, rules, answers, notes,
-                                        decoding, add_special_tokens)
+                                        decoding, add_special_tokens), \
+            cut_rows(tokenizer, run.token_ids[layer], decoding, eos)
 
 
 def decode_branches(engine, tokenizer, prompts: list[str], rules, answers: list[str], notes,
@@ -319,7 +326,6 @@ def extract(
     """
     from piilab import shapes
     from piilab.data.labels import DEFAULT_LABELS
-    from piilab.layers.constrain import Notes
     from piilab.layers.decode import Decoding
     from piilab.models import arch
 
@@ -332,33 +338,30 @@ def extract(
     decoding = decoding or Decoding(max_new_tokens=128)
     speedups = SpeedUps() if speedups is None else speedups
     layer = arch.num_layers(model) if layer is None else layer
-    owners, prompts, rules = [], [], []
+    windows = []  # (text number, window)
     for i, text in enumerate(texts):
         if not isinstance(text, str):
             raise PiilabError(f"text {i} is a {type(text).__name__}, not a string")
-        if not text.strip():
-            continue  # nothing to find: an empty result, and no prompt
-        for window in text_windows(text, settings):
-            owners.append(i)
-            prompts.append(pii_prompt(tokenizer, window, settings, fmt))
-            rules.append((window, labels))
+        if text.strip():  # else nothing to find: an empty result, and no prompt
+            windows += [(i, window) for window in text_windows(text, settings)]
     log.info("extracting PII from %d texts (%d windows) at layer %d, style %s", len(texts),
-             len(prompts), layer, settings.style)
-    notes = Notes(second_look) if second_look > 0 and constrain and not decoding.sample else None
-    if second_look > 0 and notes is None:
+             len(windows), layer, settings.style)
+    if second_look > 0 and (not constrain or decoding.sample):
         log.info("second look not used: it needs greedy, copy-constrained decoding")
-    answers, branches = decode_answers(
-        model, tokenizer, prompts, layer, lens=lens, decoding=decoding, batch_size=batch_size,
-        add_special_tokens=fmt.add_special_tokens, progress=progress, speedups=speedups,
-        rules=rules if constrain else None, labels=labels, notes=notes,
-        start=template_start(tokenizer, settings, fmt)) if prompts else ([], [])
-    lines = second_look_lines(len(prompts), branches, notes)
+        second_look = 0.0
+    search = partial(decode_answers, model, tokenizer, layer=layer, lens=lens, decoding=decoding,
+                     batch_size=batch_size, add_special_tokens=fmt.add_special_tokens,
+                     progress=progress, speedups=speedups, labels=labels,
+                     start=template_start(tokenizer, settings, fmt))
+    searched = search_windows(
+        search, lambda window: pii_prompt(tokenizer, window, settings, fmt), windows, labels,
+        settings.overlap, constrain, second_look, decoding.max_new_tokens)
     results = []
     for i, text in enumerate(texts):
-        mine = [answer for owner, answer in zip(owners, answers) if owner == i]
-        items = [item for answer in mine for item in parse_answer(answer)]
-        placed, invented = place(text, [item for item in items if item[1] in labels])
-        looked = [line for owner, found in zip(owners, lines) if owner == i for line in found]
+        mine = [window for window in searched if window.owner == i]
+        items = [item for window in mine for item in parse_answer(window.answer)]
+        placed, invented = place_by_depth(text, mine, labels)
+        looked = [line for window in mine for line in window.lines]
         placed = second_look_items(text, placed, looked, labels)
         placed, rejected = shapes.on_items(text, placed, validators)
         placed = [item for item in placed if item["label"] in labels]  # patterns' labels too
@@ -367,23 +370,24 @@ def extract(
         if outside:
             log.warning("%d items named a label outside the label set; reported, not placed",
                         len(outside))
-        results.append(Extraction(text, layer, mine, placed, invented, outside, rejected, looked))
+        results.append(Extraction(text, layer, [window.answer for window in mine], placed,
+                                  invented, outside, rejected, looked))
     return results
 
 
-def second_look_lines(prompts: int, branches: list[look.Branch], notes) -> list[list[str]]:
-    """Per prompt, the lines its second look wrote: each branch's line, kept where the model
-    wrote it itself (the constraint never had to override its first choice: a forced line is the
-    constraint's, not the model's)."""
-    lines: list[list[str]] = [[] for _ in range(prompts)]
-    for branch in branches:
-        if not branch.overridden:
-            lines[branch.prompt].append(branch.line)
-    if notes is not None:
-        log.info("second look: %d ways on of probability >= %.2f in %d answers; %d lines the "
-                 "model's own", len(branches), notes.threshold, len({b.prompt for b in branches}),
-                 sum(map(len, lines)))
-    return lines
+def place_by_depth(text: str, searched: list[Searched], labels) -> tuple[list[dict], list[dict]]:
+    """(placed, invented) items of one text's answers: its windows' (place), then each halving's,
+    with only the spans that overlap none placed before (second_look.join): where a window's
+    answer and its halves' differ (another label, a value a half's edge cut), the window's holds."""
+    placed: list[dict] = []
+    invented: list[dict] = []
+    for depth in sorted({window.depth for window in searched}):
+        found = [item for window in searched if window.depth == depth
+                 for item in parse_answer(window.answer) if item[1] in labels]
+        new, unplaced = place(text, found)
+        placed = look.join(placed, new, found_by=None) if depth else new
+        invented += [item for item in unplaced if item not in invented]
+    return placed, invented
 
 
 def second_look_items(text: str, placed: list[dict], looked: list[str], labels) -> list[dict]:

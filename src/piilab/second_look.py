@@ -16,6 +16,7 @@ real-text dev set (docs/evaluation.md, "Second look").
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from pathlib import Path
 from piilab.data.answer import parse_answer
 from piilab.errors import PiilabError
 from piilab.shapes import overlaps
+
+log = logging.getLogger(__name__)
 
 THRESHOLD = 0.05
 """`piilab extract`'s default: the least probability of a way on worth a second look."""
@@ -75,21 +78,36 @@ def branches(answers: Sequence[str], notes, ways: int = WAYS) -> list[Branch]:
             for branch in ways_to_take(prompt, answers[prompt], notes, ways)]
 
 
+def own_lines(prompts: int, branches: Sequence[Branch], notes) -> list[list[str]]:
+    """Per prompt, the lines its second look wrote: each branch's line, kept where the model
+    wrote it itself (the constraint never had to override its first choice: a forced line is the
+    constraint's, not the model's)."""
+    lines: list[list[str]] = [[] for _ in range(prompts)]
+    for branch in branches:
+        if not branch.overridden:
+            lines[branch.prompt].append(branch.line)
+    if notes is not None:
+        log.info("second look: %d ways on of probability >= %.2f in %d answers; %d lines the "
+                 "model's own", len(branches), notes.threshold, len({b.prompt for b in branches}),
+                 sum(map(len, lines)))
+    return lines
+
+
 def line(written: str, continuation: str) -> str:
     """The line a branch wrote: the last line of what was written, and its continuation (which
     decoding cut before its first new line)."""
     return (written + continuation).split("\n")[-1]
 
 
-def join(placed: list[dict], looked: list[dict]) -> list[dict]:
+def join(placed: list[dict], looked: list[dict], found_by: str | None = "second look") -> list[dict]:
     """The answer's placed items, then the second look's items, each with the spans that overlap
-    none kept before it (an item left with none is dropped), marked "found_by": "second look"."""
+    none kept before it (an item left with none is dropped), marked "found_by": `found_by`."""
     kept = list(placed)
     for item in looked:
         taken = [(s["start"], s["end"]) for other in kept for s in other["spans"]]
         spans = [s for s in item["spans"] if not overlaps((s["start"], s["end"]), taken)]
         if spans:
-            kept.append({**item, "spans": spans, "found_by": "second look"})
+            kept.append({**item, "spans": spans, **({"found_by": found_by} if found_by else {})})
     return kept
 
 

@@ -37,7 +37,7 @@ DOCS = {
 def extracted(tiny_llama_dir, tmp_path, monkeypatch):
     """(gold file, found file): the docs searched by `piilab extract -o` with a fixed answer."""
     monkeypatch.setattr(piilab.extract, "decode_answers",
-                        lambda model, tokenizer, prompts, layer, **kw: ([ANSWER] * len(prompts), []))
+                        lambda model, tokenizer, prompts, layer, **kw: ([ANSWER] * len(prompts), [], set()))
     gold, found = tmp_path / "gold.jsonl", tmp_path / "found.jsonl"
     gold.write_text("".join(json.dumps(r) + "\n" for r in labelled(DOCS)))
     assert main(["extract", "--model", str(tiny_llama_dir), "--input", f"spans:{gold}", "-o", str(found),

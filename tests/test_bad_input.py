@@ -130,6 +130,26 @@ def test_an_unwritable_out_fails_before_the_model_loads(user, capsys, monkeypatc
     one_line_error(capsys, argv, message)
 
 
+@pytest.mark.parametrize("argv", [
+    ["train", "--data", "d", "--out", "new/run", "--max-steps", "1"],
+    ["lens", "train", "--data", "d", "--out", "new/run"],
+    ["merge", "adapter", "--out", "new/run"],
+])
+def test_a_failed_command_leaves_no_empty_out_folder_it_made(user, capsys, monkeypatch, argv):
+    assert main(["data", "build", "--synthetic", "6", "--out", "d"]) == 0
+    (user / "adapter").mkdir()
+    (user / "adapter" / "adapter_config.json").write_text('{"base_model_name_or_path": "m"}')
+    refuse_loading(monkeypatch)  # the work fails after --out was tried (and made)
+    (user / "new").mkdir()
+    with pytest.raises(AssertionError, match="loaded before"):
+        main(argv)
+    assert not (user / "new" / "run").exists()
+    (user / "new" / "run").mkdir()  # a folder that was there before stays
+    with pytest.raises(AssertionError, match="loaded before"):
+        main(argv)
+    assert (user / "new" / "run").is_dir()
+
+
 @pytest.mark.parametrize("verb,message", [
     ("generate", "binary.jsonl: no row with a string field 'prompt' (the first bad row: line 1: not UTF-8"),
     ("extract", "binary.jsonl: no row with a string field 'text' (the first bad row: line 1: not UTF-8"),

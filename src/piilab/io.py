@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +158,22 @@ def check_output_dir(path: str | os.PathLike, flag: str) -> None:
     except OSError as err:
         raise PiilabError(f"{path}: {flag}: cannot write here ({err.strerror or err})") from None
     _probe(path, path, flag)
+
+
+@contextmanager
+def output_folder(path: str | os.PathLike, flag: str) -> Iterator[Path]:
+    """check_output_dir, then the work within; if the work fails, a folder the check created is
+    removed again while it is still empty, so that a failed command leaves nothing behind."""
+    path = Path(path)
+    created = not path.exists()
+    check_output_dir(path, flag)
+    try:
+        yield path
+    except BaseException:
+        if created:
+            with suppress(OSError):  # not empty: the work wrote something, which stays
+                path.rmdir()
+        raise
 
 
 def _probe(folder: Path, path: Path, flag: str) -> None:

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from piilab.errors import PiilabError
-from piilab.io import check_output_dir
+from piilab.io import output_folder
 from piilab.models import arch
 
 log = logging.getLogger(__name__)
@@ -351,12 +351,17 @@ def choose_layers(model: nn.Module, layers: Sequence[int] | None) -> list[int]:
 
 def train_lens(config: LensTrainConfig, progress: bool = True) -> dict[str, Any]:
     """Train a tuned lens for a model on a dataset and write the lens folder; returns its config."""
+    # --out is tried before the data is read and the model loads, not after training
+    with output_folder(config.out, "--out") as out:
+        return _train_lens(config, out, progress)
+
+
+def _train_lens(config: LensTrainConfig, out: Path, progress: bool) -> dict[str, Any]:
+    """`train_lens` once --out is checked."""
     from piilab import __version__, models
     from piilab.models.prompts import format_for
 
     started = time.time()
-    out = Path(config.out)
-    check_output_dir(out, "--out")  # before the data is read and the model loads, not after training
     train_records, heldout_records, heldout_from = _split_records(config)
     model, tokenizer = models.load_model(config.model, config.adapter, device=config.device,
                                          dtype=config.dtype,

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from piilab.errors import PiilabError
-from piilab.io import check_output_dir, give_usual_modes, write_json
+from piilab.io import give_usual_modes, output_folder, write_json
 
 log = logging.getLogger(__name__)
 
@@ -23,17 +23,22 @@ def merge(run_dir: str | os.PathLike, out: str | os.PathLike, *, device: str = "
     merge_config.json, and extract_defaults.json where the run has one) loads like any model,
     with no PEFT. It is written to a temporary folder and renamed into place.
     """
+    run_dir, out = Path(run_dir), Path(out)
+    _check_adapter_folder(run_dir)
+    # Checked before the model loads: a bad --out would waste the load and the merge.
+    with output_folder(out, "--out"):
+        if any(out.iterdir()):
+            raise PiilabError(f"{out}: --out already holds files; choose another folder")
+        return _merge(run_dir, out, device, dtype)
+
+
+def _merge(run_dir: Path, out: Path, device: str, dtype: str) -> Path:
+    """`merge` once the folders are checked: out is an empty folder."""
     from piilab import models
     from piilab.pii_prompt import prompt_settings, save_settings
     from piilab.models.prompts import FILENAME as FORMAT_FILE
     from piilab.second_look import DEFAULTS_FILE
 
-    run_dir, out = Path(run_dir), Path(out)
-    _check_adapter_folder(run_dir)
-    # Checked before the model loads: a bad --out would waste the load and the merge.
-    check_output_dir(out, "--out")
-    if any(out.iterdir()):
-        raise PiilabError(f"{out}: --out already holds files; choose another folder")
     model, tokenizer = models.load_model(str(run_dir), device=device, dtype=dtype)
     merged = model.merge_and_unload()
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))

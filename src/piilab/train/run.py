@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from piilab.errors import PiilabError
-from piilab.io import check_output_dir, give_usual_modes, read_json, write_json
+from piilab.io import give_usual_modes, output_folder, read_json, write_json
 from piilab.runtime import let_the_heap_keep_blocks_again, peak_rss_mb
 from piilab.train.config import (
     CHECKPOINTS,
@@ -40,6 +40,15 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> RunSummary:
 
     `callbacks` are extra transformers TrainerCallbacks (tests use one to kill a run).
     """
+    # Both checked before the model loads, not after; --data first, as trying --out creates it.
+    if not Path(config.data).exists():
+        raise PiilabError(f"{config.data}: --data: no such dataset folder or file")
+    with output_folder(config.out, "--out"):
+        return _train(config, callbacks)
+
+
+def _train(config: TrainConfig, callbacks: Sequence[Any]) -> RunSummary:
+    """`train` once --data and --out are checked."""
     from piilab.train.run_log import (
         checkpoint_progress,
         log_rows,
@@ -47,10 +56,6 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> RunSummary:
         write_log_csv,
     )
 
-    # Both checked before the model loads, not after; --data first, as trying --out creates it.
-    if not Path(config.data).exists():
-        raise PiilabError(f"{config.data}: --data: no such dataset folder or file")
-    check_output_dir(config.out, "--out")
     run = build_trainer(config, callbacks)
     trainer, run_dir = run.trainer, Path(config.out)
     trainer.accelerator.wait_for_everyone()  # every rank has checked RUN_DIR before rank 0 writes

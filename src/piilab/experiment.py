@@ -141,22 +141,23 @@ def _stage_configs(exp: Experiment) -> dict[str, Any]:
 
 
 def check_exit_layers(configs: dict[str, Any], exp: Experiment) -> None:
-    """Eval's exit layers against each model's depth (its config.json, no weights) before any
-    stage runs; the run folder, not trained yet, has its base model's depth."""
+    """Eval's exit layers against each model's depth (its config.json, no weights), and tuned
+    lenses against its shape, before any stage runs; the run folder, not trained yet, has its
+    base model's config."""
     from piilab import models
     from piilab.eval.run import check_layers
 
     run = str(exp.root / "run")
     base = configs["train"].model if "train" in configs else None
 
-    def depth_of(model) -> int:
-        """A model's depth, the experiment's own run read as the model it is trained from."""
+    def config_of(model):
+        """A model's config, the experiment's own run read as the model it is trained from."""
         spec = base if base and model.spec == run else model.spec
         adapter = None if base and model.adapter == run else model.adapter
-        return models.model_depth(adapter or spec)
+        return models.model_config(adapter or spec)
 
     try:
-        check_layers(configs["eval"], depth_of)
+        check_layers(configs["eval"], config_of)
     except PiilabError as err:
         raise PiilabError(f"{exp.source or 'experiment'}: section 'eval': {err}") from None
 

@@ -189,13 +189,17 @@ def test_layer_without_translator_is_an_error(spread_model_dir, data_dir, tmp_pa
         lens(1, torch.zeros(1, 32))
 
 
-def test_lens_for_another_model_is_a_one_line_error(lens_dir, data_dir, tmp_path, tokenizer,
-                                                    capsys):
+@pytest.mark.parametrize("verb", ["eval", "extract"])
+def test_lens_for_another_model_is_a_one_line_error_before_the_model_loads(
+        lens_dir, data_dir, tmp_path, tokenizer, capsys, monkeypatch, verb):
+    import piilab.models
+
     wider = save_model_dir(tiny_llama(tokenizer, hidden_size=48), tokenizer, tmp_path / "wider")
-    args = ["eval", "--model", str(wider), "--layers", "2,4", "--data", str(data_dir),
-            "--out", str(tmp_path / "eval"), "--lens", f"tuned:{lens_dir}", "--metrics", "pii",
-            "--max-new-tokens", "2", "--device", "cpu"]
-    assert main(args) == 2
+    monkeypatch.setattr(piilab.models, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    args = {"eval": ["eval", "--model", str(wider), "--layers", "2,4", "--data", str(data_dir),
+                     "--out", str(tmp_path / "eval"), "--metrics", "pii", "--max-new-tokens", "2"],
+            "extract": ["extract", "--model", str(wider), "Jane Doe wrote."]}[verb]
+    assert main([*args, "--lens", f"tuned:{lens_dir}", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     errors = re.findall(r"piilab: error: .*", err)  # one line, wherever a progress bar left off
     assert len(errors) == 1 and "Traceback" not in err

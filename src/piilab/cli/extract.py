@@ -203,8 +203,8 @@ def search(args) -> int:
     validators = validators_from(args.validators)
 
     todo, digests = list(range(len(found.texts))), {}
+    args.layer, last = exit_layer(args)
     if args.output:
-        args.layer, last = exit_layer(args)
         unique_ids(args.input, found.ids)
         digests = {id_key(id_): row_digest(text) for id_, text in zip(found.ids, found.texts)}
         done = resumed(Path(args.output), output_identity(args, settings, decoding, speedups, validators),
@@ -265,10 +265,14 @@ def linear_advice(linear: str, device_type: str) -> tuple[int, str] | None:
 
 def exit_layer(args) -> tuple[int, int]:
     """--layer as a number (default: the model's last, so the two spellings resume one --output),
-    checked against the model's config before its weights load; and the last layer's number."""
-    from piilab.models import model_depth
+    checked against the model's config before its weights load, as --lens is; and the last
+    layer's number."""
+    from piilab.layers.lenses import check_lens
+    from piilab.models import model_config
 
-    total = model_depth(args.model, args.trust_remote_code)
+    config = model_config(args.model, args.trust_remote_code)
+    check_lens(args.lens, config, "--lens")  # a tuned lens for another model, before the load
+    total = config.num_hidden_layers
     layer = total if args.layer is None else args.layer
     if not 1 <= layer <= total:
         raise PiilabError(f"exit layer {layer} is out of range: the model has layers 1..{total}")

@@ -135,14 +135,18 @@ def prepare_out_dir(config: EvalConfig, overwrite: bool, inputs: dict[str, Any],
     return out
 
 
-def check_layers(config: EvalConfig, depth_of=None) -> dict[ModelUnderTest, list[int]]:
-    """Each model's exit layers, checked against its depth before anything runs; `depth_of(model)`
-    stands in for reading each model's config (an experiment's model not trained yet)."""
+def check_layers(config: EvalConfig, config_of=None) -> dict[ModelUnderTest, list[int]]:
+    """Each model's exit layers, checked against its depth before anything runs, and its tuned
+    lens against its shape; `config_of(model)` stands in for reading each model's config (an
+    experiment's model not trained yet)."""
     from piilab import models
+    from piilab.layers.lenses import check_lens
 
     plan = {}
     for model in config.models:
-        depth = depth_of(model) if depth_of else models.model_depth(model.adapter or model.spec)
+        model_config = config_of(model) if config_of else models.model_config(model.adapter or model.spec)
+        check_lens(config.lens_of(model), model_config, f"{model.spec}: --lens")
+        depth = model_config.num_hidden_layers
         layers = list(model.layers or config.layers or [depth])
         bad = [layer for layer in layers if not 1 <= layer <= depth]
         if bad:

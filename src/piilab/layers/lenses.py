@@ -11,7 +11,7 @@ from torch import nn
 
 from piilab.errors import PiilabError
 from piilab.layers.lens import Lens, norm_lens, raw_lens
-from piilab.layers.tuned_lens import check_lens_folder, load_tuned_lens
+from piilab.layers.tuned_lens import check_fits_config, check_lens_folder, load_tuned_lens
 
 LensFactory = Callable[[nn.Module, "str | None"], Lens]
 LENSES: dict[str, LensFactory] = {"norm": norm_lens, "raw": raw_lens, "tuned": load_tuned_lens}
@@ -30,12 +30,14 @@ def lens_spec(spec: str) -> tuple[str, str | None]:
     return name, arg or None
 
 
-def check_lens(spec: str) -> None:
+def check_lens(spec: str, model_config=None, where: str = "") -> None:
     """A lens spec checked before any model loads: a known name, and for a tuned lens a folder
-    that holds one (whether it fits the model is known once the model is loaded)."""
+    that holds one, trained for a model of `model_config`'s shape where one is given."""
     name, arg = lens_spec(spec)
     if name == "tuned":
         check_lens_folder(arg)
+        if model_config is not None:
+            check_fits_config(arg, model_config, where or arg)
 
 
 def make_lens(model: nn.Module, spec: str | Lens = "norm") -> Lens:

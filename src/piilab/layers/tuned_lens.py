@@ -106,14 +106,20 @@ def check_lens_folder(directory: str | Path | None) -> Path:
     return directory
 
 
-def read_lens(directory: str | Path) -> tuple[Translators, dict[str, Any]]:
-    """The translators and config of a lens folder; anything missing is a one-line error."""
-    from safetensors.torch import load_file
-
+def read_lens_config(directory: str | Path) -> dict[str, Any]:
+    """A lens folder's config (no weights read); anything missing is a one-line error."""
     directory = check_lens_folder(directory)
     config = read_json(directory / CONFIG_FILE)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise PiilabError(f"{directory / CONFIG_FILE}: not a {FORMAT} lens config")
+    return config
+
+
+def read_lens(directory: str | Path) -> tuple[Translators, dict[str, Any]]:
+    """The translators and config of a lens folder; anything missing is a one-line error."""
+    from safetensors.torch import load_file
+
+    config, directory = read_lens_config(directory), Path(directory)
     try:
         translators = Translators.from_tensors(load_file(directory / WEIGHTS_FILE))
     except Exception as err:  # safetensors raises its own error types
@@ -123,7 +129,20 @@ def read_lens(directory: str | Path) -> tuple[Translators, dict[str, Any]]:
 
 def check_fits(model: nn.Module, config: dict[str, Any], where: str) -> None:
     """A lens only reads the model it was trained for: same layer count and hidden size."""
-    n, hidden = arch.num_layers(model), arch.base_model(model).config.hidden_size
+    check_shape(config, arch.num_layers(model), arch.base_model(model).config.hidden_size, where)
+
+
+def check_fits_config(directory: str | Path, model_config, where: str) -> None:
+    """check_fits from a model's config, before its weights load (a config without a hidden
+    size is checked by its layer count alone, and fully once the model is loaded)."""
+    config = read_lens_config(directory)
+    hidden = getattr(model_config, "hidden_size", None)
+    check_shape(config if hidden else {**config, "hidden_size": None},
+                model_config.num_hidden_layers, hidden, where)
+
+
+def check_shape(config: dict[str, Any], n: int, hidden: int | None, where: str) -> None:
+    """Refuse a lens `config` trained for a model of other than `n` layers and `hidden` size."""
     if (config.get("num_layers"), config.get("hidden_size")) != (n, hidden):
         raise PiilabError(
             f"{where}: this tuned lens was trained for {config.get('model')} "

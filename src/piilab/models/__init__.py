@@ -14,6 +14,7 @@ from piilab.models.loading import (
     load_config,
     load_model,
     load_tokenizer,
+    model_config,
     model_depth,
     model_info,
     peft_wrap_quietly,
@@ -23,6 +24,7 @@ from piilab.models.loading import (
 
 __all__ = [
     "DEFAULT_MODEL", "EMBEDDED", "ResolvedModel", "adapter_base", "apply_adapter", "cache_dir",
-    "ensure_embedded", "list_models", "load_config", "load_model", "load_tokenizer", "model_depth", "model_info",
+    "ensure_embedded", "list_models", "load_config", "load_model", "load_tokenizer", "model_config",
+    "model_depth", "model_info",
     "peft_wrap_quietly", "resolve", "trained_folder",
 ]

@@ -121,9 +121,14 @@ def load_config(resolved: ResolvedModel, trust_remote_code: bool = False):
         return AutoConfig.from_pretrained(resolved.path, trust_remote_code=trust_remote_code)
 
 
+def model_config(spec: str, trust_remote_code: bool = False):
+    """A model spec's config (no weights loaded); an adapter folder's is its base model's."""
+    return load_config(resolve(spec), trust_remote_code)
+
+
 def model_depth(spec: str, trust_remote_code: bool = False) -> int:
     """How many decoder layers a model spec has, from its config (no weights loaded)."""
-    return load_config(resolve(spec), trust_remote_code).num_hidden_layers
+    return model_config(spec, trust_remote_code).num_hidden_layers
 
 
 def load_tokenizer(resolved: ResolvedModel, trust_remote_code: bool = False):

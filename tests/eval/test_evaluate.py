@@ -66,6 +66,15 @@ def test_eval_writes_results_and_outputs_as_designed(tiny_llama_dir, data_dir, t
     assert json.loads((out / ev.CONFIG_FILE).read_text())["layers"] == [2, 4]
 
 
+def test_answers_max_new_tokens_cut_are_counted_per_layer(tiny_llama_dir, data_dir, tmp_path, caplog):
+    caplog.set_level("INFO", "piilab.eval.run")
+    assert main(eval_args(tiny_llama_dir, data_dir, tmp_path / "cut")) == 0  # a random model babbles
+    assert "answers cut at max_new_tokens 6, scored as written: layer 2 5 of 5, layer 4 5 of 5" in caplog.text
+    caplog.clear()
+    assert main(eval_args(tiny_llama_dir, data_dir, tmp_path / "ended", "--eos-weight", "1e9")) == 0
+    assert "answers cut" not in caplog.text  # every answer ended with EOS at once
+
+
 def test_killed_run_resumes_without_redoing_or_losing_anything(tiny_llama_dir, data_dir, tmp_path,
                                                                monkeypatch):
     reference_out = tmp_path / "uninterrupted"

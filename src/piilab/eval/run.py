@@ -23,6 +23,7 @@ from piilab.data.dataset import dataset_file, read_records
 from piilab.errors import PiilabError
 from piilab.eval import as_extract, metrics
 from piilab.eval.config import EvalConfig, ModelUnderTest
+from piilab.halving import cut_rows
 from piilab.eval.inputs import (
     changed_inputs,
     eval_inputs,
@@ -227,6 +228,8 @@ def decode_model(
         bar.update(len(batch))
 
     settings = as_extract.settings_for(config.data, labels) if config.as_extract else None
+    eos = engine.eos_token_ids(model, tokenizer)
+    cut = {layer: [0, 0] for layer in layers}  # per exit layer: answers max_new_tokens ended, all
     for wanted, pending in groups.items():
         searching = [config.as_extract and r.get("spans") is not None for r in pending]
         searched = [r for r, yes in zip(pending, searching) if yes]
@@ -243,6 +246,8 @@ def decode_model(
             )
             for layer in wanted:
                 emit(layer, batch, result.texts[layer], result.seconds[layer])
+                cut[layer][0] += len(cut_rows(tokenizer, result.token_ids[layer], decoding, eos))
+                cut[layer][1] += len(batch)
         if searched:  # PII records as `piilab extract` finds their PII (eval.as_extract)
             as_extract.decode(
                 model, tokenizer, searched, wanted, emit,
@@ -252,6 +257,10 @@ def decode_model(
                 prompt_format=prompt_format, lens=config.lens_of(model_ut), decoding=decoding,
                 batch_size=config.batch_size, constrain=config.constrain)
     bar.close()
+    if any(ended for ended, _ in cut.values()):  # early layers often write until the budget
+        log.info("%s: answers cut at max_new_tokens %d, scored as written: %s", label,
+                 decoding.max_new_tokens, ", ".join(f"layer {layer} {ended} of {every}"
+                                                    for layer, (ended, every) in cut.items() if every))
 
 
 def finalize_outputs(path: Path, order: dict[str, int]) -> None:

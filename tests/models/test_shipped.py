@@ -1,6 +1,7 @@
 """Adapters shipped inside piilab: exported small and base-by-name, resolved by name, extract's default."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -98,6 +99,8 @@ def test_extract_without_model_uses_the_shipped_default(monkeypatch, capsys):
         raise PiilabError("stop here")
 
     monkeypatch.setattr("piilab.models.load_model", fake_load)
+    monkeypatch.setattr("piilab.models.model_config", lambda spec, *a: SimpleNamespace(
+        num_hidden_layers=4))  # the exit layer is checked from the config before the load
     assert main(["extract", "Jane"]) == 2
     assert main(["extract", "Jane", "--adapter", "runs/x"]) == 2
     assert main(["extract", "Jane", "--model", "runs/y"]) == 2

@@ -53,6 +53,14 @@ def test_report_draws_charts_and_tables(tmp_path):
     assert "- m + run: layer 4" in md  # 0.5 < 0.9 * 0.9, so only the last layer qualifies
     assert "out tuned-L2 \\| pipe" in md  # example outputs, table-safe
     assert "piilab extract" not in md
+    assert "BLEU: `sig`; BERTScore encoder: `enc`." in md
+
+
+def test_report_names_no_bertscore_encoder_where_none_scored(tmp_path):
+    from piilab.eval.report import metric_sources
+
+    assert metric_sources({"metrics": {"bleu_signature": "sig", "bertscore_model": None}}) == "BLEU: `sig`."
+    assert metric_sources({"metrics": {}}) == ""
 
 
 def test_report_says_when_pii_outputs_are_what_extract_finds(tmp_path):

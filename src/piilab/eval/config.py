@@ -117,8 +117,8 @@ class EvalConfig:
         if unknown:
             raise PiilabError(f"--validators: unknown {', '.join(unknown)} (use {', '.join(shapes.MODES)})")
         if self.second_look and (not self.constrain or self.decoding.get("sample")):
-            raise PiilabError("--second-look needs greedy, copy-constrained decoding: drop it, "
-                              "or --free-decoding and sampling")
+            raise PiilabError("--second-look needs greedy, copy-constrained decoding: drop "
+                              "--second-look, or drop --free-decoding and the sampling settings")
 
     def decoding_settings(self):
         """`decoding` as the decode engine's Decoding; unknown keys or bad values are an error."""

@@ -234,6 +234,15 @@ def scores_table(groups: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def metric_sources(results: dict) -> str:
+    """BLEU's signature and BERTScore's encoder, each where the results have it (an eval scored
+    without BERTScore has no encoder to name)."""
+    given = results.get("metrics", {})
+    parts = [f"{name}: `{given[key]}`" for name, key in
+             (("BLEU", "bleu_signature"), ("BERTScore encoder", "bertscore_model")) if given.get(key)]
+    return "; ".join(parts) + "." if parts else ""
+
+
 def scored_as_extract(runs: list[dict[str, Any]]) -> list[str]:
     """The report's note on runs whose PII outputs are what `piilab extract` finds (eval
     --second-look/--validators), so that their scores are not read as greedy answers'."""
@@ -376,8 +385,7 @@ def build_report(
         f"Dataset: `{dataset.get('path')}` ({dataset.get('n')} samples, sha256 "
         f"`{str(dataset.get('sha256'))[:12]}`). Created {results.get('created')} by piilab "
         f"{results.get('piilab_version')}.", "",
-        f"BLEU: `{results.get('metrics', {}).get('bleu_signature')}`; BERTScore encoder: "
-        f"`{results.get('metrics', {}).get('bertscore_model')}`.", "",
+        metric_sources(results), "",
         *scored_as_extract(runs),
         *([f"**Partial:** results.json lacks {len(missing)} planned run(s): "
            f"{', '.join(missing)}.", ""] if missing else []),

@@ -47,7 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--generator", default="templates", choices=GENERATORS,
                        help="synthetic generator: templates (default, synth.py) or compose (frames, docs/data.md)")
     build.add_argument("--genres", nargs="+", metavar="GENRE",
-                       help="the compose generator's genres (default: all of them)")
+                       help="the synthetic generator's genres (default: all of them; "
+                            "the templates have 5, compose 12)")
     build.add_argument("--mix", action="append", default=[], metavar="alpaca:PATH:FRACTION",
                        help="mix Alpaca-style rows in as FRACTION of each split; repeatable")
     build.add_argument("--test-size", type=float, default=0.1, help="share of documents in test (default 0.1)")

@@ -95,9 +95,8 @@ def synthetic_documents(generator: str, n: int, seed: int, locales: list[str] | 
         config = compose.ComposeConfig(n=n, seed=seed, **({"locales": locales} if locales else {}),
                                        **({"genres": genres} if genres else {}))
         return compose.compose(config), compose.SOURCE
-    if genres:
-        raise PiilabError("--genres chooses the compose generator's genres; the templates have none")
-    return synthesize(SynthConfig(n=n, seed=seed, **({"locales": locales} if locales else {}))), synth_source
+    return synthesize(SynthConfig(n=n, seed=seed, **({"locales": locales} if locales else {}),
+                                  **({"genres": tuple(genres)} if genres else {}))), synth_source
 
 
 @dataclass

@@ -33,6 +33,9 @@ from piilab.data.validators import (iban_valid, is_email, is_id_number, is_name,
 
 Span = tuple[int, int, str]
 MODES = ("extend", "check", "complete")  # the order they apply in
+EXTRACT_MODES = MODES
+"""`piilab extract`'s (and piilab.extractor's) validators, chosen on the real-text dev set
+(docs/evaluation.md, "Model and validators")."""
 
 _EMAIL_IN_TEXT = re.compile(
     r"(?<![\w.+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![\w-])")

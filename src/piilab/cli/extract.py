@@ -19,11 +19,11 @@ from piilab.models.loading import DEFAULT_MODEL
 from piilab.models.shipped import SHIPPED_DEFAULT
 from piilab.second_look import THRESHOLD as SECOND_LOOK
 from piilab.second_look import checked_threshold, threshold_for
+from piilab.shapes import EXTRACT_MODES
 
 log = logging.getLogger(__name__)
 
-# Chosen on the real-text dev set (docs/evaluation.md, "Model and validators").
-DEFAULT_VALIDATORS: tuple[str, ...] = ("extend", "check", "complete")
+DEFAULT_VALIDATORS = EXTRACT_MODES
 TEXTS_AT_A_TIME = 256
 """Texts extracted per round: each round's results are written before the next round starts."""
 
@@ -168,9 +168,9 @@ def run(args) -> int:
 def search(args) -> int:
     """`piilab extract`, its --output (if any) held by this process alone."""
     from dataclasses import replace
-    from functools import partial
 
-    from piilab.extract import BATCH_SIZE, SpeedUps, extract, prepared
+    from piilab.extract import BATCH_SIZE, SpeedUps
+    from piilab.extractor import Extractor
     from piilab.models import load_model, trained_folder
     from piilab.models.prompts import format_for
     from piilab.pii_prompt import prompt_settings
@@ -218,19 +218,18 @@ def search(args) -> int:
             return 0
     model, tokenizer = load_model(args.model, args.adapter, device=args.device, dtype=args.dtype,
                                   trust_remote_code=args.trust_remote_code)
-    extract_round = partial(extract, model, tokenizer, layer=args.layer, settings=settings,
-                            prompt_format=format_for(tokenizer, trained_in), lens=args.lens,
-                            decoding=decoding, speedups=speedups,
-                            batch_size=BATCH_SIZE if args.batch_size is None else args.batch_size,
-                            constrain=not args.free_decoding, validators=validators,
-                            second_look=args.second_look)
+    finder = Extractor(model, tokenizer, settings, format_for(tokenizer, trained_in),
+                       second_look=args.second_look, validators=validators, layer=args.layer,
+                       lens=args.lens, decoding=decoding, speedups=speedups,
+                       constrain=not args.free_decoding, progress=True,
+                       batch_size=BATCH_SIZE if args.batch_size is None else args.batch_size)
     advice = linear_advice(speedups.linear, next(model.parameters()).device.type)
     if advice:
         log.log(*advice)
-    with prepared(model, speedups):  # the linear copies and the shared start once, not per round
+    with finder.prepared():  # the linear copies and the shared start once, not per round
         for start in range(0, len(todo), TEXTS_AT_A_TIME):
             round_ = todo[start:start + TEXTS_AT_A_TIME]
-            results = extract_round([found.texts[i] for i in round_])
+            results = finder([found.texts[i] for i in round_])
             lines = [render(found.ids[i], result, args.redact, found.lines,
                             digest=digests.get(id_key(found.ids[i])))
                      for i, result in zip(round_, results)]

@@ -297,7 +297,8 @@ def test_pii_records_decode_copy_constrained_unless_free_decoding_is_asked(
     def answer_with_a_foreign_label(model, tokenizer, prompts, **kwargs):
         seen.append(kwargs["answers"])
         texts = ["Jane Doe 0 (NAME)\nJane Doe 0 (SSN)"] * len(prompts)
-        return engine.Generation(kwargs["layers"], {L: texts for L in kwargs["layers"]}, {},
+        return engine.Generation(kwargs["layers"], {L: texts for L in kwargs["layers"]},
+                                 {L: [[0]] * len(prompts) for L in kwargs["layers"]},
                                  dict.fromkeys(kwargs["layers"], 0.1), 0.1, len(prompts))
 
     monkeypatch.setattr(engine, "generate", answer_with_a_foreign_label)

@@ -22,10 +22,10 @@ from functools import partial
 from typing import Any
 
 from piilab import second_look as look
-from piilab.halving import Searched, cut_rows, search_windows
 from piilab.data.answer import format_answer, parse_answer
 from piilab.data.validators import is_mark
 from piilab.errors import PiilabError
+from piilab.halving import Searched, cut_rows, search_windows
 from piilab.models.arch import model_lock, one_at_a_time
 from piilab.models.prompts import PromptFormat, format_for
 from piilab.pii_prompt import PromptSettings, pii_prompt, template_start, text_windows

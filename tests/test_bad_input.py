@@ -140,11 +140,10 @@ def test_a_failed_command_leaves_no_empty_out_folder_it_made(user, capsys, monke
     (user / "adapter").mkdir()
     (user / "adapter" / "adapter_config.json").write_text('{"base_model_name_or_path": "m"}')
     refuse_loading(monkeypatch)  # the work fails after --out was tried (and made)
-    (user / "new").mkdir()
     with pytest.raises(AssertionError, match="loaded before"):
         main(argv)
-    assert not (user / "new" / "run").exists()
-    (user / "new" / "run").mkdir()  # a folder that was there before stays
+    assert not (user / "new").exists()  # neither the folder nor the parent the check made
+    (user / "new" / "run").mkdir(parents=True)  # a folder that was there before stays
     with pytest.raises(AssertionError, match="loaded before"):
         main(argv)
     assert (user / "new" / "run").is_dir()

@@ -221,13 +221,21 @@ def test_halves_cover_a_window_in_two_shorter_overlapping_parts():
     window = " ".join(f"word{i}" for i in range(150))
     first, second = halves(window, 200)
     assert window.startswith(first) and window.endswith(second)
-    assert max(len(first), len(second)) < 0.62 * len(window)
-    assert len(first) + len(second) - len(window) >= 150  # they share about the overlap
+    assert max(len(first), len(second)) < 0.57 * len(window)
+    shared = len(first) + len(second) - len(window)
+    assert len(window) // 8 - 10 <= shared <= len(window) // 8 + 10  # an eighth (less than 200)
     listing = "\n".join(f"- Person {i}, tel. 030 5550 12{i:02d}" for i in range(12))
     parts = halves(listing, 200)
     assert len(parts) == 2 and parts[0].endswith("\n")  # cut between lines, never inside one
     assert all(set(part.splitlines()) < set(listing.splitlines()) for part in parts)
     assert [part.strip() for part in halves(" " * 40 + "Jane", 200)] == ["Jane"]  # no blank part
+    for joint in ("\n", ". "):  # a break in the very middle: neither part cuts a phone number
+        two = f"Ann Lee, phone +1 415 555 0199{joint}Bob Roe, phone +1 212 555 0143"
+        assert halves(two, 200) == [f"Ann Lee, phone +1 415 555 0199{joint}", "Bob Roe, phone +1 212 555 0143"]
+    rows = "\n".join(f"Name {i} Surname,name{i}@mail.no,+47 412 55 0{i:02d},Springfield" for i in range(12))
+    parts = halves(rows, 200)  # a CSV is cut between its rows (which hold spaces), sharing some
+    assert len(parts) == 2 and all(set(part.strip("\n").split("\n")) < set(rows.split("\n")) for part in parts)
+    assert len(parts[0]) + len(parts[1]) > len(rows)
 
 
 def test_cut_rows_are_those_max_new_tokens_ended(tokenizer):
@@ -262,6 +270,19 @@ def test_both_engines_name_the_answers_max_new_tokens_cut(tokenizer):
                              speedups=speedups, rules=rules, labels=("NAME", "EMAIL"))[2]
         assert cut == set(range(len(texts))) - ended == cut_rows(tokenizer, plain, decoding,
                                                                  [tokenizer.eos_token_id])
+
+
+def test_extract_takes_a_list_of_texts_not_one_string(fixed_answer, tokenizer):
+    from piilab.errors import PiilabError
+
+    for texts in (TEXT, None):
+        with pytest.raises(PiilabError, match="texts must be a list of strings"):
+            extract(None, tokenizer, texts, layer=4, prompt_format=PromptFormat("plain"))
+    found = extract(None, tokenizer, (t for t in [TEXT, TEXT]), layer=4,
+                    prompt_format=PromptFormat("plain"), validators="check, extend")
+    assert len(found) == 2 and found[0].items == found[1].items  # any iterable; modes as a string
+    with pytest.raises(PiilabError, match="second_look"):
+        extract(None, tokenizer, [TEXT], layer=4, prompt_format=PromptFormat("plain"), second_look=-1)
 
 
 def test_prompt_settings_come_from_the_training_data_card(tmp_path):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -298,7 +298,7 @@ def decode_branches(engine, tokenizer, prompts: list[str], rules, answers: list[
 def extract(
     model,
     tokenizer,
-    texts: Sequence[str],
+    texts: Iterable[str],
     *,
     layer: int | None = None,
     settings: PromptSettings | None = None,
@@ -309,7 +309,7 @@ def extract(
     progress: bool = True,
     speedups: SpeedUps | None = None,
     constrain: bool = True,
-    validators: Sequence[str] = (),
+    validators: Sequence[str] | str = (),
     second_look: float = 0.0,
 ) -> list[Extraction]:
     """Find the PII in each text, decoding from exit `layer` (default: the last).
@@ -318,7 +318,9 @@ def extract(
     the set; False decodes free, as the original experiment did. `speedups` (default: drafts,
     the shared start and merged LoRA weights) picks the decoding engine; `SpeedUps.off()` decodes
     with plain batched `generate`.
-    `validators` (modes of piilab.shapes: check, extend, complete) combine the model's items with
+    `texts` is a list (or any iterable) of strings, one string being one text: `[text]`.
+    `validators` (modes of piilab.shapes: check, extend, complete; a tuple, or a comma-separated
+    string as the command line takes them) combine the model's items with
     patterns for values of a fixed shape; none by default here, `piilab extract`'s are chosen on
     the real-text dev set (docs/evaluation.md). `second_look` p > 0 decodes one more line from
     each way on between items that the model gave at least p (greedy, constrained decoding only;
@@ -329,6 +331,15 @@ def extract(
     from piilab.layers.decode import Decoding
     from piilab.models import arch
 
+    from piilab.second_look import checked_threshold
+
+    if isinstance(texts, str) or not isinstance(texts, Iterable):
+        raise PiilabError(f"texts must be a list of strings, not {type(texts).__name__} "
+                          "(one text: [text])")
+    texts = list(texts)
+    if isinstance(validators, str):  # "extend,check", as the command line writes them
+        validators = tuple(mode.strip() for mode in validators.split(",") if mode.strip())
+    second_look = checked_threshold(second_look, "second_look")
     unknown = set(validators) - set(shapes.MODES)
     if unknown:
         raise PiilabError(f"unknown validators {', '.join(sorted(unknown))}: use {', '.join(shapes.MODES)}")

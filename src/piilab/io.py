@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -162,17 +162,21 @@ def check_output_dir(path: str | os.PathLike, flag: str) -> None:
 
 @contextmanager
 def output_folder(path: str | os.PathLike, flag: str) -> Iterator[Path]:
-    """check_output_dir, then the work within; if the work fails, a folder the check created is
-    removed again while it is still empty, so that a failed command leaves nothing behind."""
+    """check_output_dir, then the work within; if the work fails, the folders the check created
+    (the output folder and any parents it lacked) are removed again while they are still empty,
+    so that a failed command leaves nothing behind."""
     path = Path(path)
-    created = not path.exists()
-    check_output_dir(path, flag)
+    existing = _nearest_existing(path)
     try:
+        check_output_dir(path, flag)
         yield path
     except BaseException:
-        if created:
-            with suppress(OSError):  # not empty: the work wrote something, which stays
-                path.rmdir()
+        made = [path, *path.parents[:len(path.parts) - len(existing.parts) - 1]]
+        for folder in made if existing != path else []:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (the work wrote something, which stays), or never made
+                break
         raise
 
 

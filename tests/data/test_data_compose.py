@@ -249,6 +249,7 @@ def test_the_shipped_recipe_uses_every_genre_and_genres_restrict_a_build(tmp_pat
     assert genres == {"chat"}
     with pytest.raises(PiilabError, match="unknown genre.*devlog"):  # a compose genre only
         build_dataset(BuildConfig(out=str(tmp_path / "u"), synthetic=5, synthetic_genres=["devlog"]))
+    assert not (tmp_path / "u").exists()  # refused before the output folder is made
 
 
 def test_the_same_seed_gives_the_same_documents_in_another_process():

@@ -122,6 +122,7 @@ CASES = [
     (v.is_street_address, "via della Spiga 7, 20121 Milano", True),
     (v.is_street_address, "allée des Acacias 3, appartement 12", True),
     (v.is_street_address, "the meeting with the agency moves to Thursday 14 h, room Montmartre", False),
+    (v.is_street_address, "grace.okafor@lagosnet.ng,0803 555 7712,Springfield", False),  # a CSV row
     (v.is_street_address, "unser Service ist vom 24.12. bis 01.01. nicht erreichbar, danach wieder", False),
 ]
 

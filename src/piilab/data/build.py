@@ -46,6 +46,7 @@ from piilab.data.split import (
     hash64,
     mix_count,
 )
+from piilab.data.synth import GENRES as synth_genres
 from piilab.data.synth import SOURCE as synth_source
 from piilab.data.synth import SynthConfig, synthesize
 from piilab.errors import PiilabError
@@ -140,7 +141,7 @@ class BuildConfig:
     generator: str = "templates"
     """Synthetic generator: 'templates' (synth.py, 82 templates) or 'compose' (compose.py, frames)."""
     synthetic_genres: list[str] | None = None
-    """The compose generator's genres (None: all of them)."""
+    """The synthetic generator's genres (None: all of them)."""
     real: list[str] = field(default_factory=list)
     """Shipped real-text sets to read as sources, by name (piilab.data.real: 'mail')."""
     carriers: int = 0
@@ -175,6 +176,11 @@ class BuildConfig:
             raise PiilabError(f"unknown --generator {self.generator!r}; use {' or '.join(GENERATORS)}")
         if self.max_chars <= 0 or not 0 <= self.overlap < self.max_chars:
             raise PiilabError("need --max-chars > 0 and 0 <= --overlap < --max-chars")
+        known = compose.GENRES if self.generator == "compose" else synth_genres
+        unknown = [genre for genre in self.synthetic_genres or () if genre not in known]
+        if unknown:  # before the output folder is made, not while the documents are drawn
+            raise PiilabError(f"unknown genre(s) {', '.join(unknown)} for the {self.generator} "
+                              f"generator; choose from {', '.join(known)}")
 
 
 _encode = msgspec.json.Encoder().encode

@@ -104,7 +104,7 @@ def is_personal_phone(value: str) -> bool:
 _NOT_IN_NAME = re.compile(r"[\d/\\_=@`()\[\]{}<>#|:;*+]")
 _NOT_IN_USERNAME = re.compile(r"[\s/\\()\[\]{}<>`,;*=]")
 _NOT_IN_ID = re.compile(r"[^\W\d_]/|/[^\W\d_]|[`\\=!()\[\]{}]")
-_NOT_IN_ADDRESS = re.compile(r"[=+`\[\]{}<>]")
+_NOT_IN_ADDRESS = re.compile(r"[=+`\[\]{}<>@]")  # code characters; "@": an e-mail address
 _CVE = re.compile(r"CVE-\d{4}-\d+", re.IGNORECASE)
 _WORD = re.compile(r"[^\W\d_]{3,}")
 
@@ -164,8 +164,8 @@ _LOWER_WORD = re.compile(r"(?<![\w'’])[^\W\d_]{4,}(?![\w'’])")
 
 def is_street_address(value: str) -> bool:
     """A word of three letters or more and a number (or, without one, three comma-separated
-    parts: 'Esplanada Clara Garcia, Tupi B, Machado Verde - RJ'), without code characters, and
-    not a sentence: fewer than SENTENCE_WORDS lower-case words of four letters or more (an
+    parts: 'Esplanada Clara Garcia, Tupi B, Machado Verde - RJ'), without code characters or an
+    e-mail address's "@" (a CSV row read as one address), and not a sentence: fewer than SENTENCE_WORDS lower-case words of four letters or more (an
     address has names, numbers and short particles: 'rue de la Paix', 'via della Spiga')."""
     numbered = any(c.isdigit() for c in value) or value.count(",") >= 2
     prose = sum(1 for word in _LOWER_WORD.findall(value) if word.islower()) >= SENTENCE_WORDS

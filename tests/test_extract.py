@@ -272,6 +272,19 @@ def test_both_engines_name_the_answers_max_new_tokens_cut(tokenizer):
                                                                  [tokenizer.eos_token_id])
 
 
+def test_a_span_inside_a_longer_one_of_its_label_is_not_placed(fixed_answer, tokenizer, monkeypatch):
+    text = "Jane Doe wrote to jane@x.org; Jane called Doe Ltd. Jane Doe left."
+    monkeypatch.setattr(sys.modules[__name__], "ANSWER",
+                        "Jane Doe (NAME)\nJane (NAME)\njane@x.org (EMAIL)\njane (NAME)\nJane Doe left (NAME)")
+    [found] = extract(None, tokenizer, [text], layer=4, prompt_format=PromptFormat("plain"))
+    assert [(i["value"], [s["start"] for s in i["spans"]]) for i in found.items] == [
+        ("Jane Doe", [0]),  # not 51: inside the longer NAME "Jane Doe left"
+        ("Jane", [30]),  # only where it stands alone
+        ("jane@x.org", [18]),
+        ("jane", [18]),  # inside a span of another label: kept
+        ("Jane Doe left", [51])]
+
+
 def test_extract_takes_a_list_of_texts_not_one_string(fixed_answer, tokenizer):
     from piilab.errors import PiilabError
 

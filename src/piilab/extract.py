@@ -372,6 +372,7 @@ def extract(
         mine = [window for window in searched if window.owner == i]
         items = [item for window in mine for item in parse_answer(window.answer)]
         placed, invented = place_by_depth(text, mine, labels)
+        placed = without_nested(placed)
         looked = [line for window in mine for line in window.lines]
         placed = second_look_items(text, placed, looked, labels)
         placed, rejected = shapes.on_items(text, placed, validators)
@@ -384,6 +385,25 @@ def extract(
         results.append(Extraction(text, layer, [window.answer for window in mine], placed,
                                   invented, outside, rejected, looked))
     return results
+
+
+def without_nested(placed: list[dict]) -> list[dict]:
+    """`placed` without the spans that lie inside a longer span of the same label: a first name
+    the answer also names on its own is found inside the full name too, and a value a window's
+    edge cut inside the whole value. Such a span masks nothing more and is a wrong span of its
+    own. An item left with no span is dropped (its text is inside another item's)."""
+    spans = [(s["start"], s["end"], item["label"]) for item in placed for s in item["spans"]]
+
+    def nested(span: dict, label: str) -> bool:
+        return any(kind == label and start <= span["start"] and span["end"] <= end
+                   and end - start > span["end"] - span["start"] for start, end, kind in spans)
+
+    kept = []
+    for item in placed:
+        outer = [span for span in item["spans"] if not nested(span, item["label"])]
+        if outer:
+            kept.append({**item, "spans": outer})
+    return kept
 
 
 def place_by_depth(text: str, searched: list[Searched], labels) -> tuple[list[dict], list[dict]]:

@@ -25,7 +25,7 @@ from piilab import second_look as look
 from piilab.data.answer import format_answer, parse_answer
 from piilab.data.validators import is_mark
 from piilab.errors import PiilabError
-from piilab.halving import Searched, cut_rows, search_windows
+from piilab.halving import cut_rows, search_windows
 from piilab.models.arch import model_lock, one_at_a_time
 from piilab.models.prompts import PromptFormat, format_for
 from piilab.pii_prompt import PromptSettings, pii_prompt, template_start, text_windows
@@ -370,8 +370,9 @@ def extract(
     results = []
     for i, text in enumerate(texts):
         mine = [window for window in searched if window.owner == i]
-        items = [item for window in mine for item in parse_answer(window.answer)]
-        placed, invented = place_by_depth(text, mine, labels)
+        parsed = [(window.depth, parse_answer(window.answer)) for window in mine]
+        items = [item for _, found in parsed for item in found]
+        placed, invented = place_by_depth(text, parsed, labels)
         placed = without_nested(placed)
         looked = [line for window in mine for line in window.lines]
         placed = second_look_items(text, placed, looked, labels)
@@ -391,30 +392,31 @@ def without_nested(placed: list[dict]) -> list[dict]:
     """`placed` without the spans that lie inside a longer span of the same label: a first name
     the answer also names on its own is found inside the full name too, and a value a window's
     edge cut inside the whole value. Such a span masks nothing more and is a wrong span of its
-    own. An item left with no span is dropped (its text is inside another item's)."""
-    spans = [(s["start"], s["end"], item["label"]) for item in placed for s in item["spans"]]
+    own; the scorer's rule (span_scores.drop_nested), label by label. An item left with no span
+    is dropped (its text is inside another item's)."""
+    from piilab.eval.span_scores import SpanPred, drop_nested
 
-    def nested(span: dict, label: str) -> bool:
-        return any(kind == label and start <= span["start"] and span["end"] <= end
-                   and end - start > span["end"] - span["start"] for start, end, kind in spans)
-
+    spans = [SpanPred(s["start"], s["end"], item["label"]) for item in placed for s in item["spans"]]
+    outer = {span for label in {span.label for span in spans}
+             for span in drop_nested(span for span in spans if span.label == label)}
     kept = []
     for item in placed:
-        outer = [span for span in item["spans"] if not nested(span, item["label"])]
-        if outer:
-            kept.append({**item, "spans": outer})
+        mine = [s for s in item["spans"] if SpanPred(s["start"], s["end"], item["label"]) in outer]
+        if mine:
+            kept.append({**item, "spans": mine})
     return kept
 
 
-def place_by_depth(text: str, searched: list[Searched], labels) -> tuple[list[dict], list[dict]]:
-    """(placed, invented) items of one text's answers: its windows' (place), then each halving's,
-    with only the spans that overlap none placed before (second_look.join): where a window's
-    answer and its halves' differ (another label, a value a half's edge cut), the window's holds."""
+def place_by_depth(text: str, parsed: list[tuple[int, list[tuple[str, str]]]],
+                   labels) -> tuple[list[dict], list[dict]]:
+    """(placed, invented) items of one text's answers, each (halvings deep, its items): its
+    windows' (place), then each halving's, with only the spans that overlap none placed before
+    (second_look.join): where a window's answer and its halves' differ (another label, a value a
+    half's edge cut), the window's holds."""
     placed: list[dict] = []
     invented: list[dict] = []
-    for depth in sorted({window.depth for window in searched}):
-        found = [item for window in searched if window.depth == depth
-                 for item in parse_answer(window.answer) if item[1] in labels]
+    for depth in sorted({depth for depth, _ in parsed}):
+        found = [item for at, items in parsed if at == depth for item in items if item[1] in labels]
         new, unplaced = place(text, found)
         placed = look.join(placed, new, found_by=None) if depth else new
         invented += [item for item in unplaced if item not in invented]

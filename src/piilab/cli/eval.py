@@ -11,10 +11,11 @@ from piilab.cli._args import (
     decoding_from_args,
     int_list,
 )
-from piilab.cli.extract import DEFAULT_VALIDATORS, validators_from
+from piilab.cli.extract import validators_from
 from piilab.eval import metrics
 from piilab.eval.config import EvalConfig, ModelUnderTest
 from piilab.eval.run import evaluate
+from piilab.shapes import EXTRACT_MODES
 
 
 class _ModelAction(argparse.Action):
@@ -76,7 +77,7 @@ def register(subparsers) -> None:
                             "0: off")
     found.add_argument("--validators", default="none", metavar="MODES",
                        help="extract's validators, comma-separated check, extend, complete (none: "
-                            f"off; extract's own: {','.join(DEFAULT_VALIDATORS)})")
+                            f"off; extract's own: {','.join(EXTRACT_MODES)})")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace results made with other arguments in --out")
     add_decoding_args(parser)

@@ -23,7 +23,6 @@ from piilab.shapes import EXTRACT_MODES
 
 log = logging.getLogger(__name__)
 
-DEFAULT_VALIDATORS = EXTRACT_MODES
 TEXTS_AT_A_TIME = 256
 """Texts extracted per round: each round's results are written before the next round starts."""
 
@@ -66,12 +65,12 @@ def register(subparsers) -> None:
                             "avx512_bf16; answers may differ)")
     speed.add_argument("--plain-decoding", action="store_true",
                        help="no speed-ups: plain batched decoding, as before prompt lookup")
-    parser.add_argument("--validators", default=",".join(DEFAULT_VALIDATORS), metavar="MODES",
+    parser.add_argument("--validators", default=",".join(EXTRACT_MODES), metavar="MODES",
                         help="combine the model with patterns for fixed-shape values: comma-separated "
                              "check (drop an email, phone or URL without its shape), extend (grow a "
                              "cut email or URL), complete (add emails, Luhn card numbers and IBANs "
                              f"the model missed); 'none' for the model alone (default "
-                             f"{','.join(DEFAULT_VALIDATORS) or 'none'})")
+                             f"{','.join(EXTRACT_MODES) or 'none'})")
     parser.add_argument("--second-look", type=float, default=None, metavar="P",
                         help="decode one more line from each way on between items that the model "
                              "gave at least P and the answer did not take (copy-constrained greedy "

@@ -78,6 +78,41 @@ def test_role_mailboxes_are_neither_added_nor_kept():
     assert shapes.check(text, [desk, (36, 56, "EMAIL")]) == [(36, 56, "EMAIL")]
 
 
+def test_mailbox_names_are_the_words_before_a_personal_address():
+    text = ("Files: lib/curl_rtmp.h\nCopyright: 2010-2022, Howard Chu, <hyc@highlandsun.com>\n"
+            " Tye McQueen <tyemq@cpan.org>\n -- Dr. Ana de la Cruz <ana@cruz.es>  Mon, 1 Jan 2024\n"
+            '"Isaac Z. Schlueter" <i@izs.me>; Lance (lance_tt@bellsouth.net) wrote, mail <jo@x.org>')
+    assert [text[a:b] for a, b, _ in shapes.mailbox_names(text)] == [
+        "Howard Chu", "Tye McQueen", "Ana de la Cruz", "Isaac Z. Schlueter", "Lance"]
+
+
+@pytest.mark.parametrize("line", [
+    "Debian Python Team <python@tracker.example.org>",  # a collective
+    "The Nucleic Development Team <sccolbert@gmail.com>",
+    "Pydantic Services Inc. <engineering@pydantic.dev>",  # a company (is_name's legal forms)
+    "GitHub <octo@github.com>", "PyPA <pypa@python.org>",  # one word that is not a first name: a brand
+    "Jens Axboe <support@axboe.dk>",  # a role mailbox: the name beside it is left to the model
+    "send the form to <jane@example.org>", "jdoe <jane@example.org>",  # no capitalised words
+    "Copyright 2005 <jane@example.org>",  # a lead-in alone
+])
+def test_mailbox_names_leave_collectives_brands_and_desks_alone(line):
+    assert shapes.mailbox_names(line) == []
+
+
+def test_mailbox_adds_a_missed_display_name_but_never_over_the_models_spans():
+    text = "Copyright: 1997 Andrew Main <zefram@example.ac.uk>\nFrom: Jo Bloggs <jo@example.org>"
+    main, jo = text.index("Andrew Main"), text.index("Jo Bloggs")
+    model = [(main - 5, main + 11, "USERNAME")]  # the model's own (odd) span there wins
+    assert shapes.mailbox(text, model) == [model[0], (jo, jo + 9, "NAME")]
+    items = [{"value": "Andrew", "label": "NAME", "spans": [{"start": main, "end": main + 6}]}]
+    out, _ = shapes.on_items(text, items, shapes.MODES)
+    assert [(i["value"], i["label"], i.get("found_by")) for i in out] == [
+        ("Andrew", "NAME", None), ("zefram@example.ac.uk", "EMAIL", "pattern"),
+        ("Jo Bloggs", "NAME", "pattern"), ("jo@example.org", "EMAIL", "pattern")]
+    without = shapes.on_items(text, items, ("extend", "check", "complete"))[0]
+    assert "Jo Bloggs" not in [i["value"] for i in without]
+
+
 def test_combine_names_unknown_modes():
     assert shapes.combine(TEXT, [], []) == []
     with pytest.raises(ValueError, match="unknown validator modes"):

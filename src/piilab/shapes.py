@@ -17,7 +17,10 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
 - `complete`: add e-mail addresses (not role mailboxes), Luhn-valid card numbers and IBANs with
               valid check digits that the model missed (no URLs or phone numbers: public links
               and order numbers look the same as personal ones, and only context tells them
-              apart).
+              apart);
+- `mailbox`:  add the display name of a personal mailbox ("Jens Axboe <jens@axboe.dk>", as
+              mail headers, changelogs, copyright lines and package metadata write them) as
+              NAME where the model missed it; a team's or company's name is left alone.
 
 Spans are (start, end, label) tuples over one text, end exclusive.
 """
@@ -27,12 +30,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from piilab.data.validators import (iban_valid, is_email, is_id_number, is_name, is_personal_email,
-                                   is_personal_phone, is_role_mailbox, is_street_address, is_url,
-                                   is_us_ssn, is_username, is_web_address, luhn_valid)
+from piilab.data.validators import (NAME_PARTICLES, iban_valid, is_email, is_id_number, is_name,
+                                   is_personal_email, is_personal_phone, is_role_mailbox,
+                                   is_street_address, is_url, is_us_ssn, is_username, is_web_address,
+                                   luhn_valid)
 
 Span = tuple[int, int, str]
-MODES = ("extend", "check", "complete")  # the order they apply in
+MODES = ("extend", "check", "complete", "mailbox")  # the order they apply in
+ADDING = frozenset({"complete", "mailbox"})  # the modes that add spans the model did not write
 EXTRACT_MODES = MODES
 """`piilab extract`'s (and piilab.extractor's) validators, chosen on the real-text dev set
 (docs/evaluation.md, "Model and validators")."""
@@ -69,6 +74,52 @@ def card_and_iban_numbers(text: str) -> list[Span]:
     return found
 
 
+# The words a display name may not hold: a collective ("Debian Python Team", "The Rust Project
+# Developers") or the line's own lead-in ("Copyright Jens Axboe <...>", "From Jens Axboe <...>").
+_NOT_A_PERSON = frozenset(
+    "the team project projects developers development contributors maintainers authors group "
+    "foundation authority community organization organisation association society committee "
+    "council consortium services systems software technologies labs bot".split())
+_LEAD_INS = frozenset("copyright from to cc bcc reply author authors maintainer contact email e-mail "
+                      "mail by thanks written reported dear hi hello".split())
+_TITLES = frozenset("mr mr. mrs mrs. ms ms. miss dr dr. prof prof. sir".split())
+_NAME_TOKEN = re.compile(r"[^\W\d_][\w'’.-]*")
+
+
+def _display_name(before: str) -> tuple[int, int] | None:
+    """Where the display name lies in `before` (a line up to a mailbox's "<" or "("): the run of
+    capitalised words (particles inside it) right before the bracket, less a lead-in word or a
+    title; None where there is none, or it reads as a collective or a brand."""
+    run = []
+    for token in reversed(list(re.finditer(r"[^\s\"]+", before.rstrip(" \t\"',")))):
+        word = token.group()
+        if len(run) == 5 or not (_NAME_TOKEN.fullmatch(word) and (word[0].isupper() or word in NAME_PARTICLES)):
+            break
+        run.insert(0, token)
+    while run and (not run[0].group()[0].isupper() or run[0].group().lower() in _LEAD_INS | _TITLES):
+        run.pop(0)
+    words = {token.group().lower() for token in run}
+    if not run or words & _NOT_A_PERSON:
+        return None
+    if len(run) == 1 and not run[0].group().istitle():
+        return None  # one word: a first name ("Matt"), not a brand ("GitHub", "PyPA", "DrivenData")
+    return run[0].start(), run[-1].end()
+
+
+def mailbox_names(text: str) -> list[Span]:
+    """The display names of the text's personal mailboxes, "Name <address>" or "Name (address)",
+    as NAME (RFC 5322's name-addr, on one line)."""
+    found = []
+    for start, end, _ in emails(text):
+        if start == 0 or text[start - 1] not in "<(" or is_role_mailbox(text[start:end]):
+            continue
+        line_start = text.rfind("\n", 0, start - 1) + 1
+        place = _display_name(text[line_start:start - 1])
+        if place and is_name(text[line_start + place[0]:line_start + place[1]]):
+            found.append((line_start + place[0], line_start + place[1], "NAME"))
+    return found
+
+
 def overlaps(span: tuple[int, int], others: Iterable[tuple[int, ...]]) -> bool:
     """Whether `span` (start, end) shares a character with any of `others`."""
     return any(span[0] < o[1] and o[0] < span[1] for o in others)
@@ -99,14 +150,19 @@ def complete(text: str, spans: list[Span]) -> list[Span]:
     return sorted(spans + added)
 
 
+def mailbox(text: str, spans: list[Span]) -> list[Span]:
+    """The model's spans, and the mailboxes' display names it missed."""
+    return sorted(spans + [s for s in mailbox_names(text) if not overlaps(s[:2], spans)])
+
+
 def combine(text: str, spans: list[Span], modes: Iterable[str]) -> list[Span]:
-    """Apply the named modes in the order extend, check, complete (a cut value is grown before
-    its shape is judged)."""
+    """Apply the named modes in the order extend, check, complete, mailbox (a cut value is
+    grown before its shape is judged)."""
     modes = set(modes)
     unknown = modes - set(MODES)
     if unknown:
         raise ValueError(f"unknown validator modes {sorted(unknown)}; known: {', '.join(MODES)}")
-    for name, step in (("extend", extend), ("check", check), ("complete", complete)):
+    for name, step in (("extend", extend), ("check", check), ("complete", complete), ("mailbox", mailbox)):
         if name in modes:
             spans = step(text, spans)
     return spans
@@ -122,13 +178,13 @@ def on_items(text: str, items: list[dict], modes: Iterable[str]) -> tuple[list[d
     by_model, rejected, found_by = set(), [], {}
     for item in items:  # one item at a time, so a dropped one can be named
         kept = combine(text, [(s["start"], s["end"], item["label"]) for s in item["spans"]],
-                       modes - {"complete"})
+                       modes - ADDING)
         if not kept:
             rejected.append({"value": item["value"], "label": item["label"]})
         by_model.update(kept)
         if "found_by" in item:  # the second look's items keep their mark
             found_by.update((span, item["found_by"]) for span in kept)
-    final = combine(text, sorted(by_model), modes & {"complete"})
+    final = combine(text, sorted(by_model), modes & ADDING)
     grouped: dict[tuple[str, str], list[Span]] = {}
     for span in final:
         grouped.setdefault((text[span[0]:span[1]], span[2]), []).append(span)

@@ -69,7 +69,8 @@ def register(subparsers) -> None:
                         help="combine the model with patterns for fixed-shape values: comma-separated "
                              "check (drop an email, phone or URL without its shape), extend (grow a "
                              "cut email or URL), complete (add emails, Luhn card numbers and IBANs "
-                             f"the model missed); 'none' for the model alone (default "
+                             "the model missed), mailbox (add the name in 'Name <email>'); 'none' "
+                             f"for the model alone (default "
                              f"{','.join(EXTRACT_MODES) or 'none'})")
     parser.add_argument("--second-look", type=float, default=None, metavar="P",
                         help="decode one more line from each way on between items that the model "

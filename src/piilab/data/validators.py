@@ -116,7 +116,7 @@ _LEGAL_FORM = re.compile(r"[\s,](?:GmbH|AG|KG|OHG|Inc\.?|Ltd\.?|LLC|LLP|plc|PLC|
 
 # Lower-case words a capitalised name may hold ("Ana de la Cruz", "Ludwig van Beethoven",
 # "Ahmed bin Rashid", "al-Hassan", "d'Arcy").
-_NAME_PARTICLES = frozenset("van von de der den da di du del della dei dos das do la le bin binti "
+NAME_PARTICLES = frozenset("van von de der den da di du del della dei dos das do la le bin binti "
                             "ibn al el y e ter ten af zu d l".split())
 _NAME_WORD = re.compile(r"[^\W\d_][\w'’.-]*")
 
@@ -135,7 +135,7 @@ def _lower_word_in_capitalised_name(value: str) -> bool:
     words = _NAME_WORD.findall(value)
     if value == value.lower() or not any(w[0].isupper() for w in words):
         return False
-    return any(w[0].islower() and re.split(r"[-'’]", w)[0].lower() not in _NAME_PARTICLES
+    return any(w[0].islower() and re.split(r"[-'’]", w)[0].lower() not in NAME_PARTICLES
                for w in words)
 
 

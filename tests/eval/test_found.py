@@ -129,6 +129,22 @@ def test_score_uses_the_resolved_label_set_throughout(hand_found, tmp_path, caps
     assert json.loads(out.read_text())["labels"] == ["NAME"]
 
 
+def test_score_sets_aside_the_labels_a_chosen_set_leaves_out_but_not_unknown_ones(hand_found, tmp_path, capsys):
+    gold, write = hand_found
+    other = {"value": "now", "label": "EMAIL", "spans": [{"start": 13, "end": 16}]}
+    unknown = {"value": "Call", "label": "PERSON", "spans": [{"start": 0, "end": 4}]}
+    found, out = write([name_item(), other, unknown]), tmp_path / "s.json"
+    assert main(["score", str(found), "--gold", f"spans:{gold}", "--labels", "NAME", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    # the e-mail is not scored; the label no crosswalk knows is a wrong prediction still
+    assert "| all | 2 | 0.500 / 1.000 / 0.667 |" in table
+    assert "1 spans with a label outside the set (1 of labels the set leaves out set aside)" in table
+    assert json.loads(out.read_text())["set_aside"] == 1
+    assert main(["score", str(found), "--gold", f"spans:{gold}"]) == 0
+    table = capsys.readouterr().out
+    assert "| all | 2 | 0.333 / 1.000 / 0.500 |" in table and "set aside" not in table
+
+
 def labelled_item(label) -> dict:
     return {"value": "Ann Lee", "label": label, "spans": [{"start": 5, "end": 12}]}
 

@@ -18,7 +18,8 @@ def register(subparsers) -> None:
     parser.add_argument("--gold", required=True, action="append", metavar="FORMAT:PATH",
                         help="the labelled data it was extracted from (kaggle, ai4privacy, "
                              "presidio, conll, spans; repeatable)")
-    parser.add_argument("--labels", help="comma-separated label set (default: piilab's seven)")
+    parser.add_argument("--labels", help="comma-separated label set (default: piilab's seven); found "
+                        "items of the labels it leaves out are set aside, not scored")
     parser.add_argument("--crosswalk", help="a CSV laid over the shipped label crosswalk")
     parser.add_argument("--language", nargs="+", metavar="CODE", help="only documents in these "
                         "languages (ai4privacy)")
@@ -68,5 +69,6 @@ def tables(scores: dict, labels: tuple[str, ...]) -> str:
         out.append(row(label, exact.gold[label], prf(exact, label)))
     out.append(f"\n{scores['fp_per_100_free']:.1f} items per 100 PII-free texts "
                f"(n={scores['free_texts']}); {scores['outside_label_set']} spans with a label "
-               "outside the set\n")
+               "outside the set" + (f" ({scores['set_aside']} of labels the set leaves out set aside)"
+                                    if scores["set_aside"] else "") + "\n")
     return "".join(out)

@@ -99,7 +99,7 @@ def test_redaction_masks_every_occurrence_and_prefers_the_longer_of_overlaps():
 def test_a_label_outside_the_set_is_reported_and_never_placed(fixed_answer, tokenizer, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "ANSWER", "Jane Doe (NAME)\n+1 555 010 2000 (SSN)")
     settings = PromptSettings(labels=("NAME", "EMAIL"))
-    result = extract(None, tokenizer, [TEXT], layer=4, settings=settings,
+    result = extract(tiny_llama(tokenizer), tokenizer, [TEXT], layer=4, settings=settings,
                      prompt_format=PromptFormat("plain"))[0]
     assert [item["value"] for item in result.items] == ["Jane Doe"]
     assert result.outside_labels == [{"value": "+1 555 010 2000", "label": "SSN"}]
@@ -108,13 +108,13 @@ def test_a_label_outside_the_set_is_reported_and_never_placed(fixed_answer, toke
 
 def test_answers_are_constrained_to_each_window_unless_asked_otherwise(fixed_answer, tokenizer):
     settings = PromptSettings(labels=("NAME", "EMAIL"), max_chars=60, overlap=10)
-    extract(None, tokenizer, [TEXT], layer=4, settings=settings,
+    extract(tiny_llama(tokenizer), tokenizer, [TEXT], layer=4, settings=settings,
             prompt_format=PromptFormat("plain"))
     rules = fixed_answer["kwargs"]["rules"]
     assert len(rules) == len(fixed_answer["prompts"]) > 1
     for (window, labels), prompt in zip(rules, fixed_answer["prompts"]):
         assert window in TEXT and window in prompt and labels == ("NAME", "EMAIL")
-    extract(None, tokenizer, [TEXT], layer=4, settings=settings,
+    extract(tiny_llama(tokenizer), tokenizer, [TEXT], layer=4, settings=settings,
             prompt_format=PromptFormat("plain"), constrain=False)
     assert fixed_answer["kwargs"]["rules"] is None
 
@@ -122,7 +122,7 @@ def test_answers_are_constrained_to_each_window_unless_asked_otherwise(fixed_ans
 def test_extract_prompts_like_training_and_places_the_answer(fixed_answer, tokenizer):
     fmt = PromptFormat(kind="chat", chat_template=tokenizer.chat_template)
     settings = PromptSettings(style="alpaca", labels=("NAME", "EMAIL"))
-    [result] = extract("model", tokenizer, [TEXT], layer=3, settings=settings, prompt_format=fmt)
+    [result] = extract(tiny_llama(tokenizer), tokenizer, [TEXT], layer=3, settings=settings, prompt_format=fmt)
     assert fixed_answer["layers"] == [3]
     assert fixed_answer["prompts"] == [fmt.render(tokenizer, get_style("alpaca").pii(TEXT, ("NAME", "EMAIL")))]
     assert fixed_answer["kwargs"]["add_special_tokens"] is False  # the chat template writes its own
@@ -138,7 +138,7 @@ def test_extract_prompts_like_training_and_places_the_answer(fixed_answer, token
 def test_long_texts_are_windowed_like_training_and_answers_merged(fixed_answer, tokenizer):
     long_text = " ".join([TEXT] * 8)
     settings = PromptSettings(max_chars=300, overlap=50)
-    [result] = extract("model", tokenizer, [long_text], layer=2, settings=settings,
+    [result] = extract(tiny_llama(tokenizer), tokenizer, [long_text], layer=2, settings=settings,
                        prompt_format=PromptFormat(kind="plain"))
     assert len(fixed_answer["prompts"]) > 1 and len(result.answers) == len(fixed_answer["prompts"])
     assert fixed_answer["kwargs"]["add_special_tokens"] is True
@@ -173,7 +173,7 @@ def answering_in(budget_chars: int, monkeypatch):
 def test_a_cut_answers_window_is_halved_and_searched_again(tokenizer, monkeypatch, caplog):
     windows = answering_in(45, monkeypatch)
     caplog.set_level(logging.INFO, "piilab.halving")
-    [result] = extract(None, tokenizer, [CONTACTS], layer=4, prompt_format=PromptFormat("plain"))
+    [result] = extract(tiny_llama(tokenizer), tokenizer, [CONTACTS], layer=4, prompt_format=PromptFormat("plain"))
     assert sorted((i["value"], i["label"]) for i in result.items) == sorted(PEOPLE)  # none lost
     assert windows[0] == [CONTACTS] and len(windows[1]) == 2  # the text, then its halves
     assert all(len(w) < len(CONTACTS) * 0.7 and w in CONTACTS for w in windows[1])
@@ -193,7 +193,7 @@ def test_where_a_window_and_its_halves_disagree_the_windows_answer_holds(tokeniz
         return ["65 929 970 489 (PHONE_NUM)\n970 489 (ID_NUM)", "Jana Roth (NAME)\nMax Bo (NAME)"], [], set()
 
     monkeypatch.setattr(piilab.extract, "decode_answers", decode)
-    [result] = extract(None, tokenizer, [text], layer=4, prompt_format=PromptFormat("plain"))
+    [result] = extract(tiny_llama(tokenizer), tokenizer, [text], layer=4, prompt_format=PromptFormat("plain"))
     assert calls == [1, 2]
     assert [(i["value"], i["label"], len(i["spans"])) for i in result.items] == [
         ("65 929 970 489", "ID_NUM", 1), ("Sehr geehrte", "NAME", 1), ("Jana Roth", "NAME", 1)]
@@ -209,10 +209,27 @@ def test_answers_still_cut_after_the_last_halving_are_warned_about(tokenizer, mo
         return ["Ann Lee (NAME)\nan"] * len(prompts), [], set(range(len(prompts)))
 
     monkeypatch.setattr(piilab.extract, "decode_answers", always_cut)
-    [result] = extract(None, tokenizer, [CONTACTS], layer=4, prompt_format=PromptFormat("plain"))
+    [result] = extract(tiny_llama(tokenizer), tokenizer, [CONTACTS], layer=4, prompt_format=PromptFormat("plain"))
     assert len(calls) == piilab.halving.HALVINGS + 1 and calls[:2] == [1, 2]
     assert [(i["value"], i["label"]) for i in result.items] == [("Ann Lee", "NAME")]  # whole lines kept
     assert f"{calls[-1]} answer(s) still cut at max_new_tokens 128 after halving" in caplog.text
+
+
+def test_sampling_turns_prompt_lookup_off_once_not_at_every_halving(tokenizer, monkeypatch, caplog):
+    from piilab.layers.decode import Decoding
+
+    engines = []
+
+    def always_cut(model, tokenizer, prompts, layer, speedups, **kwargs):
+        engines.append(speedups.lookup)
+        return ["Ann Lee (NAME)\nan"] * len(prompts), [], set(range(len(prompts)))
+
+    monkeypatch.setattr(piilab.extract, "decode_answers", always_cut)
+    caplog.set_level(logging.INFO, "piilab.extract")
+    extract(tiny_llama(tokenizer), tokenizer, [CONTACTS], layer=4, prompt_format=PromptFormat("plain"),
+            decoding=Decoding(max_new_tokens=128, sample=True))
+    assert engines == [False] * (piilab.halving.HALVINGS + 1)
+    assert caplog.text.count("prompt-lookup decoding not used: sampling") == 1
 
 
 def test_halves_cover_a_window_in_two_shorter_overlapping_parts():
@@ -276,7 +293,7 @@ def test_a_span_inside_a_longer_one_of_its_label_is_not_placed(fixed_answer, tok
     text = "Jane Doe wrote to jane@x.org; Jane called Doe Ltd. Jane Doe left."
     monkeypatch.setattr(sys.modules[__name__], "ANSWER",
                         "Jane Doe (NAME)\nJane (NAME)\njane@x.org (EMAIL)\njane (NAME)\nJane Doe left (NAME)")
-    [found] = extract(None, tokenizer, [text], layer=4, prompt_format=PromptFormat("plain"))
+    [found] = extract(tiny_llama(tokenizer), tokenizer, [text], layer=4, prompt_format=PromptFormat("plain"))
     assert [(i["value"], [s["start"] for s in i["spans"]]) for i in found.items] == [
         ("Jane Doe", [0]),  # not 51: inside the longer NAME "Jane Doe left"
         ("Jane", [30]),  # only where it stands alone
@@ -290,12 +307,12 @@ def test_extract_takes_a_list_of_texts_not_one_string(fixed_answer, tokenizer):
 
     for texts in (TEXT, None):
         with pytest.raises(PiilabError, match="texts must be a list of strings"):
-            extract(None, tokenizer, texts, layer=4, prompt_format=PromptFormat("plain"))
-    found = extract(None, tokenizer, (t for t in [TEXT, TEXT]), layer=4,
+            extract(tiny_llama(tokenizer), tokenizer, texts, layer=4, prompt_format=PromptFormat("plain"))
+    found = extract(tiny_llama(tokenizer), tokenizer, (t for t in [TEXT, TEXT]), layer=4,
                     prompt_format=PromptFormat("plain"), validators="check, extend")
     assert len(found) == 2 and found[0].items == found[1].items  # any iterable; modes as a string
     with pytest.raises(PiilabError, match="second_look"):
-        extract(None, tokenizer, [TEXT], layer=4, prompt_format=PromptFormat("plain"), second_look=-1)
+        extract(tiny_llama(tokenizer), tokenizer, [TEXT], layer=4, prompt_format=PromptFormat("plain"), second_look=-1)
 
 
 def test_prompt_settings_come_from_the_training_data_card(tmp_path):

@@ -222,6 +222,20 @@ def answer_seeds(labels: Sequence[str]) -> list[str]:
 
 
 @one_at_a_time
+def usable_speedups(model, decoding, speedups: SpeedUps) -> tuple[SpeedUps, str | None]:
+    """`speedups` as `decoding` and `model` allow them, and why prompt-lookup decoding is off
+    where it was asked for and cannot run (None where nothing changed)."""
+    from piilab.layers.lookup import lookup_supported
+
+    if not speedups.lookup:
+        return speedups, None
+    why = ("sampling: prompt-lookup decoding and the shared start are greedy-only" if decoding.sample
+           else lookup_supported(model))
+    if not why:
+        return speedups, None
+    return replace(speedups, draft_tokens=0, share_prefix=False), why
+
+
 def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, decoding,
                    batch_size: int, add_special_tokens: bool, progress: bool,
                    speedups: SpeedUps, rules=None, labels: Sequence[str] = (),
@@ -240,16 +254,10 @@ def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, de
     """
     from piilab.layers.decode import eos_token_ids, generate
     from piilab.layers.linears import linears_swapped
-    from piilab.layers.lookup import lookup_generate, lookup_supported
+    from piilab.layers.lookup import lookup_generate
     from piilab.runtime import keep_freed_blocks_for_decoding
 
-    lookup = speedups.lookup
-    if lookup and decoding.sample:
-        log.info("sampling: prompt-lookup decoding and the shared start are greedy-only, not used")
-        lookup = False
-    elif lookup and lookup_supported(model):
-        log.info("prompt-lookup decoding not used: %s", lookup_supported(model))
-        lookup = False
+    lookup = usable_speedups(model, decoding, speedups)[0].lookup
     if next(model.parameters()).device.type == "cpu":
         keep_freed_blocks_for_decoding()
     eos = eos_token_ids(model, tokenizer)
@@ -360,6 +368,9 @@ def extract(
     if second_look > 0 and (not constrain or decoding.sample):
         log.info("second look not used: it needs greedy, copy-constrained decoding")
         second_look = 0.0
+    speedups, why = usable_speedups(model, decoding, speedups)
+    if why:  # said once, not again for each halving's search
+        log.info("prompt-lookup decoding not used: %s", why)
     search = partial(decode_answers, model, tokenizer, layer=layer, lens=lens, decoding=decoding,
                      batch_size=batch_size, add_special_tokens=fmt.add_special_tokens,
                      progress=progress, speedups=speedups, labels=labels,

@@ -56,6 +56,16 @@ def test_check_drops_freephone_numbers_and_companies_as_a_persons():
     assert shapes.check(text, spans) == [at("Jane", "NAME"), at("020 7946 0958", "PHONE_NUM")]
 
 
+@pytest.mark.parametrize("value, kept", [
+    ("Bonjour", False), ("Madame", False), ("Betreff", False), ("Mr.", False), ("Danke", False),
+    ("Herr Dr.", False), ("Madame Benali", True), ("Dear John", True), ("Frank", True),
+    ("Don", True), ("Best", True),  # names too: never taken for a greeting
+])
+def test_check_drops_a_name_of_only_greetings_titles_and_headers(value, kept):
+    text = f"{value}, see you"
+    assert shapes.check(text, [(0, len(value), "NAME")]) == ([(0, len(value), "NAME")] if kept else [])
+
+
 def test_extend_grows_a_cut_value_to_the_whole_address_or_url():
     url = TEXT.index("https")
     cut = [(url, url + 18, "URL_PERSONAL"), (TEXT.index("jane"), TEXT.index("@"), "EMAIL")]

@@ -8,8 +8,9 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
 - `check`:    drop a model item whose value cannot have its label's shape: an e-mail, phone or
               web address of the wrong shape, a role mailbox ("support@...") as EMAIL, a
               freephone number (0800 ..., 1-800-...) as PHONE_NUM, a "name" with digits or
-              code characters or ending in a company's legal form ("... GmbH"), a "username"
-              with spaces or slashes, an "ID" that is a file path, code or a CVE id, an
+              code characters, ending in a company's legal form ("... GmbH") or made only
+              of words that greet, thank, title or head a letter ("Bonjour", "Madame",
+              "Betreff"), a "username" with spaces or slashes, an "ID" that is a file path, code or a CVE id, an
               "address" with no number or that reads as a sentence
               (piilab.data.validators; each keeps every value the generator writes and every
               value in the dev set); and relabel a value in the US social security number
@@ -30,10 +31,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from piilab.data.validators import (NAME_PARTICLES, iban_valid, is_email, is_id_number, is_name,
-                                   is_personal_email, is_personal_phone, is_role_mailbox,
-                                   is_street_address, is_url, is_us_ssn, is_username, is_web_address,
-                                   luhn_valid)
+from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, iban_valid, is_email,
+                                   is_id_number, is_name, is_personal_email, is_personal_phone,
+                                   is_role_mailbox, is_street_address, is_url, is_us_ssn,
+                                   is_username, is_web_address, luhn_valid)
 
 Span = tuple[int, int, str]
 MODES = ("extend", "check", "complete", "mailbox")  # the order they apply in
@@ -81,8 +82,7 @@ _NOT_A_PERSON = frozenset(
     "foundation authority community organization organisation association society committee "
     "council consortium services systems software technologies labs bot".split())
 _LEAD_INS = frozenset("copyright from to cc bcc reply author authors maintainer contact email e-mail "
-                      "mail by thanks written reported dear hi hello".split())
-_TITLES = frozenset("mr mr. mrs mrs. ms ms. miss dr dr. prof prof. sir".split())
+                      "mail by written reported".split())
 _NAME_TOKEN = re.compile(r"[^\W\d_][\w'’.-]*")
 
 
@@ -96,7 +96,8 @@ def _display_name(before: str) -> tuple[int, int] | None:
         if len(run) == 5 or not (_NAME_TOKEN.fullmatch(word) and (word[0].isupper() or word in NAME_PARTICLES)):
             break
         run.insert(0, token)
-    while run and (not run[0].group()[0].isupper() or run[0].group().lower() in _LEAD_INS | _TITLES):
+    while run and (not run[0].group()[0].isupper()
+                   or run[0].group().strip(".").lower() in _LEAD_INS | LETTER_WORDS):
         run.pop(0)
     words = {token.group().lower() for token in run}
     if not run or words & _NOT_A_PERSON:

@@ -121,6 +121,22 @@ NAME_PARTICLES = frozenset("van von de der den da di du del della dei dos das do
 _NAME_WORD = re.compile(r"[^\W\d_][\w'’.-]*")
 
 
+# Words that head, open or close a letter, and titles, in the dev set's ten languages and a few
+# more: a "name" of nothing else ("Bonjour", "Madame", "Betreff") is none. Words that are also
+# people's names ("Don", "Best", "Frank", "Cara") are not here.
+LETTER_WORDS = frozenset("""
+    subject betreff objet asunto oggetto onderwerp assunto temat ämne konu re fwd aw wg
+    hi hello hey dear hallo liebe lieber bonjour bonsoir salut cher chère hola estimado estimada
+    ciao buongiorno gentile beste geachte hoi olá oi prezado prezada witam szanowny szanowna
+    cześć hej hejsan merhaba sayın servus moin grüezi
+    thanks thank cheers regards danke dankeschön grüße gruß viele merci cordialement amitiés
+    bisous gracias saludos abrazos grazie saluti cordiali bedankt groeten groetjes obrigado
+    obrigada beijinhos beijos abraços dziękuję pozdrawiam tack hälsningar teşekkürler sevgiler
+    mr mrs ms miss mx dr prof sir madam herr frau fräulein monsieur madame mademoiselle mme mlle
+    señor señora señorita sr sra signor signore signora sig meneer mevrouw dhr mevr senhor
+    senhora bey hanım""".split())
+
+
 def is_mark(char: str) -> bool:
     """A combining mark (Unicode category M): part of the letter before it, as U+0301 in "é"
     written decomposed, though \\w does not match it."""
@@ -139,11 +155,20 @@ def _lower_word_in_capitalised_name(value: str) -> bool:
                for w in words)
 
 
+def only_letter_words(value: str) -> bool:
+    """Whether every word of `value` greets, thanks, titles or heads a letter ("Bonjour",
+    "Madame", "Danke", "Mr."): no name among them."""
+    words = [w.strip(".'’-").lower() for w in _NAME_WORD.findall(value)]
+    return bool(words) and all(w in LETTER_WORDS for w in words)
+
+
 def is_name(value: str) -> bool:
     """Two letters or more, with no digits, code or path characters (titles and apostrophes pass),
-    not ending in a company's legal form, no lower-case word among capitalised ones but particles."""
+    not ending in a company's legal form, no lower-case word among capitalised ones but particles,
+    not only words that greet, thank, title or head a letter."""
     return (sum(c.isalpha() for c in value) >= 2 and _NOT_IN_NAME.search(value) is None
-            and _LEGAL_FORM.search(value) is None and not _lower_word_in_capitalised_name(value))
+            and _LEGAL_FORM.search(value) is None and not _lower_word_in_capitalised_name(value)
+            and not only_letter_words(value))
 
 
 def is_username(value: str) -> bool:

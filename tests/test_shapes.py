@@ -80,6 +80,15 @@ def test_complete_adds_what_the_model_missed_without_doubling_what_it_found():
     assert [value(s) for s in completed] == ["jane.doe", "4111 1111 1111 1111", "DE89 3704 0044 0532 0130 00"]
 
 
+def test_complete_adds_national_numbers_whose_check_digits_hold():
+    text = ("SSN 078-05-1120 (not 000-12-3456), CPF 529.982.247-25 (not 529.982.247-26), DNI "
+            "12345678-Z (not 12345678-A), NIR 1 78 01 61 266 565 17 (not 1 78 01 61 266 565 18), "
+            "NINO AB 12 34 56 C (not QQ 12 34 56 C), order 2024-01-1234.")
+    found = [text[a:b] for a, b, _ in shapes.complete(text, [])]
+    assert found == ["078-05-1120", "529.982.247-25", "12345678-Z", "1 78 01 61 266 565 17", "AB 12 34 56 C"]
+    assert {label for *_, label in shapes.complete(text, [])} == {"ID_NUM"}
+
+
 def test_role_mailboxes_are_neither_added_nor_kept():
     text = "Write to support@shop.example or to jane.roe@example.org."
     desk = (9, 29, "EMAIL")

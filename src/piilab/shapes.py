@@ -15,7 +15,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
               (piilab.data.validators; each keeps every value the generator writes and every
               value in the dev set); and relabel a value in the US social security number
               shape (123-45-6789) ID_NUM, whatever the model called it (PHONE_NUM, mostly);
-- `complete`: add e-mail addresses (not role mailboxes), Luhn-valid card numbers and IBANs with
+- `complete`: add e-mail addresses (not role mailboxes), Luhn-valid card numbers, IBANs and
+              national numbers (US SSN, Brazilian CPF, Spanish DNI, French NIR, UK NINO) with
               valid check digits that the model missed (no URLs or phone numbers: public links
               and order numbers look the same as personal ones, and only context tells them
               apart);
@@ -31,10 +32,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, iban_valid, is_email,
-                                   is_id_number, is_name, is_personal_email, is_personal_phone,
-                                   is_role_mailbox, is_street_address, is_url, is_us_ssn,
-                                   is_username, is_web_address, luhn_valid)
+from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, br_cpf_valid, es_dni_valid,
+                                   fr_nir_valid, iban_valid, is_email, is_id_number, is_name,
+                                   is_personal_email, is_personal_phone, is_role_mailbox,
+                                   is_street_address, is_url, is_us_ssn, is_username,
+                                   is_web_address, luhn_valid, uk_nino_valid)
 
 Span = tuple[int, int, str]
 MODES = ("extend", "check", "complete", "mailbox")  # the order they apply in
@@ -47,6 +49,15 @@ _EMAIL_IN_TEXT = re.compile(
     r"(?<![\w.+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![\w-])")
 _URL_IN_TEXT = re.compile(r"https?://[^\s<>\"'()\[\]]+[^\s<>\"'()\[\].,;:!?]")
 _CARD_IN_TEXT = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+# National numbers whose written shape and check digits leave no doubt (a bare run of 9-11
+# digits, as a Dutch BSN or a Polish PESEL, passes a check digit one time in ten or eleven: not here).
+_NATIONAL_IDS = (
+    (re.compile(r"(?<![\d.-])\d{3}-\d{2}-\d{4}(?![\d-])"), is_us_ssn),
+    (re.compile(r"(?<![\d.])\d{3}\.\d{3}\.\d{3}-\d{2}(?![\d-])"), br_cpf_valid),
+    (re.compile(r"(?<![\w-])\d{8}-?[A-Z](?![\w-])"), es_dni_valid),
+    (re.compile(r"(?<!\d)(?<!\d )[12] ?\d{2} ?\d{2} ?\d{2} ?\d{3} ?\d{3} ?\d{2}(?! ?\d)"), fr_nir_valid),
+    (re.compile(r"(?<![A-Za-z0-9])[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])"), uk_nino_valid),
+)
 _IBAN_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,30}(?![A-Za-z0-9])")
 _SHAPE_OF = {"NAME": is_name, "EMAIL": is_personal_email, "USERNAME": is_username, "ID_NUM": is_id_number,
              "PHONE_NUM": is_personal_phone, "URL_PERSONAL": is_web_address,
@@ -121,6 +132,13 @@ def mailbox_names(text: str) -> list[Span]:
     return found
 
 
+def national_ids(text: str) -> list[Span]:
+    """US social security, Brazilian CPF (written 000.000.000-00), Spanish DNI, French NIR and UK
+    National Insurance numbers whose check digits (or groups) hold, as ID_NUM."""
+    return [(m.start(), m.end(), "ID_NUM") for pattern, valid in _NATIONAL_IDS
+            for m in pattern.finditer(text) if valid(m.group())]
+
+
 def overlaps(span: tuple[int, int], others: Iterable[tuple[int, ...]]) -> bool:
     """Whether `span` (start, end) shares a character with any of `others`."""
     return any(span[0] < o[1] and o[0] < span[1] for o in others)
@@ -145,9 +163,11 @@ def extend(text: str, spans: list[Span]) -> list[Span]:
 
 
 def complete(text: str, spans: list[Span]) -> list[Span]:
-    """The model's spans, and the e-mail addresses, card numbers and IBANs it missed."""
+    """The model's spans, and the e-mail addresses, card numbers, IBANs and national numbers it
+    missed."""
     personal = [s for s in emails(text) if not is_role_mailbox(text[s[0]:s[1]])]
-    added = [s for s in personal + card_and_iban_numbers(text) if not overlaps(s[:2], spans)]
+    numbers = card_and_iban_numbers(text) + national_ids(text)
+    added = [s for s in personal + numbers if not overlaps(s[:2], spans)]
     return sorted(spans + added)
 
 

@@ -68,8 +68,8 @@ def register(subparsers) -> None:
     parser.add_argument("--validators", default=",".join(EXTRACT_MODES), metavar="MODES",
                         help="combine the model with patterns for fixed-shape values: comma-separated "
                              "check (drop an email, phone or URL without its shape), extend (grow a "
-                             "cut email or URL), complete (add emails, Luhn card numbers and IBANs "
-                             "the model missed), mailbox (add the name in 'Name <email>'); 'none' "
+                             "cut email or URL), complete (add emails, card numbers, IBANs and "
+                             "national numbers with valid check digits the model missed), mailbox (add the name in 'Name <email>'); 'none' "
                              f"for the model alone (default "
                              f"{','.join(EXTRACT_MODES) or 'none'})")
     parser.add_argument("--second-look", type=float, default=None, metavar="P",

@@ -57,13 +57,23 @@ def test_check_drops_freephone_numbers_and_companies_as_a_persons():
 
 
 @pytest.mark.parametrize("value, kept", [
-    ("Bonjour", False), ("Madame", False), ("Betreff", False), ("Mr.", False), ("Danke", False),
-    ("Herr Dr.", False), ("Madame Benali", True), ("Dear John", True), ("Frank", True),
-    ("Don", True), ("Best", True),  # names too: never taken for a greeting
+    ("Bonjour", None), ("Madame", None), ("Betreff", None), ("Mr.", None), ("Danke", None),
+    ("Herr Dr.", None), ("Admissions Office", None), ("Marylebone Health Centre", None),
+    ("Madame Benali", "Benali"), ("Ciao Giulia", "Giulia"), ("Mrs. Ann Lee", "Ann Lee"),
+    ("Freundliche Grüsse\nNadia Brunner", "Nadia Brunner"),
+    ("Frank", "Frank"), ("Don", "Don"), ("Best", "Best"),  # names too: never taken for a greeting
 ])
-def test_check_drops_a_name_of_only_greetings_titles_and_headers(value, kept):
+def test_check_drops_greetings_titles_and_institutions_as_names_and_trims_them_off_names(value, kept):
     text = f"{value}, see you"
-    assert shapes.check(text, [(0, len(value), "NAME")]) == ([(0, len(value), "NAME")] if kept else [])
+    found = [text[a:b] for a, b, _ in shapes.check(text, [(0, len(value), "NAME")])]
+    assert found == ([kept] if kept else [])
+
+
+def test_check_labels_national_numbers_id_num_whatever_the_model_called_them():
+    text = "CPF 529.982.247-25, AHV 756.1234.5678.97, tel 529.982.247-26"
+    spans = [(text.index(v), text.index(v) + len(v), "PHONE_NUM")
+             for v in ("529.982.247-25", "756.1234.5678.97", "529.982.247-26")]
+    assert [label for *_, label in shapes.check(text, spans)] == ["ID_NUM", "ID_NUM", "PHONE_NUM"]
 
 
 def test_extend_grows_a_cut_value_to_the_whole_address_or_url():

@@ -32,9 +32,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, br_cpf_valid, es_dni_valid,
-                                   fr_nir_valid, iban_valid, is_email, is_id_number, is_name,
-                                   is_personal_email, is_personal_phone, is_role_mailbox,
+from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, br_cpf_valid, ch_ahv_valid,
+                                   es_dni_valid, fr_nir_valid, iban_valid, is_email, is_id_number,
+                                   is_name, is_personal_email, is_personal_phone, is_role_mailbox,
                                    is_street_address, is_url, is_us_ssn, is_username,
                                    is_web_address, luhn_valid, uk_nino_valid)
 
@@ -57,6 +57,7 @@ _NATIONAL_IDS = (
     (re.compile(r"(?<![\w-])\d{8}-?[A-Z](?![\w-])"), es_dni_valid),
     (re.compile(r"(?<!\d)(?<!\d )[12] ?\d{2} ?\d{2} ?\d{2} ?\d{3} ?\d{3} ?\d{2}(?! ?\d)"), fr_nir_valid),
     (re.compile(r"(?<![A-Za-z0-9])[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])"), uk_nino_valid),
+    (re.compile(r"(?<![\d.])756\.\d{4}\.\d{4}\.\d{2}(?![\d.])"), ch_ahv_valid),
 )
 _IBAN_IN_TEXT = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){10,30}(?![A-Za-z0-9])")
 _SHAPE_OF = {"NAME": is_name, "EMAIL": is_personal_email, "USERNAME": is_username, "ID_NUM": is_id_number,
@@ -133,10 +134,27 @@ def mailbox_names(text: str) -> list[Span]:
 
 
 def national_ids(text: str) -> list[Span]:
-    """US social security, Brazilian CPF (written 000.000.000-00), Spanish DNI, French NIR and UK
-    National Insurance numbers whose check digits (or groups) hold, as ID_NUM."""
+    """US social security, Brazilian CPF (written 000.000.000-00), Spanish DNI, French NIR, UK
+    National Insurance and Swiss AHV numbers whose check digits (or groups) hold, as ID_NUM."""
     return [(m.start(), m.end(), "ID_NUM") for pattern, valid in _NATIONAL_IDS
             for m in pattern.finditer(text) if valid(m.group())]
+
+
+def is_national_id(value: str) -> bool:
+    """Whether the whole value is one of `national_ids`' numbers."""
+    return any(pattern.fullmatch(value) and valid(value) for pattern, valid in _NATIONAL_IDS)
+
+
+def without_letter_words(text: str, span: Span) -> Span:
+    """A NAME span less the greeting, closing or title words it begins with ("Ciao Giulia",
+    "Freundliche Grüsse\nNadia Brunner", "Mrs. Lee": titles stay outside a name); as it was
+    where nothing else would be left."""
+    start, end, label = span
+    words = list(_NAME_TOKEN.finditer(text, start, end))
+    first = 0
+    while first < len(words) - 1 and words[first].group().strip(".'’-").lower() in LETTER_WORDS:
+        first += 1
+    return (words[first].start(), end, label) if first else span
 
 
 def overlaps(span: tuple[int, int], others: Iterable[tuple[int, ...]]) -> bool:
@@ -145,11 +163,13 @@ def overlaps(span: tuple[int, int], others: Iterable[tuple[int, ...]]) -> bool:
 
 
 def check(text: str, spans: list[Span]) -> list[Span]:
-    """The model's spans without those whose value lacks their label's shape, social security
-    numbers labelled ID_NUM."""
-    relabelled = [(start, end, "ID_NUM" if is_us_ssn(text[start:end]) else label)
+    """The model's spans without those whose value lacks their label's shape, national numbers
+    (a social security number, a CPF) labelled ID_NUM, names without a greeting or title before
+    them."""
+    relabelled = [(start, end, "ID_NUM" if is_national_id(text[start:end]) else label)
                   for start, end, label in spans]
-    return [s for s in relabelled if s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])]
+    trimmed = [without_letter_words(text, s) if s[2] == "NAME" else s for s in relabelled]
+    return [s for s in trimmed if s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])]
 
 
 def extend(text: str, spans: list[Span]) -> list[Span]:

@@ -130,11 +130,21 @@ LETTER_WORDS = frozenset("""
     ciao buongiorno gentile beste geachte hoi olá oi prezado prezada witam szanowny szanowna
     cześć hej hejsan merhaba sayın servus moin grüezi
     thanks thank cheers regards danke dankeschön grüße gruß viele merci cordialement amitiés
+    freundliche freundlichen grüsse grüßen herzliche herzlichen besten
     bisous gracias saludos abrazos grazie saluti cordiali bedankt groeten groetjes obrigado
     obrigada beijinhos beijos abraços dziękuję pozdrawiam tack hälsningar teşekkürler sevgiler
     mr mrs ms miss mx dr prof sir madam herr frau fräulein monsieur madame mademoiselle mme mlle
     señor señora señorita sr sra signor signore signora sig meneer mevrouw dhr mevr senhor
     senhora bey hanım""".split())
+
+
+# Nouns that make a name an institution's ("Marylebone Health Centre", "Admissions Office");
+# nouns that are surnames too ("Church", "Bank", "Hall") are not here.
+INSTITUTION_WORDS = frozenset("""
+    office centre center clinic clinique klinik kliniek hospital hôpital ospedale ziekenhuis
+    krankenhaus school schule école escuela scuola college university universität université
+    universidad università department ministry ministerium agency institute institut library
+    museum academy akademie council committee association foundation stiftung praxis praktijk""".split())
 
 
 def is_mark(char: str) -> bool:
@@ -165,10 +175,11 @@ def only_letter_words(value: str) -> bool:
 def is_name(value: str) -> bool:
     """Two letters or more, with no digits, code or path characters (titles and apostrophes pass),
     not ending in a company's legal form, no lower-case word among capitalised ones but particles,
-    not only words that greet, thank, title or head a letter."""
+    not only words that greet, thank, title or head a letter, no institution's noun."""
     return (sum(c.isalpha() for c in value) >= 2 and _NOT_IN_NAME.search(value) is None
             and _LEGAL_FORM.search(value) is None and not _lower_word_in_capitalised_name(value)
-            and not only_letter_words(value))
+            and not only_letter_words(value)
+            and not INSTITUTION_WORDS.intersection(w.lower() for w in _NAME_WORD.findall(value)))
 
 
 def is_username(value: str) -> bool:
@@ -323,6 +334,16 @@ def se_personnummer_valid(value: str) -> bool:
     """A Swedish personal number YYMMDD-NNNC (or with a century, or '+'): Luhn over the last ten digits."""
     match = re.fullmatch(r"(?:\d{2})?(\d{6})[-+]?(\d{4})", value)
     return match is not None and luhn_check_digit((match[1] + match[2])[:-1]) == int(match[2][-1])
+
+
+def ch_ahv_valid(value: str) -> bool:
+    """A Swiss social insurance number (AHV/AVS) 756.1234.5678.97: 13 digits from 756, the last
+    an EAN-13 check digit."""
+    number = value.replace(".", "")
+    if re.fullmatch(r"756\d{10}", number) is None:
+        return False
+    total = sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(number[:12]))
+    return (10 - total % 10) % 10 == int(number[12])
 
 
 def br_cpf_check_digits(payload: str) -> str:

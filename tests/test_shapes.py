@@ -99,6 +99,14 @@ def test_complete_adds_national_numbers_whose_check_digits_hold():
     assert {label for *_, label in shapes.complete(text, [])} == {"ID_NUM"}
 
 
+def test_a_fediverse_handle_is_a_username_not_an_email_address():
+    text = "Follow me on Mastodon: @danikim@hachyderm.io or mail dani@example.org"
+    handle = text.index("danikim")
+    assert [text[a:b] for a, b, _ in shapes.emails(text)] == ["dani@example.org"]
+    assert shapes.check(text, [(handle, handle + 20, "EMAIL")]) == [(handle, handle + 7, "USERNAME")]
+    assert shapes.complete(text, []) == [(handle, handle + 7, "USERNAME"), (text.index("dani@"), len(text), "EMAIL")]
+
+
 def test_role_mailboxes_are_neither_added_nor_kept():
     text = "Write to support@shop.example or to jane.roe@example.org."
     desk = (9, 29, "EMAIL")

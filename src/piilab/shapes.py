@@ -15,9 +15,10 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
               (piilab.data.validators; each keeps every value the generator writes and every
               value in the dev set); and relabel a value in the US social security number
               shape (123-45-6789) ID_NUM, whatever the model called it (PHONE_NUM, mostly);
-- `complete`: add e-mail addresses (not role mailboxes), Luhn-valid card numbers, IBANs and
-              national numbers (US SSN, Brazilian CPF, Spanish DNI, French NIR, UK NINO) with
-              valid check digits that the model missed (no URLs or phone numbers: public links
+- `complete`: add e-mail addresses (not role mailboxes), the user of a fediverse handle
+              ("@user@host", as USERNAME), Luhn-valid card numbers, IBANs and national numbers
+              (US SSN, Brazilian CPF, Spanish DNI, French NIR, UK NINO, Swiss AHV) with valid
+              check digits that the model missed (no URLs or phone numbers: public links
               and order numbers look the same as personal ones, and only context tells them
               apart);
 - `mailbox`:  add the display name of a personal mailbox ("Jens Axboe <jens@axboe.dk>", as
@@ -47,6 +48,7 @@ EXTRACT_MODES = MODES
 
 _EMAIL_IN_TEXT = re.compile(
     r"(?<![\w.+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![\w-])")
+_HANDLE_IN_TEXT = re.compile(r"(?<![\w@])@([A-Za-z0-9_.]+)@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,63}(?![\w-])")
 _URL_IN_TEXT = re.compile(r"https?://[^\s<>\"'()\[\]]+[^\s<>\"'()\[\].,;:!?]")
 _CARD_IN_TEXT = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 # National numbers whose written shape and check digits leave no doubt (a bare run of 9-11
@@ -66,7 +68,24 @@ _SHAPE_OF = {"NAME": is_name, "EMAIL": is_personal_email, "USERNAME": is_usernam
 
 
 def emails(text: str) -> list[Span]:
-    return [(m.start(), m.end(), "EMAIL") for m in _EMAIL_IN_TEXT.finditer(text) if is_email(m.group())]
+    """The text's e-mail addresses; not the "user@host" of a fediverse handle ("@user@host")."""
+    return [(m.start(), m.end(), "EMAIL") for m in _EMAIL_IN_TEXT.finditer(text)
+            if is_email(m.group()) and not text[:m.start()].endswith("@")]
+
+
+def fediverse_users(text: str) -> list[Span]:
+    """The users of the text's fediverse handles ("danikim" of "@danikim@hachyderm.io"), as
+    USERNAME (the "@" outside, as the dev set's conventions have it)."""
+    return [(m.start(1), m.end(1), "USERNAME") for m in _HANDLE_IN_TEXT.finditer(text)]
+
+
+def handle_as_username(text: str, span: Span) -> Span:
+    """An EMAIL span that is the "user@host" of a fediverse handle ("@danikim@hachyderm.io") as
+    the USERNAME it names ("danikim"); any other span as it is."""
+    start, end, label = span
+    if label == "EMAIL" and text[:start].endswith("@") and "@" in text[start:end]:
+        return start, start + text[start:end].index("@"), "USERNAME"
+    return span
 
 
 def urls(text: str) -> list[tuple[int, int]]:
@@ -164,10 +183,10 @@ def overlaps(span: tuple[int, int], others: Iterable[tuple[int, ...]]) -> bool:
 
 def check(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans without those whose value lacks their label's shape, national numbers
-    (a social security number, a CPF) labelled ID_NUM, names without a greeting or title before
-    them."""
-    relabelled = [(start, end, "ID_NUM" if is_national_id(text[start:end]) else label)
-                  for start, end, label in spans]
+    (a social security number, a CPF) labelled ID_NUM, a fediverse handle's user a USERNAME,
+    names without a greeting or title before them."""
+    relabelled = [handle_as_username(text, (start, end, "ID_NUM" if is_national_id(text[start:end])
+                                            else label)) for start, end, label in spans]
     trimmed = [without_letter_words(text, s) if s[2] == "NAME" else s for s in relabelled]
     return [s for s in trimmed if s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])]
 
@@ -183,11 +202,11 @@ def extend(text: str, spans: list[Span]) -> list[Span]:
 
 
 def complete(text: str, spans: list[Span]) -> list[Span]:
-    """The model's spans, and the e-mail addresses, card numbers, IBANs and national numbers it
-    missed."""
+    """The model's spans, and the e-mail addresses, fediverse handles' users, card numbers, IBANs
+    and national numbers it missed."""
     personal = [s for s in emails(text) if not is_role_mailbox(text[s[0]:s[1]])]
     numbers = card_and_iban_numbers(text) + national_ids(text)
-    added = [s for s in personal + numbers if not overlaps(s[:2], spans)]
+    added = [s for s in personal + fediverse_users(text) + numbers if not overlaps(s[:2], spans)]
     return sorted(spans + added)
 
 

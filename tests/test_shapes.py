@@ -84,6 +84,18 @@ def test_extend_grows_a_cut_value_to_the_whole_address_or_url():
     assert shapes.extend(TEXT, whole) == whole
 
 
+@pytest.mark.parametrize("text, number, whole", [
+    ("Office: (02) 9374 4000", "9374 4000", "(02) 9374 4000"),
+    ("call +61 412 555 019 today", "412 555 019", "+61 412 555 019"),
+    ("Tel. 030 9018 2245", "030 9018 2245", "030 9018 2245"),  # nothing before it to take
+    ("route A(02) 9374 4000", "9374 4000", "9374 4000"),  # "(02)" inside a word: not a code
+])
+def test_extend_grows_a_phone_number_over_the_code_written_before_it(text, number, whole):
+    start = text.index(number)
+    [(a, b, label)] = shapes.extend(text, [(start, start + len(number), "PHONE_NUM")])
+    assert (text[a:b], label) == (whole, "PHONE_NUM")
+
+
 def test_complete_adds_what_the_model_missed_without_doubling_what_it_found():
     email = TEXT.index("jane")
     completed = shapes.complete(TEXT, [(email, email + 8, "NAME")])

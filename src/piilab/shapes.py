@@ -4,7 +4,9 @@ A model reads context (whose address, which number is personal) but can miscopy 
 a pattern has no context but never miscopies. Three ways to combine them, measured on the
 real-text dev set (docs/evaluation.md, "Model and validators"):
 
-- `extend`:   grow a model item that is cut inside an e-mail address or URL to the whole value;
+- `extend`:   grow a model item that is cut inside an e-mail address or URL to the whole value,
+              and a phone number over the area or country code written right before it
+              ("(02) " of "(02) 9374 4000");
 - `check`:    drop a model item whose value cannot have its label's shape: an e-mail, phone or
               web address of the wrong shape, a role mailbox ("support@...") as EMAIL, a
               freephone number (0800 ..., 1-800-...) as PHONE_NUM, a "name" with digits or
@@ -191,13 +193,29 @@ def check(text: str, spans: list[Span]) -> list[Span]:
     return [s for s in trimmed if s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])]
 
 
+# The area or country code a model may leave off a phone number: "(02) " or "+61 " right before it.
+_PHONE_CODE_BEFORE = re.compile(r"(?<![\w+(])(?:\(\+?\d{1,4}\)|\+\d{1,3}) $")
+
+
+def with_phone_code(text: str, start: int) -> int:
+    """Where a phone number beginning at `start` begins with the area or country code written
+    right before it ("(02) 9374 4000" of "9374 4000"); `start` where there is none."""
+    code = _PHONE_CODE_BEFORE.search(text, max(0, start - 8), start)
+    return start if code is None else code.start()
+
+
 def extend(text: str, spans: list[Span]) -> list[Span]:
-    """The model's spans, each one that lies strictly inside an e-mail address or URL grown to it."""
+    """The model's spans, each one that lies strictly inside an e-mail address or URL grown to it,
+    and a phone number grown over the area or country code written right before it."""
     wholes = [s[:2] for s in emails(text)] + urls(text)
     out = []
     for start, end, label in spans:
         around = [w for w in wholes if w[0] <= start and end <= w[1] and w != (start, end)]
-        out.append((*around[0], label) if around else (start, end, label))
+        if around:
+            start, end = around[0]
+        elif label == "PHONE_NUM":
+            start = with_phone_code(text, start)
+        out.append((start, end, label))
     return list(dict.fromkeys(out))
 
 

@@ -37,6 +37,14 @@ def test_check_drops_technical_prose_the_model_calls_pii():
     assert shapes.check(text, spans) == [at("libbpf", "USERNAME"), at("Anna", "NAME")]
 
 
+def test_check_wants_four_digits_in_an_id_number():
+    text = "Hashes xxh64 and GPL-2+ code, 500 users; PAN ABCPM1234K, ref A-99812."
+    def at(value):
+        return (text.index(value), text.index(value) + len(value), "ID_NUM")
+    spans = [at(v) for v in ("xxh64", "GPL-2+", "500", "ABCPM1234K", "A-99812")]
+    assert shapes.check(text, spans) == [at("ABCPM1234K"), at("A-99812")]
+
+
 def test_check_labels_a_social_security_number_id_num_whatever_the_model_called_it():
     text = "Ticket #88213: his SSN 078-05-1120 was shown; call 555-010-1234 or 666-12-3456."
     def at(value, label):

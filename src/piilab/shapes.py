@@ -1,7 +1,7 @@
 """Values with a fixed shape, found or checked without the model: the validators' half of extract.
 
 A model reads context (whose address, which number is personal) but can miscopy or cut a value;
-a pattern has no context but never miscopies. Three ways to combine them, measured on the
+a pattern has no context but never miscopies. Four ways to combine them, measured on the
 real-text dev set (docs/evaluation.md, "Model and validators"):
 
 - `extend`:   grow a model item that is cut inside an e-mail address or URL to the whole value,
@@ -9,14 +9,17 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
               ("(02) " of "(02) 9374 4000");
 - `check`:    drop a model item whose value cannot have its label's shape: an e-mail, phone or
               web address of the wrong shape, a role mailbox ("support@...") as EMAIL, a
-              freephone number (0800 ..., 1-800-...) as PHONE_NUM, a "name" with digits or
-              code characters, ending in a company's legal form ("... GmbH") or made only
-              of words that greet, thank, title or head a letter ("Bonjour", "Madame",
-              "Betreff"), a "username" with spaces or slashes, an "ID" that is a file path, code or a CVE id, an
-              "address" with no number or that reads as a sentence
+              freephone number (0800 ..., 1-800-...) as PHONE_NUM, a "name" with digits or code
+              characters, ending in a company's legal form ("... GmbH"), holding an
+              institution's noun ("... Office") or made only of words that greet, thank, title
+              or head a letter ("Bonjour", "Madame", "Betreff"), a "username" with spaces or
+              slashes, an "ID" with fewer than four digits or that is a file path, code or a CVE
+              id, an "address" with no number or that reads as a sentence
               (piilab.data.validators; each keeps every value the generator writes and every
-              value in the dev set); and relabel a value in the US social security number
-              shape (123-45-6789) ID_NUM, whatever the model called it (PHONE_NUM, mostly);
+              value in the dev set); trim greetings and titles off a name ("Ciao Giulia"); and
+              relabel a national number in its own shape (123-45-6789, 000.000.000-00) ID_NUM,
+              whatever the model called it (PHONE_NUM, mostly), and a fediverse handle's
+              "user@host" the user's USERNAME;
 - `complete`: add e-mail addresses (not role mailboxes), the user of a fediverse handle
               ("@user@host", as USERNAME), Luhn-valid card numbers, IBANs and national numbers
               (US SSN, Brazilian CPF, Spanish DNI, French NIR, UK NINO, Swiss AHV) with valid

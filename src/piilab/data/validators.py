@@ -188,9 +188,12 @@ def is_username(value: str) -> bool:
     return len(value) >= 2 and _NOT_IN_USERNAME.search(value) is None and not is_email(value)
 
 
+ID_DIGITS = 4  # fewer cannot tell enough people apart: "xxh64", "GPL-2+", "500" are no one's ID
+
+
 def is_id_number(value: str) -> bool:
-    """A digit somewhere, and neither a file path ('debian/patches/x.patch'), code, nor a CVE id."""
-    return (any(c.isdigit() for c in value) and _NOT_IN_ID.search(value) is None
+    """Four digits or more, and neither a file path ('debian/patches/x.patch'), code, nor a CVE id."""
+    return (sum(c.isdigit() for c in value) >= ID_DIGITS and _NOT_IN_ID.search(value) is None
             and _CVE.fullmatch(value.strip()) is None)
 
 

@@ -52,7 +52,7 @@ EXTRACT_MODES = MODES
 (docs/evaluation.md, "Model and validators")."""
 
 _EMAIL_IN_TEXT = re.compile(
-    r"(?<![\w.+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![\w-])")
+    r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![\w-])")
 _HANDLE_IN_TEXT = re.compile(r"(?<![\w@])@([A-Za-z0-9_.]+)@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,63}(?![\w-])")
 _URL_IN_TEXT = re.compile(r"https?://[^\s<>\"'()\[\]]+[^\s<>\"'()\[\].,;:!?]")
 _CARD_IN_TEXT = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
@@ -75,7 +75,7 @@ _SHAPE_OF = {"NAME": is_name, "EMAIL": is_personal_email, "USERNAME": is_usernam
 def emails(text: str) -> list[Span]:
     """The text's e-mail addresses; not the "user@host" of a fediverse handle ("@user@host")."""
     return [(m.start(), m.end(), "EMAIL") for m in _EMAIL_IN_TEXT.finditer(text)
-            if is_email(m.group()) and not text[:m.start()].endswith("@")]
+            if is_email(m.group()) and not (m.start() and text[m.start() - 1] == "@")]
 
 
 def fediverse_users(text: str) -> list[Span]:
@@ -88,7 +88,7 @@ def handle_as_username(text: str, span: Span) -> Span:
     """An EMAIL span that is the "user@host" of a fediverse handle ("@danikim@hachyderm.io") as
     the USERNAME it names ("danikim"); any other span as it is."""
     start, end, label = span
-    if label == "EMAIL" and text[:start].endswith("@") and "@" in text[start:end]:
+    if label == "EMAIL" and start > 0 and text[start - 1] == "@" and "@" in text[start:end]:
         return start, start + text[start:end].index("@"), "USERNAME"
     return span
 
@@ -143,6 +143,21 @@ def _display_name(before: str) -> tuple[int, int] | None:
     return run[0].start(), run[-1].end()
 
 
+DISPLAY_NAME_CHARS = 160  # how far before a mailbox's bracket its display name may begin
+
+
+def _name_reach(text: str, at: int) -> int:
+    """Where a display name ending at `at` may begin: its line's start, or on a longer line the
+    first word within DISPLAY_NAME_CHARS (a few words, so each address costs the same however
+    long its line is)."""
+    reach = max(0, at - DISPLAY_NAME_CHARS)
+    newline = text.rfind("\n", reach, at)
+    if newline >= 0 or reach == 0:
+        return newline + 1
+    space = text.find(" ", reach, at)
+    return at if space < 0 else space + 1
+
+
 def mailbox_names(text: str) -> list[Span]:
     """The display names of the text's personal mailboxes, "Name <address>" or "Name (address)",
     as NAME (RFC 5322's name-addr, on one line)."""
@@ -150,7 +165,7 @@ def mailbox_names(text: str) -> list[Span]:
     for start, end, _ in emails(text):
         if start == 0 or text[start - 1] not in "<(" or is_role_mailbox(text[start:end]):
             continue
-        line_start = text.rfind("\n", 0, start - 1) + 1
+        line_start = _name_reach(text, start - 1)
         place = _display_name(text[line_start:start - 1])
         if place and is_name(text[line_start + place[0]:line_start + place[1]]):
             found.append((line_start + place[0], line_start + place[1], "NAME"))

@@ -68,7 +68,9 @@ def test_check_drops_freephone_numbers_and_companies_as_a_persons():
     ("Bonjour", None), ("Madame", None), ("Betreff", None), ("Mr.", None), ("Danke", None),
     ("Herr Dr.", None), ("Admissions Office", None), ("Marylebone Health Centre", None),
     ("Madame Benali", "Benali"), ("Ciao Giulia", "Giulia"), ("Mrs. Ann Lee", "Ann Lee"),
-    ("Freundliche Grüsse\nNadia Brunner", "Nadia Brunner"),
+    ("Freundliche Grüsse\nNadia Brunner", "Nadia Brunner"), ("Kind regards,\nNadia Brunner", "Nadia Brunner"),
+    ("Best,\nNadia", "Nadia"), ("Gentile Paolo", "Gentile Paolo"), ("Moin Khan", "Moin Khan"),
+    ("3rd party software", None),  # the digit fails it whole: never trimmed to "rd party software"
     ("Frank", "Frank"), ("Don", "Don"), ("Best", "Best"),  # names too: never taken for a greeting
 ])
 def test_check_drops_greetings_titles_and_institutions_as_names_and_trims_them_off_names(value, kept):
@@ -113,7 +115,7 @@ def test_complete_adds_what_the_model_missed_without_doubling_what_it_found():
 def test_complete_adds_national_numbers_whose_check_digits_hold():
     text = ("SSN 078-05-1120 (not 000-12-3456), CPF 529.982.247-25 (not 529.982.247-26), DNI "
             "12345678-Z (not 12345678-A), NIR 1 78 01 61 266 565 17 (not 1 78 01 61 266 565 18), "
-            "NINO AB 12 34 56 C (not QQ 12 34 56 C), order 2024-01-1234.")
+            "NINO AB 12 34 56 C (not QQ 12 34 56 C), order 2024-01-1234, part REF123-45-6789.")
     found = [text[a:b] for a, b, _ in shapes.complete(text, [])]
     assert found == ["078-05-1120", "529.982.247-25", "12345678-Z", "1 78 01 61 266 565 17", "AB 12 34 56 C"]
     assert {label for *_, label in shapes.complete(text, [])} == {"ID_NUM"}
@@ -143,6 +145,18 @@ def test_mailbox_names_are_the_words_before_a_personal_address():
         "Howard Chu", "Tye McQueen", "Ana de la Cruz", "Isaac Z. Schlueter", "Lance"]
 
 
+@pytest.mark.parametrize("line, name", [
+    ("On Mon, Mar 4, 2024 at 10:15 AM Jane Doe <jane.doe@example.com> wrote:", "Jane Doe"),
+    ('On Mon, Mar 4, 2024 at 3:02 PM "Jane Doe" <jane.doe@example.com> wrote:', "Jane Doe"),
+    ('From: "Doe, Jane" <jane.doe@example.com>', "Doe, Jane"),  # quoted: the comma is inside one name
+    ('"Guido van Rossum, Jukka Lehtosalo, Michael Lee" <ml@example.com>', "Michael Lee"),  # a list
+    ("Kind Regards Anna Schmidt <anna@example.de>", "Anna Schmidt"),
+    ("Moin Khan <moin@example.pk>", "Moin Khan"),
+])
+def test_mailbox_names_in_reply_headers_quotes_and_sign_offs(line, name):
+    assert [line[a:b] for a, b, _ in shapes.mailbox_names(line)] == [name]
+
+
 @pytest.mark.parametrize("line", [
     "Debian Python Team <python@tracker.example.org>",  # a collective
     "The Nucleic Development Team <sccolbert@gmail.com>",
@@ -151,6 +165,8 @@ def test_mailbox_names_are_the_words_before_a_personal_address():
     "Jens Axboe <support@axboe.dk>",  # a role mailbox: the name beside it is left to the model
     "send the form to <jane@example.org>", "jdoe <jane@example.org>",  # no capitalised words
     "Copyright 2005 <jane@example.org>",  # a lead-in alone
+    "GitHub Action <action@github.com>", "Linux Kernel Mailing List <lkml@example.org>",  # services
+    "Jane Doe via Google Docs <drive@example.com>", "Email Address (jane@example.org)",
 ])
 def test_mailbox_names_leave_collectives_brands_and_desks_alone(line):
     assert shapes.mailbox_names(line) == []

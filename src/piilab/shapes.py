@@ -42,7 +42,7 @@ from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, br_cpf_valid, 
                                    es_dni_valid, fr_nir_valid, iban_valid, is_email, is_id_number,
                                    is_name, is_personal_email, is_personal_phone, is_role_mailbox,
                                    is_street_address, is_url, is_us_ssn, is_username,
-                                   is_web_address, luhn_valid, uk_nino_valid)
+                                   is_web_address, luhn_valid, only_letter_words, uk_nino_valid)
 
 Span = tuple[int, int, str]
 MODES = ("extend", "check", "complete", "mailbox")  # the order they apply in
@@ -59,7 +59,7 @@ _CARD_IN_TEXT = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 # National numbers whose written shape and check digits leave no doubt (a bare run of 9-11
 # digits, as a Dutch BSN or a Polish PESEL, passes a check digit one time in ten or eleven: not here).
 _NATIONAL_IDS = (
-    (re.compile(r"(?<![\d.-])\d{3}-\d{2}-\d{4}(?![\d-])"), is_us_ssn),
+    (re.compile(r"(?<![\w.-])\d{3}-\d{2}-\d{4}(?![\w-])"), is_us_ssn),
     (re.compile(r"(?<![\d.])\d{3}\.\d{3}\.\d{3}-\d{2}(?![\d-])"), br_cpf_valid),
     (re.compile(r"(?<![\w-])\d{8}-?[A-Z](?![\w-])"), es_dni_valid),
     (re.compile(r"(?<!\d)(?<!\d )[12] ?\d{2} ?\d{2} ?\d{2} ?\d{3} ?\d{3} ?\d{2}(?! ?\d)"), fr_nir_valid),
@@ -113,34 +113,45 @@ def card_and_iban_numbers(text: str) -> list[Span]:
 
 # The words a display name may not hold: a collective ("Debian Python Team", "The Rust Project
 # Developers") or the line's own lead-in ("Copyright Jens Axboe <...>", "From Jens Axboe <...>").
-_NOT_A_PERSON = frozenset(
-    "the team project projects developers development contributors maintainers authors group "
-    "foundation authority community organization organisation association society committee "
-    "council consortium services systems software technologies labs bot".split())
-_LEAD_INS = frozenset("copyright from to cc bcc reply author authors maintainer contact email e-mail "
-                      "mail by written reported".split())
+_NOT_A_PERSON = frozenset("""
+    the team project projects developers development contributors maintainers authors group
+    foundation authority community organization organisation association society committee
+    council consortium services service systems system software technologies labs bot robot
+    list lists mailing support helpdesk customer accounts payable action actions ci daemon
+    subsystem janitor masters officer review calendar docs receipts notifications alerts
+    newsletter digest admin administrator your our my address""".split())
+_LEAD_INS = frozenset("""
+    copyright from to cc bcc reply author authors maintainer contact email e-mail mail by written
+    reported am pm nachricht antwort auteur message inviato envoyé enviado""".split())
 _NAME_TOKEN = re.compile(r"[^\W\d_][\w'’.-]*")
+_QUOTED_AT_END = re.compile(r'"([^"\n]{1,80})"[ \t]*,?[ \t]*$')
 
 
 def _display_name(before: str) -> tuple[int, int] | None:
     """Where the display name lies in `before` (a line up to a mailbox's "<" or "("): the run of
-    capitalised words (particles inside it) right before the bracket, less a lead-in word or a
-    title; None where there is none, or it reads as a collective or a brand."""
+    capitalised words (particles inside it) right before the bracket, or inside the quotes that
+    end it ('"Doe, Jane" <...>': a comma there is part of one name), less lead-in words and
+    titles; None where there is none, or it reads as a collective, a brand or a service."""
+    quoted = _QUOTED_AT_END.search(before)
+    offset, region = (quoted.start(1), quoted.group(1)) if quoted else (0, before)
+    last_first = quoted is not None and region.count(",") == 1  # "Doe, Jane"; more: a list of people
+    tokens = list(re.finditer(r"[^\s\"]+", region.rstrip(" \t',")))
     run = []
-    for token in reversed(list(re.finditer(r"[^\s\"]+", before.rstrip(" \t\"',")))):
-        word = token.group()
+    for token in reversed(tokens):
+        word = token.group().rstrip(",") if last_first else token.group()
         if len(run) == 5 or not (_NAME_TOKEN.fullmatch(word) and (word[0].isupper() or word in NAME_PARTICLES)):
             break
         run.insert(0, token)
     while run and (not run[0].group()[0].isupper()
-                   or run[0].group().strip(".").lower() in _LEAD_INS | LETTER_WORDS):
+                   or run[0].group().strip(".,").lower() in _LEAD_INS | LETTER_WORDS):
         run.pop(0)
-    words = {token.group().lower() for token in run}
-    if not run or words & _NOT_A_PERSON:
+    words = {token.group().strip(",").lower() for token in run}
+    before_run = tokens[tokens.index(run[0]) - 1].group().lower() if run and run[0] is not tokens[0] else ""
+    if not run or words & _NOT_A_PERSON or before_run == "via":  # "Jane Doe via Google Docs"
         return None
     if len(run) == 1 and not run[0].group().istitle():
         return None  # one word: a first name ("Matt"), not a brand ("GitHub", "PyPA", "DrivenData")
-    return run[0].start(), run[-1].end()
+    return offset + run[0].start(), offset + run[-1].end()
 
 
 DISPLAY_NAME_CHARS = 160  # how far before a mailbox's bracket its display name may begin
@@ -186,14 +197,19 @@ def is_national_id(value: str) -> bool:
 
 def without_letter_words(text: str, span: Span) -> Span:
     """A NAME span less the greeting, closing or title words it begins with ("Ciao Giulia",
-    "Freundliche Grüsse\nNadia Brunner", "Mrs. Lee": titles stay outside a name); as it was
-    where nothing else would be left."""
+    "Freundliche Grüsse\nNadia Brunner", "Mrs. Lee": titles stay outside a name) and less the
+    lines before its last where they end in a comma ("Best,\nNadia"); as it was where nothing
+    else would be left."""
     start, end, label = span
+    last_line = text.rfind("\n", start, end) + 1  # a sign-off over lines: "Kind regards,\nNadia"
+    if start < last_line < end and (text[start:last_line].rstrip().endswith(",")
+                                    or only_letter_words(text[start:last_line])):
+        start = last_line
     words = list(_NAME_TOKEN.finditer(text, start, end))
     first = 0
     while first < len(words) - 1 and words[first].group().strip(".'’-").lower() in LETTER_WORDS:
         first += 1
-    return (words[first].start(), end, label) if first else span
+    return (words[first].start() if first else start, end, label)
 
 
 def overlaps(span: tuple[int, int], others: Iterable[tuple[int, ...]]) -> bool:
@@ -208,7 +224,8 @@ def check(text: str, spans: list[Span]) -> list[Span]:
     relabelled = [handle_as_username(text, (start, end, "ID_NUM" if is_national_id(text[start:end])
                                             else label)) for start, end, label in spans]
     trimmed = [without_letter_words(text, s) if s[2] == "NAME" else s for s in relabelled]
-    return [s for s in trimmed if s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])]
+    kept = [s for s in trimmed if s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])]
+    return list(dict.fromkeys(kept))  # "Ciao Giulia" trimmed may be the model's "Giulia" too
 
 
 # The area or country code a model may leave off a phone number: "(02) " or "+61 " right before it.

@@ -123,14 +123,16 @@ _NAME_WORD = re.compile(r"[^\W\d_][\w'’.-]*")
 
 # Words that head, open or close a letter, and titles, in the dev set's ten languages and a few
 # more: a "name" of nothing else ("Bonjour", "Madame", "Betreff") is none. Words that are also
-# people's names ("Don", "Best", "Frank", "Cara") are not here.
+# people's names ("Don", "Best", "Frank", "Cara", "Gentile", "Moin") are not here; "Beste" is
+# (Dutch "Dear"; a Turkish given name too: the trade-off is named in docs/decisions.md).
 LETTER_WORDS = frozenset("""
     subject betreff objet asunto oggetto onderwerp assunto temat ämne konu re fwd aw wg
     hi hello hey dear hallo liebe lieber bonjour bonsoir salut cher chère hola estimado estimada
-    ciao buongiorno gentile beste geachte hoi olá oi prezado prezada witam szanowny szanowna
-    cześć hej hejsan merhaba sayın servus moin grüezi
+    ciao buongiorno beste geachte hoi olá oi prezado prezada witam szanowny szanowna
+    cześć hej hejsan merhaba sayın servus grüezi
     thanks thank cheers regards danke dankeschön grüße gruß viele merci cordialement amitiés
-    freundliche freundlichen grüsse grüßen herzliche herzlichen besten
+    freundliche freundlichen grüsse grüßen herzliche herzlichen besten kind sincerely yours mit
+    met vriendelijke groet distinti cordiales atenciosamente atentamente vänliga hilsen
     bisous gracias saludos abrazos grazie saluti cordiali bedankt groeten groetjes obrigado
     obrigada beijinhos beijos abraços dziękuję pozdrawiam tack hälsningar teşekkürler sevgiler
     mr mrs ms miss mx dr prof sir madam herr frau fräulein monsieur madame mademoiselle mme mlle

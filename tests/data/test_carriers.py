@@ -70,6 +70,9 @@ def test_a_build_keeps_each_real_text_and_its_carriers_on_one_side(tmp_path):
     assert not group["train"] & group["test"]
     made = [r for split in rows.values() for r in split if "+carry" in r["id"]]
     assert len(made) == 900 and {r["source"] for r in made} == {"mail"}
+    # the records say where each sentence went and which real text carries it
+    assert all(r["meta"]["split_group"] == r["id"].split("+carry")[0] for r in made)
+    assert {r["meta"]["carrier"]["kind"] for r in made} <= {"start", "paragraph", "sentence"}
     card = json.loads((out / "card.json").read_text())
     assert card["config"]["carriers"] == 900 and card["sources"]["spans"]["records_in"] == 812 + 900
 

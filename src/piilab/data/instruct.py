@@ -23,7 +23,7 @@ from piilab.errors import PiilabError
 
 # Meta keys a record carries over from its document; everything else stays behind.
 RECORD_META = ("doc_id", "template_id", "genre", "locale", "language", "window", "n_windows",
-               "offset", "frames", "features", "hard_negatives")
+               "offset", "frames", "features", "hard_negatives", "split_group", "carrier")
 
 
 class PromptStyle:

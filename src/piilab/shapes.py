@@ -111,8 +111,9 @@ def card_and_iban_numbers(text: str) -> list[Span]:
     return found
 
 
-# The words a display name may not hold: a collective ("Debian Python Team", "The Rust Project
-# Developers") or the line's own lead-in ("Copyright Jens Axboe <...>", "From Jens Axboe <...>").
+# Words that make a display name a collective's or a service's ("Debian Python Team", "GitHub
+# Action", "Linux Kernel Mailing List"), and words that lead into a name on its line and are no
+# part of it ("Copyright Jens Axboe <...>", "... 10:15 AM Jane Doe <...> wrote:").
 _NOT_A_PERSON = frozenset("""
     the team project projects developers development contributors maintainers authors group
     foundation authority community organization organisation association society committee
@@ -136,18 +137,21 @@ def _display_name(before: str) -> tuple[int, int] | None:
     offset, region = (quoted.start(1), quoted.group(1)) if quoted else (0, before)
     last_first = quoted is not None and region.count(",") == 1  # "Doe, Jane"; more: a list of people
     tokens = list(re.finditer(r"[^\s\"]+", region.rstrip(" \t',")))
-    run = []
-    for token in reversed(tokens):
-        word = token.group().rstrip(",") if last_first else token.group()
-        if len(run) == 5 or not (_NAME_TOKEN.fullmatch(word) and (word[0].isupper() or word in NAME_PARTICLES)):
+    first = len(tokens)  # the run is tokens[first:], at most five words
+    while first > max(0, len(tokens) - 5):
+        word = tokens[first - 1].group().rstrip(",") if last_first else tokens[first - 1].group()
+        if not (_NAME_TOKEN.fullmatch(word) and (word[0].isupper() or word in NAME_PARTICLES)):
             break
-        run.insert(0, token)
-    while run and (not run[0].group()[0].isupper()
-                   or run[0].group().strip(".,").lower() in _LEAD_INS | LETTER_WORDS):
-        run.pop(0)
+        first -= 1
+    def leads_in(token) -> bool:
+        return not token.group()[0].isupper() or token.group().strip(".,").lower() in _LEAD_INS | LETTER_WORDS
+
+    while first < len(tokens) and leads_in(tokens[first]):
+        first += 1
+    run = tokens[first:]
     words = {token.group().strip(",").lower() for token in run}
-    before_run = tokens[tokens.index(run[0]) - 1].group().lower() if run and run[0] is not tokens[0] else ""
-    if not run or words & _NOT_A_PERSON or before_run == "via":  # "Jane Doe via Google Docs"
+    after_via = first > 0 and tokens[first - 1].group().lower() == "via"  # "Jane Doe via Google Docs"
+    if not run or words & _NOT_A_PERSON or after_via:
         return None
     if len(run) == 1 and not run[0].group().istitle():
         return None  # one word: a first name ("Matt"), not a brand ("GitHub", "PyPA", "DrivenData")
@@ -275,7 +279,8 @@ def combine(text: str, spans: list[Span], modes: Iterable[str]) -> list[Span]:
     unknown = modes - set(MODES)
     if unknown:
         raise ValueError(f"unknown validator modes {sorted(unknown)}; known: {', '.join(MODES)}")
-    for name, step in (("extend", extend), ("check", check), ("complete", complete), ("mailbox", mailbox)):
+    steps = (("extend", extend), ("check", check), ("complete", complete), ("mailbox", mailbox))
+    for name, step in steps:
         if name in modes:
             spans = step(text, spans)
     return spans

@@ -128,6 +128,12 @@ _NAME_TOKEN = re.compile(r"[^\W\d_][\w'’.-]*")
 _QUOTED_AT_END = re.compile(r'"([^"\n]{1,80})"[ \t]*,?[ \t]*$')
 
 
+def _leads_in(word: str) -> bool:
+    """Whether a word at the start of a display name's run is no part of the name: a particle
+    ("de", before a name here), a lead-in ("From", "AM") or a title or greeting ("Dr.", "Hi")."""
+    return not word[0].isupper() or word.strip(".,").lower() in _LEAD_INS | LETTER_WORDS
+
+
 def _display_name(before: str) -> tuple[int, int] | None:
     """Where the display name lies in `before` (a line up to a mailbox's "<" or "("): the run of
     capitalised words (particles inside it) right before the bracket, or inside the quotes that
@@ -143,10 +149,7 @@ def _display_name(before: str) -> tuple[int, int] | None:
         if not (_NAME_TOKEN.fullmatch(word) and (word[0].isupper() or word in NAME_PARTICLES)):
             break
         first -= 1
-    def leads_in(token) -> bool:
-        return not token.group()[0].isupper() or token.group().strip(".,").lower() in _LEAD_INS | LETTER_WORDS
-
-    while first < len(tokens) and leads_in(tokens[first]):
+    while first < len(tokens) and _leads_in(tokens[first].group()):
         first += 1
     run = tokens[first:]
     words = {token.group().strip(",").lower() for token in run}

@@ -163,6 +163,7 @@ def test_mailbox_names_in_reply_headers_quotes_and_sign_offs(line, name):
     "Pydantic Services Inc. <engineering@pydantic.dev>",  # a company (is_name's legal forms)
     "GitHub <octo@github.com>", "PyPA <pypa@python.org>",  # one word that is not a first name: a brand
     "Jens Axboe <support@axboe.dk>",  # a role mailbox: the name beside it is left to the model
+    "Stack Overflow <do-not-reply@example.com>", "Acme Billing <notifications@example.com>",
     "send the form to <jane@example.org>", "jdoe <jane@example.org>",  # no capitalised words
     "Copyright 2005 <jane@example.org>",  # a lead-in alone
     "GitHub Action <action@github.com>", "Linux Kernel Mailing List <lkml@example.org>",  # services

@@ -42,7 +42,9 @@ def is_url(value: str) -> bool:
 _ROLE_MAILBOX = re.compile(
     r"(?:info|support|help|helpdesk|service|services|sales|contact|admin|office|team|hello|press|"
     r"security|abuse|postmaster|webmaster|hostmaster|no-?reply|billing|jobs|careers|hr|marketing|"
-    r"orders|admissions|enquiries|inquiries|reception|newsletter|kontakt|accueil|secretaria)@",
+    r"orders|admissions|enquiries|inquiries|reception|newsletter|kontakt|accueil|secretaria|"
+    r"do-?not-?reply|notifications?|alerts?|mailer-daemon|bounces?|news|updates|feedback|privacy|"
+    r"dpo|legal|receipts)@",
     re.IGNORECASE)
 
 

@@ -105,14 +105,11 @@ def found_rows(path: Path) -> dict[str, dict]:
     return rows
 
 
-def set_aside(rows: list[dict], others: set[str]) -> int:
-    """Take the spans labelled one of `others` out of the rows (in place); how many there were."""
-    taken = 0
-    for row in rows:
-        kept = [span for span in row["spans"] if span[2] not in others]
-        taken += len(row["spans"]) - len(kept)
-        row["spans"] = kept
-    return taken
+def without_labels(rows: dict[str, dict], others: set[str]) -> tuple[dict[str, dict], int]:
+    """The rows without their spans labelled one of `others`, and how many those were."""
+    kept = {key: {**row, "spans": [span for span in row["spans"] if span[2] not in others]}
+            for key, row in rows.items()}
+    return kept, sum(len(rows[key]["spans"]) - len(kept[key]["spans"]) for key in rows)
 
 
 def score_found(found: str | Path, gold: Sequence[str], *, labels: Sequence[str] | None = None,
@@ -158,14 +155,12 @@ def score_found(found: str | Path, gold: Sequence[str], *, labels: Sequence[str]
     if missing or without_document:
         log.warning("%s: %d labelled documents have no row (not scored); %d rows have no labelled "
                     "document", found, missing, without_document)
-    scored = {r["id"]: rows[r["id"]] for r in records}
     others = (set(CANONICAL) | walk.targets()) - set(labels)
-    taken = set_aside(list(scored.values()), others)
+    scored, taken = without_labels({r["id"]: rows[r["id"]] for r in records}, others)
     if taken:
         log.info("%d found spans of labels outside %s set aside (not scored)", taken, ",".join(labels))
     scores = score_texts(records, scored, labels)
     scores.pop("texts_per_s")  # a found file holds no timings
     return {**scores, "labels": list(labels), "set_aside": taken, "documents": len(records),
-            "without_row": missing,
-            "without_document": without_document,
+            "without_row": missing, "without_document": without_document,
             "sources_texts": dict(Counter(r["source"] for r in records))}

@@ -106,6 +106,17 @@ def test_extend_grows_a_phone_number_over_the_code_written_before_it(text, numbe
     assert (text[a:b], label) == (whole, "PHONE_NUM")
 
 
+@pytest.mark.parametrize("text, name, whole", [
+    ("Regards, M. Conti", "Conti", "M. Conti"), ("signed J.-B. Lefèvre", "Lefèvre", "J.-B. Lefèvre"),
+    ("Mr. Conti", "Conti", "Conti"),  # a title is no initial
+    ("see p. Conti", "Conti", "Conti"), ("version 2.A. Conti", "Conti", "Conti"),
+])
+def test_extend_grows_a_name_over_its_initial(text, name, whole):
+    start = text.index(name)
+    [(a, b, _)] = shapes.extend(text, [(start, start + len(name), "NAME")])
+    assert text[a:b] == whole
+
+
 def test_complete_adds_what_the_model_missed_without_doubling_what_it_found():
     email = TEXT.index("jane")
     completed = shapes.complete(TEXT, [(email, email + 8, "NAME")])

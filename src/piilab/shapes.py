@@ -5,8 +5,8 @@ a pattern has no context but never miscopies. Four ways to combine them, measure
 real-text dev set (docs/evaluation.md, "Model and validators"):
 
 - `extend`:   grow a model item that is cut inside an e-mail address or URL to the whole value,
-              and a phone number over the area or country code written right before it
-              ("(02) " of "(02) 9374 4000");
+              a phone number over the area or country code written right before it ("(02) "
+              of "(02) 9374 4000") and a name over its initial ("M. " of "M. Conti");
 - `check`:    drop a model item whose value cannot have its label's shape: an e-mail, phone or
               web address of the wrong shape, a role mailbox ("support@...") as EMAIL, a
               freephone number (0800 ..., 1-800-...) as PHONE_NUM, a "name" with digits or code
@@ -246,9 +246,21 @@ def with_phone_code(text: str, start: int) -> int:
     return start if code is None else code.start()
 
 
+# An initial a model may leave off a name: "M. " of "M. Conti", "J.-B. " of "J.-B. Lefèvre".
+_INITIAL_BEFORE = re.compile(r"(?<![\w.-])[A-Z]\.(?:-[A-Z]\.)? $")
+
+
+def with_initial(text: str, start: int) -> int:
+    """Where a name beginning at `start` begins with the initial written right before it; `start`
+    where there is none."""
+    initial = _INITIAL_BEFORE.search(text, max(0, start - 6), start)
+    return start if initial is None else initial.start()
+
+
 def extend(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans, each one that lies strictly inside an e-mail address or URL grown to it,
-    and a phone number grown over the area or country code written right before it."""
+    a phone number grown over the area or country code written right before it, and a name over
+    its initial."""
     wholes = [s[:2] for s in emails(text)] + urls(text)
     out = []
     for start, end, label in spans:
@@ -257,6 +269,8 @@ def extend(text: str, spans: list[Span]) -> list[Span]:
             start, end = around[0]
         elif label == "PHONE_NUM":
             start = with_phone_code(text, start)
+        elif label == "NAME":
+            start = with_initial(text, start)
         out.append((start, end, label))
     return list(dict.fromkeys(out))
 

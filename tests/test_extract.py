@@ -380,6 +380,19 @@ def test_cli_skips_rows_that_are_not_valid_unicode(fixed_answer, tiny_llama_dir,
     assert "line 2: not valid Unicode" in caplog.text and "line 3: not valid Unicode" in caplog.text
 
 
+def test_cli_counts_items_by_who_found_them_without_values(fixed_answer, tiny_llama_dir, capsys, caplog):
+    caplog.set_level(logging.INFO, "piilab.cli.extract")
+    text = TEXT + " Mail omar@example.org, or support@example.org."
+    assert main(["extract", "--model", str(tiny_llama_dir), text, "--device", "cpu"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    by = [item.get("found_by", "model") for item in row["items"]]
+    assert by.count("pattern") == 1 and by.count("model") == len(by) - 1  # Omar's address: a pattern's
+    summary = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("items: "))
+    assert summary == (f"items: {len(by)} (model {len(by) - 1}, pattern 1); "
+                       f"{len(row['rejected'])} of the model's dropped by the validators")
+    assert "omar" not in caplog.text.lower()
+
+
 def test_cli_writes_each_round_of_texts_in_order(fixed_answer, tiny_llama_dir, tmp_path, capsys, monkeypatch):
     import piilab.cli.extract
 

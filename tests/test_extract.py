@@ -858,6 +858,27 @@ def test_prepared_calls_answer_as_plain_calls_and_prepare_only_once(tokenizer, m
     assert len(merged) == 3 * linears and len(starts) == 3  # a call alone prepares its own
 
 
+def test_extract_decoding_waits_its_turn_on_a_model_another_call_holds(tokenizer):
+    import threading
+
+    from piilab.layers.decode import Decoding
+    from piilab.models.arch import model_lock
+
+    model = tiny_llama(tokenizer, seed=2, max_position_embeddings=1024).eval()
+    done = []
+    worker = threading.Thread(target=lambda: done.append(
+        extract(model, tokenizer, [TEXT], layer=2, progress=False,
+                decoding=Decoding(max_new_tokens=2))))
+    linear = model.model.layers[0].mlp.down_proj
+    with model_lock(model):  # another call in flight: this one waits, and leaves the model alone
+        worker.start()
+        worker.join(1.0)
+        assert worker.is_alive() and not done
+        assert model.model.layers[0].mlp.down_proj is linear  # no merged copies swapped in under it
+    worker.join(30)
+    assert not worker.is_alive() and len(done) == 1
+
+
 def test_prepared_from_several_threads_is_undone_by_the_last_exit_after_the_call_in_flight(tokenizer):
     import threading
 

@@ -221,7 +221,6 @@ def answer_seeds(labels: Sequence[str]) -> list[str]:
     return [format_answer([]), *(format_answer([("", label)]) for label in reversed(labels))]
 
 
-@one_at_a_time
 def usable_speedups(model, decoding, speedups: SpeedUps) -> tuple[SpeedUps, str | None]:
     """`speedups` as `decoding` and `model` allow them, and why prompt-lookup decoding is off
     where it was asked for and cannot run (None where nothing changed)."""
@@ -236,6 +235,7 @@ def usable_speedups(model, decoding, speedups: SpeedUps) -> tuple[SpeedUps, str 
     return replace(speedups, draft_tokens=0, share_prefix=False), why
 
 
+@one_at_a_time
 def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, decoding,
                    batch_size: int, add_special_tokens: bool, progress: bool,
                    speedups: SpeedUps, rules=None, labels: Sequence[str] = (),

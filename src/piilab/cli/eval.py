@@ -76,8 +76,8 @@ def register(subparsers) -> None:
                             "extract takes it (its adapter's extract_defaults.json, else 0.05); "
                             "0: off")
     found.add_argument("--validators", default="none", metavar="MODES",
-                       help="extract's validators, comma-separated check, extend, complete, mailbox (none: "
-                            f"off; extract's own: {','.join(EXTRACT_MODES)})")
+                       help="extract's validators, comma-separated check, extend, complete, "
+                            f"mailbox (none: off; extract's own: {','.join(EXTRACT_MODES)})")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace results made with other arguments in --out")
     add_decoding_args(parser)

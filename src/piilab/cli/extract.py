@@ -67,11 +67,11 @@ def register(subparsers) -> None:
                        help="no speed-ups: plain batched decoding, as before prompt lookup")
     parser.add_argument("--validators", default=",".join(EXTRACT_MODES), metavar="MODES",
                         help="combine the model with patterns for fixed-shape values: comma-separated "
-                             "check (drop an email, phone or URL without its shape), extend (grow a "
+                             "check (drop an item without its label's shape), extend (grow a "
                              "cut email or URL), complete (add emails, card numbers, IBANs and "
-                             "national numbers with valid check digits the model missed), mailbox (add the name in 'Name <email>'); 'none' "
-                             f"for the model alone (default "
-                             f"{','.join(EXTRACT_MODES) or 'none'})")
+                             "national numbers with valid check digits the model missed), mailbox "
+                             "(add the name in 'Name <email>'); 'none' for the model alone "
+                             f"(default {','.join(EXTRACT_MODES) or 'none'})")
     parser.add_argument("--second-look", type=float, default=None, metavar="P",
                         help="decode one more line from each way on between items that the model "
                              "gave at least P and the answer did not take (copy-constrained greedy "

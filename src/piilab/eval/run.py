@@ -23,7 +23,6 @@ from piilab.data.dataset import dataset_file, read_records
 from piilab.errors import PiilabError
 from piilab.eval import as_extract, metrics
 from piilab.eval.config import EvalConfig, ModelUnderTest
-from piilab.halving import cut_rows
 from piilab.eval.inputs import (
     changed_inputs,
     eval_inputs,
@@ -31,6 +30,7 @@ from piilab.eval.inputs import (
     prune_stale_outputs,
     sha256_file,
 )
+from piilab.halving import cut_rows
 from piilab.io import append_jsonl, done_ids, iter_jsonl, read_json, write_json, write_jsonl
 
 log = logging.getLogger(__name__)

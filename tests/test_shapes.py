@@ -132,6 +132,16 @@ def test_complete_adds_national_numbers_whose_check_digits_hold():
     assert {label for *_, label in shapes.complete(text, [])} == {"ID_NUM"}
 
 
+@pytest.mark.parametrize("lead_in", ["Order ", "order #", "Invoice no. ", "Ref: ", "Rechnung Nr. ",
+                                     "tracking number ", "commande : "])
+def test_complete_adds_no_number_a_word_names_a_business_reference(lead_in):
+    for number in ("078-05-1120", "4111 1111 1111 1111", "12345678-Z"):
+        text = f"Your {lead_in}{number} has shipped."
+        assert shapes.complete(text, []) == []
+        person = f"Her SSN is on file: {number}; {lead_in}A-77 has shipped."
+        assert [person[a:b] for a, b, _ in shapes.complete(person, [])] == [number]
+
+
 def test_a_fediverse_handle_is_a_username_not_an_email_address():
     text = "Follow me on Mastodon: @danikim@hachyderm.io or mail dani@example.org"
     handle = text.index("danikim")

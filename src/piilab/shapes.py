@@ -23,9 +23,10 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
 - `complete`: add e-mail addresses (not role mailboxes), the user of a fediverse handle
               ("@user@host", as USERNAME), Luhn-valid card numbers, IBANs and national numbers
               (US SSN, Brazilian CPF, Spanish DNI, French NIR, UK NINO, Swiss AHV) with valid
-              check digits that the model missed (no URLs or phone numbers: public links
-              and order numbers look the same as personal ones, and only context tells them
-              apart);
+              check digits that the model missed, but none right after a word that names it
+              a business's reference ("Order #", "Rechnung Nr."); no URLs or phone numbers:
+              public links and numbers look the same as personal ones, and only context tells
+              them apart;
 - `mailbox`:  add the display name of a personal mailbox ("Jens Axboe <jens@axboe.dk>", as
               mail headers, changelogs, copyright lines and package metadata write them) as
               NAME where the model missed it; a team's or company's name is left alone.
@@ -190,6 +191,21 @@ def mailbox_names(text: str) -> list[Span]:
     return found
 
 
+# Words that name a number as a business's reference, not a person's ("Order 123-45-6789",
+# "Rechnung Nr. 4111 ..."), right before it on its line: `complete` adds no number after them.
+_REFERENCE_BEFORE = re.compile(
+    r"(?i)(?<![\w-])(?:order|invoice|ticket|booking|tracking|shipment|parcel|serial|case|ref|"
+    r"reference|confirmation|reservation|transaction|receipt|bestellung|bestell|rechnung|auftrag|"
+    r"sendung|commande|facture|pedido|factura|reserva|ordine|fattura|bestelling|factuur)"
+    r"(?:[ \t]*(?:number|num|nr|no|n°|nº|#)\.?)?[ \t]*[:#.-]?[ \t]*$")
+
+
+def after_reference_word(text: str, start: int) -> bool:
+    """Whether a number at `start` follows a word that names it a business's reference
+    ("Order #", "invoice no.", "Rechnung Nr."), on its line and within 24 characters."""
+    return _REFERENCE_BEFORE.search(text, max(0, start - 24), start) is not None
+
+
 def national_ids(text: str) -> list[Span]:
     """US social security, Brazilian CPF (written 000.000.000-00), Spanish DNI, French NIR, UK
     National Insurance and Swiss AHV numbers whose check digits (or groups) hold, as ID_NUM."""
@@ -277,9 +293,10 @@ def extend(text: str, spans: list[Span]) -> list[Span]:
 
 def complete(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans, and the e-mail addresses, fediverse handles' users, card numbers, IBANs
-    and national numbers it missed."""
+    and national numbers it missed (no number named an order's, an invoice's or the like)."""
     personal = [s for s in emails(text) if not is_role_mailbox(text[s[0]:s[1]])]
-    numbers = card_and_iban_numbers(text) + national_ids(text)
+    numbers = [s for s in card_and_iban_numbers(text) + national_ids(text)
+               if not after_reference_word(text, s[0])]
     added = [s for s in personal + fediverse_users(text) + numbers if not overlaps(s[:2], spans)]
     return sorted(spans + added)
 

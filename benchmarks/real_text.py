@@ -67,17 +67,27 @@ def load_dev(path: Path) -> list[dict]:
 
 
 def load_labelled(sources: list[str], crosswalk: str | None,
-                  languages: list[str] | None = None) -> Iterator[dict]:
+                  languages: list[str] | None = None, limit: int | None = None) -> Iterator[dict]:
     """Records in the dev set's shape from labelled files in any format piilab reads (--source),
-    streamed (so --limit keeps only what it takes), then the count of what each format kept and
-    left out."""
+    streamed, then the count of what each format kept and left out. With `limit`, a file of a
+    named format other than `spans` is read no further than its first `limit` documents (its
+    documents' source is the format's name; a spans file names its own, so it is read whole)."""
     from piilab.data.labelled import labelled_documents, log_kept, scoring_record
 
     tallies: dict = {}  # per format, what its files gave (piilab.data.sources.base.Tally)
     seen: dict[str, int] = defaultdict(int)
-    for doc in labelled_documents(sources, tallies, crosswalk=crosswalk, languages=languages):
-        seen[doc.id] += 1  # predictions are kept by id: a repeated one gets its count, "id~2"
-        yield scoring_record(doc, doc.id if seen[doc.id] == 1 else f"{doc.id}~{seen[doc.id]}")
+    per_source: dict[str, int] = defaultdict(int)
+    for spec in map(SourceSpec.parse, sources):
+        one_source = spec.format not in ("auto", "spans")
+        if one_source and limit is not None and per_source[spec.format] >= limit:
+            continue
+        for doc in labelled_documents([spec], tallies, crosswalk=crosswalk, languages=languages):
+            seen[doc.id] += 1  # predictions are kept by id: a repeated one gets its count, "id~2"
+            per_source[doc.source] += 1
+            yield scoring_record(doc, doc.id if seen[doc.id] == 1 else f"{doc.id}~{seen[doc.id]}")
+            if one_source and limit is not None and per_source[doc.source] >= limit:
+                log.info("%s: --limit %d reached, the rest of the file not read", spec.path, limit)
+                break
     log_kept(tallies)
     if not seen:
         raise PiilabError(f"--source {' '.join(sources)}: no labelled documents to score")
@@ -322,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     if (args.crosswalk or args.language) and not args.source:
         raise PiilabError("--crosswalk and --language choose among --source files; there is none")
     data = [SourceSpec.parse(spec).key() for spec in args.source] if args.source else str(args.data.resolve())
-    found = load_labelled(args.source, args.crosswalk, args.language) if args.source else load_dev(args.data)
+    found = load_labelled(args.source, args.crosswalk, args.language, args.limit) if args.source else load_dev(args.data)
     records = select(found, args.sources, args.limit)
     if not records:
         raise PiilabError(f"--sources {args.sources}: no texts in {data}")

@@ -178,6 +178,28 @@ def test_benchmark_scores_labelled_files_in_any_format_with_ids_of_their_own(ben
         list(bench.load_labelled([f"alpaca:{ROOT / 'tests' / 'data' / 'fixtures' / 'alpaca.json'}"], None))
 
 
+def test_benchmark_limit_stops_reading_a_named_format_at_its_first_n_documents(bench, tmp_path, monkeypatch):
+    from piilab.data import labelled
+
+    rows = [{"full_text": f"Send it to Li Wei {n}.", "masked": "", "template_id": n, "spans": [
+        {"entity_type": "PERSON", "entity_value": "Li Wei", "start_position": 11, "end_position": 17}]}
+        for n in range(5)]
+    (tmp_path / "presidio.json").write_text(json.dumps(rows))
+    read = []
+    real = labelled.labelled_documents
+
+    def counting(*args, **kwargs):
+        for doc in real(*args, **kwargs):
+            read.append(doc.id)
+            yield doc
+
+    monkeypatch.setattr(labelled, "labelled_documents", counting)
+    spec = f"presidio:{tmp_path / 'presidio.json'}"
+    assert len(list(bench.load_labelled([spec, spec], None, limit=2))) == 2
+    assert len(read) == 2  # the first file left after two documents, the second not opened
+    assert len(list(bench.load_labelled([spec], None))) == 5
+
+
 def test_benchmark_refuses_to_mix_answers_decoded_with_another_eos_weight(bench, tmp_path):
     out, data = tmp_path / "bench", tmp_path / "dev.jsonl"
     data.write_text(json.dumps({"id": "x", "source": "s", "text": "Ana", "spans": []}) + "\n")

@@ -25,6 +25,8 @@ from piilab.eval.span_scores import (
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV = ROOT / "benchmarks" / "real_text" / "dev.jsonl"
+TEST = ROOT / "benchmarks" / "real_text" / "test.jsonl"
+MAIL = ROOT / "src" / "piilab" / "data" / "real" / "mail.jsonl"
 LABELS = {"NAME", "EMAIL", "USERNAME", "ID_NUM", "PHONE_NUM", "URL_PERSONAL", "STREET_ADDRESS"}
 
 
@@ -96,19 +98,39 @@ def test_presidio_mapping(entity, label):
     assert map_presidio(entity) == label
 
 
-def test_dev_set_spans_match_their_text_and_the_set_has_its_shape():
-    records = [json.loads(line) for line in DEV.read_text(encoding="utf-8").splitlines()]
+def read_set(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def assert_well_formed(records: list[dict]) -> None:
+    """Spans that match their text, in order, without overlaps, in the seven labels; unique ids."""
     for r in records:
         end = 0
         for s in r["spans"]:
             assert r["text"][s["start"]:s["end"]] == s["value"], (r["id"], s)
             assert s["label"] in LABELS and s["start"] >= end, (r["id"], s)
             end = s["end"]
+    assert len({r["id"] for r in records}) == len(records)
+
+
+def test_dev_set_spans_match_their_text_and_the_set_has_its_shape():
+    records = read_set(DEV)
+    assert_well_formed(records)
     sources = {r["source"] for r in records}
     assert len(records) >= 300 and len(sources) >= 4
     assert sum(r["source"] == "hand" for r in records) >= 100
     assert sum(not r["spans"] and r["source"] != "hand" for r in records) >= 200
-    assert len({r["id"] for r in records}) == len(records)
+
+
+def test_test_set_is_well_formed_and_shares_no_source_or_text_with_the_dev_set_or_training():
+    test, dev = read_set(TEST), read_set(DEV)
+    assert_well_formed(test)
+    assert not {r["source"] for r in test} & {r["source"] for r in dev}
+    texts = {r["text"] for r in test}
+    assert not texts & {r["text"] for r in dev}
+    assert not texts & {r["text"] for r in read_set(MAIL)}  # the real text training reads
+    assert len(test) >= 250 and sum(not r["spans"] for r in test) >= 80
+    assert all(r["origin"] for r in test)  # where each text came from
 
 
 def test_hand_written_marks_rebuild_the_committed_texts():

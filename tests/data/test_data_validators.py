@@ -65,6 +65,12 @@ CASES = [
     (v.is_phone, "(+358) 179579576", True),
     (v.is_personal_email, "oluwaseun.ah@posteo.de", True),
     (v.is_personal_email, "support@patagonia.com", False),  # a role mailbox: a desk, not a person
+    (v.is_personal_email, "bug-coreutils@gnu.org", False),  # a mailing list's addresses
+    (v.is_personal_email, "ppp-request@zzz.org", False),
+    (v.is_personal_email, "owner-freebsd-isp@FreeBSD.ORG", False),
+    (v.is_personal_email, "debian-l10n-french@lists.debian.org", False),
+    (v.is_personal_email, "jean-luc.remy@example.fr", True),
+    (v.is_personal_email, "anna-bugsy@example.org", True),
     (v.is_personal_email, "No-Reply@example.org", False),
     (v.is_personal_email, "supporter.jane@example.org", True),
     (v.is_web_address, "gitlab.com/hmustafa", True),
@@ -106,12 +112,23 @@ CASES = [
     (v.is_username, "pkg-config gpg-error", False),
     (v.is_username, "x", False),
     (v.is_username, "balint@example.hu", False),  # an e-mail address is EMAIL
+    (v.is_username, "#konsole", False),  # a channel
+    (v.is_username, "toom63_mul.c", False),  # a source file
+    (v.is_username, "CURLE_AGAIN", False),  # a constant
+    (v.is_username, "tamsin_h_mcr", True),
+    (v.is_username, "GB_2", True),
     (v.is_id_number, "06149/12345", True),
     (v.is_id_number, "529.982.247-25", True),
     (v.is_id_number, "debian/patches/fix-1.patch", False),
     (v.is_id_number, "CVE-2023-25652", False),
     (v.is_id_number, "y.find(x) != -1", False),
     (v.is_id_number, "no digits", False),
+    (v.is_id_number, "429A43AB-52F2-4714-AA62-077528A12464", False),  # a UUID names a record
+    (v.is_id_number, "20130416T092616Z", False),  # a timestamp
+    (v.is_id_number, "2013-04-16", False),
+    (v.is_id_number, "Closes #10896", False),  # an issue
+    (v.is_id_number, "19850612-2398", True),  # a Swedish personnummer: a date and four digits
+    (v.is_id_number, "STN-2026-884120", True),
     (v.is_street_address, "Schönhauser Allee 112, 10439 Berlin", True),
     (v.is_street_address, "Via Matilda, 8 Piano 7 35026 Croci Di Calenzano (MO)", True),
     (v.is_street_address, "Esplanada Clara Garcia, Tupi B, Machado Verde - RJ", True),

@@ -48,9 +48,20 @@ _ROLE_MAILBOX = re.compile(
     re.IGNORECASE)
 
 
+# A mailing list's own addresses, as list managers (Mailman, Majordomo, ezmlm) name them: the
+# list's "-request", "-owner", "-admin" and "-bounces" addresses, "owner-" and "bug-" ones, lists
+# named for who reads them ("-devel", "-users", "-announce") and any address at a "lists." host.
+_LIST_MAILBOX = re.compile(
+    r"^(?:owner|bugs?)-[^@]+@|^[^@]+-(?:request|owner|admin|bounces?|devel|users?|announce|discuss|"
+    r"bugs|subscribe|unsubscribe|confirm|join|leave|commits)@|@lists?\.",
+    re.IGNORECASE)
+
+
 def is_role_mailbox(value: str) -> bool:
-    """An address whose local part names a desk or a function ('support@', 'info@'), not a person."""
-    return _ROLE_MAILBOX.match(value) is not None
+    """An address whose local part names a desk or a function ('support@', 'info@') or that is a
+    mailing list's ('bug-coreutils@gnu.org', 'ppp-request@...', '...@lists.debian.org'), not a
+    person's."""
+    return _ROLE_MAILBOX.match(value) is not None or _LIST_MAILBOX.search(value) is not None
 
 
 def is_personal_email(value: str) -> bool:
@@ -186,19 +197,37 @@ def is_name(value: str) -> bool:
             and not INSTITUTION_WORDS.intersection(w.lower() for w in _NAME_WORD.findall(value)))
 
 
+# What a one-token "username" can be instead: a chat channel or hashtag ("#konsole"), a source or
+# config file ("toom63_mul.c"), a constant in code ("CURLE_AGAIN").
+_NOT_A_USERNAME = re.compile(
+    r"^#|\.(?:c|h|cc|cpp|hpp|py|js|ts|go|rs|rb|pl|pm|sh|so|o|a|txt|md|rst|x11|conf|cfg|ini|json|"
+    r"ya?ml|xml|html?|css)$|^[A-Z][A-Z0-9]*(?:_[A-Z][A-Z0-9]*)+$")
+
+
 def is_username(value: str) -> bool:
     """One token of two characters or more without path, bracket or code characters; not an
-    e-mail address (that is EMAIL)."""
-    return len(value) >= 2 and _NOT_IN_USERNAME.search(value) is None and not is_email(value)
+    e-mail address (that is EMAIL), a channel, a file name or a constant."""
+    return (len(value) >= 2 and _NOT_IN_USERNAME.search(value) is None and not is_email(value)
+            and _NOT_A_USERNAME.search(value) is None)
 
 
 ID_DIGITS = 4  # fewer cannot tell enough people apart: "xxh64", "GPL-2+", "500" are no one's ID
 
 
+# Numbers that name a record, a moment or an issue, not a person: a UUID, a timestamp written
+# 20130416T092616Z or a date 2013-04-16, an issue reference "#10896" ("Closes #10896").
+_NOT_AN_ID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\d{8}T\d{4,6}Z?|\d{4}-\d{2}-\d{2}|"
+    r"(?:(?:closes|closed|fixes|fixed|resolves|resolved|see|issue|bug|pr)\s*)?#\d+",
+    re.IGNORECASE)
+
+
 def is_id_number(value: str) -> bool:
-    """Four digits or more, and neither a file path ('debian/patches/x.patch'), code, nor a CVE id."""
+    """Four digits or more, and neither a file path ('debian/patches/x.patch'), code, a CVE id,
+    a UUID, a timestamp, a date nor an issue reference ('#10896')."""
+    value = value.strip()
     return (sum(c.isdigit() for c in value) >= ID_DIGITS and _NOT_IN_ID.search(value) is None
-            and _CVE.fullmatch(value.strip()) is None)
+            and _CVE.fullmatch(value) is None and _NOT_AN_ID.fullmatch(value) is None)
 
 
 SENTENCE_WORDS = 4  # lower-case words of four letters or more that make an "address" prose

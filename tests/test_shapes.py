@@ -243,3 +243,26 @@ def test_every_gold_value_of_the_dev_set_passes_its_labels_check():
                if shapes.check(text, [(s["start"], s["end"], s["label"])]) !=
                [(s["start"], s["end"], s["label"])]]
     assert not failing
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("Werner Koch  *wk [at] gnupg.org*", ["wk [at] gnupg.org"]),
+    ("Nikos <nmav at gnutls.org>", ["nmav at gnutls.org"]),
+    ("from imcusg at gmail\n    dot com, thanks", ["imcusg at gmail\n    dot com"]),
+    ("x.y (AT) example {DOT} com", ["x.y (AT) example {DOT} com"]),
+    ("The docs are hosted at github.com today.", []),  # a bare " at " with dots is prose
+    ("It was a startup at the dot com boom.", []),
+    ("Write to bug-coreutils [at] gnu.org", ["bug-coreutils [at] gnu.org"]),  # found, a list's
+])
+def test_obfuscated_email_addresses_are_found_where_the_text_says_so(text, found):
+    assert [text[a:b] for a, b, _ in shapes.emails(text)] == found
+
+
+def test_an_obfuscated_address_is_an_email_that_every_mode_treats_as_one():
+    text = "Daiki Ueno <ueno at gnu.org>\nlists: bug-gnutls [at] gnu.org"
+    address = (text.index("ueno at"), text.index(">"), "EMAIL")
+    local = (address[0], address[0] + 4, "NAME")  # the model's "ueno (NAME)"
+    assert shapes.extend(text, [local]) == [address]
+    assert shapes.check(text, [address]) == [address]
+    assert shapes.complete(text, []) == [address]  # the list's address is no one's
+    assert shapes.mailbox(text, [address]) == [(0, 10, "NAME"), address]

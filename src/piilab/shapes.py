@@ -4,23 +4,26 @@ A model reads context (whose address, which number is personal) but can miscopy 
 a pattern has no context but never miscopies. Four ways to combine them, measured on the
 real-text dev set (docs/evaluation.md, "Model and validators"):
 
-- `extend`:   grow a model item that is cut inside an e-mail address or URL to the whole value,
-              a phone number over the area or country code written right before it ("(02) "
+- `extend`:   grow a model item that is cut inside an e-mail address (as EMAIL) or URL to the
+              whole value, a phone number over the area or country code written right before it ("(02) "
               of "(02) 9374 4000") and a name over its initial ("M. " of "M. Conti");
 - `check`:    drop a model item whose value cannot have its label's shape: an e-mail, phone or
-              web address of the wrong shape, a role mailbox ("support@...") as EMAIL, a
+              web address of the wrong shape, a role mailbox ("support@...") or a mailing list's
+              address ("bug-coreutils@...", "...@lists.debian.org") as EMAIL, a
               freephone number (0800 ..., 1-800-...) as PHONE_NUM, a "name" with digits or code
               characters, ending in a company's legal form ("... GmbH"), holding an
               institution's noun ("... Office") or made only of words that greet, thank, title
               or head a letter ("Bonjour", "Madame", "Betreff"), a "username" with spaces or
-              slashes, an "ID" with fewer than four digits or that is a file path, code or a CVE
-              id, an "address" with no number or that reads as a sentence
+              slashes or that is a channel, file name or constant, an "ID" with fewer than four
+              digits or that is a file path, code, a CVE id, a UUID, a timestamp, a date or an
+              issue reference, an "address" with no number or that reads as a sentence
               (piilab.data.validators; each keeps every value the generator writes and every
               value in the dev set); trim greetings and titles off a name ("Ciao Giulia"); and
               relabel a national number in its own shape (123-45-6789, 000.000.000-00) ID_NUM,
               whatever the model called it (PHONE_NUM, mostly), and a fediverse handle's
               "user@host" the user's USERNAME;
-- `complete`: add e-mail addresses (not role mailboxes), the user of a fediverse handle
+- `complete`: add e-mail addresses (not role mailboxes; obfuscated ones too, "wk [at]
+              gnupg.org", "jo at example dot org", "<nmav at gnutls.org>"), the user of a fediverse handle
               ("@user@host", as USERNAME), Luhn-valid card numbers, IBANs and national numbers
               (US SSN, Brazilian CPF, Spanish DNI, French NIR, UK NINO, Swiss AHV) with valid
               check digits that the model missed, but none right after a word that names it
@@ -39,11 +42,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, br_cpf_valid, ch_ahv_valid,
-                                   es_dni_valid, fr_nir_valid, iban_valid, is_email, is_id_number,
-                                   is_name, is_personal_email, is_personal_phone, is_role_mailbox,
-                                   is_street_address, is_url, is_us_ssn, is_username,
-                                   is_web_address, luhn_valid, only_letter_words, uk_nino_valid)
+from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, OBFUSCATED_EMAIL, br_cpf_valid,
+                                   ch_ahv_valid, es_dni_valid, fr_nir_valid, iban_valid, is_email,
+                                   is_id_number, is_name, is_personal_email, is_personal_phone,
+                                   is_role_mailbox, is_street_address, is_url, is_us_ssn,
+                                   is_username, is_web_address, luhn_valid, only_letter_words,
+                                   uk_nino_valid, unobfuscated_email)
 
 Span = tuple[int, int, str]
 MODES = ("extend", "check", "complete", "mailbox")  # the order they apply in
@@ -74,9 +78,30 @@ _SHAPE_OF = {"NAME": is_name, "EMAIL": is_personal_email, "USERNAME": is_usernam
 
 
 def emails(text: str) -> list[Span]:
-    """The text's e-mail addresses; not the "user@host" of a fediverse handle ("@user@host")."""
-    return [(m.start(), m.end(), "EMAIL") for m in _EMAIL_IN_TEXT.finditer(text)
-            if is_email(m.group()) and not (m.start() and text[m.start() - 1] == "@")]
+    """The text's e-mail addresses, plain or obfuscated (`obfuscated_emails`); not the
+    "user@host" of a fediverse handle ("@user@host")."""
+    plain = [(m.start(), m.end(), "EMAIL") for m in _EMAIL_IN_TEXT.finditer(text)
+             if is_email(m.group()) and not (m.start() and text[m.start() - 1] == "@")]
+    return sorted(plain + obfuscated_emails(text))
+
+
+_ARTICLES = frozenset("the a an this that my your our his her their its".split())
+
+
+def obfuscated_emails(text: str) -> list[Span]:
+    """Addresses written with "at" and "dot" for "@" and ".": "wk [at] gnupg.org", "imcusg at
+    gmail dot com", "<nmav at gnutls.org>". A bare " at " with real dots reads as an address only
+    inside a mailbox's angle brackets: "hosted at github.com" is prose."""
+    found = []
+    for m in OBFUSCATED_EMAIL.finditer(text):
+        bare_at = not any(c in m["at"] for c in "[({<")
+        dotted = re.search(r"(?i)dot", m["domain"]) is None
+        in_mailbox = m.start() > 0 and text[m.start() - 1] == "<" and text[m.end():m.end() + 1] == ">"
+        prose = bare_at and re.match(r"\w+", m["domain"])[0].lower() in _ARTICLES  # "at the dot com"
+        if ((not bare_at or not dotted or in_mailbox) and not prose
+                and unobfuscated_email(m.group())):
+            found.append((m.start(), m.end(), "EMAIL"))
+    return found
 
 
 def fediverse_users(text: str) -> list[Span]:
@@ -274,14 +299,16 @@ def with_initial(text: str, start: int) -> int:
 
 
 def extend(text: str, spans: list[Span]) -> list[Span]:
-    """The model's spans, each one that lies strictly inside an e-mail address or URL grown to it,
-    a phone number grown over the area or country code written right before it, and a name over
-    its initial."""
-    wholes = [s[:2] for s in emails(text)] + urls(text)
+    """The model's spans, each one that lies strictly inside an e-mail address (then labelled
+    EMAIL) or URL grown to it, a phone number grown over the area or country code written right
+    before it, and a name over its initial."""
+    addresses = [s[:2] for s in emails(text)]
+    wholes = addresses + urls(text)
     out = []
     for start, end, label in spans:
         around = [w for w in wholes if w[0] <= start and end <= w[1] and w != (start, end)]
-        if around:
+        if around:  # part of an address is the address ("nmav" of "nmav at gnutls.org")
+            label = "EMAIL" if around[0] in addresses else label
             start, end = around[0]
         elif label == "PHONE_NUM":
             start = with_phone_code(text, start)

@@ -71,6 +71,10 @@ CASES = [
     (v.is_personal_email, "debian-l10n-french@lists.debian.org", False),
     (v.is_personal_email, "jean-luc.remy@example.fr", True),
     (v.is_personal_email, "anna-bugsy@example.org", True),
+    (v.is_personal_email, "wk [at] gnupg.org", True),  # obfuscated, still a person's
+    (v.is_personal_email, "imcusg at gmail dot com", True),
+    (v.is_personal_email, "support [at] example.org", False),
+    (v.is_personal_email, "at at at", False),
     (v.is_personal_email, "No-Reply@example.org", False),
     (v.is_personal_email, "supporter.jane@example.org", True),
     (v.is_web_address, "gitlab.com/hmustafa", True),

@@ -31,6 +31,28 @@ def is_email(value: str) -> bool:
     return len(value) <= 254 and _EMAIL.fullmatch(value) is not None
 
 
+# An address written so that harvesters miss it: "wk [at] gnupg.org", "nmav at gnutls.org",
+# "imcusg at gmail dot com". `AT` and `DOT` are the words, bare or in brackets, that stand for
+# "@" and "."; a plain " at " then reads as an address only where the text says so (`shapes`).
+_AT = r"(?:\s*[\[({<]\s*at\s*[\])}>]\s*|\s+at\s+)"
+_DOT = r"(?:\s*[\[({<]\s*dot\s*[\])}>]\s*|\s+dot\s+|\.)"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+OBFUSCATED_EMAIL = re.compile(
+    rf"(?<![A-Za-z0-9._%+-])(?P<local>[A-Za-z0-9](?:[A-Za-z0-9._%+-]*[A-Za-z0-9])?)(?P<at>{_AT})"
+    rf"(?P<domain>{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}[A-Za-z]{{2,63}})(?![\w-])", re.IGNORECASE)
+_DOT_WORD = re.compile(_DOT, re.IGNORECASE)
+
+
+def unobfuscated_email(value: str) -> str | None:
+    """The plain address an obfuscated one stands for ("wk [at] gnupg.org" -> "wk@gnupg.org");
+    None for anything else, a plain address too."""
+    match = OBFUSCATED_EMAIL.fullmatch(value)
+    if match is None:
+        return None
+    plain = f"{match['local']}@{_DOT_WORD.sub('.', match['domain'])}"
+    return plain if is_email(plain) else None
+
+
 def is_url(value: str) -> bool:
     """An http(s) URL with a host name (a dotted domain ending in a letters-only label)."""
     match = _WEB_ADDRESS.fullmatch(value)
@@ -61,12 +83,14 @@ def is_role_mailbox(value: str) -> bool:
     """An address whose local part names a desk or a function ('support@', 'info@') or that is a
     mailing list's ('bug-coreutils@gnu.org', 'ppp-request@...', '...@lists.debian.org'), not a
     person's."""
+    value = unobfuscated_email(value) or value
     return _ROLE_MAILBOX.match(value) is not None or _LIST_MAILBOX.search(value) is not None
 
 
 def is_personal_email(value: str) -> bool:
-    """An e-mail address of the usual shape that is not a role mailbox."""
-    return is_email(value) and not is_role_mailbox(value)
+    """An e-mail address of the usual shape, or obfuscated ("wk [at] gnupg.org"), that is not a
+    role mailbox."""
+    return (is_email(value) or unobfuscated_email(value) is not None) and not is_role_mailbox(value)
 
 
 # Without a scheme, 'www.' or a path, a dotted word is a web address only under a TLD people

@@ -266,3 +266,17 @@ def test_an_obfuscated_address_is_an_email_that_every_mode_treats_as_one():
     assert shapes.check(text, [address]) == [address]
     assert shapes.complete(text, []) == [address]  # the list's address is no one's
     assert shapes.mailbox(text, [address]) == [(0, 10, "NAME"), address]
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("Tel.: +49 30 9018 2245\nFax (home): 030 1234567", ["+49 30 9018 2245", "030 1234567"]),
+    ("TEL;TYPE=cell:+1-415-937-3419\nTEL;TYPE=work:(111) 555-1111", ["+1-415-937-3419", "(111) 555-1111"]),
+    ("Mobile 555-931-0702 ext 12", ["555-931-0702 ext 12"]),
+    ("Handy: 0171/1234567", ["0171/1234567"]),
+    ("Phone: 0800 123 4567", []),  # a freephone number is a business's
+    ("Call 030 1234567 after six.", []),  # no label: only context could tell whose line it is
+    ("Order 2024-01-1234, phone 12345", []),
+])
+def test_complete_adds_phone_numbers_written_after_a_phone_label(text, found):
+    assert [text[a:b] for a, b, _ in shapes.labelled_phones(text)] == found
+    assert [text[a:b] for a, b, label in shapes.complete(text, []) if label == "PHONE_NUM"] == found

@@ -27,9 +27,10 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
               ("@user@host", as USERNAME), Luhn-valid card numbers, IBANs and national numbers
               (US SSN, Brazilian CPF, Spanish DNI, French NIR, UK NINO, Swiss AHV) with valid
               check digits that the model missed, but none right after a word that names it
-              a business's reference ("Order #", "Rechnung Nr."); no URLs or phone numbers:
-              public links and numbers look the same as personal ones, and only context tells
-              them apart;
+              a business's reference ("Order #", "Rechnung Nr."), and phone numbers right after
+              a phone label ("Tel.:", "Mobile", a vCard's "TEL;TYPE=cell:"; not freephone); no
+              URLs or other phone numbers: public links and numbers look the same as personal
+              ones, and only context tells them apart;
 - `mailbox`:  add the display name of a personal mailbox ("Jens Axboe <jens@axboe.dk>", as
               mail headers, changelogs, copyright lines and package metadata write them) as
               NAME where the model missed it; a team's or company's name is left alone.
@@ -231,6 +232,22 @@ def after_reference_word(text: str, start: int) -> bool:
     return _REFERENCE_BEFORE.search(text, max(0, start - 24), start) is not None
 
 
+# A phone number's own label right before it on its line: "Tel.:", "Mobile", "Fax (home):",
+# "Handy", a vCard's "TEL;TYPE=cell:". Only then does a number's context say it is a phone line.
+_PHONE_LABEL = re.compile(
+    r"(?i)(?:(?<![\w-])(?:tel|telephone|phone|ph|mobile|mob|cell|cellphone|fax|handy|mobil|telefon|"
+    r"tél|téléphone|portable|móvil|movil|telefone|celular|telefono|cellulare|gsm)\.?"
+    r"(?:[ \t]*\([^()\n]{1,20}\))?|^tel(?:;[^:\n]*)?)[ \t]*[:.]?[ \t]*"
+    r"(?P<number>\+?[\d(][\d \t().\-/]{5,}\d(?:[ \t]*(?:x|ext\.?)[ \t]*\d{1,5})?)", re.MULTILINE)
+
+
+def labelled_phones(text: str) -> list[Span]:
+    """Phone numbers written right after a phone label ("Tel.: +49 30 9018 2245", a vCard's
+    "TEL;TYPE=cell:+1-415-937-3419"), not freephone numbers, as PHONE_NUM."""
+    return [(m.start("number"), m.end("number"), "PHONE_NUM") for m in _PHONE_LABEL.finditer(text)
+            if is_personal_phone(m["number"])]
+
+
 def national_ids(text: str) -> list[Span]:
     """US social security, Brazilian CPF (written 000.000.000-00), Spanish DNI, French NIR, UK
     National Insurance and Swiss AHV numbers whose check digits (or groups) hold, as ID_NUM."""
@@ -323,7 +340,7 @@ def complete(text: str, spans: list[Span]) -> list[Span]:
     and national numbers it missed (no number named an order's, an invoice's or the like)."""
     personal = [s for s in emails(text) if not is_role_mailbox(text[s[0]:s[1]])]
     numbers = [s for s in card_and_iban_numbers(text) + national_ids(text)
-               if not after_reference_word(text, s[0])]
+               if not after_reference_word(text, s[0])] + labelled_phones(text)
     added = [s for s in personal + fediverse_users(text) + numbers if not overlaps(s[:2], spans)]
     return sorted(spans + added)
 

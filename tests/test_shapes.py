@@ -280,3 +280,21 @@ def test_an_obfuscated_address_is_an_email_that_every_mode_treats_as_one():
 def test_complete_adds_phone_numbers_written_after_a_phone_label(text, found):
     assert [text[a:b] for a, b, _ in shapes.labelled_phones(text)] == found
     assert [text[a:b] for a, b, label in shapes.complete(text, []) if label == "PHONE_NUM"] == found
+
+
+def test_check_splits_a_list_of_names_read_as_one_but_not_a_wrapped_name():
+    text = "Thanks to:\nBehdad Esfahbod\nDov Grobgeld\nand Romain\n    Francoise"
+    listed = (text.index("Behdad"), text.index("Grobgeld") + 8, "NAME")
+    wrapped = (text.index("Romain"), len(text), "NAME")
+    assert [text[a:b] for a, b, _ in shapes.check(text, [listed, wrapped])] == [
+        "Behdad Esfahbod", "Dov Grobgeld", "Romain\n    Francoise"]
+
+
+def test_addresses_of_messages_events_and_lists_are_no_ones():
+    text = ("To: ppp@zzz.org\nReply-To: ppp-request@zzz.org\nMessage-ID: <2013.abc@acme.de>\n"
+            "UID:ak30b02u@google.com\nFrom: jo@zzz.org")
+    found = shapes.emails(text)
+    assert [text[a:b] for a, b, _ in found] == [
+        "ppp@zzz.org", "ppp-request@zzz.org", "2013.abc@acme.de", "ak30b02u@google.com", "jo@zzz.org"]
+    assert [text[a:b] for a, b, _ in shapes.complete(text, [])] == ["jo@zzz.org"]
+    assert [text[a:b] for a, b, _ in shapes.check(text, found)] == ["jo@zzz.org"]

@@ -282,14 +282,55 @@ def overlaps(span: tuple[int, int], others: Iterable[tuple[int, ...]]) -> bool:
     return any(span[0] < o[1] and o[0] < span[1] for o in others)
 
 
+def names_per_line(text: str, span: Span) -> list[Span]:
+    """A NAME span over line breaks whose every line is a name of two words or more (a list read
+    as one name: "Behdad Esfahbod\nDov Grobgeld") as one NAME per line; any other span as it is
+    (a name wrapped onto the next line: "Romain\n    Francoise")."""
+    start, end, label = span
+    if label != "NAME" or "\n" not in text[start:end]:
+        return [span]
+    lines = [m.span() for m in re.finditer(r"[^\n]+", text[start:end])]
+    parts = [(start + a + len(text[start + a:start + b]) - len(text[start + a:start + b].lstrip()),
+              start + a + len(text[start + a:start + b].rstrip())) for a, b in lines]
+    if all(len(text[a:b].split()) >= 2 and is_name(text[a:b]) for a, b in parts):
+        return [(a, b, "NAME") for a, b in parts]
+    return [span]
+
+
+# Header lines whose "addresses" name a message or an event, not a person ("Message-ID:
+# <2013...@acmenet.de>", an iCalendar "UID:...@google.com").
+_ID_HEADER = re.compile(r"[ \t]*(?:message-id|resent-message-id|in-reply-to|references|content-id|"
+                        r"uid|x-[\w-]*-id)[ \t]*[:;]", re.IGNORECASE)
+# A list's own addresses name the list: "ppp-request@zzz.org" makes "ppp@zzz.org" a list.
+_LIST_OWN_ADDRESS = re.compile(r"(?<![\w.+-])(?:owner-(?P<owned>[\w.+-]+)|(?P<list>[\w.+-]+?)-"
+                               r"(?:request|owner|admin|bounces))@(?P<host>[\w.-]+\w)", re.IGNORECASE)
+
+
+def mailing_lists(text: str) -> set[str]:
+    """The addresses of the mailing lists whose own addresses the text holds, lower-cased."""
+    return {f"{m['owned'] or m['list']}@{m['host']}".lower() for m in _LIST_OWN_ADDRESS.finditer(text)}
+
+
+def no_ones_address(text: str, span: tuple[int, ...], lists: set[str]) -> bool:
+    """Whether an address names no person where it stands: on a message or event id's line, or
+    a mailing list's whose own addresses the text holds (`mailing_lists`)."""
+    line_start = text.rfind("\n", 0, span[0]) + 1
+    return (_ID_HEADER.match(text, line_start) is not None
+            or text[span[0]:span[1]].lower() in lists)
+
+
 def check(text: str, spans: list[Span]) -> list[Span]:
-    """The model's spans without those whose value lacks their label's shape, national numbers
-    (a social security number, a CPF) labelled ID_NUM, a fediverse handle's user a USERNAME,
-    names without a greeting or title before them."""
+    """The model's spans without those whose value lacks their label's shape or that name no
+    one where they stand (`no_ones_address`), national numbers (a social security number, a
+    CPF) labelled ID_NUM, a fediverse handle's user a USERNAME, names without a greeting or
+    title before them and a list of names read as one split into its lines."""
     relabelled = [handle_as_username(text, (start, end, "ID_NUM" if is_national_id(text[start:end])
                                             else label)) for start, end, label in spans]
-    trimmed = [without_letter_words(text, s) if s[2] == "NAME" else s for s in relabelled]
-    kept = [s for s in trimmed if s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])]
+    split = [part for s in relabelled for part in names_per_line(text, s)]
+    trimmed = [without_letter_words(text, s) if s[2] == "NAME" else s for s in split]
+    lists = mailing_lists(text)
+    kept = [s for s in trimmed if (s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]]))
+            and not (s[2] == "EMAIL" and no_ones_address(text, s, lists))]
     return list(dict.fromkeys(kept))  # "Ciao Giulia" trimmed may be the model's "Giulia" too
 
 
@@ -338,7 +379,9 @@ def extend(text: str, spans: list[Span]) -> list[Span]:
 def complete(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans, and the e-mail addresses, fediverse handles' users, card numbers, IBANs
     and national numbers it missed (no number named an order's, an invoice's or the like)."""
-    personal = [s for s in emails(text) if not is_role_mailbox(text[s[0]:s[1]])]
+    lists = mailing_lists(text)
+    personal = [s for s in emails(text)
+                if not is_role_mailbox(text[s[0]:s[1]]) and not no_ones_address(text, s, lists)]
     numbers = [s for s in card_and_iban_numbers(text) + national_ids(text)
                if not after_reference_word(text, s[0])] + labelled_phones(text)
     added = [s for s in personal + fediverse_users(text) + numbers if not overlaps(s[:2], spans)]

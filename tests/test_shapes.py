@@ -1,5 +1,7 @@
 """Fixed-shape values: found, checked, extended and completed around a model's spans."""
 
+import re
+
 import pytest
 
 from piilab import shapes
@@ -252,6 +254,10 @@ def test_every_gold_value_of_the_dev_set_passes_its_labels_check():
     ("x.y (AT) example {DOT} com", ["x.y (AT) example {DOT} com"]),
     ("The docs are hosted at github.com today.", []),  # a bare " at " with dots is prose
     ("It was a startup at the dot com boom.", []),
+    ("Download the SDK at dotnet.microsoft.com today.", []),  # "dot" inside a name is no "dot"
+    ("He works at Acme dot com; meet you at noon dot com", []),  # capitals, a pronoun
+    ("Email me at jane dot roe at gmail dot com", ["jane dot roe at gmail dot com"]),
+    ("From: jdoe at example.org (John Doe)", ["jdoe at example.org"]),  # a list archive's header
     ("Write to bug-coreutils [at] gnu.org", ["bug-coreutils [at] gnu.org"]),  # found, a list's
 ])
 def test_obfuscated_email_addresses_are_found_where_the_text_says_so(text, found):
@@ -290,6 +296,55 @@ def test_check_splits_a_list_of_names_read_as_one_but_not_a_wrapped_name():
         "Behdad Esfahbod", "Dov Grobgeld", "Romain\n    Francoise"]
 
 
+@pytest.mark.parametrize("text", [
+    "Mobile 2020-2024 roadmap", "Phone: 2024-03-12", "Phone 12.03.2024", "phone 192.168.1.254",
+    "see the journal Cell 2004 117(6) 789-802"])
+def test_no_date_year_range_or_ip_address_after_a_phone_label_is_a_phone_number(text):
+    assert shapes.labelled_phones(text) == []
+
+
+@pytest.mark.parametrize("text", ["Phone number: +44 20 7946 0958", "Mobile no.: 07700 900123",
+                                  "Phone #: 415-555-2671", "Teléfono: +34 912 345 678",
+                                  "Тел.: +7 495 123-45-67", "M: +44 7700 900123",
+                                  "item1.TEL;type=pref:+33 1 23 45 67 89"])
+def test_phone_labels_in_their_usual_forms(text):
+    [(start, end, _)] = shapes.labelled_phones(text)
+    assert text[start:end] == text.split(":")[-1].strip()
+
+
+def test_a_list_over_bullets_and_commas_splits_and_a_name_over_a_particle_does_not():
+    text = "- Peter Müller,\n- Anna Schmidt\nMaria de la\nCruz Garcia"
+    listed = (text.index("Peter"), text.index("Schmidt") + 7, "NAME")
+    wrapped = (text.index("Maria"), len(text), "NAME")
+    assert [text[a:b] for a, b, _ in shapes.check(text, [listed, wrapped])] == [
+        "Peter Müller", "Anna Schmidt", "Maria de la\nCruz Garcia"]
+    greeted = "Ciao\nGiulia Rossi\nMarco Bianchi"
+    assert [greeted[a:b] for a, b, _ in shapes.check(greeted, [(0, len(greeted), "NAME")])] == [
+        "Giulia Rossi", "Marco Bianchi"]
+
+
+def test_a_bare_issue_number_is_no_id_unless_a_word_names_it_a_persons():
+    for text, kept in (("Wei: #4821, the one that bumps numpy", False),
+                       ("Patient: Jane Doe, MRN #48291733, admitted.", True)):
+        start = text.index("#")
+        end = start + len(text[start:].split(",")[0])
+        assert bool(shapes.check(text, [(start, end, "ID_NUM")])) is kept
+
+
+def test_many_items_on_one_long_text_cost_each_text_once():
+    text = "".join(f"contact jdoe{n}@example.org, " for n in range(2000))
+    items = [{"value": m.group(), "label": "EMAIL", "spans": [{"start": m.start(), "end": m.end()}]}
+             for m in re.finditer(r"jdoe\d+@example\.org", text)]
+    calls = []
+    real = shapes.urls
+    shapes.urls = lambda t: calls.append(1) or real(t)
+    try:
+        kept, dropped = shapes.on_items(text, items, shapes.MODES)
+    finally:
+        shapes.urls = real
+    assert len(kept) == 2000 and not dropped and len(calls) <= 1  # found once, not once per item
+
+
 def test_addresses_of_messages_events_and_lists_are_no_ones():
     text = ("To: ppp@zzz.org\nReply-To: ppp-request@zzz.org\nMessage-ID: <2013.abc@acme.de>\n"
             "UID:ak30b02u@google.com\nFrom: jo@zzz.org")
@@ -298,3 +353,9 @@ def test_addresses_of_messages_events_and_lists_are_no_ones():
         "ppp@zzz.org", "ppp-request@zzz.org", "2013.abc@acme.de", "ak30b02u@google.com", "jo@zzz.org"]
     assert [text[a:b] for a, b, _ in shapes.complete(text, [])] == ["jo@zzz.org"]
     assert [text[a:b] for a, b, _ in shapes.check(text, found)] == ["jo@zzz.org"]
+
+
+def test_a_cv_references_line_names_people_and_an_admin_account_names_no_list():
+    text = "References: Dr. Jane Smith, jane.smith@uni.edu\nJohn <john@corp.com>, john-admin@corp.com"
+    found = shapes.emails(text)
+    assert [text[a:b] for a, b, _ in shapes.check(text, list(found))] == ["jane.smith@uni.edu", "john@corp.com"]

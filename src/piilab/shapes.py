@@ -41,25 +41,25 @@ Spans are (start, end, label) tuples over one text, end exclusive.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
+from functools import lru_cache
+from itertools import accumulate
 
-from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, OBFUSCATED_EMAIL, br_cpf_valid,
-                                   ch_ahv_valid, es_dni_valid, fr_nir_valid, iban_valid, is_email,
-                                   is_id_number, is_name, is_personal_email, is_personal_phone,
-                                   is_role_mailbox, is_street_address, is_url, is_us_ssn,
-                                   is_username, is_web_address, luhn_valid, only_letter_words,
-                                   uk_nino_valid, unobfuscated_email)
+from piilab.addresses import (NAME_TOKEN, Span, emails, fediverse_users, handle_as_username,
+                               mailbox_names, no_ones_addresses)
+from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, br_cpf_valid, ch_ahv_valid,
+                                   es_dni_valid, fr_nir_valid, iban_valid, is_id_number, is_name,
+                                   is_personal_email, is_personal_phone, is_street_address,
+                                   is_url, is_us_ssn, is_username, is_web_address, luhn_valid,
+                                   only_letter_words, uk_nino_valid)
 
-Span = tuple[int, int, str]
 MODES = ("extend", "check", "complete", "mailbox")  # the order they apply in
 ADDING = frozenset({"complete", "mailbox"})  # the modes that add spans the model did not write
 EXTRACT_MODES = MODES
 """`piilab extract`'s (and piilab.extractor's) validators, chosen on the real-text dev set
 (docs/evaluation.md, "Model and validators")."""
 
-_EMAIL_IN_TEXT = re.compile(
-    r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![\w-])")
-_HANDLE_IN_TEXT = re.compile(r"(?<![\w@])@([A-Za-z0-9_.]+)@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,63}(?![\w-])")
 _URL_IN_TEXT = re.compile(r"https?://[^\s<>\"'()\[\]]+[^\s<>\"'()\[\].,;:!?]")
 _CARD_IN_TEXT = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 # National numbers whose written shape and check digits leave no doubt (a bare run of 9-11
@@ -78,50 +78,14 @@ _SHAPE_OF = {"NAME": is_name, "EMAIL": is_personal_email, "USERNAME": is_usernam
              "STREET_ADDRESS": is_street_address}
 
 
-def emails(text: str) -> list[Span]:
-    """The text's e-mail addresses, plain or obfuscated (`obfuscated_emails`); not the
-    "user@host" of a fediverse handle ("@user@host")."""
-    plain = [(m.start(), m.end(), "EMAIL") for m in _EMAIL_IN_TEXT.finditer(text)
-             if is_email(m.group()) and not (m.start() and text[m.start() - 1] == "@")]
-    return sorted(plain + obfuscated_emails(text))
-
-
-_ARTICLES = frozenset("the a an this that my your our his her their its".split())
-
-
-def obfuscated_emails(text: str) -> list[Span]:
-    """Addresses written with "at" and "dot" for "@" and ".": "wk [at] gnupg.org", "imcusg at
-    gmail dot com", "<nmav at gnutls.org>". A bare " at " with real dots reads as an address only
-    inside a mailbox's angle brackets: "hosted at github.com" is prose."""
-    found = []
-    for m in OBFUSCATED_EMAIL.finditer(text):
-        bare_at = not any(c in m["at"] for c in "[({<")
-        dotted = re.search(r"(?i)dot", m["domain"]) is None
-        in_mailbox = m.start() > 0 and text[m.start() - 1] == "<" and text[m.end():m.end() + 1] == ">"
-        prose = bare_at and re.match(r"\w+", m["domain"])[0].lower() in _ARTICLES  # "at the dot com"
-        if ((not bare_at or not dotted or in_mailbox) and not prose
-                and unobfuscated_email(m.group())):
-            found.append((m.start(), m.end(), "EMAIL"))
-    return found
-
-
-def fediverse_users(text: str) -> list[Span]:
-    """The users of the text's fediverse handles ("danikim" of "@danikim@hachyderm.io"), as
-    USERNAME (the "@" outside, as the dev set's conventions have it)."""
-    return [(m.start(1), m.end(1), "USERNAME") for m in _HANDLE_IN_TEXT.finditer(text)]
-
-
-def handle_as_username(text: str, span: Span) -> Span:
-    """An EMAIL span that is the "user@host" of a fediverse handle ("@danikim@hachyderm.io") as
-    the USERNAME it names ("danikim"); any other span as it is."""
-    start, end, label = span
-    if label == "EMAIL" and start > 0 and text[start - 1] == "@" and "@" in text[start:end]:
-        return start, start + text[start:end].index("@"), "USERNAME"
-    return span
-
-
 def urls(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in _URL_IN_TEXT.finditer(text) if is_url(m.group())]
+
+
+@lru_cache(maxsize=4)
+def _wholes(text: str):
+    """The finders of the address and of the URL a span lies inside (`containing`)."""
+    return containing([s[:2] for s in emails(text)]), containing(urls(text))
 
 
 def card_and_iban_numbers(text: str) -> list[Span]:
@@ -138,85 +102,6 @@ def card_and_iban_numbers(text: str) -> list[Span]:
     return found
 
 
-# Words that make a display name a collective's or a service's ("Debian Python Team", "GitHub
-# Action", "Linux Kernel Mailing List"), and words that lead into a name on its line and are no
-# part of it ("Copyright Jens Axboe <...>", "... 10:15 AM Jane Doe <...> wrote:").
-_NOT_A_PERSON = frozenset("""
-    the team project projects developers development contributors maintainers authors group
-    foundation authority community organization organisation association society committee
-    council consortium services service systems system software technologies labs bot robot
-    list lists mailing support helpdesk customer accounts payable action actions ci daemon
-    subsystem janitor masters officer review calendar docs receipts notifications alerts
-    newsletter digest admin administrator your our my address""".split())
-_LEAD_INS = frozenset("""
-    copyright from to cc bcc reply author authors maintainer contact email e-mail mail by written
-    reported am pm nachricht antwort auteur message inviato envoyé enviado""".split())
-_NAME_TOKEN = re.compile(r"[^\W\d_][\w'’.-]*")
-_QUOTED_AT_END = re.compile(r'"([^"\n]{1,80})"[ \t]*,?[ \t]*$')
-
-
-def _leads_in(word: str) -> bool:
-    """Whether a word at the start of a display name's run is no part of the name: a particle
-    ("de", before a name here), a lead-in ("From", "AM") or a title or greeting ("Dr.", "Hi")."""
-    return not word[0].isupper() or word.strip(".,").lower() in _LEAD_INS | LETTER_WORDS
-
-
-def _display_name(before: str) -> tuple[int, int] | None:
-    """Where the display name lies in `before` (a line up to a mailbox's "<" or "("): the run of
-    capitalised words (particles inside it) right before the bracket, or inside the quotes that
-    end it ('"Doe, Jane" <...>': a comma there is part of one name), less lead-in words and
-    titles; None where there is none, or it reads as a collective, a brand or a service."""
-    quoted = _QUOTED_AT_END.search(before)
-    offset, region = (quoted.start(1), quoted.group(1)) if quoted else (0, before)
-    last_first = quoted is not None and region.count(",") == 1  # "Doe, Jane"; more: a list of people
-    tokens = list(re.finditer(r"[^\s\"]+", region.rstrip(" \t',")))
-    first = len(tokens)  # the run is tokens[first:], at most five words
-    while first > max(0, len(tokens) - 5):
-        word = tokens[first - 1].group().rstrip(",") if last_first else tokens[first - 1].group()
-        if not (_NAME_TOKEN.fullmatch(word) and (word[0].isupper() or word in NAME_PARTICLES)):
-            break
-        first -= 1
-    while first < len(tokens) and _leads_in(tokens[first].group()):
-        first += 1
-    run = tokens[first:]
-    words = {token.group().strip(",").lower() for token in run}
-    after_via = first > 0 and tokens[first - 1].group().lower() == "via"  # "Jane Doe via Google Docs"
-    if not run or words & _NOT_A_PERSON or after_via:
-        return None
-    if len(run) == 1 and not run[0].group().istitle():
-        return None  # one word: a first name ("Matt"), not a brand ("GitHub", "PyPA", "DrivenData")
-    return offset + run[0].start(), offset + run[-1].end()
-
-
-DISPLAY_NAME_CHARS = 160  # how far before a mailbox's bracket its display name may begin
-
-
-def _name_reach(text: str, at: int) -> int:
-    """Where a display name ending at `at` may begin: its line's start, or on a longer line the
-    first word within DISPLAY_NAME_CHARS (a few words, so each address costs the same however
-    long its line is)."""
-    reach = max(0, at - DISPLAY_NAME_CHARS)
-    newline = text.rfind("\n", reach, at)
-    if newline >= 0 or reach == 0:
-        return newline + 1
-    space = text.find(" ", reach, at)
-    return at if space < 0 else space + 1
-
-
-def mailbox_names(text: str) -> list[Span]:
-    """The display names of the text's personal mailboxes, "Name <address>" or "Name (address)",
-    as NAME (RFC 5322's name-addr, on one line)."""
-    found = []
-    for start, end, _ in emails(text):
-        if start == 0 or text[start - 1] not in "<(" or is_role_mailbox(text[start:end]):
-            continue
-        line_start = _name_reach(text, start - 1)
-        place = _display_name(text[line_start:start - 1])
-        if place and is_name(text[line_start + place[0]:line_start + place[1]]):
-            found.append((line_start + place[0], line_start + place[1], "NAME"))
-    return found
-
-
 # Words that name a number as a business's reference, not a person's ("Order 123-45-6789",
 # "Rechnung Nr. 4111 ..."), right before it on its line: `complete` adds no number after them.
 _REFERENCE_BEFORE = re.compile(
@@ -226,26 +111,52 @@ _REFERENCE_BEFORE = re.compile(
     r"(?:[ \t]*(?:number|num|nr|no|n°|nº|#)\.?)?[ \t]*[:#.-]?[ \t]*$")
 
 
+REFERENCE_REACH = 24  # how far before a number the word naming it a reference may begin
+
+
+# Words that name a number as a person's, right before it: "MRN #48291733", "Member no. #5521".
+_PERSONS_NUMBER_BEFORE = re.compile(
+    r"(?i)(?<![\w-])(?:mrn|patient|member|membership|account|acct|customer|client|employee|staff|"
+    r"student|badge|policy|passport|licen[cs]e)(?:[ \t]*(?:number|num|nr|no|id)\.?)?[ \t]*[:.-]?[ \t]*$")
+
+
+def persons_number(text: str, span: Span) -> bool:
+    """Whether an ID_NUM span written "#48291733" (an issue's or a ticket's shape, which
+    `is_id_number` refuses) follows a word naming it a person's ("MRN", "member no.")."""
+    start, end, _ = span
+    return (re.fullmatch(r"#\d+", text[start:end]) is not None
+            and _PERSONS_NUMBER_BEFORE.search(text, max(0, start - REFERENCE_REACH), start) is not None)
+
+
 def after_reference_word(text: str, start: int) -> bool:
     """Whether a number at `start` follows a word that names it a business's reference
-    ("Order #", "invoice no.", "Rechnung Nr."), on its line and within 24 characters."""
-    return _REFERENCE_BEFORE.search(text, max(0, start - 24), start) is not None
+    ("Order #", "invoice no.", "Rechnung Nr."), on its line and within REFERENCE_REACH characters."""
+    return _REFERENCE_BEFORE.search(text, max(0, start - REFERENCE_REACH), start) is not None
 
 
-# A phone number's own label right before it on its line: "Tel.:", "Mobile", "Fax (home):",
-# "Handy", a vCard's "TEL;TYPE=cell:". Only then does a number's context say it is a phone line.
+# A phone number's own label right before it: "Tel.:", "Mobile no.:", "Fax (home):", "Тел.:", a
+# vCard's "TEL;TYPE=cell:", a signature's "M:". Only then does a number's context say it is a
+# phone line. A bare label with no colon counts only where it begins its line ("Mobile 0171 ..."),
+# not inside prose ("Mobile 2020-2024 roadmap", the journal "Cell 2004 117(6) 789-802").
+_PHONE_WORDS = (r"(?:tel|telephone|phone|ph|mobile|mob|cell|cellphone|fax|handy|mobil|telefon|"
+                r"telefonnummer|tél|téléphone|portable|móvil|movil|teléfono|telefone|telemóvel|"
+                r"celular|telefono|cellulare|gsm|тел|телефон|電話)\.?"
+                r"(?:[ \t]*(?:number|no|nr|n°|nº|#)\.?)?(?:[ \t]*\([^()\n]{1,20}\))?")
 _PHONE_LABEL = re.compile(
-    r"(?i)(?:(?<![\w-])(?:tel|telephone|phone|ph|mobile|mob|cell|cellphone|fax|handy|mobil|telefon|"
-    r"tél|téléphone|portable|móvil|movil|telefone|celular|telefono|cellulare|gsm)\.?"
-    r"(?:[ \t]*\([^()\n]{1,20}\))?|^tel(?:;[^:\n]*)?)[ \t]*[:.]?[ \t]*"
-    r"(?P<number>\+?[\d(][\d \t().\-/]{5,}\d(?:[ \t]*(?:x|ext\.?)[ \t]*\d{1,5})?)", re.MULTILINE)
+    rf"(?im)(?:^[ \t]*{_PHONE_WORDS}[ \t]*[:.]?|(?<![\w-]){_PHONE_WORDS}[ \t]*[:.]|"
+    r"^(?:item\d+\.)?tel(?:;[^:\n]*)?:|^[MPTF][ \t]*:)[ \t]*"
+    r"(?P<number>\+?[\d(][\d \t().\-/]{5,}\d(?:[ \t]*(?:x|ext\.?)[ \t]*\d{1,5})?)")
+# What a number after such a label may be instead: a year range, a date, an IP address.
+_NOT_A_PHONE = re.compile(r"(?:19|20)\d{2}[ \t]*[-–/][ \t]*(?:19|20)?\d{2}|"
+                          r"\d{1,2}[./-]\d{1,2}[./-](?:19|20)\d{2}|(?:19|20)\d{2}[./-]\d{1,2}[./-]\d{1,2}|"
+                          r"\d{1,3}(?:\.\d{1,3}){3}")
 
 
 def labelled_phones(text: str) -> list[Span]:
     """Phone numbers written right after a phone label ("Tel.: +49 30 9018 2245", a vCard's
-    "TEL;TYPE=cell:+1-415-937-3419"), not freephone numbers, as PHONE_NUM."""
+    "TEL;TYPE=cell:+1-415-937-3419"), not freephone numbers, dates or year ranges, as PHONE_NUM."""
     return [(m.start("number"), m.end("number"), "PHONE_NUM") for m in _PHONE_LABEL.finditer(text)
-            if is_personal_phone(m["number"])]
+            if is_personal_phone(m["number"]) and _NOT_A_PHONE.fullmatch(m["number"]) is None]
 
 
 def national_ids(text: str) -> list[Span]:
@@ -270,7 +181,7 @@ def without_letter_words(text: str, span: Span) -> Span:
     if start < last_line < end and (text[start:last_line].rstrip().endswith(",")
                                     or only_letter_words(text[start:last_line])):
         start = last_line
-    words = list(_NAME_TOKEN.finditer(text, start, end))
+    words = list(NAME_TOKEN.finditer(text, start, end))
     first = 0
     while first < len(words) - 1 and words[first].group().strip(".'’-").lower() in LETTER_WORDS:
         first += 1
@@ -282,55 +193,49 @@ def overlaps(span: tuple[int, int], others: Iterable[tuple[int, ...]]) -> bool:
     return any(span[0] < o[1] and o[0] < span[1] for o in others)
 
 
+def taken_by(spans: Iterable[tuple[int, ...]]):
+    """(start, end) -> whether it shares a character with one of `spans`: `overlaps` for many
+    questions about one set, in logarithmic time each."""
+    ordered = sorted(s[:2] for s in spans)
+    starts = [start for start, _ in ordered]
+    reach = list(accumulate((end for _, end in ordered), max))  # the furthest end so far
+
+    def hit(start: int, end: int) -> bool:
+        before = bisect_left(starts, end)  # the spans that begin before `end`
+        return before > 0 and reach[before - 1] > start
+    return hit
+
+
 def names_per_line(text: str, span: Span) -> list[Span]:
-    """A NAME span over line breaks whose every line is a name of two words or more (a list read
-    as one name: "Behdad Esfahbod\nDov Grobgeld") as one NAME per line; any other span as it is
-    (a name wrapped onto the next line: "Romain\n    Francoise")."""
+    """A NAME span over line breaks whose every (non-blank) line is a name of two words or more
+    (a list read as one name: "Behdad Esfahbod\nDov Grobgeld", "- Ana Lima,\n- Rui Sá") as one
+    NAME per line, bullets and commas left out; any other span as it is (a name wrapped onto the
+    next line: "Romain\n    Francoise", "Maria de la\nCruz Garcia")."""
     start, end, label = span
     if label != "NAME" or "\n" not in text[start:end]:
         return [span]
-    lines = [m.span() for m in re.finditer(r"[^\n]+", text[start:end])]
-    parts = [(start + a + len(text[start + a:start + b]) - len(text[start + a:start + b].lstrip()),
-              start + a + len(text[start + a:start + b].rstrip())) for a, b in lines]
-    if all(len(text[a:b].split()) >= 2 and is_name(text[a:b]) for a, b in parts):
-        return [(a, b, "NAME") for a, b in parts]
-    return [span]
-
-
-# Header lines whose "addresses" name a message or an event, not a person ("Message-ID:
-# <2013...@acmenet.de>", an iCalendar "UID:...@google.com").
-_ID_HEADER = re.compile(r"[ \t]*(?:message-id|resent-message-id|in-reply-to|references|content-id|"
-                        r"uid|x-[\w-]*-id)[ \t]*[:;]", re.IGNORECASE)
-# A list's own addresses name the list: "ppp-request@zzz.org" makes "ppp@zzz.org" a list.
-_LIST_OWN_ADDRESS = re.compile(r"(?<![\w.+-])(?:owner-(?P<owned>[\w.+-]+)|(?P<list>[\w.+-]+?)-"
-                               r"(?:request|owner|admin|bounces))@(?P<host>[\w.-]+\w)", re.IGNORECASE)
-
-
-def mailing_lists(text: str) -> set[str]:
-    """The addresses of the mailing lists whose own addresses the text holds, lower-cased."""
-    return {f"{m['owned'] or m['list']}@{m['host']}".lower() for m in _LIST_OWN_ADDRESS.finditer(text)}
-
-
-def no_ones_address(text: str, span: tuple[int, ...], lists: set[str]) -> bool:
-    """Whether an address names no person where it stands: on a message or event id's line, or
-    a mailing list's whose own addresses the text holds (`mailing_lists`)."""
-    line_start = text.rfind("\n", 0, span[0]) + 1
-    return (_ID_HEADER.match(text, line_start) is not None
-            or text[span[0]:span[1]].lower() in lists)
+    parts = [(start + m.start(1), start + m.end(1))
+             for m in re.finditer(r"[ \t]*(?:[-*•][ \t]+)?(\S(?:[^\n]*\S)?)", text[start:end])]
+    parts = [(a, b - 1) if text[b - 1] in ",;" else (a, b) for a, b in parts]
+    lists = all(len(text[a:b].split()) >= 2 and is_name(text[a:b]) for a, b in parts)
+    wrapped = any(text[a:b].split()[-1].lower() in NAME_PARTICLES for a, b in parts[:-1])
+    return [(a, b, "NAME") for a, b in parts] if lists and not wrapped else [span]
 
 
 def check(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans without those whose value lacks their label's shape or that name no
-    one where they stand (`no_ones_address`), national numbers (a social security number, a
+    one where they stand (`no_ones_addresses`), national numbers (a social security number, a
     CPF) labelled ID_NUM, a fediverse handle's user a USERNAME, names without a greeting or
-    title before them and a list of names read as one split into its lines."""
+    title before them, and a list of names read as one split into its lines."""
     relabelled = [handle_as_username(text, (start, end, "ID_NUM" if is_national_id(text[start:end])
                                             else label)) for start, end, label in spans]
-    split = [part for s in relabelled for part in names_per_line(text, s)]
+    split = [part for s in relabelled for part in names_per_line(text, s)]  # before a sign-off's ","
     trimmed = [without_letter_words(text, s) if s[2] == "NAME" else s for s in split]
-    lists = mailing_lists(text)
-    kept = [s for s in trimmed if (s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]]))
-            and not (s[2] == "EMAIL" and no_ones_address(text, s, lists))]
+    split = [part for s in trimmed for part in names_per_line(text, s)]  # after a greeting's line
+    nobody = no_ones_addresses(text)
+    kept = [s for s in split if (s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])
+                                 or (s[2] == "ID_NUM" and persons_number(text, s)))
+            and not (s[2] == "EMAIL" and nobody(s[0], s[1]))]
     return list(dict.fromkeys(kept))  # "Ciao Giulia" trimmed may be the model's "Giulia" too
 
 
@@ -356,18 +261,31 @@ def with_initial(text: str, start: int) -> int:
     return start if initial is None else initial.start()
 
 
+def containing(wholes: list[tuple[int, int]]):
+    """(start, end) -> the one of `wholes` (non-overlapping) that holds it and is longer, or None."""
+    ordered = sorted(wholes)
+    starts = [start for start, _ in ordered]
+
+    def around(start: int, end: int) -> tuple[int, int] | None:
+        at = bisect_right(starts, start) - 1
+        if at >= 0 and end <= ordered[at][1] and ordered[at] != (start, end):
+            return ordered[at]
+        return None
+    return around
+
+
 def extend(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans, each one that lies strictly inside an e-mail address (then labelled
     EMAIL) or URL grown to it, a phone number grown over the area or country code written right
     before it, and a name over its initial."""
-    addresses = [s[:2] for s in emails(text)]
-    wholes = addresses + urls(text)
+    in_address, in_url = _wholes(text)
     out = []
     for start, end, label in spans:
-        around = [w for w in wholes if w[0] <= start and end <= w[1] and w != (start, end)]
-        if around:  # part of an address is the address ("nmav" of "nmav at gnutls.org")
-            label = "EMAIL" if around[0] in addresses else label
-            start, end = around[0]
+        address, url = in_address(start, end), in_url(start, end)
+        if address:  # part of an address is the address ("nmav" of "nmav at gnutls.org")
+            (start, end), label = address, "EMAIL"
+        elif url:
+            start, end = url
         elif label == "PHONE_NUM":
             start = with_phone_code(text, start)
         elif label == "NAME":
@@ -377,20 +295,22 @@ def extend(text: str, spans: list[Span]) -> list[Span]:
 
 
 def complete(text: str, spans: list[Span]) -> list[Span]:
-    """The model's spans, and the e-mail addresses, fediverse handles' users, card numbers, IBANs
-    and national numbers it missed (no number named an order's, an invoice's or the like)."""
-    lists = mailing_lists(text)
-    personal = [s for s in emails(text)
-                if not is_role_mailbox(text[s[0]:s[1]]) and not no_ones_address(text, s, lists)]
+    """The model's spans, and what it missed: personal e-mail addresses, fediverse handles' users,
+    phone numbers after a phone label, and card numbers, IBANs and national numbers (none of these
+    right after a word naming it an order's, an invoice's or the like)."""
+    nobody = no_ones_addresses(text)
+    personal = [s for s in emails(text) if not nobody(s[0], s[1])]
     numbers = [s for s in card_and_iban_numbers(text) + national_ids(text)
                if not after_reference_word(text, s[0])] + labelled_phones(text)
-    added = [s for s in personal + fediverse_users(text) + numbers if not overlaps(s[:2], spans)]
+    taken = taken_by(spans)
+    added = [s for s in personal + fediverse_users(text) + numbers if not taken(s[0], s[1])]
     return sorted(spans + added)
 
 
 def mailbox(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans, and the mailboxes' display names it missed."""
-    return sorted(spans + [s for s in mailbox_names(text) if not overlaps(s[:2], spans)])
+    taken = taken_by(spans)
+    return sorted(spans + [s for s in mailbox_names(text) if not taken(s[0], s[1])])
 
 
 def combine(text: str, spans: list[Span], modes: Iterable[str]) -> list[Span]:

@@ -71,6 +71,10 @@ CASES = [
     (v.is_personal_email, "debian-l10n-french@lists.debian.org", False),
     (v.is_personal_email, "jean-luc.remy@example.fr", True),
     (v.is_personal_email, "anna-bugsy@example.org", True),
+    (v.is_personal_email, "ivan.petrov@list.ru", True),  # a mail provider, not a lists. host
+    (v.is_personal_email, "bugs-bunny@warner.com", True),
+    (v.is_personal_email, "ana-user@uni.pt", True),
+    (v.is_personal_email, "jane dot roe at gmail dot com", True),
     (v.is_personal_email, "wk [at] gnupg.org", True),  # obfuscated, still a person's
     (v.is_personal_email, "imcusg at gmail dot com", True),
     (v.is_personal_email, "support [at] example.org", False),
@@ -121,6 +125,8 @@ CASES = [
     (v.is_username, "CURLE_AGAIN", False),  # a constant
     (v.is_username, "tamsin_h_mcr", True),
     (v.is_username, "GB_2", True),
+    (v.is_username, "sarah.h", True),  # a name and an initial, not a C header
+    (v.is_username, "pam_cap.so", False),
     (v.is_id_number, "06149/12345", True),
     (v.is_id_number, "529.982.247-25", True),
     (v.is_id_number, "debian/patches/fix-1.patch", False),
@@ -133,6 +139,8 @@ CASES = [
     (v.is_id_number, "Closes #10896", False),  # an issue
     (v.is_id_number, "19850612-2398", True),  # a Swedish personnummer: a date and four digits
     (v.is_id_number, "STN-2026-884120", True),
+    (v.is_id_number, "5502-34-12", True),  # no date: there is no month 34
+    (v.is_id_number, "Fixes: #1234", False),
     (v.is_street_address, "Schönhauser Allee 112, 10439 Berlin", True),
     (v.is_street_address, "Via Matilda, 8 Piano 7 35026 Croci Di Calenzano (MO)", True),
     (v.is_street_address, "Esplanada Clara Garcia, Tupi B, Machado Verde - RJ", True),

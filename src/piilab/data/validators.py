@@ -32,14 +32,20 @@ def is_email(value: str) -> bool:
 
 
 # An address written so that harvesters miss it: "wk [at] gnupg.org", "nmav at gnutls.org",
-# "imcusg at gmail dot com". `AT` and `DOT` are the words, bare or in brackets, that stand for
-# "@" and "."; a plain " at " then reads as an address only where the text says so (`shapes`).
+# "jane dot roe at gmail dot com". `_AT` and `DOT_WORDS` are the words, bare or in brackets, that
+# stand for "@" and "."; the address must end in a top-level domain people register names under
+# (a country's two letters or a common generic one), so "at noon dot then" is no address. Where a
+# bare " at " reads as one is the text's to say (`piilab.addresses.obfuscated_emails`).
 _AT = r"(?:\s*[\[({<]\s*at\s*[\])}>]\s*|\s+at\s+)"
-_DOT = r"(?:\s*[\[({<]\s*dot\s*[\])}>]\s*|\s+dot\s+|\.)"
+DOT_WORDS = r"(?:\s*[\[({<]\s*dot\s*[\])}>]\s*|\s+dot\s+)"
+_DOT = rf"(?:{DOT_WORDS}|\.)"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_LOCAL = r"[A-Za-z0-9](?:[A-Za-z0-9._%+-]*[A-Za-z0-9])?"
+_TLD = (r"(?:[a-z]{2}|com|org|net|edu|gov|mil|int|info|biz|name|pro|io|dev|app|me|ai|xyz|online|"
+        r"site|tech|email|mail|cloud|museum)")
 OBFUSCATED_EMAIL = re.compile(
-    rf"(?<![A-Za-z0-9._%+-])(?P<local>[A-Za-z0-9](?:[A-Za-z0-9._%+-]*[A-Za-z0-9])?)(?P<at>{_AT})"
-    rf"(?P<domain>{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}[A-Za-z]{{2,63}})(?![\w-])", re.IGNORECASE)
+    rf"(?<![A-Za-z0-9._%+-])(?P<local>{_LOCAL}(?:{DOT_WORDS}{_LOCAL})*)(?P<at>{_AT})"
+    rf"(?P<domain>{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_TLD})(?![\w-])", re.IGNORECASE)
 _DOT_WORD = re.compile(_DOT, re.IGNORECASE)
 
 
@@ -49,7 +55,7 @@ def unobfuscated_email(value: str) -> str | None:
     match = OBFUSCATED_EMAIL.fullmatch(value)
     if match is None:
         return None
-    plain = f"{match['local']}@{_DOT_WORD.sub('.', match['domain'])}"
+    plain = f"{_DOT_WORD.sub('.', match['local'])}@{_DOT_WORD.sub('.', match['domain'])}"
     return plain if is_email(plain) else None
 
 
@@ -71,12 +77,16 @@ _ROLE_MAILBOX = re.compile(
 
 
 # A mailing list's own addresses, as list managers (Mailman, Majordomo, ezmlm) name them: the
-# list's "-request", "-owner", "-admin" and "-bounces" addresses, "owner-" and "bug-" ones, lists
-# named for who reads them ("-devel", "-users", "-announce") and any address at a "lists." host.
+# manager's "-request", "-bounces", "-owner" and "-admin" addresses and "owner-" ones, GNU's
+# "bug-" lists, lists named for who reads them ("-devel", "-users", "-announce") and any address
+# at a "lists." host. `LIST_OWN_ADDRESS` is the part that names its list: "ppp-request@zzz.org"
+# makes "ppp@zzz.org" a list (not "-admin" or "-owner": a person's admin account has them too).
 _LIST_MAILBOX = re.compile(
-    r"^(?:owner|bugs?)-[^@]+@|^[^@]+-(?:request|owner|admin|bounces?|devel|users?|announce|discuss|"
-    r"bugs|subscribe|unsubscribe|confirm|join|leave|commits)@|@lists?\.",
+    r"^(?:owner|bug)-[^@]+@|^[^@]+-(?:request|bounces?|owner|admin|devel|users|announce|discuss|"
+    r"bugs|subscribe|unsubscribe|confirm|join|leave|commits)@|@lists\.",
     re.IGNORECASE)
+LIST_OWN_ADDRESS = re.compile(r"(?<![\w.+-])(?:owner-(?P<owned>[\w.+-]+)|(?P<list>[\w.+-]+?)-"
+                              r"(?:request|bounces))@(?P<host>[\w.-]+\w)", re.IGNORECASE)
 
 
 def is_role_mailbox(value: str) -> bool:
@@ -222,10 +232,11 @@ def is_name(value: str) -> bool:
 
 
 # What a one-token "username" can be instead: a chat channel or hashtag ("#konsole"), a source or
-# config file ("toom63_mul.c"), a constant in code ("CURLE_AGAIN").
+# config file ("toom63_mul.c", "pstree.x11"; a short extension only after a digit or "_", since
+# "sarah.h" and "dan.rs" are people's), a constant in code ("CURLE_AGAIN").
 _NOT_A_USERNAME = re.compile(
-    r"^#|\.(?:c|h|cc|cpp|hpp|py|js|ts|go|rs|rb|pl|pm|sh|so|o|a|txt|md|rst|x11|conf|cfg|ini|json|"
-    r"ya?ml|xml|html?|css)$|^[A-Z][A-Z0-9]*(?:_[A-Z][A-Z0-9]*)+$")
+    r"^#|[\d_][\w.-]*\.(?:c|h|o|a|so|cc|py|js|ts|go|rs|rb|pl|pm|sh|md)$|"
+    r"\.(?:cpp|hpp|txt|rst|x11|conf|cfg|ini|json|ya?ml|xml|html?|css)$|^[A-Z][A-Z0-9]*(?:_[A-Z][A-Z0-9]*)+$")
 
 
 def is_username(value: str) -> bool:
@@ -239,10 +250,12 @@ ID_DIGITS = 4  # fewer cannot tell enough people apart: "xxh64", "GPL-2+", "500"
 
 
 # Numbers that name a record, a moment or an issue, not a person: a UUID, a timestamp written
-# 20130416T092616Z or a date 2013-04-16, an issue reference "#10896" ("Closes #10896").
+# 20130416T092616Z or a date 2013-04-16, an issue, pull request or ticket ("Closes #10896",
+# "#4821"; `piilab.shapes.check` keeps a bare "#48291733" after "MRN" or "member").
 _NOT_AN_ID = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\d{8}T\d{4,6}Z?|\d{4}-\d{2}-\d{2}|"
-    r"(?:(?:closes|closed|fixes|fixed|resolves|resolved|see|issue|bug|pr)\s*)?#\d+",
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|\d{8}T\d{4,6}Z?|"
+    r"(?:19|20)\d{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])|"
+    r"(?:(?:closes|closed|fixes|fixed|resolves|resolved|see|issue|bug|pr)\s*:?\s*)?#\d+",
     re.IGNORECASE)
 
 

@@ -1,0 +1,187 @@
+"""E-mail addresses in text, and whose they are: plain and obfuscated addresses, fediverse
+handles, the display names of personal mailboxes, and the addresses that name no person where
+they stand (a role mailbox, a mailing list's, a message or event id's). The validators
+(`piilab.shapes`) find and judge addresses with these.
+
+Spans are (start, end, label) tuples over one text, end exclusive.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from functools import lru_cache
+
+from piilab.data.validators import (DOT_WORDS, LETTER_WORDS, LIST_OWN_ADDRESS, NAME_PARTICLES,
+                                   OBFUSCATED_EMAIL, is_email, is_name, is_role_mailbox,
+                                   unobfuscated_email)
+
+Span = tuple[int, int, str]
+
+_EMAIL_IN_TEXT = re.compile(
+    r"(?<![\w.%+-])[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}(?![\w-])")
+_HANDLE_IN_TEXT = re.compile(r"(?<![\w@])@([A-Za-z0-9_.]+)@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,63}(?![\w-])")
+
+
+@lru_cache(maxsize=4)  # `on_items` runs the modes once per item on the same text
+def emails(text: str) -> tuple[Span, ...]:
+    """The text's e-mail addresses, plain or obfuscated (`obfuscated_emails`); not the
+    "user@host" of a fediverse handle ("@user@host")."""
+    plain = [(m.start(), m.end(), "EMAIL") for m in _EMAIL_IN_TEXT.finditer(text)
+             if is_email(m.group()) and not (m.start() and text[m.start() - 1] == "@")]
+    return tuple(sorted(plain + obfuscated_emails(text)))
+
+
+_PRONOUNS = frozenset("i me you us him her them it we they one".split())  # "meet me at ..."
+_ARTICLES = frozenset("the a an this that my your our his her their its".split())  # "at the dot com"
+_HEADER_LINE = re.compile(r"(?:from|reply-to|to|cc|sender)[ \t]*:", re.IGNORECASE)
+
+
+def obfuscated_emails(text: str) -> list[Span]:
+    """Addresses written with "at" and "dot" for "@" and ".": "wk [at] gnupg.org", "imcusg at
+    gmail dot com", "<nmav at gnutls.org>". A bare " at " reads as one with "dot" words after it
+    (the local part in lower case and no pronoun: "Sarah at Amazon dot com", "you at noon dot
+    com" are prose), or with real dots inside a mailbox's angle brackets or on a mail header's
+    line ("From: jdoe at example.org (John Doe)", as list archives write it): "hosted at
+    github.com" is prose."""
+    found = []
+    for m in OBFUSCATED_EMAIL.finditer(text):
+        if not unobfuscated_email(m.group()):
+            continue
+        bare_at = not any(c in m["at"] for c in "[({<")
+        if bare_at and re.search(DOT_WORDS, m["domain"], re.IGNORECASE):
+            plain = unobfuscated_email(m.group())
+            said = (plain == plain.lower() and re.match(r"\w+", m["local"])[0] not in _PRONOUNS
+                    and re.match(r"\w+", m["domain"])[0].lower() not in _ARTICLES)
+        elif bare_at:
+            reach = max(0, m.start() - DISPLAY_NAME_CHARS)
+            newline = text.rfind("\n", reach, m.start())
+            header = (newline >= 0 or reach == 0) and _HEADER_LINE.match(text, newline + 1) is not None
+            said = header or (m.start() > 0 and text[m.start() - 1] == "<" and text[m.end():m.end() + 1] == ">")
+        else:
+            said = True
+        if said:
+            found.append((m.start(), m.end(), "EMAIL"))
+    return found
+
+
+def fediverse_users(text: str) -> list[Span]:
+    """The users of the text's fediverse handles ("danikim" of "@danikim@hachyderm.io"), as
+    USERNAME (the "@" outside, as the dev set's conventions have it)."""
+    return [(m.start(1), m.end(1), "USERNAME") for m in _HANDLE_IN_TEXT.finditer(text)]
+
+
+def handle_as_username(text: str, span: Span) -> Span:
+    """An EMAIL span that is the "user@host" of a fediverse handle ("@danikim@hachyderm.io") as
+    the USERNAME it names ("danikim"); any other span as it is."""
+    start, end, label = span
+    if label == "EMAIL" and start > 0 and text[start - 1] == "@" and "@" in text[start:end]:
+        return start, start + text[start:end].index("@"), "USERNAME"
+    return span
+
+
+# Words that make a display name a collective's or a service's ("Debian Python Team", "GitHub
+# Action", "Linux Kernel Mailing List"), and words that lead into a name on its line and are no
+# part of it ("Copyright Jens Axboe <...>", "... 10:15 AM Jane Doe <...> wrote:").
+_NOT_A_PERSON = frozenset("""
+    the team project projects developers development contributors maintainers authors group
+    foundation authority community organization organisation association society committee
+    council consortium services service systems system software technologies labs bot robot
+    list lists mailing support helpdesk customer accounts payable action actions ci daemon
+    subsystem janitor masters officer review calendar docs receipts notifications alerts
+    newsletter digest admin administrator your our my address""".split())
+_LEAD_INS = frozenset("""
+    copyright from to cc bcc reply author authors maintainer contact email e-mail mail by written
+    reported am pm nachricht antwort auteur message inviato envoyé enviado""".split())
+NAME_TOKEN = re.compile(r"[^\W\d_][\w'’.-]*")
+_QUOTED_AT_END = re.compile(r'"([^"\n]{1,80})"[ \t]*,?[ \t]*$')
+
+
+def _leads_in(word: str) -> bool:
+    """Whether a word at the start of a display name's run is no part of the name: a particle
+    ("de", before a name here), a lead-in ("From", "AM") or a title or greeting ("Dr.", "Hi")."""
+    return not word[0].isupper() or word.strip(".,").lower() in _LEAD_INS | LETTER_WORDS
+
+
+def _display_name(before: str) -> tuple[int, int] | None:
+    """Where the display name lies in `before` (a line up to a mailbox's "<" or "("): the run of
+    capitalised words (particles inside it) right before the bracket, or inside the quotes that
+    end it ('"Doe, Jane" <...>': a comma there is part of one name), less lead-in words and
+    titles; None where there is none, or it reads as a collective, a brand or a service."""
+    quoted = _QUOTED_AT_END.search(before)
+    offset, region = (quoted.start(1), quoted.group(1)) if quoted else (0, before)
+    last_first = quoted is not None and region.count(",") == 1  # "Doe, Jane"; more: a list of people
+    tokens = list(re.finditer(r"[^\s\"]+", region.rstrip(" \t',")))
+    first = len(tokens)  # the run is tokens[first:], at most five words
+    while first > max(0, len(tokens) - 5):
+        word = tokens[first - 1].group().rstrip(",") if last_first else tokens[first - 1].group()
+        if not (NAME_TOKEN.fullmatch(word) and (word[0].isupper() or word in NAME_PARTICLES)):
+            break
+        first -= 1
+    while first < len(tokens) and _leads_in(tokens[first].group()):
+        first += 1
+    run = tokens[first:]
+    words = {token.group().strip(",").lower() for token in run}
+    after_via = first > 0 and tokens[first - 1].group().lower() == "via"  # "Jane Doe via Google Docs"
+    if not run or words & _NOT_A_PERSON or after_via:
+        return None
+    if len(run) == 1 and not run[0].group().istitle():
+        return None  # one word: a first name ("Matt"), not a brand ("GitHub", "PyPA", "DrivenData")
+    return offset + run[0].start(), offset + run[-1].end()
+
+
+DISPLAY_NAME_CHARS = 160  # how far before a mailbox's bracket its display name may begin
+
+
+def _name_reach(text: str, at: int) -> int:
+    """Where a display name ending at `at` may begin: its line's start, or on a longer line the
+    first word within DISPLAY_NAME_CHARS (a few words, so each address costs the same however
+    long its line is)."""
+    reach = max(0, at - DISPLAY_NAME_CHARS)
+    newline = text.rfind("\n", reach, at)
+    if newline >= 0 or reach == 0:
+        return newline + 1
+    space = text.find(" ", reach, at)
+    return at if space < 0 else space + 1
+
+
+def mailbox_names(text: str) -> list[Span]:
+    """The display names of the text's personal mailboxes, "Name <address>" or "Name (address)",
+    as NAME (RFC 5322's name-addr, on one line)."""
+    found, nobody = [], no_ones_addresses(text)
+    for start, end, _ in emails(text):
+        if start == 0 or text[start - 1] not in "<(" or nobody(start, end):
+            continue
+        line_start = _name_reach(text, start - 1)
+        place = _display_name(text[line_start:start - 1])
+        if place and is_name(text[line_start + place[0]:line_start + place[1]]):
+            found.append((line_start + place[0], line_start + place[1], "NAME"))
+    return found
+
+
+# Header lines whose addresses name a message or an event, not a person: "Message-ID:
+# <2013...@acmenet.de>", "References: <a@b> <c@d>" (ids in angle brackets only; a CV's
+# "References: Jane Doe, jane@uni.edu" names people), an iCalendar "UID:...@google.com".
+_ID_LINE = re.compile(
+    r"^[ \t]*(?:(?:message-id|resent-message-id|in-reply-to|references|content-id)[ \t]*:"
+    r"(?:[ \t,]*<[^<>\s]+>)+[ \t]*$|(?:uid|x-[\w-]*-id)[ \t]*[:;].*$)", re.IGNORECASE | re.MULTILINE)
+
+
+@lru_cache(maxsize=4)  # `on_items` asks once per item about the same text
+def no_ones_addresses(text: str):
+    """(start, end) -> whether the address there names no person where it stands: a role
+    mailbox or a mailing list's, one on a message or event id's line, or the address of a list
+    whose own addresses the text holds ("ppp@zzz.org" beside "ppp-request@zzz.org")."""
+    id_lines = [m.span() for m in _ID_LINE.finditer(text)]
+    id_starts = [start for start, _ in id_lines]
+
+    def on_id_line(start: int) -> bool:
+        at = bisect_right(id_starts, start) - 1
+        return at >= 0 and start < id_lines[at][1]
+    lists = {f"{m['owned'] or m['list']}@{m['host']}".lower() for m in LIST_OWN_ADDRESS.finditer(text)}
+
+    def nobody(start: int, end: int) -> bool:
+        value = text[start:end]
+        return (is_role_mailbox(value) or on_id_line(start)
+                or (unobfuscated_email(value) or value).lower() in lists)
+    return nobody

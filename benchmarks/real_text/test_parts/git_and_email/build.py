@@ -28,8 +28,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-LABELS = ("NAME", "EMAIL", "USERNAME", "ID_NUM", "PHONE_NUM", "URL_PERSONAL", "STREET_ADDRESS")
-MAX_CHARS = 600
+sys.path.insert(0, str(HERE.parent))
+from marking import MAX_CHARS, mark_all, validate, write_part  # noqa: E402
+
 MIRRORS = Path("/work/.mirror")
 EMAIL_DIR = Path("/root/.pyenv/versions/3.11.7/lib/python3.11/test/test_email/data")
 
@@ -308,43 +309,8 @@ def email_drafts(rec: dict) -> list[tuple[str, str]]:
 
 
 # -------------------------------------------------------------------------------- spans
-def mark_all(text: str, values: list[tuple[str, str]]) -> list[dict]:
-    """Mark every occurrence of every value (word-boundary; longer values first; no overlap)."""
-    taken: list[tuple[int, int]] = []
-    spans = []
-    uniq = list(dict.fromkeys(v for v in values if v[0]))
-    for value, label in sorted(uniq, key=lambda v: -len(v[0])):
-        if label not in LABELS:
-            raise ValueError(f"bad label {label}")
-        pat = re.compile(r"(?<![\w])" + re.escape(value) + r"(?![\w])")
-        found = False
-        for m in pat.finditer(text):
-            s, e = m.span()
-            if any(s < te and ts < e for ts, te in taken):
-                continue
-            taken.append((s, e))
-            spans.append({"start": s, "end": e, "label": label, "value": value})
-            found = True
-        if not found:
-            raise ValueError(f"value {value!r} ({label}) not found (free) in text")
-    spans.sort(key=lambda s: s["start"])
-    return spans
 
 
-def validate(records: list[dict]) -> None:
-    ids = set()
-    for r in records:
-        assert r["id"] not in ids, r["id"]
-        ids.add(r["id"])
-        assert set(r) == {"id", "source", "genre", "lang", "text", "spans", "origin"}, r["id"]
-        assert len(r["text"]) <= MAX_CHARS, (r["id"], len(r["text"]))
-        prev_end = -1
-        for s in r["spans"]:
-            assert s["label"] in LABELS, (r["id"], s)
-            assert r["text"][s["start"]:s["end"]] == s["value"], (r["id"], s)
-            assert s["start"] >= prev_end, (r["id"], "overlap/unsorted", s)
-            assert s["start"] < s["end"]
-            prev_end = s["end"]
 
 
 def build(mirrors: Path, email_dir: Path, use_corrections: bool = True) -> list[dict]:
@@ -384,18 +350,7 @@ def main() -> int:
     a = ap.parse_args()
     recs = build(a.mirrors, a.email_dir, use_corrections=not a.drafts)
     out = HERE / "drafts.jsonl" if a.drafts else a.out
-    with out.open("w", encoding="utf-8") as f:
-        for r in recs:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    counts: dict = {}
-    for r in recs:
-        counts.setdefault(r["source"], [0, 0])
-        counts[r["source"]][0] += 1
-        counts[r["source"]][1] += len(r["spans"])
-        for s in r["spans"]:
-            counts[s["label"]] = counts.get(s["label"], 0) + 1
-    print(f"wrote {len(recs)} records to {out}; validation passed")
-    print(json.dumps(counts, indent=None))
+    write_part(recs, out)
     return 0
 
 

@@ -32,11 +32,12 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from marking import MAX_CHARS, validate  # noqa: E402
+
 OUT = HERE / "part.jsonl"
 DRAFTS = HERE / "drafts.jsonl"
 CORR = HERE / "corrections.json"
-LABELS = ("NAME", "EMAIL", "USERNAME", "ID_NUM", "PHONE_NUM", "URL_PERSONAL", "STREET_ADDRESS")
-MAX_CHARS = 600
 MAN = Path("/usr/share/man")
 DOC = Path("/usr/share/doc")
 
@@ -393,21 +394,6 @@ def apply_corrections(rid: str, text: str, spans: list[tuple], corr: dict) -> li
     return spans
 
 
-def validate(recs: list[dict]) -> None:
-    ids = set()
-    for r in recs:
-        assert r["id"] not in ids, r["id"]
-        ids.add(r["id"])
-        t = r["text"]
-        assert 0 < len(t) <= MAX_CHARS, (r["id"], len(t))
-        prev_end = -1
-        for sp in r["spans"]:
-            assert sp["label"] in LABELS, (r["id"], sp)
-            assert t[sp["start"]:sp["end"]] == sp["value"], (r["id"], sp)
-            assert sp["start"] < sp["end"], (r["id"], sp)
-            assert sp["start"] >= prev_end, (r["id"], "overlap/unsorted", sp)
-            assert sp["value"] == sp["value"].strip(), (r["id"], "whitespace at span edge", sp)
-            prev_end = sp["end"]
 
 
 def main() -> None:

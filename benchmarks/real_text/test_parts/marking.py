@@ -1,0 +1,65 @@
+"""What the test set's part builders share: the labels, the length limit, marking every
+occurrence of a value, and the checks every record passes before a part is written."""
+
+from __future__ import annotations
+
+import json
+import re
+
+LABELS = ("NAME", "EMAIL", "USERNAME", "ID_NUM", "PHONE_NUM", "URL_PERSONAL", "STREET_ADDRESS")
+MAX_CHARS = 600
+KEYS = {"id", "source", "genre", "lang", "text", "spans", "origin"}
+
+
+def mark_all(text: str, values: list[tuple[str, str]]) -> list[dict]:
+    """Mark every occurrence of every value (word-boundary; longer values first; no overlap)."""
+    taken: list[tuple[int, int]] = []
+    spans = []
+    for value, label in sorted(dict.fromkeys(v for v in values if v[0]), key=lambda v: -len(v[0])):
+        if label not in LABELS:
+            raise ValueError(f"bad label {label}")
+        found = False
+        for m in re.finditer(r"(?<![\w])" + re.escape(value) + r"(?![\w])", text):
+            start, end = m.span()
+            if any(start < e and s < end for s, e in taken):
+                continue
+            taken.append((start, end))
+            spans.append({"start": start, "end": end, "label": label, "value": value})
+            found = True
+        if not found:
+            raise ValueError(f"value {value!r} ({label}) not found (free) in text")
+    return sorted(spans, key=lambda s: s["start"])
+
+
+def validate(records: list[dict]) -> None:
+    """Unique ids, the record keys, 1 to MAX_CHARS characters, and spans that match their text,
+    in order, without overlaps or edge whitespace, in the seven labels."""
+    ids = set()
+    for r in records:
+        assert r["id"] not in ids, r["id"]
+        ids.add(r["id"])
+        assert set(r) == KEYS, r["id"]
+        assert 0 < len(r["text"]) <= MAX_CHARS, (r["id"], len(r["text"]))
+        prev_end = -1
+        for s in r["spans"]:
+            assert s["label"] in LABELS, (r["id"], s)
+            assert r["text"][s["start"]:s["end"]] == s["value"], (r["id"], s)
+            assert s["start"] < s["end"] and s["start"] >= prev_end, (r["id"], "overlap/unsorted", s)
+            assert s["value"] == s["value"].strip(), (r["id"], "whitespace at span edge", s)
+            prev_end = s["end"]
+
+
+def write_part(records: list[dict], out) -> None:
+    """Write a part's records as JSON lines and print what it holds, by source and by label."""
+    with open(out, "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    counts: dict = {}
+    for r in records:
+        counts.setdefault(r["source"], [0, 0])
+        counts[r["source"]][0] += 1
+        counts[r["source"]][1] += len(r["spans"])
+        for s in r["spans"]:
+            counts[s["label"]] = counts.get(s["label"], 0) + 1
+    print(f"wrote {len(records)} records to {out}; validation passed")
+    print(json.dumps(counts, indent=None))

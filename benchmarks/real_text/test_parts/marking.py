@@ -63,3 +63,19 @@ def write_part(records: list[dict], out) -> None:
             counts[s["label"]] = counts.get(s["label"], 0) + 1
     print(f"wrote {len(records)} records to {out}; validation passed")
     print(json.dumps(counts, indent=None))
+
+
+def corrected(rid: str, origin: str, values: list[tuple[str, str]], corrections: dict) -> list[tuple[str, str]]:
+    """The draft (value, label) pairs of record `rid` with its hand corrections applied ("drop",
+    "relabel", "add"); corrections written for another origin, or naming a value the drafts do
+    not hold, are an error."""
+    c = corrections.get(rid, {})
+    if c.get("origin") and c["origin"] != origin:
+        raise ValueError(f"{rid}: corrections written for {c['origin']}, got {origin}")
+    drop = {tuple(x) for x in c.get("drop", [])}
+    relabel = {x[0]: x[1] for x in c.get("relabel", [])}
+    missing = (drop - set(values)) | (set(relabel) - {v for v, _ in values})
+    if missing:
+        raise ValueError(f"{rid}: corrections name values not in the drafts: {missing}")
+    kept = [(v, relabel.get(v, label)) for v, label in values if (v, label) not in drop]
+    return kept + [tuple(x) for x in c.get("add", [])]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from marking import MAX_CHARS, mark_all, validate, write_part  # noqa: E402
+from marking import MAX_CHARS, corrected, mark_all, validate, write_part  # noqa: E402
 
 MIRRORS = Path("/work/.mirror")
 EMAIL_DIR = Path("/root/.pyenv/versions/3.11.7/lib/python3.11/test/test_email/data")
@@ -323,18 +323,7 @@ def build(mirrors: Path, email_dir: Path, use_corrections: bool = True) -> list[
                                ("email-fixture", mails, email_drafts)):
         for i, r in enumerate(recs, 1):
             rid = f"{src}-{i:03d}"
-            vals = drafter(r)
-            c = corr.get(rid, {})
-            if c.get("origin") and c["origin"] != r["origin"]:
-                raise ValueError(f"{rid}: corrections written for {c['origin']}, got {r['origin']}")
-            drop = {tuple(x) for x in c.get("drop", [])}
-            relabel = {x[0]: x[1] for x in c.get("relabel", [])}
-            missing = (drop - set(vals)) | (set(relabel) - {v for v, _ in vals})
-            if missing:
-                raise ValueError(f"{rid}: corrections name values not in the drafts: {missing}")
-            vals = [(v, relabel.get(v, lab)) for v, lab in vals if (v, lab) not in drop]
-            vals += [tuple(x) for x in c.get("add", [])]
-            spans = mark_all(r["text"], vals)
+            spans = mark_all(r["text"], corrected(rid, r["origin"], drafter(r), corr))
             out.append({"id": rid, "source": src, "genre": r["genre"], "lang": "en",
                         "text": r["text"], "spans": spans, "origin": r["origin"]})
     validate(out)

@@ -56,8 +56,9 @@ def obfuscated_emails(text: str) -> list[Span]:
         elif bare_at:
             reach = max(0, m.start() - DISPLAY_NAME_CHARS)
             newline = text.rfind("\n", reach, m.start())
-            header = (newline >= 0 or reach == 0) and _HEADER_LINE.match(text, newline + 1) is not None
-            said = header or (m.start() > 0 and text[m.start() - 1] == "<" and text[m.end():m.end() + 1] == ">")
+            on_header = (newline >= 0 or reach == 0) and _HEADER_LINE.match(text, newline + 1)
+            in_brackets = m.start() > 0 and text[m.start() - 1] == "<" and text[m.end():m.end() + 1] == ">"
+            said = bool(on_header) or in_brackets
         else:
             said = True
         if said:

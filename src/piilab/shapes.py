@@ -5,8 +5,8 @@ a pattern has no context but never miscopies. Four ways to combine them, measure
 real-text dev set (docs/evaluation.md, "Model and validators"):
 
 - `extend`:   grow a model item that is cut inside an e-mail address (as EMAIL) or URL to the
-              whole value, a phone number over the area or country code written right before it ("(02) "
-              of "(02) 9374 4000") and a name over its initial ("M. " of "M. Conti");
+              whole value, a phone number over the area or country code written right before
+              it ("(02) " of "(02) 9374 4000") and a name over its initial ("M. " of "M. Conti");
 - `check`:    drop a model item whose value cannot have its label's shape: an e-mail, phone or
               web address of the wrong shape, a role mailbox ("support@...") or a mailing list's
               address ("bug-coreutils@...", "...@lists.debian.org") as EMAIL, a
@@ -23,8 +23,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
               whatever the model called it (PHONE_NUM, mostly), and a fediverse handle's
               "user@host" the user's USERNAME;
 - `complete`: add e-mail addresses (not role mailboxes; obfuscated ones too, "wk [at]
-              gnupg.org", "jo at example dot org", "<nmav at gnutls.org>"), the user of a fediverse handle
-              ("@user@host", as USERNAME), Luhn-valid card numbers, IBANs and national numbers
+              gnupg.org", "jo at example dot org", "<nmav at gnutls.org>"), the user of a
+              fediverse handle ("@user@host", as USERNAME), Luhn-valid card numbers, IBANs and national numbers
               (US SSN, Brazilian CPF, Spanish DNI, French NIR, UK NINO, Swiss AHV) with valid
               check digits that the model missed, but none right after a word that names it
               a business's reference ("Order #", "Rechnung Nr."), and phone numbers right after

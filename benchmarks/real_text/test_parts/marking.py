@@ -65,7 +65,8 @@ def write_part(records: list[dict], out) -> None:
     print(json.dumps(counts, indent=None))
 
 
-def corrected(rid: str, origin: str, values: list[tuple[str, str]], corrections: dict) -> list[tuple[str, str]]:
+def corrected(rid: str, origin: str, values: list[tuple[str, str]],
+              corrections: dict) -> list[tuple[str, str]]:
     """The draft (value, label) pairs of record `rid` with its hand corrections applied ("drop",
     "relabel", "add"); corrections written for another origin, or naming a value the drafts do
     not hold, are an error."""

@@ -23,42 +23,60 @@ _EMAIL_IN_TEXT = re.compile(
 _HANDLE_IN_TEXT = re.compile(r"(?<![\w@])@([A-Za-z0-9_.]+)@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,63}(?![\w-])")
 
 
-@lru_cache(maxsize=4)  # `on_items` runs the modes once per item on the same text
+@lru_cache(maxsize=16)  # `on_items` runs the modes once per item on the same text
 def emails(text: str) -> tuple[Span, ...]:
     """The text's e-mail addresses, plain or obfuscated (`obfuscated_emails`); not the
     "user@host" of a fediverse handle ("@user@host")."""
     plain = [(m.start(), m.end(), "EMAIL") for m in _EMAIL_IN_TEXT.finditer(text)
              if is_email(m.group()) and not (m.start() and text[m.start() - 1] == "@")]
-    return tuple(sorted(plain + obfuscated_emails(text)))
+    hidden = [s for s in obfuscated_emails(text)
+              if not any(s[0] < p[1] and p[0] < s[1] for p in plain)]  # "jo@x.org at y dot com"
+    return tuple(sorted(plain + hidden))
 
 
-_PRONOUNS = frozenset("i me you us him her them it we they one".split())  # "meet me at ..."
 _ARTICLES = frozenset("the a an this that my your our his her their its".split())  # "at the dot com"
-_HEADER_LINE = re.compile(r"(?:from|reply-to|to|cc|sender)[ \t]*:", re.IGNORECASE)
+# What may come right before a bare "x at y dot z" that is an address: a line's start, a
+# bracket or punctuation, or a word that hands over to one ("mail", "contact", "from", "is").
+_ADDRESS_CUE = re.compile(r"(?:^|[\n(<\[:;,]|\b(?:mail|e-?mail|contact|write|reach|at|from|by|via|is|me))"
+                          r"[ \t]*$", re.IGNORECASE)
+# A mail header's line, quoted or indented too, up to where its first address may begin.
+_HEADER_START = re.compile(r"[> \t]*(?:from|reply-to|to|cc|sender)[ \t]*:[ \t]*[<(]?", re.IGNORECASE)
+
+
+def _handed_over(text: str, start: int) -> bool:
+    """Whether what comes right before `start` (on its line) hands over to an address."""
+    return _ADDRESS_CUE.search(text, max(0, start - 12), start) is not None
+
+
+def _first_on_header_line(text: str, start: int) -> bool:
+    """Whether `start` is where a mail header line's first address begins ("From: jdoe at ...")."""
+    reach = max(0, start - DISPLAY_NAME_CHARS)
+    newline = text.rfind("\n", reach, start)
+    if newline < 0 and reach > 0:
+        return False
+    header = _HEADER_START.match(text, newline + 1)
+    return header is not None and header.end() == start
 
 
 def obfuscated_emails(text: str) -> list[Span]:
     """Addresses written with "at" and "dot" for "@" and ".": "wk [at] gnupg.org", "imcusg at
     gmail dot com", "<nmav at gnutls.org>". A bare " at " reads as one with "dot" words after it
-    (the local part in lower case and no pronoun: "Sarah at Amazon dot com", "you at noon dot
-    com" are prose), or with real dots inside a mailbox's angle brackets or on a mail header's
-    line ("From: jdoe at example.org (John Doe)", as list archives write it): "hosted at
-    github.com" is prose."""
+    (in lower case, and after a line's start, punctuation or a word such as "mail", "contact",
+    "from": "I work at acme dot com" and "Sarah at Amazon dot com" are prose), or with real dots
+    inside a mailbox's angle brackets or first on a mail header's line ("From: jdoe at
+    example.org (John Doe)", as list archives write it): "hosted at github.com" is prose."""
     found = []
     for m in OBFUSCATED_EMAIL.finditer(text):
-        if not unobfuscated_email(m.group()):
+        plain = unobfuscated_email(m.group())
+        if not plain:
             continue
         bare_at = not any(c in m["at"] for c in "[({<")
         if bare_at and re.search(DOT_WORDS, m["domain"], re.IGNORECASE):
-            plain = unobfuscated_email(m.group())
-            said = (plain == plain.lower() and re.match(r"\w+", m["local"])[0] not in _PRONOUNS
+            said = (plain == plain.lower() and _handed_over(text, m.start())
                     and re.match(r"\w+", m["domain"])[0].lower() not in _ARTICLES)
         elif bare_at:
-            reach = max(0, m.start() - DISPLAY_NAME_CHARS)
-            newline = text.rfind("\n", reach, m.start())
-            on_header = (newline >= 0 or reach == 0) and _HEADER_LINE.match(text, newline + 1)
             in_brackets = m.start() > 0 and text[m.start() - 1] == "<" and text[m.end():m.end() + 1] == ">"
-            said = bool(on_header) or in_brackets
+            said = in_brackets or _first_on_header_line(text, m.start())
         else:
             said = True
         if said:
@@ -165,10 +183,11 @@ def mailbox_names(text: str) -> list[Span]:
 # "References: Jane Doe, jane@uni.edu" names people), an iCalendar "UID:...@google.com".
 _ID_LINE = re.compile(
     r"^[ \t]*(?:(?:message-id|resent-message-id|in-reply-to|references|content-id)[ \t]*:"
-    r"(?:[ \t,]*<[^<>\s]+>)+[ \t]*$|(?:uid|x-[\w-]*-id)[ \t]*[:;].*$)", re.IGNORECASE | re.MULTILINE)
+    r"(?:\s*<[^<>\s]+>[ \t,]*)+(?:\([^()\n]*\))?[ \t]*$|x-[\w-]*-id[ \t]*:\s*<[^<>\s]+>[ \t]*$|"
+    r"uid[ \t]*[:;].*$)", re.IGNORECASE | re.MULTILINE)
 
 
-@lru_cache(maxsize=4)  # `on_items` asks once per item about the same text
+@lru_cache(maxsize=16)  # `on_items` asks once per item about the same text
 def no_ones_addresses(text: str):
     """(start, end) -> whether the address there names no person where it stands: a role
     mailbox or a mailing list's, one on a message or event id's line, or the address of a list

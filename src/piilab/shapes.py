@@ -117,7 +117,7 @@ REFERENCE_REACH = 24  # how far before a number the word naming it a reference m
 # Words that name a number as a person's, right before it: "MRN #48291733", "Member no. #5521".
 _PERSONS_NUMBER_BEFORE = re.compile(
     r"(?i)(?<![\w-])(?:mrn|patient|member|membership|account|acct|customer|client|employee|staff|"
-    r"student|badge|policy|passport|licen[cs]e)(?:[ \t]*(?:number|num|nr|no|id)\.?)?[ \t]*[:.-]?[ \t]*$")
+    r"student|badge|policy|passport|licen[cs]e|id|ssn|nhs|insurance|medicare|tax)(?:[ \t]*(?:number|num|nr|no|id)\.?)?[ \t]*[:.-]?[ \t]*$")
 
 
 def persons_number(text: str, span: Span) -> bool:
@@ -146,17 +146,18 @@ _PHONE_LABEL = re.compile(
     rf"(?im)(?:^[ \t]*{_PHONE_WORDS}[ \t]*[:.]?|(?<![\w-]){_PHONE_WORDS}[ \t]*[:.]|"
     r"^(?:item\d+\.)?tel(?:;[^:\n]*)?:|^[MPTF][ \t]*:)[ \t]*"
     r"(?P<number>\+?[\d(][\d \t().\-/]{5,}\d(?:[ \t]*(?:x|ext\.?)[ \t]*\d{1,5})?)")
-# What a number after such a label may be instead: a year range, a date, an IP address.
-_NOT_A_PHONE = re.compile(r"(?:19|20)\d{2}[ \t]*[-–/][ \t]*(?:19|20)?\d{2}|"
+# What a number after such a label may begin with instead: a year range, a date, an IP address.
+_NOT_A_PHONE = re.compile(r"(?:(?:19|20)\d{2}[ \t]*[-–/][ \t]*(?:19|20)?\d{2}|"
                           r"\d{1,2}[./-]\d{1,2}[./-](?:19|20)\d{2}|(?:19|20)\d{2}[./-]\d{1,2}[./-]\d{1,2}|"
-                          r"\d{1,3}(?:\.\d{1,3}){3}")
+                          r"\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
 
 
 def labelled_phones(text: str) -> list[Span]:
     """Phone numbers written right after a phone label ("Tel.: +49 30 9018 2245", a vCard's
     "TEL;TYPE=cell:+1-415-937-3419"), not freephone numbers, dates or year ranges, as PHONE_NUM."""
     return [(m.start("number"), m.end("number"), "PHONE_NUM") for m in _PHONE_LABEL.finditer(text)
-            if is_personal_phone(m["number"]) and _NOT_A_PHONE.fullmatch(m["number"]) is None]
+            if is_personal_phone(m["number"]) and _NOT_A_PHONE.match(m["number"]) is None
+            and m["number"].count("(") == m["number"].count(")")]
 
 
 def national_ids(text: str) -> list[Span]:
@@ -214,10 +215,9 @@ def names_per_line(text: str, span: Span) -> list[Span]:
     start, end, label = span
     if label != "NAME" or "\n" not in text[start:end]:
         return [span]
-    parts = [(start + m.start(1), start + m.end(1))
-             for m in re.finditer(r"[ \t]*(?:[-*•][ \t]+)?(\S(?:[^\n]*\S)?)", text[start:end])]
-    parts = [(a, b - 1) if text[b - 1] in ",;" else (a, b) for a, b in parts]
-    lists = all(len(text[a:b].split()) >= 2 and is_name(text[a:b]) for a, b in parts)
+    parts = [(start + m.start(1), start + m.end(1)) for m in re.finditer(
+        r"[ \t]*(?:(?:[-*•]|\d{1,3}[.)])[ \t]+)?[,;]?[ \t]*([^\s,;](?:[^\n]*[^\s,;])?)", text[start:end])]
+    lists = len(parts) > 1 and all(len(text[a:b].split()) >= 2 and is_name(text[a:b]) for a, b in parts)
     wrapped = any(text[a:b].split()[-1].lower() in NAME_PARTICLES for a, b in parts[:-1])
     return [(a, b, "NAME") for a, b in parts] if lists and not wrapped else [span]
 

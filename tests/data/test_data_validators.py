@@ -127,6 +127,7 @@ CASES = [
     (v.is_username, "GB_2", True),
     (v.is_username, "sarah.h", True),  # a name and an initial, not a C header
     (v.is_username, "pam_cap.so", False),
+    (v.is_username, "HTTP_200_OK", False),
     (v.is_id_number, "06149/12345", True),
     (v.is_id_number, "529.982.247-25", True),
     (v.is_id_number, "debian/patches/fix-1.patch", False),
@@ -141,6 +142,7 @@ CASES = [
     (v.is_id_number, "STN-2026-884120", True),
     (v.is_id_number, "5502-34-12", True),  # no date: there is no month 34
     (v.is_id_number, "Fixes: #1234", False),
+    (v.is_id_number, "#4821.", False),
     (v.is_street_address, "Schönhauser Allee 112, 10439 Berlin", True),
     (v.is_street_address, "Via Matilda, 8 Piano 7 35026 Croci Di Calenzano (MO)", True),
     (v.is_street_address, "Esplanada Clara Garcia, Tupi B, Machado Verde - RJ", True),

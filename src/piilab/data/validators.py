@@ -44,7 +44,7 @@ _LOCAL = r"[A-Za-z0-9](?:[A-Za-z0-9._%+-]*[A-Za-z0-9])?"
 _TLD = (r"(?:[a-z]{2}|com|org|net|edu|gov|mil|int|info|biz|name|pro|io|dev|app|me|ai|xyz|online|"
         r"site|tech|email|mail|cloud|museum)")
 OBFUSCATED_EMAIL = re.compile(
-    rf"(?<![A-Za-z0-9._%+-])(?P<local>{_LOCAL}(?:{DOT_WORDS}{_LOCAL})*)(?P<at>{_AT})"
+    rf"(?<![A-Za-z0-9._%+@-])(?P<local>{_LOCAL}(?:{DOT_WORDS}{_LOCAL})*)(?P<at>{_AT})"
     rf"(?P<domain>{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_TLD})(?![\w-])", re.IGNORECASE)
 _DOT_WORD = re.compile(_DOT, re.IGNORECASE)
 
@@ -236,7 +236,7 @@ def is_name(value: str) -> bool:
 # "sarah.h" and "dan.rs" are people's), a constant in code ("CURLE_AGAIN").
 _NOT_A_USERNAME = re.compile(
     r"^#|[\d_][\w.-]*\.(?:c|h|o|a|so|cc|py|js|ts|go|rs|rb|pl|pm|sh|md)$|"
-    r"\.(?:cpp|hpp|txt|rst|x11|conf|cfg|ini|json|ya?ml|xml|html?|css)$|^[A-Z][A-Z0-9]*(?:_[A-Z][A-Z0-9]*)+$")
+    r"\.(?:cpp|hpp|txt|rst|x11|conf|cfg|ini|json|ya?ml|xml|html?|css)$|^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*_[A-Z][A-Z0-9]*$")
 
 
 def is_username(value: str) -> bool:
@@ -264,7 +264,7 @@ def is_id_number(value: str) -> bool:
     a UUID, a timestamp, a date nor an issue reference ('#10896')."""
     value = value.strip()
     return (sum(c.isdigit() for c in value) >= ID_DIGITS and _NOT_IN_ID.search(value) is None
-            and _CVE.fullmatch(value) is None and _NOT_AN_ID.fullmatch(value) is None)
+            and _CVE.fullmatch(value) is None and _NOT_AN_ID.fullmatch(value.rstrip(".,;:")) is None)
 
 
 SENTENCE_WORDS = 4  # lower-case words of four letters or more that make an "address" prose

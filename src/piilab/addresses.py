@@ -9,12 +9,12 @@ Spans are (start, end, label) tuples over one text, end exclusive.
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
 from functools import lru_cache
 
 from piilab.data.validators import (DOT_WORDS, LETTER_WORDS, LIST_OWN_ADDRESS, NAME_PARTICLES,
                                    OBFUSCATED_EMAIL, is_email, is_name, is_role_mailbox,
                                    unobfuscated_email)
+from piilab.span_sets import taken_by
 
 Span = tuple[int, int, str]
 
@@ -29,8 +29,8 @@ def emails(text: str) -> tuple[Span, ...]:
     "user@host" of a fediverse handle ("@user@host")."""
     plain = [(m.start(), m.end(), "EMAIL") for m in _EMAIL_IN_TEXT.finditer(text)
              if is_email(m.group()) and not (m.start() and text[m.start() - 1] == "@")]
-    hidden = [s for s in obfuscated_emails(text)
-              if not any(s[0] < p[1] and p[0] < s[1] for p in plain)]  # "jo@x.org at y dot com"
+    on_plain = taken_by(plain)
+    hidden = [s for s in obfuscated_emails(text) if not on_plain(s[0], s[1])]  # "jo@x.org at y dot com"
     return tuple(sorted(plain + hidden))
 
 
@@ -192,16 +192,11 @@ def no_ones_addresses(text: str):
     """(start, end) -> whether the address there names no person where it stands: a role
     mailbox or a mailing list's, one on a message or event id's line, or the address of a list
     whose own addresses the text holds ("ppp@zzz.org" beside "ppp-request@zzz.org")."""
-    id_lines = [m.span() for m in _ID_LINE.finditer(text)]
-    id_starts = [start for start, _ in id_lines]
-
-    def on_id_line(start: int) -> bool:
-        at = bisect_right(id_starts, start) - 1
-        return at >= 0 and start < id_lines[at][1]
+    on_id_line = taken_by(m.span() for m in _ID_LINE.finditer(text))
     lists = {f"{m['owned'] or m['list']}@{m['host']}".lower() for m in LIST_OWN_ADDRESS.finditer(text)}
 
     def nobody(start: int, end: int) -> bool:
         value = text[start:end]
-        return (is_role_mailbox(value) or on_id_line(start)
+        return (is_role_mailbox(value) or on_id_line(start, end)
                 or (unobfuscated_email(value) or value).lower() in lists)
     return nobody

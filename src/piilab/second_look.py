@@ -23,7 +23,7 @@ from pathlib import Path
 
 from piilab.data.answer import parse_answer
 from piilab.errors import PiilabError
-from piilab.shapes import overlaps
+from piilab.span_sets import overlaps
 
 log = logging.getLogger(__name__)
 

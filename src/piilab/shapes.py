@@ -41,10 +41,8 @@ Spans are (start, end, label) tuples over one text, end exclusive.
 from __future__ import annotations
 
 import re
-from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from functools import lru_cache
-from itertools import accumulate
 
 from piilab.addresses import (NAME_TOKEN, Span, emails, fediverse_users, handle_as_username,
                                mailbox_names, no_ones_addresses)
@@ -53,6 +51,7 @@ from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, br_cpf_valid, 
                                    is_personal_email, is_personal_phone, is_street_address,
                                    is_url, is_us_ssn, is_username, is_web_address, luhn_valid,
                                    only_letter_words, uk_nino_valid)
+from piilab.span_sets import containing, taken_by
 
 MODES = ("extend", "check", "complete", "mailbox")  # the order they apply in
 ADDING = frozenset({"complete", "mailbox"})  # the modes that add spans the model did not write
@@ -82,7 +81,7 @@ def urls(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in _URL_IN_TEXT.finditer(text) if is_url(m.group())]
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=16)  # as `emails`: asked once per item
 def _wholes(text: str):
     """The finders of the address and of the URL a span lies inside (`containing`)."""
     return containing([s[:2] for s in emails(text)]), containing(urls(text))
@@ -189,24 +188,6 @@ def without_letter_words(text: str, span: Span) -> Span:
     return (words[first].start() if first else start, end, label)
 
 
-def overlaps(span: tuple[int, int], others: Iterable[tuple[int, ...]]) -> bool:
-    """Whether `span` (start, end) shares a character with any of `others`."""
-    return any(span[0] < o[1] and o[0] < span[1] for o in others)
-
-
-def taken_by(spans: Iterable[tuple[int, ...]]):
-    """(start, end) -> whether it shares a character with one of `spans`: `overlaps` for many
-    questions about one set, in logarithmic time each."""
-    ordered = sorted(s[:2] for s in spans)
-    starts = [start for start, _ in ordered]
-    reach = list(accumulate((end for _, end in ordered), max))  # the furthest end so far
-
-    def hit(start: int, end: int) -> bool:
-        before = bisect_left(starts, end)  # the spans that begin before `end`
-        return before > 0 and reach[before - 1] > start
-    return hit
-
-
 def names_per_line(text: str, span: Span) -> list[Span]:
     """A NAME span over line breaks whose every (non-blank) line is a name of two words or more
     (a list read as one name: "Behdad Esfahbod\nDov Grobgeld", "- Ana Lima,\n- Rui Sá") as one
@@ -259,19 +240,6 @@ def with_initial(text: str, start: int) -> int:
     where there is none."""
     initial = _INITIAL_BEFORE.search(text, max(0, start - 6), start)
     return start if initial is None else initial.start()
-
-
-def containing(wholes: list[tuple[int, int]]):
-    """(start, end) -> the one of `wholes` (non-overlapping) that holds it and is longer, or None."""
-    ordered = sorted(wholes)
-    starts = [start for start, _ in ordered]
-
-    def around(start: int, end: int) -> tuple[int, int] | None:
-        at = bisect_right(starts, start) - 1
-        if at >= 0 and end <= ordered[at][1] and ordered[at] != (start, end):
-            return ordered[at]
-        return None
-    return around
 
 
 def extend(text: str, spans: list[Span]) -> list[Span]:

@@ -50,11 +50,8 @@ def _handed_over(text: str, start: int) -> bool:
 
 def _first_on_header_line(text: str, start: int) -> bool:
     """Whether `start` is where a mail header line's first address begins ("From: jdoe at ...")."""
-    reach = max(0, start - DISPLAY_NAME_CHARS)
-    newline = text.rfind("\n", reach, start)
-    if newline < 0 and reach > 0:
-        return False
-    header = _HEADER_START.match(text, newline + 1)
+    line_start = _line_start(text, start)
+    header = None if line_start is None else _HEADER_START.match(text, line_start)
     return header is not None and header.end() == start
 
 
@@ -152,15 +149,21 @@ def _display_name(before: str) -> tuple[int, int] | None:
 DISPLAY_NAME_CHARS = 160  # how far before a mailbox's bracket its display name may begin
 
 
-def _name_reach(text: str, at: int) -> int:
-    """Where a display name ending at `at` may begin: its line's start, or on a longer line the
-    first word within DISPLAY_NAME_CHARS (a few words, so each address costs the same however
-    long its line is)."""
+def _line_start(text: str, at: int) -> int | None:
+    """The start of the line holding `at`, if it lies within DISPLAY_NAME_CHARS before it (so
+    each address costs the same however long its line is); None on a longer line."""
     reach = max(0, at - DISPLAY_NAME_CHARS)
     newline = text.rfind("\n", reach, at)
-    if newline >= 0 or reach == 0:
-        return newline + 1
-    space = text.find(" ", reach, at)
+    return newline + 1 if newline >= 0 or reach == 0 else None
+
+
+def _name_reach(text: str, at: int) -> int:
+    """Where a display name ending at `at` may begin: its line's start, or on a longer line the
+    first word within DISPLAY_NAME_CHARS."""
+    line_start = _line_start(text, at)
+    if line_start is not None:
+        return line_start
+    space = text.find(" ", at - DISPLAY_NAME_CHARS, at)
     return at if space < 0 else space + 1
 
 

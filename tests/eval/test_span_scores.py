@@ -26,6 +26,7 @@ from piilab.eval.span_scores import (
 ROOT = Path(__file__).resolve().parents[2]
 DEV = ROOT / "benchmarks" / "real_text" / "dev.jsonl"
 TEST = ROOT / "benchmarks" / "real_text" / "test.jsonl"
+CONTACT = ROOT / "benchmarks" / "real_text" / "test_contact.jsonl"
 MAIL = ROOT / "src" / "piilab" / "data" / "real" / "mail.jsonl"
 LABELS = {"NAME", "EMAIL", "USERNAME", "ID_NUM", "PHONE_NUM", "URL_PERSONAL", "STREET_ADDRESS"}
 
@@ -122,15 +123,23 @@ def test_dev_set_spans_match_their_text_and_the_set_has_its_shape():
     assert sum(not r["spans"] and r["source"] != "hand" for r in records) >= 200
 
 
-def test_test_set_is_well_formed_and_shares_no_source_or_text_with_the_dev_set_or_training():
-    test, dev = read_set(TEST), read_set(DEV)
+@pytest.mark.parametrize("path, least, pii_free", [(TEST, 250, 80), (CONTACT, 200, 60)])
+def test_test_sets_are_well_formed_and_share_no_source_or_text_with_the_dev_set_or_training(
+        path, least, pii_free):
+    test, dev = read_set(path), read_set(DEV)
     assert_well_formed(test)
     assert not {r["source"] for r in test} & {r["source"] for r in dev}
     texts = {r["text"] for r in test}
     assert not texts & {r["text"] for r in dev}
     assert not texts & {r["text"] for r in read_set(MAIL)}  # the real text training reads
-    assert len(test) >= 250 and sum(not r["spans"] for r in test) >= 80
+    assert len(test) >= least and sum(not r["spans"] for r in test) >= pii_free
     assert all(r["origin"] for r in test)  # where each text came from
+
+
+def test_the_two_test_sets_share_no_source_and_no_text():
+    first, second = read_set(TEST), read_set(CONTACT)
+    assert not {r["source"] for r in first} & {r["source"] for r in second}
+    assert not {r["text"] for r in first} & {r["text"] for r in second}
 
 
 def test_hand_written_marks_rebuild_the_committed_texts():

@@ -282,6 +282,10 @@ def test_an_obfuscated_address_is_an_email_that_every_mode_treats_as_one():
     ("Phone: 0800 123 4567", []),  # a freephone number is a business's
     ("Call 030 1234567 after six.", []),  # no label: only context could tell whose line it is
     ("Order 2024-01-1234, phone 12345", []),
+    ("My phone number is 415-555-0132.", ["415-555-0132"]),  # the label said in a sentence
+    ("Meine Telefonnummer ist 05086 63680", ["05086 63680"]),
+    ("Il mio numero di telefono è 333 123 4567", ["333 123 4567"]),
+    ("The phone is 2020-2024 vintage; the fax is 20 years old", []),
 ])
 def test_complete_adds_phone_numbers_written_after_a_phone_label(text, found):
     assert [text[a:b] for a, b, _ in shapes.labelled_phones(text)] == found

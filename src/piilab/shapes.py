@@ -28,7 +28,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
               (US SSN, Brazilian CPF, Spanish DNI, French NIR, UK NINO, Swiss AHV) with valid
               check digits that the model missed, but none right after a word that names it
               a business's reference ("Order #", "Rechnung Nr."), and phone numbers right after
-              a phone label ("Tel.:", "Mobile", a vCard's "TEL;TYPE=cell:"; not freephone); no
+              a phone label ("Tel.:", "Mobile", a vCard's "TEL;TYPE=cell:", "my phone number
+              is"; not freephone); no
               URLs or other phone numbers: public links and numbers look the same as personal
               ones, and only context tells them apart;
 - `mailbox`:  add the display name of a personal mailbox ("Jens Axboe <jens@axboe.dk>", as
@@ -134,15 +135,17 @@ def after_reference_word(text: str, start: int) -> bool:
 
 
 # A phone number's own label right before it: "Tel.:", "Mobile no.:", "Fax (home):", "Тел.:", a
-# vCard's "TEL;TYPE=cell:", a signature's "M:". Only then does a number's context say it is a
+# vCard's "TEL;TYPE=cell:", a signature's "M:", a sentence's "my phone number is". Only then does a number's context say it is a
 # phone line. A bare label with no colon counts only where it begins its line ("Mobile 0171 ..."),
 # not inside prose ("Mobile 2020-2024 roadmap", the journal "Cell 2004 117(6) 789-802").
 _PHONE_WORDS = (r"(?:tel|telephone|phone|ph|mobile|mob|cell|cellphone|fax|handy|mobil|telefon|"
                 r"telefonnummer|tél|téléphone|portable|móvil|movil|teléfono|telefone|telemóvel|"
                 r"celular|telefono|cellulare|gsm|тел|телефон|電話)\.?"
                 r"(?:[ \t]*(?:number|no|nr|n°|nº|#)\.?)?(?:[ \t]*\([^()\n]{1,20}\))?")
+# In prose the label may be said: "my phone number is", "Meine Telefonnummer ist", "mi teléfono es".
+_SAID = r"[ \t]+(?:is|ist|est|es|è|é|är|er|jest)[ \t]*:?"
 _PHONE_LABEL = re.compile(
-    rf"(?im)(?:^[ \t]*{_PHONE_WORDS}[ \t]*[:.]?|(?<![\w-]){_PHONE_WORDS}[ \t]*[:.]|"
+    rf"(?im)(?:^[ \t]*{_PHONE_WORDS}[ \t]*[:.]?|(?<![\w-]){_PHONE_WORDS}(?:[ \t]*[:.]|{_SAID})|"
     r"^(?:item\d+\.)?tel(?:;[^:\n]*)?:|^[MPTF][ \t]*:)[ \t]*"
     r"(?P<number>\+?[\d(][\d \t().\-/]{5,}\d(?:[ \t]*(?:x|ext\.?)[ \t]*\d{1,5})?)")
 # What a number after such a label may begin with instead: a year range, a date, an IP address.

@@ -29,9 +29,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
               check digits that the model missed, but none right after a word that names it
               a business's reference ("Order #", "Rechnung Nr."), and phone numbers right after
               a phone label ("Tel.:", "Mobile", a vCard's "TEL;TYPE=cell:", "my phone number
-              is"; not freephone); no
-              URLs or other phone numbers: public links and numbers look the same as personal
-              ones, and only context tells them apart;
+              is"; not freephone); no URLs or other phone numbers: public links and numbers
+              look the same as personal ones, and only context tells them apart;
 - `mailbox`:  add the display name of a personal mailbox ("Jens Axboe <jens@axboe.dk>", as
               mail headers, changelogs, copyright lines and package metadata write them) as
               NAME where the model missed it; a team's or company's name is left alone.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 LABELS = ("NAME", "EMAIL", "USERNAME", "ID_NUM", "PHONE_NUM", "URL_PERSONAL", "STREET_ADDRESS")
 MAX_CHARS = 600
@@ -80,3 +81,31 @@ def corrected(rid: str, origin: str, values: list[tuple[str, str]],
         raise ValueError(f"{rid}: corrections name values not in the drafts: {missing}")
     kept = [(v, relabel.get(v, label)) for v, label in values if (v, label) not in drop]
     return kept + [tuple(x) for x in c.get("add", [])]
+
+
+def dump(records: list[dict]) -> None:
+    """Print each record's text and spans, for reading a part by eye (the builders' --dump)."""
+    for r in records:
+        print(f"\n########## {r['id']}  {r['origin']}  ({len(r['text'])} chars, {r['lang']})")
+        print(r["text"])
+        print("---- spans:")
+        for s in r["spans"]:
+            print(f"   {s['label']:14} {s['value']!r}")
+
+
+def git_dir(mirrors, repo: str):
+    """Where `fetch` keeps a repository's bare mirror (a work tree's .git where there is one)."""
+    folder = mirrors / repo.replace("/", "+") / "repo"
+    return folder / ".git" if (folder / ".git").is_dir() else folder
+
+
+def git_show(mirrors, repo: str, commit: str, path: str) -> str:
+    """A file of a mirrored repository at a pinned commit, as text with "\\n" line ends (UTF-8, a
+    byte-order mark dropped; Latin-1 where it is not UTF-8, as a few bank statements are)."""
+    raw = subprocess.run(["git", f"--git-dir={git_dir(mirrors, repo)}", "show", f"{commit}:{path}"],
+                         check=True, capture_output=True).stdout
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    return text.replace("\r\n", "\n").replace("\r", "\n")

@@ -43,7 +43,8 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from marking import MAX_CHARS, corrected, mark_all, validate, write_part  # noqa: E402
+import marking  # noqa: E402
+from marking import MAX_CHARS, corrected, dump, mark_all, validate, write_part  # noqa: E402
 
 MIRRORS = Path("/work/.mirror")
 
@@ -116,23 +117,12 @@ SCRUBADUB = ("LeapBeyond/scrubadub_address", "tests/test_detector_address.py", "
 
 
 # ------------------------------------------------------------------------------ reading
-def gitdir(mirrors: Path, repo: str) -> Path:
-    d = mirrors / repo.replace("/", "+") / "repo"
-    return d / ".git" if (d / ".git").is_dir() else d
-
-
 def git_show(mirrors: Path, repo: str, path: str) -> str:
-    raw = subprocess.run(["git", f"--git-dir={gitdir(mirrors, repo)}", "show",
-                          f"{REPOS[repo][0]}:{path}"], check=True, capture_output=True).stdout
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:  # a few MT940 fixtures are Latin-1
-        text = raw.decode("latin-1")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    return marking.git_show(mirrors, repo, REPOS[repo][0], path)
 
 
 def git_ls(mirrors: Path, repo: str, path: str) -> list[str]:
-    out = subprocess.run(["git", f"--git-dir={gitdir(mirrors, repo)}", "ls-tree", "-r",
+    out = subprocess.run(["git", f"--git-dir={marking.git_dir(mirrors, repo)}", "ls-tree", "-r",
                           "--name-only", REPOS[repo][0], path], check=True,
                          capture_output=True).stdout.decode("utf-8")
     return sorted(out.split())
@@ -369,12 +359,7 @@ def main() -> int:
     a = ap.parse_args()
     recs = build(a.mirrors, labels=not a.nolabels)
     if a.dump:
-        for r in recs:
-            print(f"\n########## {r['id']}  {r['origin']}  ({len(r['text'])} chars, {r['lang']})")
-            print(r["text"])
-            print("---- spans:")
-            for s in r["spans"]:
-                print(f"   {s['label']:14} {s['value']!r}")
+        dump(recs)
         return 0
     write_part(recs, a.out)
     return 0

@@ -30,13 +30,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from marking import MAX_CHARS, corrected, mark_all, validate, write_part  # noqa: E402
+import marking  # noqa: E402
+from marking import MAX_CHARS, corrected, dump, mark_all, validate, write_part  # noqa: E402
 
 MIRRORS = Path("/work/.mirror")
 
@@ -52,11 +52,7 @@ REPOS = {
 
 
 def git_show(mirrors: Path, repo: str, path: str) -> str:
-    commit = REPOS[repo][0]
-    gitdir = mirrors / repo.replace("/", "+") / "repo"
-    raw = subprocess.run(["git", f"--git-dir={gitdir}", "show", f"{commit}:{path}"],
-                         check=True, capture_output=True).stdout
-    return raw.decode("utf-8-sig").replace("\r\n", "\n").replace("\r", "\n")
+    return marking.git_show(mirrors, repo, REPOS[repo][0], path)
 
 
 # ------------------------------------------------------------------ recognizer-spec selection
@@ -307,12 +303,7 @@ def main() -> int:
     a = ap.parse_args()
     recs = build(a.mirrors)
     if a.dump:
-        for r in recs:
-            print(f"\n########## {r['id']}  {r['origin']}  ({len(r['text'])} chars)")
-            print(r["text"])
-            print("---- spans:")
-            for s in r["spans"]:
-                print(f"   {s['label']:14} {s['value']!r}")
+        dump(recs)
         return 0
     write_part(recs, a.out)
     return 0

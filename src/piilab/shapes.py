@@ -134,9 +134,10 @@ def after_reference_word(text: str, start: int) -> bool:
 
 
 # A phone number's own label right before it: "Tel.:", "Mobile no.:", "Fax (home):", "Тел.:", a
-# vCard's "TEL;TYPE=cell:", a signature's "M:", a sentence's "my phone number is". Only then does a number's context say it is a
-# phone line. A bare label with no colon counts only where it begins its line ("Mobile 0171 ..."),
-# not inside prose ("Mobile 2020-2024 roadmap", the journal "Cell 2004 117(6) 789-802").
+# vCard's "TEL;TYPE=cell:", a signature's "M:", a sentence's "my phone number is". Only then does
+# a number's context say it is a phone line. A bare label with no colon counts only where it
+# begins its line ("Mobile 0171 ..."), not inside prose ("Mobile 2020-2024 roadmap", the journal
+# "Cell 2004 117(6) 789-802").
 _PHONE_WORDS = (r"(?:tel|telephone|phone|ph|mobile|mob|cell|cellphone|fax|handy|mobil|telefon|"
                 r"telefonnummer|tél|téléphone|portable|móvil|movil|teléfono|telefone|telemóvel|"
                 r"celular|telefono|cellulare|gsm|тел|телефон|電話)\.?"

@@ -10,6 +10,7 @@ import subprocess
 LABELS = ("NAME", "EMAIL", "USERNAME", "ID_NUM", "PHONE_NUM", "URL_PERSONAL", "STREET_ADDRESS")
 MAX_CHARS = 600
 KEYS = {"id", "source", "genre", "lang", "text", "spans", "origin"}
+MIRRORS = "/work/.mirror"  # where `fetch` puts the bare git mirrors the parts read
 
 
 def mark_all(text: str, values: list[tuple[str, str]]) -> list[dict]:

@@ -46,8 +46,6 @@ sys.path.insert(0, str(HERE.parent))
 import marking  # noqa: E402
 from marking import MAX_CHARS, corrected, dump, mark_all, validate, write_part  # noqa: E402
 
-MIRRORS = Path("/work/.mirror")
-
 # repo -> (commit, licence)
 REPOS = {
     "OpenCageData/address-formatting": ("28c47f9daeaeb55213c439ec7c31c247bfe76321", "MIT"),
@@ -352,7 +350,7 @@ def build(mirrors: Path, labels: bool = True) -> list[dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mirrors", type=Path, default=MIRRORS)
+    ap.add_argument("--mirrors", type=Path, default=Path(marking.MIRRORS))
     ap.add_argument("--out", type=Path, default=HERE / "part.jsonl")
     ap.add_argument("--dump", action="store_true", help="print texts with spans")
     ap.add_argument("--nolabels", action="store_true", help="texts only (no corrections.json)")

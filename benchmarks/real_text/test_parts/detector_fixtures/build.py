@@ -38,8 +38,6 @@ sys.path.insert(0, str(HERE.parent))
 import marking  # noqa: E402
 from marking import MAX_CHARS, corrected, dump, mark_all, validate, write_part  # noqa: E402
 
-MIRRORS = Path("/work/.mirror")
-
 # repo -> (commit, licence)
 REPOS = {
     "microsoft/Recognizers-Text": ("90e968ea44dc8fda3f2e1c3e4b20aa233817488d", "MIT"),
@@ -297,7 +295,7 @@ def build(mirrors: Path) -> list[dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mirrors", type=Path, default=MIRRORS)
+    ap.add_argument("--mirrors", type=Path, default=Path(marking.MIRRORS))
     ap.add_argument("--out", type=Path, default=HERE / "part.jsonl")
     ap.add_argument("--dump", action="store_true", help="print texts with spans")
     a = ap.parse_args()

@@ -29,9 +29,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+import marking  # noqa: E402
 from marking import MAX_CHARS, corrected, mark_all, validate, write_part  # noqa: E402
 
-MIRRORS = Path("/work/.mirror")
 EMAIL_DIR = Path("/root/.pyenv/versions/3.11.7/lib/python3.11/test/test_email/data")
 
 # repo -> (licence, positive date range, #positives, negative date range, #negatives)
@@ -140,7 +140,7 @@ def indent(msg: str) -> str:
 def git_texts(mirrors: Path) -> tuple[list[dict], list[dict]]:
     pos, neg = [], []
     for repo, (lic, prange, npos, nrange, nneg) in REPOS.items():
-        gitdir = mirrors / repo.replace("/", "+") / "repo"
+        gitdir = marking.git_dir(mirrors, repo)
         # positives
         cands = []
         for c in git_commits(gitdir, *prange):
@@ -332,7 +332,7 @@ def build(mirrors: Path, email_dir: Path, use_corrections: bool = True) -> list[
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mirrors", type=Path, default=MIRRORS)
+    ap.add_argument("--mirrors", type=Path, default=Path(marking.MIRRORS))
     ap.add_argument("--email-dir", type=Path, default=EMAIL_DIR)
     ap.add_argument("--out", type=Path, default=HERE / "part.jsonl")
     ap.add_argument("--drafts", action="store_true", help="write drafts.jsonl, no corrections")

@@ -191,7 +191,7 @@ def _extract_defaults(exp: Experiment) -> dict[str, float]:
 
 # Settings added after run folders were first stamped, with their defaults: left out of a stamp
 # while at the default, so those folders still resume instead of building and training again.
-_ADDED_LATER = {"real": [], "carriers": 0}
+_ADDED_LATER = {"real": [], "carriers": 0, "excerpts": 0.0}
 
 
 def _stamp(config: Any) -> Any:

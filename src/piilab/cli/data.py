@@ -19,6 +19,7 @@ from piilab.data.instruct import PROMPT_STYLES
 from piilab.data.real import REAL_SETS
 from piilab.data.sources import FORMATS, SourceSpec
 from piilab.data.synth import SynthConfig
+from piilab.errors import PiilabError
 from piilab.io import check_output_file
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--genres", nargs="+", metavar="GENRE",
                        help="the synthetic generator's genres (default: all of them; "
                             "the templates have 5, compose 12)")
+    build.add_argument("--excerpts", type=float, default=0.0, metavar="SHARE",
+                       help="compose: replace SHARE of its documents by a few of their own lines (default 0)")
     build.add_argument("--mix", action="append", default=[], metavar="alpaca:PATH:FRACTION",
                        help="mix Alpaca-style rows in as FRACTION of each split; repeatable")
     build.add_argument("--test-size", type=float, default=0.1, help="share of documents in test (default 0.1)")
@@ -74,6 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--generator", default="templates", choices=GENERATORS)
     synth.add_argument("--locales", nargs="+", help="Faker locales (default: the generator's own set)")
     synth.add_argument("--genres", nargs="+", help="genres (default: all of the generator's)")
+    synth.add_argument("--excerpts", type=float, default=0.0, metavar="SHARE",
+                       help="compose: replace SHARE of its documents by a few of their own lines (default 0)")
     synth.add_argument("--out", required=True, metavar="FILE.jsonl")
     synth.set_defaults(func=run_synth)
 
@@ -92,6 +97,7 @@ def run_build(args: argparse.Namespace) -> int:
         synthetic=args.synthetic,
         generator=args.generator,
         synthetic_genres=_names(args.genres),
+        excerpts=args.excerpts,
         mix=[MixSpec.parse(m) for m in args.mix],
         test_size=args.test_size,
         heldout_share=args.heldout_share,
@@ -117,7 +123,10 @@ def run_build(args: argparse.Namespace) -> int:
 def run_synth(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")
     config_class = ComposeConfig if args.generator == "compose" else SynthConfig
-    chosen = {key: value for key, value in (("locales", args.locales), ("genres", args.genres)) if value}
+    chosen = {key: value for key, value in (("locales", args.locales), ("genres", args.genres),
+                                            ("excerpt_share", args.excerpts)) if value}
+    if "excerpt_share" in chosen and args.generator != "compose":
+        raise PiilabError("--excerpts needs --generator compose")
     n = write_synthetic(config_class(n=args.n, seed=args.seed, **chosen), args.out)
     log.info("wrote %d synthetic documents to %s", n, args.out)
     return 0

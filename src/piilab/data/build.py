@@ -90,11 +90,11 @@ GENERATORS = ("templates", "compose")
 
 
 def synthetic_documents(generator: str, n: int, seed: int, locales: list[str] | None,
-                        genres: list[str] | None = None) -> tuple[Iterator[Document], str]:
+                        genres: list[str] | None = None, excerpts: float = 0.0) -> tuple[Iterator[Document], str]:
     """The documents of one synthetic generator and the source name they carry."""
     if generator == "compose":
         config = compose.ComposeConfig(n=n, seed=seed, **({"locales": locales} if locales else {}),
-                                       **({"genres": genres} if genres else {}))
+                                       **({"genres": genres} if genres else {}), excerpt_share=excerpts)
         return compose.compose(config), compose.SOURCE
     return synthesize(SynthConfig(n=n, seed=seed, **({"locales": locales} if locales else {}),
                                   **({"genres": tuple(genres)} if genres else {}))), synth_source
@@ -142,6 +142,8 @@ class BuildConfig:
     """Synthetic generator: 'templates' (synth.py, 82 templates) or 'compose' (compose.py, frames)."""
     synthetic_genres: list[str] | None = None
     """The synthetic generator's genres (None: all of them)."""
+    excerpts: float = 0.0
+    """compose only: share of its documents replaced by a few of their own lines (excerpts.py)."""
     real: list[str] = field(default_factory=list)
     """Shipped real-text sets to read as sources, by name (piilab.data.real: 'mail')."""
     carriers: int = 0
@@ -176,6 +178,9 @@ class BuildConfig:
             raise PiilabError(f"unknown --generator {self.generator!r}; use {' or '.join(GENERATORS)}")
         if self.max_chars <= 0 or not 0 <= self.overlap < self.max_chars:
             raise PiilabError("need --max-chars > 0 and 0 <= --overlap < --max-chars")
+        if not 0 <= self.excerpts <= 1 or (self.excerpts and self.generator != "compose"):
+            raise PiilabError(f"--excerpts must be in [0, 1] and needs --generator compose, got {self.excerpts} "
+                              f"with {self.generator}")
         known = compose.GENRES if self.generator == "compose" else synth_genres
         unknown = [genre for genre in self.synthetic_genres or () if genre not in known]
         if unknown:  # before the output folder is made, not while the documents are drawn
@@ -231,9 +236,10 @@ def _pii_documents(config: BuildConfig, tallies: dict[str, Tally]) -> Iterator[t
         yield tally, doc
     if config.synthetic > 0:
         docs, source = synthetic_documents(config.generator, config.synthetic, config.seed,
-                                           config.synthetic_locales, config.synthetic_genres)
+                                           config.synthetic_locales, config.synthetic_genres, config.excerpts)
         tally = tallies.setdefault(source, Tally(source, strict=config.strict))
-        tally.files.append(f"(generated: {config.synthetic} documents by {config.generator}, seed {config.seed})")
+        cut = f", {config.excerpts:g} of them as excerpts" if config.excerpts else ""
+        tally.files.append(f"(generated: {config.synthetic} documents by {config.generator}, seed {config.seed}{cut})")
         for doc in docs:
             tally.read += 1
             yield tally, doc

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from piilab.data import people
+from piilab.data.excerpts import excerpt
 from piilab.data.people import Locale, Person, load_yaml, new_person, vocab
 from piilab.data.records import Document, Span
 from piilab.errors import PiilabError
@@ -90,6 +91,8 @@ class ComposeConfig:
     """Faker locales people come from (texts are English); each needs a row in frames/locales.yaml."""
     genres: Sequence[str] = GENRES
     """Which genres to compose."""
+    excerpt_share: float = 0.0
+    """Share of documents replaced by a few of their own lines or sentences (excerpts.py)."""
 
     def __post_init__(self) -> None:
         if self.n < 0:
@@ -99,6 +102,8 @@ class ComposeConfig:
             raise PiilabError(f"unknown or no genre(s) {', '.join(unknown)}; choose from {', '.join(GENRES)}")
         if not self.locales:
             raise PiilabError("at least one Faker locale is needed")
+        if not 0 <= self.excerpt_share <= 1:
+            raise PiilabError(f"excerpt share must be within 0 and 1, got {self.excerpt_share}")
 
 
 @dataclass
@@ -388,6 +393,12 @@ def compose(config: ComposeConfig) -> Iterator[Document]:
         text, spans, negatives, frames, features = compose_one(rng, genre, locale(code), others, group, clean)
         if not text.strip() or (clean and spans):
             text, spans, negatives, frames, features = compose_one(rng, genre, locale(code), others, group, False)
+        # Its own generator, so that the choice leaves every other document as it was.
+        cut = random.Random(f"excerpt:{config.seed}:{i}")
+        if cut.random() < config.excerpt_share:
+            text, spans = excerpt(cut, text, spans)
+            negatives = [n for n in negatives if n["value"] in text]
+            features = {"excerpt"}  # the document's structure features need not hold for a part
         meta = {"template_id": f"{genre.name}/{group}", "genre": genre.name, "locale": code,
                 "frames": frames, "features": sorted(features), "hard_negatives": negatives}
         yield Document(f"{SOURCE}:{config.seed}:{i:06d}", text, spans, SOURCE, meta)

@@ -398,3 +398,28 @@ def test_folded_id_headers_name_messages_and_other_x_headers_may_name_people():
     text = ("References: <a@b.de>\n <c@d.de>\nMessage-ID:\n <abc@mail.example.org>\n"
             "In-Reply-To: <x1@acme.de> (Jane's message)\nX-Account-ID: jane.doe@gmail.com")
     assert [text[a:b] for a, b, _ in shapes.complete(text, [])] == ["jane.doe@gmail.com"]
+
+
+@pytest.mark.parametrize(("value", "kept"), [
+    ("Gontardstraße 7\n10178 Berlin\nGermany", "Gontardstraße 7\n10178 Berlin"),
+    ("12 rue de la Paix, 69001 Lyon, France", "12 rue de la Paix, 69001 Lyon"),
+    ("5 Main St\nSpringfield, IL 62701\nU.S.A.", "5 Main St\nSpringfield, IL 62701"),
+    ("Via Roma 1, 00100 Roma, Italia", "Via Roma 1, 00100 Roma"),
+    ("Kerkstraat 4\n1017 GC Amsterdam\nthe Netherlands", "Kerkstraat 4\n1017 GC Amsterdam"),
+    ("318 Upper Street, N1 2XQ London", "318 Upper Street, N1 2XQ London"),  # London is no country
+    ("Flat 2, 9 Jersey Road", "Flat 2, 9 Jersey Road"),
+])
+def test_check_leaves_the_country_line_out_of_an_address(value, kept):
+    text = f"Ship to:\n{value}\nThanks"
+    start = text.index(value)
+    assert shapes.check(text, [(start, start + len(value), "STREET_ADDRESS")]) == [
+        (start, start + len(kept), "STREET_ADDRESS")]
+
+
+def test_a_country_is_a_countrys_name_alone_in_english_or_its_own_language():
+    from piilab.data.validators import is_country
+
+    assert all(map(is_country, ["Germany", "Deutschland", "the Netherlands", "USA", "Česká republika",
+                                "Российская Федерация", " France. "]))
+    assert not any(map(is_country, ["London", "Berlin", "10178 Berlin", "Germany 10178", "Springfield",
+                                    "Georgia", "Singapore", "Luxembourg"]))  # a state's or a city's line too

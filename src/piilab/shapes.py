@@ -18,7 +18,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
               digits or that is a file path, code, a CVE id, a UUID, a timestamp, a date or an
               issue reference, an "address" with no number or that reads as a sentence
               (piilab.data.validators; each keeps every value the generator writes and every
-              value in the dev set); trim greetings and titles off a name ("Ciao Giulia"); and
+              value in the dev set); trim greetings and titles off a name ("Ciao Giulia") and
+              a country line off an address ("...\n10178 Berlin\nGermany"); and
               relabel a national number in its own shape (123-45-6789, 000.000.000-00) ID_NUM,
               whatever the model called it (PHONE_NUM, mostly), and a fediverse handle's
               "user@host" the user's USERNAME;
@@ -47,8 +48,8 @@ from functools import lru_cache
 from piilab.addresses import (NAME_TOKEN, Span, emails, fediverse_users, handle_as_username,
                                mailbox_names, no_ones_addresses)
 from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, br_cpf_valid, ch_ahv_valid,
-                                   es_dni_valid, fr_nir_valid, iban_valid, is_id_number, is_name,
-                                   is_personal_email, is_personal_phone, is_street_address,
+                                   es_dni_valid, fr_nir_valid, iban_valid, is_country, is_id_number,
+                                   is_name, is_personal_email, is_personal_phone, is_street_address,
                                    is_url, is_us_ssn, is_username, is_web_address, luhn_valid,
                                    only_letter_words, uk_nino_valid)
 from piilab.span_sets import containing, taken_by
@@ -206,15 +207,28 @@ def names_per_line(text: str, span: Span) -> list[Span]:
     return [(a, b, "NAME") for a, b in parts] if lists and not wrapped else [span]
 
 
+def without_country(text: str, span: Span) -> Span:
+    """An address span less its last line or comma-separated part where that is a country's name
+    alone ("...\n10178 Berlin\nGermany", "..., Lyon, France"): an address runs through postcode,
+    city and region, without the country (docs/evaluation.md, the label's definition)."""
+    start, end, label = span
+    value = text[start:end]
+    cut = max(value.rfind("\n"), value.rfind(","))
+    kept = value[:max(cut, 0)].rstrip(" \t\r\n,")
+    return (start, start + len(kept), label) if kept and is_country(value[cut + 1:]) else span
+
+
 def check(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans without those whose value lacks their label's shape or that name no
     one where they stand (`no_ones_addresses`), national numbers (a social security number, a
     CPF) labelled ID_NUM, a fediverse handle's user a USERNAME, names without a greeting or
-    title before them, and a list of names read as one split into its lines."""
+    title before them, a list of names read as one split into its lines, and an address without
+    its country line."""
     relabelled = [handle_as_username(text, (start, end, "ID_NUM" if is_national_id(text[start:end])
                                             else label)) for start, end, label in spans]
     split = [part for s in relabelled for part in names_per_line(text, s)]  # before a sign-off's ","
-    trimmed = [without_letter_words(text, s) if s[2] == "NAME" else s for s in split]
+    trimmed = [without_letter_words(text, s) if s[2] == "NAME" else without_country(text, s)
+               if s[2] == "STREET_ADDRESS" else s for s in split]
     split = [part for s in trimmed for part in names_per_line(text, s)]  # after a greeting's line
     nobody = no_ones_addresses(text)
     kept = [s for s in split if (s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])

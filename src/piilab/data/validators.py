@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 # The shape real mail systems accept, not all of RFC 5322: a dotted local part, a dotted domain
 # whose last label is letters. Quoted local parts and IP-literal domains are rare in prose.
@@ -280,6 +281,47 @@ def is_street_address(value: str) -> bool:
     prose = sum(1 for word in _LOWER_WORD.findall(value) if word.islower()) >= SENTENCE_WORDS
     return (numbered and not prose and _WORD.search(value) is not None
             and _NOT_IN_ADDRESS.search(value) is None)
+
+
+# Faker's address providers whose `countries` are read: English, and the languages of the
+# countries piilab composes documents for. Names they lack, written in addresses: below.
+_COUNTRY_LISTS = ("en", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL", "pt_BR", "pl_PL", "sv_SE", "da_DK",
+                  "fi_FI", "cs_CZ")
+_MORE_COUNTRIES = ("USA", "U.S.A.", "US", "U.S.", "UK", "U.K.", "United States of America", "Great Britain",
+                   "England", "Scotland", "Wales", "Northern Ireland", "Holland", "Russia", "Россия",
+                   "Российская Федерация", "Deutschland", "Österreich", "Schweiz", "Suisse", "Svizzera",
+                   "España", "Italia", "Nederland", "Sverige", "Danmark", "Suomi", "Polska", "Brasil",
+                   "Česko", "Česká republika", "België", "Belgique", "Éire", "Norge", "Ísland", "Ελλάδα",
+                   "Türkiye", "Magyarország", "România", "Hrvatska", "Slovensko", "Slovenija", "Srbija",
+                   "България", "Україна", "Eesti", "Latvija", "Lietuva", "Lëtzebuerg", "Perú", "日本",
+                   "中国", "中華民國", "대한민국", "Việt Nam", "ประเทศไทย", "Indonesia")
+
+# Names that also end addresses as a state or city ("Atlanta, Georgia"; a city-state's own line):
+# never taken for a country line.
+_ALSO_PLACES = ("Georgia", "Jersey", "Guernsey", "Luxembourg", "Luxemburg", "Singapore", "Monaco", "Djibouti",
+                "Kuwait", "San Marino", "Hong Kong", "Macau", "Macao", "Gibraltar", "Vatican City", "Guatemala",
+                "Panama", "Panamá", "Mexico", "México", "Andorra", "Bahrain", "Qatar", "Liechtenstein")
+
+
+@lru_cache(maxsize=1)
+def _country_names() -> frozenset[str]:
+    from importlib import import_module
+
+    names = set(_MORE_COUNTRIES)
+    for language in _COUNTRY_LISTS:
+        names.update(getattr(import_module(f"faker.providers.address.{language}").Provider, "countries", ()))
+    return frozenset(_country_key(name) for name in names) - {_country_key(name) for name in _ALSO_PLACES}
+
+
+def _country_key(value: str) -> str:
+    key = value.strip().rstrip(".").casefold()
+    return key[4:] if key.startswith("the ") else key
+
+
+def is_country(value: str) -> bool:
+    """Whether `value` is a country's name alone ("Germany", "the Netherlands", "Deutschland",
+    "U.S.A.", "Российская Федерация"), in English or a language piilab composes for."""
+    return _country_key(value) in _country_names()
 
 
 def digits(value: str) -> str:

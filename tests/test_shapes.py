@@ -423,3 +423,18 @@ def test_a_country_is_a_countrys_name_alone_in_english_or_its_own_language():
                                 "Российская Федерация", " France. "]))
     assert not any(map(is_country, ["London", "Berlin", "10178 Berlin", "Germany 10178", "Springfield",
                                     "Georgia", "Singapore", "Luxembourg"]))  # a state's or a city's line too
+
+
+@pytest.mark.parametrize(("text", "address", "kept"), [
+    ("Bank Avrasiya\n70 Nizami küç.\nAZ1014 Baku", "Bank Avrasiya\n70 Nizami küç.\nAZ1014 Baku", False),
+    ("Melbourne Magistrates' Court\n223 William Street\nMelbourne VIC 3000", "223 William Street\nMelbourne VIC 3000",
+     False),
+    ("Vendor: Bauer Wirth GmbH\nMaurerstrasse 7, 6700 Arbon", "Maurerstrasse 7, 6700 Arbon", False),
+    ("Anna Weber\nGontardstraße 7\n10178 Berlin", "Gontardstraße 7\n10178 Berlin", True),
+    ("I live at 12 Bank Street, Leeds", "12 Bank Street, Leeds", True),  # a street's word, with its number
+    ("Court Farm\n\n4 Mill Lane, Ashby", "4 Mill Lane, Ashby", True),  # a blank line between
+])
+def test_check_drops_an_address_under_an_organisations_name(text, address, kept):
+    start = text.index(address)
+    span = (start, start + len(address), "STREET_ADDRESS")
+    assert shapes.check(text, [span]) == ([span] if kept else [])

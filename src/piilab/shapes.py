@@ -16,7 +16,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
               or head a letter ("Bonjour", "Madame", "Betreff"), a "username" with spaces or
               slashes or that is a channel, file name or constant, an "ID" with fewer than four
               digits or that is a file path, code, a CVE id, a UUID, a timestamp, a date or an
-              issue reference, an "address" with no number or that reads as a sentence
+              issue reference, an "address" with no number, that reads as a sentence or that
+              an organisation's name heads ("Magistrates' Court\n223 William Street")
               (piilab.data.validators; each keeps every value the generator writes and every
               value in the dev set); trim greetings and titles off a name ("Ciao Giulia") and
               a country line off an address ("...\n10178 Berlin\nGermany"); and
@@ -49,9 +50,9 @@ from piilab.addresses import (NAME_TOKEN, Span, emails, fediverse_users, handle_
                                mailbox_names, no_ones_addresses)
 from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, br_cpf_valid, ch_ahv_valid,
                                    es_dni_valid, fr_nir_valid, iban_valid, is_country, is_id_number,
-                                   is_name, is_personal_email, is_personal_phone, is_street_address,
-                                   is_url, is_us_ssn, is_username, is_web_address, luhn_valid,
-                                   only_letter_words, uk_nino_valid)
+                                   is_name, is_personal_email, is_personal_phone, is_premises,
+                                   is_street_address, is_url, is_us_ssn, is_username, is_web_address,
+                                   luhn_valid, only_letter_words, uk_nino_valid)
 from piilab.span_sets import containing, taken_by
 
 MODES = ("extend", "check", "complete", "mailbox")  # the order they apply in
@@ -218,12 +219,23 @@ def without_country(text: str, span: Span) -> Span:
     return (start, start + len(kept), label) if kept and is_country(value[cut + 1:]) else span
 
 
+def premises_address(text: str, span: Span) -> bool:
+    """Whether an address is an organisation's: its own first line, or the line right above it,
+    names premises (`is_premises`: "Bank Avrasiya\n70 Nizami küç.", "Magistrates' Court\n223
+    William Street"); a business's address is no one's PII."""
+    start, end, _ = span
+    first = text[start:end].split("\n", 1)[0]
+    line_start = text.rfind("\n", 0, start) + 1
+    above = text[:line_start - 1].rsplit("\n", 1)[-1] if line_start and not text[line_start:start].strip() else ""
+    return ("\n" in text[start:end] and is_premises(first)) or (bool(above.strip()) and is_premises(above))
+
+
 def check(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans without those whose value lacks their label's shape or that name no
     one where they stand (`no_ones_addresses`), national numbers (a social security number, a
     CPF) labelled ID_NUM, a fediverse handle's user a USERNAME, names without a greeting or
-    title before them, a list of names read as one split into its lines, and an address without
-    its country line."""
+    title before them, a list of names read as one split into its lines, an address without its
+    country line, and no address that an organisation's name heads (`premises_address`)."""
     relabelled = [handle_as_username(text, (start, end, "ID_NUM" if is_national_id(text[start:end])
                                             else label)) for start, end, label in spans]
     split = [part for s in relabelled for part in names_per_line(text, s)]  # before a sign-off's ","
@@ -233,7 +245,8 @@ def check(text: str, spans: list[Span]) -> list[Span]:
     nobody = no_ones_addresses(text)
     kept = [s for s in split if (s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])
                                  or (s[2] == "ID_NUM" and persons_number(text, s)))
-            and not (s[2] == "EMAIL" and nobody(s[0], s[1]))]
+            and not (s[2] == "EMAIL" and nobody(s[0], s[1]))
+            and not (s[2] == "STREET_ADDRESS" and premises_address(text, s))]
     return list(dict.fromkeys(kept))  # "Ciao Giulia" trimmed may be the model's "Giulia" too
 
 

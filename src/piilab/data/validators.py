@@ -197,6 +197,24 @@ INSTITUTION_WORDS = frozenset("""
     museum academy akademie council committee association foundation stiftung praxis praktijk""".split())
 
 
+# Nouns that make a line an organisation's premises where it heads an address ("Melbourne
+# Magistrates' Court", "Bank Avrasiya", "Flatt's Post Office", "Embassy of ..."): as a street
+# line's words ("12 Bank Street") they come with a number, and such lines are not asked about.
+_PREMISES_WORDS = INSTITUTION_WORDS | frozenset("""
+    embassy consulate botschaft konsulat ambassade consulat embajada consulado ambasciata court
+    gericht tribunal tribunale bank banque banca banco hotel restaurant café cafe store shop
+    station bahnhof gare airport flughafen aéroport aeropuerto church kirche église iglesia chiesa
+    police polizei pharmacy apotheke pharmacie farmacia post""".split())
+
+
+def is_premises(line: str) -> bool:
+    """Whether a line with no digit names an organisation's premises: a company's legal form at
+    its end ("Bauer Wirth GmbH") or a noun of a place of business or office ("Magistrates' Court")."""
+    words = {w.strip(".'’-").lower() for w in _NAME_WORD.findall(line)}
+    return (not any(c.isdigit() for c in line)
+            and (_LEGAL_FORM.search(line.rstrip(" ,.:")) is not None or bool(words & _PREMISES_WORDS)))
+
+
 def is_mark(char: str) -> bool:
     """A combining mark (Unicode category M): part of the letter before it, as U+0301 in "é"
     written decomposed, though \\w does not match it."""

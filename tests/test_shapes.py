@@ -417,7 +417,7 @@ def test_check_leaves_the_country_line_out_of_an_address(value, kept):
 
 
 def test_a_country_is_a_countrys_name_alone_in_english_or_its_own_language():
-    from piilab.data.validators import is_country
+    from piilab.data.places import is_country
 
     assert all(map(is_country, ["Germany", "Deutschland", "the Netherlands", "USA", "Česká republika",
                                 "Российская Федерация", " France. "]))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import lru_cache
 
 # The shape real mail systems accept, not all of RFC 5322: a dotted local part, a dotted domain
 # whose last label is letters. Quoted local parts and IP-literal domains are rare in prose.
@@ -158,7 +157,7 @@ _WORD = re.compile(r"[^\W\d_]{3,}")
 
 
 # A company's legal form as the last word: "Brightwave Analytics GmbH", "Acme, Inc.".
-_LEGAL_FORM = re.compile(r"[\s,](?:GmbH|AG|KG|OHG|Inc\.?|Ltd\.?|LLC|LLP|plc|PLC|Corp\.?|Co\.|S\.A\.?|SA|"
+LEGAL_FORM = re.compile(r"[\s,](?:GmbH|AG|KG|OHG|Inc\.?|Ltd\.?|LLC|LLP|plc|PLC|Corp\.?|Co\.|S\.A\.?|SA|"
                          r"SARL|SAS|S\.r\.l\.|Srl|S\.p\.A\.|SpA|B\.V\.|BV|N\.V\.|NV|Oy|AB|ApS|Pty)$")
 
 
@@ -166,7 +165,7 @@ _LEGAL_FORM = re.compile(r"[\s,](?:GmbH|AG|KG|OHG|Inc\.?|Ltd\.?|LLC|LLP|plc|PLC|
 # "Ahmed bin Rashid", "al-Hassan", "d'Arcy").
 NAME_PARTICLES = frozenset("van von de der den da di du del della dei dos das do la le bin binti "
                             "ibn al el y e ter ten af zu d l".split())
-_NAME_WORD = re.compile(r"[^\W\d_][\w'’.-]*")
+NAME_WORD = re.compile(r"[^\W\d_][\w'’.-]*")
 
 
 # Words that head, open or close a letter, and titles, in the dev set's ten languages and a few
@@ -197,24 +196,6 @@ INSTITUTION_WORDS = frozenset("""
     museum academy akademie council committee association foundation stiftung praxis praktijk""".split())
 
 
-# Nouns that make a line an organisation's premises where it heads an address ("Melbourne
-# Magistrates' Court", "Bank Avrasiya", "Flatt's Post Office", "Embassy of ..."): as a street
-# line's words ("12 Bank Street") they come with a number, and such lines are not asked about.
-_PREMISES_WORDS = INSTITUTION_WORDS | frozenset("""
-    embassy consulate botschaft konsulat ambassade consulat embajada consulado ambasciata court
-    gericht tribunal tribunale bank banque banca banco hotel restaurant café cafe store shop
-    station bahnhof gare airport flughafen aéroport aeropuerto church kirche église iglesia chiesa
-    police polizei pharmacy apotheke pharmacie farmacia post""".split())
-
-
-def is_premises(line: str) -> bool:
-    """Whether a line with no digit names an organisation's premises: a company's legal form at
-    its end ("Bauer Wirth GmbH") or a noun of a place of business or office ("Magistrates' Court")."""
-    words = {w.strip(".'’-").lower() for w in _NAME_WORD.findall(line)}
-    return (not any(c.isdigit() for c in line)
-            and (_LEGAL_FORM.search(line.rstrip(" ,.:")) is not None or bool(words & _PREMISES_WORDS)))
-
-
 def is_mark(char: str) -> bool:
     """A combining mark (Unicode category M): part of the letter before it, as U+0301 in "é"
     written decomposed, though \\w does not match it."""
@@ -226,7 +207,7 @@ def _lower_word_in_capitalised_name(value: str) -> bool:
     "unser Kundenservice"): a phrase, not a name. All lower case is casual writing and passes.
     Combining marks are set aside first, so that "García" written decomposed is one word."""
     value = "".join(c for c in value if not is_mark(c))
-    words = _NAME_WORD.findall(value)
+    words = NAME_WORD.findall(value)
     if value == value.lower() or not any(w[0].isupper() for w in words):
         return False
     return any(w[0].islower() and re.split(r"[-'’]", w)[0].lower() not in NAME_PARTICLES
@@ -236,7 +217,7 @@ def _lower_word_in_capitalised_name(value: str) -> bool:
 def only_letter_words(value: str) -> bool:
     """Whether every word of `value` greets, thanks, titles or heads a letter ("Bonjour",
     "Madame", "Danke", "Mr."): no name among them."""
-    words = [w.strip(".'’-").lower() for w in _NAME_WORD.findall(value)]
+    words = [w.strip(".'’-").lower() for w in NAME_WORD.findall(value)]
     return bool(words) and all(w in LETTER_WORDS for w in words)
 
 
@@ -245,9 +226,9 @@ def is_name(value: str) -> bool:
     not ending in a company's legal form, no lower-case word among capitalised ones but particles,
     not only words that greet, thank, title or head a letter, no institution's noun."""
     return (sum(c.isalpha() for c in value) >= 2 and _NOT_IN_NAME.search(value) is None
-            and _LEGAL_FORM.search(value) is None and not _lower_word_in_capitalised_name(value)
+            and LEGAL_FORM.search(value) is None and not _lower_word_in_capitalised_name(value)
             and not only_letter_words(value)
-            and not INSTITUTION_WORDS.intersection(w.lower() for w in _NAME_WORD.findall(value)))
+            and not INSTITUTION_WORDS.intersection(w.lower() for w in NAME_WORD.findall(value)))
 
 
 # What a one-token "username" can be instead: a chat channel or hashtag ("#konsole"), a source or
@@ -299,47 +280,6 @@ def is_street_address(value: str) -> bool:
     prose = sum(1 for word in _LOWER_WORD.findall(value) if word.islower()) >= SENTENCE_WORDS
     return (numbered and not prose and _WORD.search(value) is not None
             and _NOT_IN_ADDRESS.search(value) is None)
-
-
-# Faker's address providers whose `countries` are read: English, and the languages of the
-# countries piilab composes documents for. Names they lack, written in addresses: below.
-_COUNTRY_LISTS = ("en", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL", "pt_BR", "pl_PL", "sv_SE", "da_DK",
-                  "fi_FI", "cs_CZ")
-_MORE_COUNTRIES = ("USA", "U.S.A.", "US", "U.S.", "UK", "U.K.", "United States of America", "Great Britain",
-                   "England", "Scotland", "Wales", "Northern Ireland", "Holland", "Russia", "Россия",
-                   "Российская Федерация", "Deutschland", "Österreich", "Schweiz", "Suisse", "Svizzera",
-                   "España", "Italia", "Nederland", "Sverige", "Danmark", "Suomi", "Polska", "Brasil",
-                   "Česko", "Česká republika", "België", "Belgique", "Éire", "Norge", "Ísland", "Ελλάδα",
-                   "Türkiye", "Magyarország", "România", "Hrvatska", "Slovensko", "Slovenija", "Srbija",
-                   "България", "Україна", "Eesti", "Latvija", "Lietuva", "Lëtzebuerg", "Perú", "日本",
-                   "中国", "中華民國", "대한민국", "Việt Nam", "ประเทศไทย", "Indonesia")
-
-# Names that also end addresses as a state or city ("Atlanta, Georgia"; a city-state's own line):
-# never taken for a country line.
-_ALSO_PLACES = ("Georgia", "Jersey", "Guernsey", "Luxembourg", "Luxemburg", "Singapore", "Monaco", "Djibouti",
-                "Kuwait", "San Marino", "Hong Kong", "Macau", "Macao", "Gibraltar", "Vatican City", "Guatemala",
-                "Panama", "Panamá", "Mexico", "México", "Andorra", "Bahrain", "Qatar", "Liechtenstein")
-
-
-@lru_cache(maxsize=1)
-def _country_names() -> frozenset[str]:
-    from importlib import import_module
-
-    names = set(_MORE_COUNTRIES)
-    for language in _COUNTRY_LISTS:
-        names.update(getattr(import_module(f"faker.providers.address.{language}").Provider, "countries", ()))
-    return frozenset(_country_key(name) for name in names) - {_country_key(name) for name in _ALSO_PLACES}
-
-
-def _country_key(value: str) -> str:
-    key = value.strip().rstrip(".").casefold()
-    return key[4:] if key.startswith("the ") else key
-
-
-def is_country(value: str) -> bool:
-    """Whether `value` is a country's name alone ("Germany", "the Netherlands", "Deutschland",
-    "U.S.A.", "Российская Федерация"), in English or a language piilab composes for."""
-    return _country_key(value) in _country_names()
 
 
 def digits(value: str) -> str:

@@ -220,15 +220,25 @@ def without_country(text: str, span: Span) -> Span:
     return (start, start + len(kept), label) if kept and is_country(value[cut + 1:]) else span
 
 
+def line_above(text: str, start: int) -> str:
+    """The line right above the one `start` is on, where `start` begins its line; else ""."""
+    line_start = text.rfind("\n", 0, start) + 1
+    if not line_start or text[line_start:start].strip():
+        return ""
+    return text[:line_start - 1].rsplit("\n", 1)[-1]
+
+
 def premises_address(text: str, span: Span) -> bool:
     """Whether an address is an organisation's: its own first line, or the line right above it,
     names premises (`is_premises`: "Bank Avrasiya\n70 Nizami küç.", "Magistrates' Court\n223
     William Street"); a business's address is no one's PII."""
     start, end, _ = span
-    first = text[start:end].split("\n", 1)[0]
-    line_start = text.rfind("\n", 0, start) + 1
-    above = text[:line_start - 1].rsplit("\n", 1)[-1] if line_start and not text[line_start:start].strip() else ""
-    return ("\n" in text[start:end] and is_premises(first)) or (bool(above.strip()) and is_premises(above))
+    value = text[start:end]
+    return ("\n" in value and is_premises(value.split("\n", 1)[0])) or is_premises(line_above(text, start))
+
+
+# What `check` trims off a span of each label.
+_TRIMS = {"NAME": without_letter_words, "STREET_ADDRESS": without_country}
 
 
 def check(text: str, spans: list[Span]) -> list[Span]:
@@ -240,8 +250,7 @@ def check(text: str, spans: list[Span]) -> list[Span]:
     relabelled = [handle_as_username(text, (start, end, "ID_NUM" if is_national_id(text[start:end])
                                             else label)) for start, end, label in spans]
     split = [part for s in relabelled for part in names_per_line(text, s)]  # before a sign-off's ","
-    trimmed = [without_letter_words(text, s) if s[2] == "NAME" else without_country(text, s)
-               if s[2] == "STREET_ADDRESS" else s for s in split]
+    trimmed = [_TRIMS[s[2]](text, s) if s[2] in _TRIMS else s for s in split]
     split = [part for s in trimmed for part in names_per_line(text, s)]  # after a greeting's line
     nobody = no_ones_addresses(text)
     kept = [s for s in split if (s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])

@@ -158,7 +158,7 @@ _WORD = re.compile(r"[^\W\d_]{3,}")
 
 # A company's legal form as the last word: "Brightwave Analytics GmbH", "Acme, Inc.".
 LEGAL_FORM = re.compile(r"[\s,](?:GmbH|AG|KG|OHG|Inc\.?|Ltd\.?|LLC|LLP|plc|PLC|Corp\.?|Co\.|S\.A\.?|SA|"
-                         r"SARL|SAS|S\.r\.l\.|Srl|S\.p\.A\.|SpA|B\.V\.|BV|N\.V\.|NV|Oy|AB|ApS|Pty)$")
+                        r"SARL|SAS|S\.r\.l\.|Srl|S\.p\.A\.|SpA|B\.V\.|BV|N\.V\.|NV|Oy|AB|ApS|Pty)$")
 
 
 # Lower-case words a capitalised name may hold ("Ana de la Cruz", "Ludwig van Beethoven",

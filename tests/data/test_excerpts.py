@@ -40,10 +40,17 @@ def test_an_excerpt_keeps_whole_exact_spans_or_holds_none():
         seen[text] = kept
         empty += not kept
     assert "Gontardstraße 7\n10178 Berlin" in seen  # a bare address block, its owner cut away
-    assert "Call me on 030 1234567." in seen
+    assert all(kept[0].label == "STREET_ADDRESS" for kept in seen.values() if len(kept) == 1)  # centred on it
     without = [text for text, kept in seen.items() if not kept]
     assert "Thanks." in without and "please send it to:" in without
     assert 100 < empty < 200  # about half the draws hold no PII
+
+
+def test_a_text_without_an_address_or_a_free_line_is_centred_on_any_span():
+    text = "Call 030 1234567.\nMail kim@example.org"
+    spans = spans_of(text, ("PHONE_NUM", "030 1234567"), ("EMAIL", "kim@example.org"))
+    cut, kept = excerpt(random.Random(0), text, spans)
+    assert kept and all(cut[s.start:s.end] == s.value for s in kept)
 
 
 def test_a_text_without_spans_gives_a_window_of_itself():

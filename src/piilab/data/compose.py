@@ -163,12 +163,7 @@ class Writer:
             lines = people.value(rng, p, "address_lines").split("\n")
             if what == "address":  # one line, or the first 1-2 parts only when the frame is casual
                 lines = lines[: rng.randint(2, len(lines))] if len(lines) > 2 and rng.random() < 0.3 else lines
-            # the label leaves a country line out (data/real/DATA_SOURCES.md): it stays in the text only
-            country = lines.pop() if len(lines) > 1 and lines[-1] == p.locale.spec["country"] else None
-            separator = ", " if what == "address" else "\n"
-            self.put(separator.join(lines), "STREET_ADDRESS")
-            if country:
-                self.put(separator + country)
+            self.put((", " if what == "address" else "\n").join(lines), "STREET_ADDRESS")
             self.features.add(f"address_{1 if what == 'address' else len(lines)}_lines")
         elif what == "user_named":  # "kev_the_builder (Kevin O'Brien)"
             self.put(people.value(rng, p, "user"), "USERNAME")

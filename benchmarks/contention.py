@@ -144,9 +144,9 @@ def main() -> None:
                    "--input", str(texts), *args.extra]
         rows.append(("alone", *run_extract(command, env, args.timeout)))
         for kind in kinds:
-            started = []
-            timer = threading.Timer(args.late, lambda kind=kind: started.append(start_busy(kind, cores)))
+            started, timer = [], None
             if args.late:
+                timer = threading.Timer(args.late, lambda kind=kind: started.append(start_busy(kind, cores)))
                 timer.start()
             else:
                 started.append(start_busy(kind, cores))
@@ -154,8 +154,9 @@ def main() -> None:
                 label = f"beside {kind}" + (f" from {args.late:.0f} s" if args.late else "")
                 rows.append((label, *run_extract(command, env, args.timeout)))
             finally:
-                timer.cancel()
-                timer.join()
+                if timer:  # a timer never started cannot be joined
+                    timer.cancel()
+                    timer.join()
                 for busy in started:
                     busy.kill()
                     busy.wait()

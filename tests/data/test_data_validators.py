@@ -28,6 +28,10 @@ CASES = [
     (v.is_phone, "12345", False),
     (v.is_phone, "call me maybe", False),
     (v.is_phone, "49+ 30 9018 2245", False),
+    (v.is_phone, "12.04.2014", False),  # dates have a phone's characters and digits
+    (v.is_phone, "2002-09-24", False),
+    (v.is_phone, "4/12/2014", False),
+    (v.is_phone, "06.12.34.56.78", True),
     (v.luhn_valid, "4539 1488 0343 6467", True),
     (v.luhn_valid, "3714-496353-98431", True),
     (v.luhn_valid, "4539 1488 0343 6468", False),

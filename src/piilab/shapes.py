@@ -237,18 +237,34 @@ def premises_address(text: str, span: Span) -> bool:
     return ("\n" in value and is_premises(value.split("\n", 1)[0])) or is_premises(line_above(text, start))
 
 
+# A form's caption at a value's start: one to three words, a colon, a space or line break.
+_CAPTION = re.compile(r"[^\W\d_][\w.'’-]*(?:[ \t]+[^\W\d_][\w.'’-]*){0,2}[ \t]*:\s+(?=\S)")
+
+
+def without_caption(text: str, span: Span) -> Span:
+    """A span less the form's caption it begins with ("Anschrift: Hauptstraße 48a, ...",
+    "Personnummer: 19850612-2398", "Adres:\nChemików 7"): a model that copies a form's whole
+    line takes the caption too, and no label's value begins with words and a colon. Never a
+    URL's scheme ("https://"), a time ("16:30") or a colon not followed by a space."""
+    start, end, label = span
+    caption = _CAPTION.match(text, start, end)
+    return span if caption is None else (caption.end(), end, label)
+
+
 # What `check` trims off a span of each label.
 _TRIMS = {"NAME": without_letter_words, "STREET_ADDRESS": without_country}
 
 
 def check(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans without those whose value lacks their label's shape or that name no
-    one where they stand (`no_ones_addresses`), national numbers (a social security number, a
-    CPF) labelled ID_NUM, a fediverse handle's user a USERNAME, names without a greeting or
-    title before them, a list of names read as one split into its lines, an address without its
-    country line, and no address that an organisation's name heads (`premises_address`)."""
+    one where they stand (`no_ones_addresses`), a form's caption cut off any value
+    (`without_caption`), national numbers (a social security number, a CPF) labelled ID_NUM, a
+    fediverse handle's user a USERNAME, names without a greeting or title before them, a list of
+    names read as one split into its lines, an address without its country line, and no address
+    that an organisation's name heads (`premises_address`)."""
+    uncaptioned = [without_caption(text, s) for s in spans]
     relabelled = [handle_as_username(text, (start, end, "ID_NUM" if is_national_id(text[start:end])
-                                            else label)) for start, end, label in spans]
+                                            else label)) for start, end, label in uncaptioned]
     split = [part for s in relabelled for part in names_per_line(text, s)]  # before a sign-off's ","
     trimmed = [_TRIMS[s[2]](text, s) if s[2] in _TRIMS else s for s in split]
     split = [part for s in trimmed for part in names_per_line(text, s)]  # after a greeting's line

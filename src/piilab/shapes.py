@@ -10,8 +10,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
 - `check`:    drop a model item whose value cannot have its label's shape: an e-mail, phone or
               web address of the wrong shape, a role mailbox ("support@...") or a mailing list's
               address ("bug-coreutils@...", "...@lists.debian.org") as EMAIL, a
-              freephone number (0800 ..., 1-800-...) as PHONE_NUM, a "name" with digits or code
-              characters, ending in a company's legal form ("... GmbH"), holding an
+              freephone number (0800 ..., 1-800-...) or a date as PHONE_NUM, a "name" with
+              digits or code characters, ending in a company's legal form ("... GmbH"), holding an
               institution's noun ("... Office") or made only of words that greet, thank, title
               or head a letter ("Bonjour", "Madame", "Betreff"), a "username" with spaces or
               slashes or that is a channel, file name or constant, an "ID" with fewer than four
@@ -19,8 +19,9 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
               issue reference, an "address" with no number, that reads as a sentence or that
               an organisation's name heads ("Magistrates' Court\n223 William Street")
               (piilab.data.validators; each keeps every value the generator writes and every
-              value in the dev set); trim greetings and titles off a name ("Ciao Giulia") and
-              a country line off an address ("...\n10178 Berlin\nGermany"); and
+              value in the dev set); cut a form's caption off any value ("Anschrift: ..."),
+              greetings and titles off a name ("Ciao Giulia") and a country line off an address
+              ("...\n10178 Berlin\nGermany"); and
               relabel a national number in its own shape (123-45-6789, 000.000.000-00) ID_NUM,
               whatever the model called it (PHONE_NUM, mostly), and a fediverse handle's
               "user@host" the user's USERNAME;

@@ -32,7 +32,7 @@ import tarfile
 from email.utils import parseaddr
 from pathlib import Path
 
-from piilab.data.validators import is_role_mailbox
+from piilab.data.validators import is_numeric_date, is_role_mailbox
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src" / "piilab" / "data" / "real" / "mail.jsonl"
@@ -174,8 +174,8 @@ def label(text: str, sender_name: str | None, sender_email: str) -> list[tuple[i
             spans.append((m.start(), m.end(), "EMAIL"))
     sig = signature_start(text, sender_name, first)
     for m in _PHONE.finditer(text):
-        if sum(ch.isdigit() for ch in m.group()) < 8:
-            continue
+        if sum(ch.isdigit() for ch in m.group()) < 8 or is_numeric_date(m.group()):
+            continue  # "On Tue, 2002-09-24 at 05:17, ... wrote:" dates no one
         if m.start() < sig:
             return None  # a number in the body: a person's phone, an order number? unknown
         spans.append((m.start(), m.end(), "PHONE_NUM"))

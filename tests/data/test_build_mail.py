@@ -47,6 +47,14 @@ def test_a_text_with_pii_the_structure_cannot_label_is_left_out(bm, text, why):
     assert bm.label(text, "Brendan Oyelaran", "bo@example.org") is None, why
 
 
+def test_a_date_in_an_attribution_line_is_no_phone_number(bm):
+    text = "On Tue, 2002-09-24 at 05:17, Ada Quist wrote:\n\nThat fixed it.\n\nBrendan Oyelaran\n"
+    spans = bm.label(text, "Brendan Oyelaran", "bo@example.org")  # the date once left the text out
+    assert labelled(text, spans) == [("Ada Quist", "NAME"), ("Brendan Oyelaran", "NAME")]
+    late = "That fixed it.\n\nBrendan Oyelaran\n\nOn Tue, 2002-09-24 at 05:17, Ada Quist wrote:\n"
+    assert ("2002-09-24", "PHONE_NUM") not in labelled(late, bm.label(late, "Brendan Oyelaran", "bo@example.org"))
+
+
 def test_closing_words_are_not_taken_for_an_unnamed_sign_off(bm):
     text = "It builds now with the patch applied to the tree.\n\nThanks again,\nBrendan\n"
     assert labelled(text, bm.label(text, "Brendan Oyelaran", "bo@example.org")) == [("Brendan", "NAME")]

@@ -119,15 +119,19 @@ def is_web_address(value: str) -> bool:
                 or match["tld"].lower() in _PERSONAL_SITE_TLDS)
 
 
-# A date written with numbers alone ("12.04.2014", "4/12/2014", "2014-04-12"): phone characters too.
 _DATE = re.compile(r"\d{1,2}([./-])\d{1,2}\1(?:19|20)\d{2}|(?:19|20)\d{2}([./-])\d{1,2}\2\d{1,2}")
+
+
+def is_numeric_date(value: str) -> bool:
+    """A date written with numbers alone ("12.04.2014", "4/12/2014", "2014-04-12"): a phone
+    number's characters, and enough digits to pass for one."""
+    return _DATE.fullmatch(value.strip()) is not None
 
 
 def is_phone(value: str) -> bool:
     """Phone-number characters only (digits, + ( ) - . / space, an extension), 7-15 digits, and
     not a date."""
-    if (_PHONE_CHARS.fullmatch(value.strip()) is None or value.count("+") > 1
-            or _DATE.fullmatch(value.strip())):
+    if _PHONE_CHARS.fullmatch(value.strip()) is None or value.count("+") > 1 or is_numeric_date(value):
         return False
     main = re.split(r"\s*(?:x|ext\.?)\s*", value)[0]
     plus_leads = not main.count("+") or main.lstrip("( ").startswith("+")  # '+49 ...', '(+358) ...'

@@ -50,8 +50,8 @@ from functools import lru_cache
 from piilab.addresses import (NAME_TOKEN, Span, emails, fediverse_users, handle_as_username,
                                mailbox_names, no_ones_addresses)
 from piilab.data.places import is_country, is_premises
-from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, br_cpf_valid, ch_ahv_valid,
-                                   es_dni_valid, fr_nir_valid, iban_valid, is_id_number, is_name,
+from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, NUMERIC_DATE, br_cpf_valid,
+                                   ch_ahv_valid, es_dni_valid, fr_nir_valid, iban_valid, is_id_number, is_name,
                                    is_personal_email, is_personal_phone, is_street_address, is_url,
                                    is_us_ssn, is_username, is_web_address, luhn_valid,
                                    only_letter_words, uk_nino_valid)
@@ -153,8 +153,7 @@ _PHONE_LABEL = re.compile(
     r"^(?:item\d+\.)?tel(?:;[^:\n]*)?:|^[MPTF][ \t]*:)[ \t]*"
     r"(?P<number>\+?[\d(][\d \t().\-/]{5,}\d(?:[ \t]*(?:x|ext\.?)[ \t]*\d{1,5})?)")
 # What a number after such a label may begin with instead: a year range, a date, an IP address.
-_NOT_A_PHONE = re.compile(r"(?:(?:19|20)\d{2}[ \t]*[-–/][ \t]*(?:19|20)?\d{2}|"
-                          r"\d{1,2}[./-]\d{1,2}[./-](?:19|20)\d{2}|(?:19|20)\d{2}[./-]\d{1,2}[./-]\d{1,2}|"
+_NOT_A_PHONE = re.compile(rf"(?:(?:19|20)\d{{2}}[ \t]*[-–/][ \t]*(?:19|20)?\d{{2}}|{NUMERIC_DATE}|"
                           r"\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
 
 

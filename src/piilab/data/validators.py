@@ -119,7 +119,9 @@ def is_web_address(value: str) -> bool:
                 or match["tld"].lower() in _PERSONAL_SITE_TLDS)
 
 
-_DATE = re.compile(r"\d{1,2}([./-])\d{1,2}\1(?:19|20)\d{2}|(?:19|20)\d{2}([./-])\d{1,2}\2\d{1,2}")
+# A date written with numbers alone, day or month first or the year first.
+NUMERIC_DATE = r"\d{1,2}[./-]\d{1,2}[./-](?:19|20)\d{2}|(?:19|20)\d{2}[./-]\d{1,2}[./-]\d{1,2}"
+_DATE = re.compile(NUMERIC_DATE)
 
 
 def is_numeric_date(value: str) -> bool:

@@ -92,6 +92,11 @@ CASES = [
     (v.is_web_address, "os.path", False),
     (v.is_name, "Mrs. Oluwaseun Adebayo-Hartmann", True),
     (v.is_name, "O'Brien", True),
+    (v.is_name, "Jacob van het Heerenveen", True),  # Dutch particles, as Faker's nl_NL writes them
+    (v.is_name, "Amira van 't Riet", True),
+    (v.is_name, "Niek 's Gravensande", True),
+    (v.is_name, "Lotte te Velde", True),
+    (v.is_name, "Afspraak met Jan", False),  # a lower-case word that is no particle: a phrase
     (v.is_name, "zoë", True),
     (v.is_name, "Jose\u0301 Garci\u0301a", True),  # decomposed accents: "García" is one word
     (v.is_name, "Jose\u0301 garci\u0301a", False),

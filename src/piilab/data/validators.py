@@ -174,9 +174,10 @@ LEGAL_FORM = re.compile(r"[\s,](?:GmbH|AG|KG|OHG|Inc\.?|Ltd\.?|LLC|LLP|plc|PLC|C
 
 
 # Lower-case words a capitalised name may hold ("Ana de la Cruz", "Ludwig van Beethoven",
-# "Ahmed bin Rashid", "al-Hassan", "d'Arcy").
+# "Ahmed bin Rashid", "al-Hassan", "d'Arcy", Dutch "van het Hof", "van 't Riet", "'s Gravensande",
+# "te Velde": an apostrophe's "t" and "s" are words of their own).
 NAME_PARTICLES = frozenset("van von de der den da di du del della dei dos das do la le bin binti "
-                            "ibn al el y e ter ten af zu d l".split())
+                            "ibn al el y e ter ten te het t s af zu d l".split())
 NAME_WORD = re.compile(r"[^\W\d_][\w'’.-]*")
 
 

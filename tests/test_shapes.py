@@ -461,3 +461,20 @@ def test_a_date_is_no_phone_number_once_its_caption_is_cut():
     text = "Geburtsdatum: 12.04.2014\nTelefon: 0171 2345678"
     spans = [(0, text.index("\n"), "PHONE_NUM"), (text.index("Telefon"), len(text), "PHONE_NUM")]
     assert [text[a:b] for a, b, _ in shapes.check(text, spans)] == ["0171 2345678"]
+
+
+@pytest.mark.parametrize(("line", "value", "kept"), [
+    ("Company: Deloitte", "Deloitte", False),
+    ("Company: Deloitte", "Company: Deloitte", False),  # the caption cut off first, then the field read
+    ("Name of employer:  Discovery Health", "Discovery Health", False),
+    ("Arbeitgeber: Müller Logistik", "Müller Logistik", False),
+    ("Contact: Jana Novak", "Jana Novak", True),  # a field that asks for a person
+    ("Company contact: Jana Novak", "Jana Novak", True),  # the caption's last word decides
+    ("Jana Novak, company: Deloitte", "Jana Novak", True),  # no caption before her on the line
+])
+def test_check_drops_a_name_in_a_field_that_asks_for_an_organisation(line, value, kept):
+    text = f"Registration\n{line}\nThanks"
+    start = text.index(value)
+    span = (start, start + len(value), "NAME")
+    found = [text[a:b] for a, b, _ in shapes.check(text, [span])]
+    assert found == ([value.split(": ")[-1]] if kept else [])

@@ -50,8 +50,9 @@ from functools import lru_cache
 from piilab.addresses import (NAME_TOKEN, Span, emails, fediverse_users, handle_as_username,
                                mailbox_names, no_ones_addresses)
 from piilab.data.places import is_country, is_premises
-from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, NUMERIC_DATE, br_cpf_valid,
-                                   ch_ahv_valid, es_dni_valid, fr_nir_valid, iban_valid, is_id_number, is_name,
+from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, NUMERIC_DATE, ORGANISATION_CAPTIONS,
+                                   br_cpf_valid, ch_ahv_valid, es_dni_valid, fr_nir_valid, iban_valid,
+                                   is_id_number, is_name,
                                    is_personal_email, is_personal_phone, is_street_address, is_url,
                                    is_us_ssn, is_username, is_web_address, luhn_valid,
                                    only_letter_words, uk_nino_valid)
@@ -251,6 +252,15 @@ def without_caption(text: str, span: Span) -> Span:
     return span if caption is None else (caption.end(), end, label)
 
 
+
+def in_organisations_field(text: str, span: Span) -> bool:
+    """Whether a span is the value of a form's field that asks for an organisation: its line
+    before it is a caption ending in such a word ("Company: Deloitte", "Employer: Discovery
+    Health"; `validators.ORGANISATION_CAPTIONS`)."""
+    before = text[text.rfind("\n", 0, span[0]) + 1:span[0]]
+    caption = re.fullmatch(r"[ \t]*([^:]*?)[ \t]*:[ \t]*", before)
+    return caption is not None and caption[1].lower().rsplit(" ", 1)[-1] in ORGANISATION_CAPTIONS
+
 # What `check` trims off a span of each label.
 _TRIMS = {"NAME": without_letter_words, "STREET_ADDRESS": without_country}
 
@@ -260,8 +270,9 @@ def check(text: str, spans: list[Span]) -> list[Span]:
     one where they stand (`no_ones_addresses`), a form's caption cut off any value
     (`without_caption`), national numbers (a social security number, a CPF) labelled ID_NUM, a
     fediverse handle's user a USERNAME, names without a greeting or title before them, a list of
-    names read as one split into its lines, an address without its country line, and no address
-    that an organisation's name heads (`premises_address`)."""
+    names read as one split into its lines, an address without its country line, no address
+    that an organisation's name heads (`premises_address`) and no name in a field that asks for
+    an organisation (`in_organisations_field`)."""
     uncaptioned = [without_caption(text, s) for s in spans]
     relabelled = [handle_as_username(text, (start, end, "ID_NUM" if is_national_id(text[start:end])
                                             else label)) for start, end, label in uncaptioned]
@@ -272,7 +283,8 @@ def check(text: str, spans: list[Span]) -> list[Span]:
     kept = [s for s in split if (s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])
                                  or (s[2] == "ID_NUM" and persons_number(text, s)))
             and not (s[2] == "EMAIL" and nobody(s[0], s[1]))
-            and not (s[2] == "STREET_ADDRESS" and premises_address(text, s))]
+            and not (s[2] == "STREET_ADDRESS" and premises_address(text, s))
+            and not (s[2] == "NAME" and in_organisations_field(text, s))]
     return list(dict.fromkeys(kept))  # "Ciao Giulia" trimmed may be the model's "Giulia" too
 
 

@@ -209,6 +209,12 @@ INSTITUTION_WORDS = frozenset("""
     museum academy akademie council committee association foundation stiftung praxis praktijk""".split())
 
 
+# A form's caption that asks for an organisation, as its last word ("Company: Deloitte", "Name of
+# employer: ...", "Arbeitgeber: ..."): what follows it is no one's NAME.
+ORGANISATION_CAPTIONS = frozenset("""
+    company employer organisation organization firm firma arbeitgeber unternehmen entreprise société
+    empresa azienda vendor supplier lieferant fournisseur proveedor bank school university insurer""".split())
+
 def is_mark(char: str) -> bool:
     """A combining mark (Unicode category M): part of the letter before it, as U+0301 in "é"
     written decomposed, though \\w does not match it."""

@@ -430,6 +430,8 @@ def test_a_country_is_a_countrys_name_alone_in_english_or_its_own_language():
     ("Melbourne Magistrates' Court\n223 William Street\nMelbourne VIC 3000", "223 William Street\nMelbourne VIC 3000",
      False),
     ("Vendor: Bauer Wirth GmbH\nMaurerstrasse 7, 6700 Arbon", "Maurerstrasse 7, 6700 Arbon", False),
+    ("Old Harbour Brewery\n2 Quay Street\nGalway H91 X2T8", "Old Harbour Brewery\n2 Quay Street\nGalway H91 X2T8", False),
+    ("Kino Babylon\nRosa-Luxemburg-Str. 30, 10178 Berlin", "Rosa-Luxemburg-Str. 30, 10178 Berlin", False),
     ("Anna Weber\nGontardstraße 7\n10178 Berlin", "Gontardstraße 7\n10178 Berlin", True),
     ("I live at 12 Bank Street, Leeds", "12 Bank Street, Leeds", True),  # a street's word, with its number
     ("Court Farm\n\n4 Mill Lane, Ashby", "4 Mill Lane, Ashby", True),  # a blank line between

@@ -56,7 +56,10 @@ _PREMISES_WORDS = INSTITUTION_WORDS | frozenset("""
     embassy consulate botschaft konsulat ambassade consulat embajada consulado ambasciata court
     gericht tribunal tribunale bank banque banca banco hotel restaurant café cafe store shop
     station bahnhof gare airport flughafen aéroport aeropuerto church kirche église iglesia chiesa
-    police polizei pharmacy apotheke pharmacie farmacia post""".split())
+    police polizei pharmacy apotheke pharmacie farmacia post bar pub mall cinema kino cinéma theatre
+    theater théâtre teatro gallery galerie galleria market supermarket supermarkt supermarché bakery
+    bäckerei boulangerie panadería brewery brauerei winery hostel motel pizzeria bistro brasserie
+    trattoria gym stadium stadion""".split())
 
 
 def is_premises(line: str) -> bool:

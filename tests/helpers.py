@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
+from pathlib import Path
 
 from piilab.cli import main
+
+
+def load_script(name: str, path: Path):
+    """A script outside the package (benchmarks/, data/) loaded as a module, to test its functions;
+    registered under `name`, since dataclasses look their module up there."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def read_jsonl(path):

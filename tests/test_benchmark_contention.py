@@ -3,12 +3,12 @@ process it starts is stopped, with a busy process started before the run or `--l
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "contention.py"
 
@@ -26,9 +26,7 @@ class FakeBusy:
 
 @pytest.mark.parametrize("late", [[], ["--late", "0.01"]])
 def test_every_busy_process_is_stopped_and_each_run_is_reported(monkeypatch, capsys, late):
-    spec = importlib.util.spec_from_file_location("contention_benchmark", SCRIPT)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("contention_benchmark", SCRIPT)
     started = []
     monkeypatch.setattr(bench, "start_busy", lambda kind, cores: started.append(FakeBusy(kind)) or started[-1])
     seconds = iter([2.0, 3.0, 5.0])

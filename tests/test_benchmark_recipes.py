@@ -3,11 +3,11 @@ answers, held half apart from the whole set, and a training without answers is a
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 from piilab.errors import PiilabError
 
@@ -21,10 +21,7 @@ TEXTS = [("t-1", "Call Ana Lima today.", [("NAME", "Ana Lima")]),
 
 @pytest.fixture(scope="module")
 def recipes():
-    spec = importlib.util.spec_from_file_location("recipes_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("recipes_benchmark", SCRIPT)
 
 
 def spans(text, pairs):

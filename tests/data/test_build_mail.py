@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 from piilab.data.labels import DEFAULT_LABELS
 from piilab.data.real import real_set_path
@@ -16,10 +16,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "data" / "build_mail.py"
 
 @pytest.fixture(scope="module")
 def bm():
-    spec = importlib.util.spec_from_file_location("build_mail", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("build_mail", SCRIPT)
 
 
 def labelled(text: str, spans) -> list[tuple[str, str]]:

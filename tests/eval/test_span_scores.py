@@ -3,12 +3,11 @@ benchmark's own scoring (benchmarks/real_text.py); Presidio itself only where it
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_script
 
 from piilab.errors import PiilabError
 from piilab.eval.span_scores import (
@@ -29,14 +28,6 @@ TEST = ROOT / "benchmarks" / "real_text" / "test.jsonl"
 CONTACT = ROOT / "benchmarks" / "real_text" / "test_contact.jsonl"
 MAIL = ROOT / "src" / "piilab" / "data" / "real" / "mail.jsonl"
 LABELS = {"NAME", "EMAIL", "USERNAME", "ID_NUM", "PHONE_NUM", "URL_PERSONAL", "STREET_ADDRESS"}
-
-
-def load_script(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -52,10 +52,9 @@ from piilab.addresses import (NAME_TOKEN, Span, emails, fediverse_users, handle_
 from piilab.data.places import is_country, is_premises
 from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, NUMERIC_DATE, ORGANISATION_CAPTIONS,
                                    br_cpf_valid, ch_ahv_valid, es_dni_valid, fr_nir_valid, iban_valid,
-                                   is_id_number, is_name,
-                                   is_personal_email, is_personal_phone, is_street_address, is_url,
-                                   is_us_ssn, is_username, is_web_address, luhn_valid,
-                                   only_letter_words, uk_nino_valid)
+                                   is_id_number, is_name, is_personal_email, is_personal_phone,
+                                   is_street_address, is_url, is_us_ssn, is_username, is_web_address,
+                                   luhn_valid, only_letter_words, uk_nino_valid)
 from piilab.span_sets import containing, taken_by
 
 MODES = ("extend", "check", "complete", "mailbox")  # the order they apply in
@@ -252,7 +251,6 @@ def without_caption(text: str, span: Span) -> Span:
     return span if caption is None else (caption.end(), end, label)
 
 
-
 def in_organisations_field(text: str, span: Span) -> bool:
     """Whether a span is the value of a form's field that asks for an organisation: its line
     before it is a caption ending in such a word ("Company: Deloitte", "Employer: Discovery
@@ -260,6 +258,7 @@ def in_organisations_field(text: str, span: Span) -> bool:
     before = text[text.rfind("\n", 0, span[0]) + 1:span[0]]
     caption = re.fullmatch(r"[ \t]*([^:]*?)[ \t]*:[ \t]*", before)
     return caption is not None and caption[1].lower().rsplit(" ", 1)[-1] in ORGANISATION_CAPTIONS
+
 
 # What `check` trims off a span of each label.
 _TRIMS = {"NAME": without_letter_words, "STREET_ADDRESS": without_country}

@@ -215,6 +215,7 @@ ORGANISATION_CAPTIONS = frozenset("""
     company employer organisation organization firm firma arbeitgeber unternehmen entreprise société
     empresa azienda vendor supplier lieferant fournisseur proveedor bank school university insurer""".split())
 
+
 def is_mark(char: str) -> bool:
     """A combining mark (Unicode category M): part of the letter before it, as U+0301 in "é"
     written decomposed, though \\w does not match it."""

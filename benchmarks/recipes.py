@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ from real_text import LABELS, load_dev, with_validators  # noqa: E402
 
 from piilab.errors import PiilabError  # noqa: E402
 from piilab.eval.span_scores import score_texts, summary  # noqa: E402
+from piilab.io import iter_jsonl  # noqa: E402
 from piilab.shapes import MODES  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "real_text"
@@ -44,7 +44,7 @@ def training_figures(records: list[dict], answers: Path) -> dict[str, float]:
     """Exact F1 (validators on) on the whole set and its held half, and items per 100 PII-free texts."""
     if not answers.is_file():
         raise PiilabError(f"{answers}: no saved answers (run real_text.py --out for this set first)")
-    saved = {row["id"]: row for row in map(json.loads, answers.read_text().splitlines()) if row}
+    saved = {row["id"]: row for row in iter_jsonl(answers)}
     lacking = [r["id"] for r in records if r["id"] not in saved]
     if lacking:
         raise PiilabError(f"{answers}: no answer for {len(lacking)} text(s), e.g. {lacking[0]}")

@@ -470,6 +470,7 @@ def test_a_date_is_no_phone_number_once_its_caption_is_cut():
     ("Company: Deloitte", "Company: Deloitte", False),  # the caption cut off first, then the field read
     ("Name of employer:  Discovery Health", "Discovery Health", False),
     ("Arbeitgeber: Müller Logistik", "Müller Logistik", False),
+    ("   Vendor: Acme Foods", "Acme Foods", False),  # an indented field
     ("Contact: Jana Novak", "Jana Novak", True),  # a field that asks for a person
     ("Company contact: Jana Novak", "Jana Novak", True),  # the caption's last word decides
     ("Jana Novak, company: Deloitte", "Jana Novak", True),  # no caption before her on the line

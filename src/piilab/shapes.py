@@ -253,11 +253,13 @@ def without_caption(text: str, span: Span) -> Span:
 
 def in_organisations_field(text: str, span: Span) -> bool:
     """Whether a span is the value of a form's field that asks for an organisation: its line
-    before it is a caption ending in such a word ("Company: Deloitte", "Employer: Discovery
-    Health"; `validators.ORGANISATION_CAPTIONS`)."""
-    before = text[text.rfind("\n", 0, span[0]) + 1:span[0]]
-    caption = re.fullmatch(r"[ \t]*([^:]*?)[ \t]*:[ \t]*", before)
-    return caption is not None and caption[1].lower().rsplit(" ", 1)[-1] in ORGANISATION_CAPTIONS
+    before it is a caption (as `without_caption` reads one) whose last word is such a word
+    ("Company: Deloitte", "Employer: Discovery Health"; `validators.ORGANISATION_CAPTIONS`)."""
+    start = text.rfind("\n", 0, span[0]) + 1
+    start += len(text[start:span[0]]) - len(text[start:span[0]].lstrip(" \t"))  # past an indent
+    caption = _CAPTION.match(text, start)
+    return (caption is not None and caption.end() == span[0]
+            and caption[0].split(":")[0].split()[-1].lower() in ORGANISATION_CAPTIONS)
 
 
 # What `check` trims off a span of each label.

@@ -10,7 +10,8 @@ for SET in dev, test and test_contact; then
 
     python benchmarks/recipes.py shipped=T1,T2,T3 candidate=T4,T5,T6 [--sets dev,test,test_contact]
 
-prints, per recipe, mean [min, max] over its trainings of exact F1 with extract's validators on
+prints, per recipe, mean [min, max] over its trainings of exact F1 with extract's validators
+(`--validators` names others) on
 each set's held half (the test sets' text nobody on the team read; benchmarks/real_text/
 DATA_SOURCES.md) and on the whole set, and predicted items per 100 PII-free texts.
 """
@@ -29,7 +30,7 @@ from real_text import LABELS, load_dev, with_validators  # noqa: E402
 from piilab.errors import PiilabError  # noqa: E402
 from piilab.eval.span_scores import score_texts, summary  # noqa: E402
 from piilab.io import iter_jsonl  # noqa: E402
-from piilab.shapes import MODES  # noqa: E402
+from piilab.shapes import EXTRACT_MODES, MODES  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "real_text"
 SETS = ("dev", "test", "test_contact")
@@ -40,15 +41,16 @@ def is_held(record_id: str) -> bool:
     return hashlib.sha1(record_id.encode()).hexdigest()[0] in "89abcdef"
 
 
-def training_figures(records: list[dict], answers: Path) -> dict[str, float]:
-    """Exact F1 (validators on) on the whole set and its held half, and items per 100 PII-free texts."""
+def training_figures(records: list[dict], answers: Path, modes=EXTRACT_MODES) -> dict[str, float]:
+    """Exact F1 (with these validators) on the whole set and its held half, and items per 100
+    PII-free texts."""
     if not answers.is_file():
         raise PiilabError(f"{answers}: no saved answers (run real_text.py --out for this set first)")
     saved = {row["id"]: row for row in iter_jsonl(answers)}
     lacking = [r["id"] for r in records if r["id"] not in saved]
     if lacking:
         raise PiilabError(f"{answers}: no answer for {len(lacking)} text(s), e.g. {lacking[0]}")
-    validated = with_validators(records, saved, MODES)
+    validated = with_validators(records, saved, modes)
     whole = summary(score_texts(records, validated, LABELS))
     held = summary(score_texts([r for r in records if is_held(r["id"])], validated, LABELS))
     return {"f1": whole["sources"]["all"]["exact"]["micro"]["f"],
@@ -62,13 +64,15 @@ def spread(values: list[float], digits: int = 3) -> str:
     return mean if len(values) == 1 else f"{mean} [{low}, {high}]"
 
 
-def recipe_table(recipes: dict[str, list[Path]], sets: tuple[str, ...], data: Path = DATA) -> list[str]:
+def recipe_table(recipes: dict[str, list[Path]], sets: tuple[str, ...], data: Path = DATA,
+                 modes=EXTRACT_MODES) -> list[str]:
     """One markdown row per recipe: held-half F1, whole-set F1 and items for each set."""
     records = {name: load_dev(data / f"{name}.jsonl") for name in sets}
     head = ["recipe (trainings)"] + [f"{name} {figure}" for name in sets for figure in ("held F1", "F1", "items")]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for recipe, trainings in recipes.items():
-        figures = [{name: training_figures(records[name], t / name / "predictions-piilab.jsonl") for name in sets}
+        figures = [{name: training_figures(records[name], t / name / "predictions-piilab.jsonl", modes)
+                    for name in sets}
                    for t in trainings]
         cells = [spread([f[name][figure] for f in figures], 1 if figure == "items" else 3)
                  for name in sets for figure in ("held", "f1", "items")]
@@ -87,10 +91,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipes", nargs="+", metavar="NAME=TRAINING[,TRAINING...]")
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated sets in benchmarks/real_text")
+    parser.add_argument("--validators", default=",".join(EXTRACT_MODES),
+                        help=f"comma-separated modes of piilab.shapes ({', '.join(MODES)}; default extract's)")
     args = parser.parse_args(argv)
     try:
+        modes = tuple(m for m in args.validators.split(",") if m)
+        unknown = sorted(set(modes) - set(MODES))
+        if unknown:
+            raise PiilabError(f"--validators: unknown {', '.join(unknown)} (use {', '.join(MODES)})")
         recipes = dict(parse_recipe(arg) for arg in args.recipes)
-        print("\n".join(recipe_table(recipes, tuple(args.sets.split(",")))))
+        print("\n".join(recipe_table(recipes, tuple(args.sets.split(",")), modes=modes)))
     except PiilabError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -57,3 +57,18 @@ def test_a_training_without_answers_for_a_set_is_named(recipes, tmp_path):
     with pytest.raises(PiilabError, match="nowhere/toy/predictions-piilab.jsonl: no saved answers"):
         recipes.recipe_table({"one": [tmp_path / "nowhere"]}, ("toy",), tmp_path)
     assert recipes.main(["no-equals-sign"]) == 2
+
+
+def test_validators_are_extracts_unless_named(recipes, tmp_path, capsys):
+    """A bare address block is added by the `postal` mode only, and an unknown mode is an error."""
+    text = "Hauptstraße 48a\n71032 Böblingen"
+    (tmp_path / "toy.jsonl").write_text(json.dumps({"id": "t-1", "source": "toy", "text": text, "spans": [
+        {"start": 0, "end": len(text), "label": "STREET_ADDRESS", "value": text}]}) + "\n")
+    (tmp_path / "a" / "toy").mkdir(parents=True)
+    (tmp_path / "a" / "toy" / "predictions-piilab.jsonl").write_text(json.dumps({"id": "t-1", "spans": []}) + "\n")
+    assert recipes.recipe_table({"one": [tmp_path / "a"]}, ("toy",), tmp_path)[2] == "| one (1) | 0.000 | 0.000 | 0.0 |"
+    with_postal = recipes.recipe_table({"one": [tmp_path / "a"]}, ("toy",), tmp_path,
+                                       modes=("check", "postal"))
+    assert with_postal[2] == "| one (1) | 1.000 | 1.000 | 0.0 |"
+    assert recipes.main([f"one={tmp_path / 'a'}", "--validators", "check,zip"]) == 2
+    assert "unknown zip" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 
 A model reads context (whose address, which number is personal) but can miscopy or cut a value;
 a pattern has no context but never miscopies. Four ways to combine them, measured on the
-real-text dev set (docs/evaluation.md, "Model and validators"):
+real-text dev set (docs/evaluation.md, "Model and validators"), and a fifth:
 
 - `extend`:   grow a model item that is cut inside an e-mail address (as EMAIL) or URL to the
               whole value, a phone number over the area or country code written right before
@@ -36,7 +36,12 @@ real-text dev set (docs/evaluation.md, "Model and validators"):
               look the same as personal ones, and only context tells them apart;
 - `mailbox`:  add the display name of a personal mailbox ("Jens Axboe <jens@axboe.dk>", as
               mail headers, changelogs, copyright lines and package metadata write them) as
-              NAME where the model missed it; a team's or company's name is left alone.
+              NAME where the model missed it; a team's or company's name is left alone;
+- `postal`:   add the postal addresses the model missed that stand as an address block or a
+              form's address line ("Gontardstraße 7\n10178 Berlin", "318 Upper Street, N1 2XQ
+              London"; piilab.postal), but not an organisation's: none under a line that names
+              premises or in which nothing was found ("Meat & Eat\nVrijheidstraat 63"). Not in
+              `extract`'s defaults: it finds addresses no one owns in view, businesses' among them.
 
 Spans are (start, end, label) tuples over one text, end exclusive.
 """
@@ -55,13 +60,15 @@ from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, NUMERIC_DATE, 
                                    is_id_number, is_name, is_personal_email, is_personal_phone,
                                    is_street_address, is_url, is_us_ssn, is_username, is_web_address,
                                    luhn_valid, only_letter_words, uk_nino_valid)
+from piilab.postal import postal_addresses
 from piilab.span_sets import containing, taken_by
 
-MODES = ("extend", "check", "complete", "mailbox")  # the order they apply in
-ADDING = frozenset({"complete", "mailbox"})  # the modes that add spans the model did not write
-EXTRACT_MODES = MODES
+MODES = ("extend", "check", "complete", "mailbox", "postal")  # the order they apply in
+ADDING = frozenset({"complete", "mailbox", "postal"})  # the modes that add spans the model did not write
+EXTRACT_MODES = ("extend", "check", "complete", "mailbox")
 """`piilab extract`'s (and piilab.extractor's) validators, chosen on the real-text dev set
-(docs/evaluation.md, "Model and validators")."""
+(docs/evaluation.md, "Model and validators"); `postal` is asked for by name (docs/evaluation.md,
+"Postal addresses found by their shape")."""
 
 _URL_IN_TEXT = re.compile(r"https?://[^\s<>\"'()\[\]]+[^\s<>\"'()\[\].,;:!?]")
 _CARD_IN_TEXT = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
@@ -237,6 +244,19 @@ def premises_address(text: str, span: Span) -> bool:
     return ("\n" in value and is_premises(value.split("\n", 1)[0])) or is_premises(line_above(text, start))
 
 
+def under_unfound_line(text: str, span: Span, spans: list[Span]) -> bool:
+    """Whether the line right above an address holds words the model found nothing in: a line
+    that heads an address and is no one's name the model saw ("Meat & Eat\nVrijheidstraat 63")
+    names an organisation, as an envelope heads an address with its addressee. A caption ("Ship
+    to:"), a blank line or nothing above it leaves the address anyone's."""
+    above = line_above(text, span[0]).strip()
+    if not above or above.endswith(":"):
+        return False
+    above_end = text.rfind("\n", 0, span[0])
+    above_start = above_end - len(line_above(text, span[0]))
+    return not any(start < above_end and above_start < end for start, end, _ in spans)
+
+
 # A form's caption at a value's start: one to three words, a colon, a space or line break.
 _CAPTION = re.compile(r"[^\W\d_][\w.'’-]*(?:[ \t]+[^\W\d_][\w.'’-]*){0,2}[ \t]*:\s+(?=\S)")
 
@@ -350,14 +370,25 @@ def mailbox(text: str, spans: list[Span]) -> list[Span]:
     return sorted(spans + [s for s in mailbox_names(text) if not taken(s[0], s[1])])
 
 
+def postal(text: str, spans: list[Span]) -> list[Span]:
+    """The spans so far, and the address blocks and lines they missed (`postal_addresses`):
+    not an organisation's (`premises_address`), nor one under a line where nothing was found
+    (`under_unfound_line`)."""
+    taken = taken_by(spans)
+    added = [s for s in postal_addresses(text) if not taken(s[0], s[1]) and is_street_address(text[s[0]:s[1]])
+             and not premises_address(text, s) and not under_unfound_line(text, s, spans)]
+    return sorted(spans + added)
+
+
 def combine(text: str, spans: list[Span], modes: Iterable[str]) -> list[Span]:
-    """Apply the named modes in the order extend, check, complete, mailbox (a cut value is
-    grown before its shape is judged)."""
+    """Apply the named modes in the order extend, check, complete, mailbox, postal (a cut value
+    is grown before its shape is judged; an address's head is judged by all that was found)."""
     modes = set(modes)
     unknown = modes - set(MODES)
     if unknown:
         raise ValueError(f"unknown validator modes {sorted(unknown)}; known: {', '.join(MODES)}")
-    steps = (("extend", extend), ("check", check), ("complete", complete), ("mailbox", mailbox))
+    steps = (("extend", extend), ("check", check), ("complete", complete), ("mailbox", mailbox),
+             ("postal", postal))
     for name, step in steps:
         if name in modes:
             spans = step(text, spans)

@@ -70,7 +70,8 @@ def register(subparsers) -> None:
                              "check (drop an item without its label's shape), extend (grow a "
                              "cut email or URL), complete (add emails, card numbers, IBANs and "
                              "national numbers with valid check digits the model missed), mailbox "
-                             "(add the name in 'Name <email>'); 'none' for the model alone "
+                             "(add the name in 'Name <email>'), postal (add address blocks and "
+                             "lines no organisation heads; not a default); 'none' for the model alone "
                              f"(default {','.join(EXTRACT_MODES) or 'none'})")
     parser.add_argument("--second-look", type=float, default=None, metavar="P",
                         help="decode one more line from each way on between items that the model "

@@ -762,6 +762,22 @@ def test_cli_validators_complete_the_models_items_unless_turned_off(tiny_llama_d
                    "unknown validators guess")
 
 
+def test_cli_validators_plus_postal_adds_address_blocks_to_the_defaults(tiny_llama_dir, monkeypatch, capsys):
+    text = "Ship to:\nHauptstraße 48a\n71032 Böblingen\n\nMail jane.doe (at) example.com"
+    monkeypatch.setattr(piilab.extract, "decode_answers",
+                        lambda model, tokenizer, prompts, layer, **kw: (["None"] * len(prompts), [], set()))
+
+    def items(*flags):
+        assert main(["extract", "--model", str(tiny_llama_dir), text, "--device", "cpu", *flags]) == 0
+        return [(i["value"], i["label"], i.get("found_by")) for i in json.loads(capsys.readouterr().out)["items"]]
+
+    address, email = ("Hauptstraße 48a\n71032 Böblingen", "STREET_ADDRESS", "pattern"), \
+        ("jane.doe (at) example.com", "EMAIL", "pattern")
+    assert items() == [email]  # the defaults: `complete` finds the address written with "(at)"
+    assert items("--validators", "+postal") == [address, email]
+    assert items("--validators", "postal") == [address]
+
+
 @pytest.fixture
 def extract_calls(monkeypatch) -> list[dict]:
     """The keyword arguments of each call `piilab extract` makes to piilab.extract.extract, which

@@ -100,3 +100,10 @@ def test_postal_is_asked_for_by_name_not_one_of_extracts_defaults():
     assert "postal" in shapes.MODES and "postal" not in shapes.EXTRACT_MODES
     assert shapes.combine(text, [], shapes.EXTRACT_MODES) == []
     assert shapes.combine(text, [], shapes.MODES) == [(0, len(text), "STREET_ADDRESS")]
+
+
+def test_modes_as_a_user_writes_them():
+    assert shapes.modes_from("none") == ()
+    assert shapes.modes_from("check, postal") == ("check", "postal")
+    assert shapes.modes_from("+postal") == shapes.EXTRACT_MODES + ("postal",)
+    assert shapes.modes_from("+check") == shapes.EXTRACT_MODES

@@ -70,6 +70,18 @@ EXTRACT_MODES = ("extend", "check", "complete", "mailbox")
 (docs/evaluation.md, "Model and validators"); `postal` is asked for by name (docs/evaluation.md,
 "Postal addresses found by their shape")."""
 
+
+
+def modes_from(value: str) -> tuple[str, ...]:
+    """Validator modes as a user writes them: comma-separated names, "none", or a leading "+"
+    for extract's defaults and the names after it ("+postal")."""
+    value = value.strip()
+    if value == "none":
+        return ()
+    names = tuple(m.strip() for m in value.removeprefix("+").split(",") if m.strip())
+    return tuple(dict.fromkeys(EXTRACT_MODES + names)) if value.startswith("+") else names
+
+
 _URL_IN_TEXT = re.compile(r"https?://[^\s<>\"'()\[\]]+[^\s<>\"'()\[\].,;:!?]")
 _CARD_IN_TEXT = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 # National numbers whose written shape and check digits leave no doubt (a bare run of 9-11

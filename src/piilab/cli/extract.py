@@ -19,7 +19,7 @@ from piilab.models.loading import DEFAULT_MODEL
 from piilab.models.shipped import SHIPPED_DEFAULT
 from piilab.second_look import THRESHOLD as SECOND_LOOK
 from piilab.second_look import checked_threshold, threshold_for
-from piilab.shapes import EXTRACT_MODES
+from piilab.shapes import EXTRACT_MODES, modes_from
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,8 @@ def register(subparsers) -> None:
                              "cut email or URL), complete (add emails, card numbers, IBANs and "
                              "national numbers with valid check digits the model missed), mailbox "
                              "(add the name in 'Name <email>'), postal (add address blocks and "
-                             "lines no organisation heads; not a default); 'none' for the model alone "
+                             "lines no organisation heads; not a default); '+postal': the defaults "
+                             "and postal; 'none' for the model alone "
                              f"(default {','.join(EXTRACT_MODES) or 'none'})")
     parser.add_argument("--second-look", type=float, default=None, metavar="P",
                         help="decode one more line from each way on between items that the model "
@@ -156,7 +157,7 @@ def read_dataset_texts(spec) -> Texts:
 
 
 def validators_from(value: str) -> tuple[str, ...]:
-    return () if value.strip() == "none" else tuple(m.strip() for m in value.split(",") if m.strip())
+    return modes_from(value)
 
 
 def run(args) -> int:

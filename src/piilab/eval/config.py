@@ -110,8 +110,8 @@ class EvalConfig:
 
         if self.second_look != "auto":
             self.second_look = checked_threshold(self.second_look, "--second-look")
-        if isinstance(self.validators, str):  # "extend,check" in an experiment file
-            self.validators = [v.strip() for v in self.validators.split(",") if v.strip()]
+        if isinstance(self.validators, str):  # "extend,check" or "+postal" in an experiment file
+            self.validators = shapes.modes_from(self.validators)
         self.validators = tuple(self.validators)
         unknown = sorted(set(self.validators) - set(shapes.MODES))
         if unknown:

@@ -30,7 +30,7 @@ from real_text import LABELS, load_dev, with_validators  # noqa: E402
 from piilab.errors import PiilabError  # noqa: E402
 from piilab.eval.span_scores import score_texts, summary  # noqa: E402
 from piilab.io import iter_jsonl  # noqa: E402
-from piilab.shapes import EXTRACT_MODES, MODES  # noqa: E402
+from piilab.shapes import EXTRACT_MODES, MODES, modes_from  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "real_text"
 SETS = ("dev", "test", "test_contact")
@@ -92,10 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("recipes", nargs="+", metavar="NAME=TRAINING[,TRAINING...]")
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated sets in benchmarks/real_text")
     parser.add_argument("--validators", default=",".join(EXTRACT_MODES),
-                        help=f"comma-separated modes of piilab.shapes ({', '.join(MODES)}; default extract's)")
+                        help=f"comma-separated modes of piilab.shapes ({', '.join(MODES)}; default "
+                             "extract's; +MODE: extract's and MODE)")
     args = parser.parse_args(argv)
     try:
-        modes = tuple(m for m in args.validators.split(",") if m)
+        modes = modes_from(args.validators)  # "+postal": extract's and postal
         unknown = sorted(set(modes) - set(MODES))
         if unknown:
             raise PiilabError(f"--validators: unknown {', '.join(unknown)} (use {', '.join(MODES)})")

@@ -6,9 +6,10 @@ address line, "Gontardstraße 7\\n10178 Berlin", "318 Upper Street, N1 2XQ Londo
 block has a shape of its own: a street line with a house number, then the locality (a postcode
 and a town, a town and a state and ZIP code) on its own line or after a comma. `postal_addresses`
 finds blocks with that shape and nothing weaker: a street line and a postcode, or a street line
-whose street is named a street ("Road", "rue", "-straße") and a town after it. An address in the
-middle of a sentence is left to the model, which sees whose it is. Whether an address is an
-organisation's is `piilab.shapes.premises_address`'s question, asked of these spans too.
+whose street is named a street ("Road", "rue", "-straße") and a town with nothing after them. An
+address in the middle of a sentence is left to the model, which sees whose it is. Whether an
+address is an organisation's is asked by `piilab.shapes.postal`, the validator that adds these
+(`premises_address`, `under_unfound_line`).
 
 The words come from the address formats of the countries piilab composes documents for
 (src/piilab/data/frames/locales.yaml, Faker's street names) and the usual abbreviations; the

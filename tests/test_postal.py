@@ -34,8 +34,8 @@ def test_an_address_block_or_line_is_found_whole(address):
 
 
 def test_the_country_line_a_caption_and_what_follows_the_block_stay_out():
-    text = "Ship to:\nAddress: Gontardweg 7\n10178 Berlin\nGermany\n\nThanks, see you soon"
-    assert found(text) == ["Gontardweg 7\n10178 Berlin"]
+    text = "Ship to:\nAddress: Lindenweg 3\n79100 Freiburg\nGermany\n\nThanks, see you soon"
+    assert found(text) == ["Lindenweg 3\n79100 Freiburg"]
     assert found("88 Collins Street, Melbourne VIC 3000, Australia") == ["88 Collins Street, Melbourne VIC 3000"]
     text = "Hauptstraße 5\n80331 München\nMüller Bau GmbH\nTel. 089 1234"
     assert found(text) == ["Hauptstraße 5\n80331 München"]
@@ -46,11 +46,11 @@ def test_the_country_line_a_caption_and_what_follows_the_block_stay_out():
 @pytest.mark.parametrize("text", [
     "We met at 14 Carrow Road, Norwich NR1 1HS last year.",  # in a sentence: the model's to judge
     "14 Carrow Road, Norwich NR1 1HS is where we met last year.",
-    "Meine Telefonnummer ist 05086 63680",
+    "Meine Nummer ist 04321 98765",
     "Upper Street 7",  # a street with no town after it
     "Release 3\n2024 Roadmap",
     "Friends of the Library 120 Elm Avenue, Springfield, IL 62704",  # a number ends no such street
-    "12 Newgate Shopping Centre\nBishop Auckland DL14 7JQ",  # premises, not a street
+    "8 Riverside Shopping Centre\nLeeds LS1 4AP",  # premises, not a street
     "Scala 24\n40050 Vigo Di Cadore (AO)",  # a unit's line, not a street's
 ])
 def test_no_address_where_the_shape_is_not_an_address_alone(text):
@@ -76,13 +76,13 @@ def test_most_of_the_generators_address_blocks_are_found_whole():
 
 
 def test_postal_adds_an_address_only_where_no_organisation_heads_it():
-    block = "Vrijheidstraat 63\n2000 Antwerpen"
+    block = "Dorpsstraat 12\n2000 Antwerpen"
     alone, under_caption = block, "Ship to:\n" + block
     org = "Bakkerij Peeters\n" + block
     premises = "Peeters Bakery\n" + block  # a noun of a place of business
     person = "Anna Peeters\n" + block
     for text in (alone, under_caption):
-        assert shapes.postal(text, []) == [(text.index("V"), len(text), "STREET_ADDRESS")]
+        assert shapes.postal(text, []) == [(text.index("D"), len(text), "STREET_ADDRESS")]
     assert shapes.postal(org, []) == []  # a line where nothing was found heads it
     assert shapes.postal(premises, [(0, 14, "NAME")]) == [(0, 14, "NAME")]
     name = (0, 12, "NAME")  # the model found the line above a person's name
@@ -90,13 +90,13 @@ def test_postal_adds_an_address_only_where_no_organisation_heads_it():
 
 
 def test_postal_does_not_double_an_address_the_model_found():
-    text = "Anna Peeters\nVrijheidstraat 63\n2000 Antwerpen"
-    model = [(0, 12, "NAME"), (13, 30, "STREET_ADDRESS")]  # cut short: the model's stays
+    text = "Anna Peeters\nDorpsstraat 12\n2000 Antwerpen"
+    model = [(0, 12, "NAME"), (13, 24, "STREET_ADDRESS")]  # cut short: the model's stays
     assert shapes.postal(text, model) == model
 
 
 def test_postal_is_asked_for_by_name_not_one_of_extracts_defaults():
-    text = "Vrijheidstraat 63\n2000 Antwerpen"
+    text = "Dorpsstraat 12\n2000 Antwerpen"
     assert "postal" in shapes.MODES and "postal" not in shapes.EXTRACT_MODES
     assert shapes.combine(text, [], shapes.EXTRACT_MODES) == []
     assert shapes.combine(text, [], shapes.MODES) == [(0, len(text), "STREET_ADDRESS")]

@@ -2,7 +2,7 @@
 
 A model trained on documents where an address comes with its owner ("I moved to ...", a letter's
 sender) leaves out an address that stands alone: an address block, or a form's or a parcel's
-address line, "Gontardstraße 7\\n10178 Berlin", "318 Upper Street, N1 2XQ London". Such a
+address line, "Lindenweg 3\\n79100 Freiburg", "14 Carrow Road, Norwich NR1 1HS". Such a
 block has a shape of its own: a street line with a house number, then the locality (a postcode
 and a town, a town and a state and ZIP code) on its own line or after a comma. `postal_addresses`
 finds blocks with that shape and nothing weaker: a street line and a postcode, or a street line
@@ -26,18 +26,18 @@ from piilab.data.validators import LETTER_WORDS
 
 Span = tuple[int, int, str]
 
-# A street's kind written as its own word after the name ("Upper Street", "Commons Park Dr"),
+# A street's kind written as its own word after the name ("Carrow Road", "Lakeview Dr"),
 # with USPS and Royal Mail abbreviations.
 _TYPE_AFTER = ("street st road rd avenue ave av lane ln drive dr boulevard blvd court ct place pl "
                "way terrace terr tce crescent cres close parkway pkwy highway hwy square sq row mews "
                "grove gardens gdns walk hill parade circle cir trail trl plaza path alley loop pike "
                "turnpike drove broadway gasse allee straße strasse weg platz ring").split()
-# ... or before it ("rue du Lieutenant Becker", "Via Roma", "ul. Chemików", "Calle Mayor").
+# ... or before it ("rue des Lilas", "Via Roma", "ul. Chemików", "Calle Mayor").
 _TYPE_BEFORE = ("rue avenue av boulevard bd chemin allée impasse place quai route cours via viale piazza "
                 "corso vicolo largo strada calle avenida avda paseo plaza carrer camino ronda travesía rua "
                 "travessa praça alameda estrada ul ulica al aleja pl os osiedle str bulevardul calea "
                 "aleea šoseaua plac ул улица пр проспект пер переулок бул").split()
-# ... or as the end of the name's last word ("Gontardstraße", "Jan Erasmusstraat", "Storgatan").
+# ... or as the end of the name's last word ("Sautierstraße", "Prinsengracht", "Storgatan").
 _TYPE_ENDINGS = ("straße", "strasse", "str.", "gasse", "allee", "damm", "chaussee", "ufer", "straat",
                  "laan", "gracht", "kade", "singel", "plein", "gatan", "vägen", "gränd", "torget", "gade",
                  "vej", "stræde", "veien", "vegen", "katu", "kuja", "utca", "körút")
@@ -46,9 +46,9 @@ _DIRECTIONS = r"(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)"
 
 _NUMBER = r"\d{1,5}(?:(?:-?[A-Za-z]|[ ][A-Z])(?!\w))?(?:[-/]\d{1,5}[A-Za-z]?)?"  # "7", "4-6", "2455-B", "72/98", "8a", "12 B"
 _WORD = r"[^\W\d_][\w'’.-]*"
-# A street line's or part's own start: a house number then the street ("318 Upper Street",
-# "53 Rue du Lieutenant Becker", "504, Rue 12.168"), or the street then the number
-# ("Gontardstraße 7", "Piazza Benedetto, 77", "ul. Witosa 984", "Storgatan 1").
+# A street line's or part's own start: a house number then the street ("14 Carrow Road",
+# "8 avenue Jean Jaurès", "12, rue des Lilas"), or the street then the number
+# ("Lindenweg 3", "Piazza Benedetto, 77", "ul. Witosa 984", "Storgatan 1").
 _NUMBER_FIRST = re.compile(rf"(?P<number>{_NUMBER}),?[ \t]+(?P<street>(?:{_WORD}|\d+(?:\.\d+)?)"
                            rf"(?:[ \t]+(?:{_WORD}|\d+(?:\.\d+)?)){{0,5}})")
 _NAME_FIRST = re.compile(rf"(?P<street>{_WORD}(?:[ \t]+{_WORD}){{0,4}}),?[ \t]+(?:nr\.?[ \t]*)?"
@@ -59,8 +59,8 @@ _UK_POSTCODE = r"(?:[A-Z]{1,2}\d[A-Z\d]?[ \t]?\d[A-Z]{2}|[AC-FHKNPRTV-Y]\d{2}[ \
 _ZIP = r"\d{5}(?:-\d{4})?"
 # A locality with a postcode, as one line or part: "10178 Berlin", "48-347 Mysłowice", "112 01
 # Stockholm", "7080 RN Roderesch", "D-10178 Berlin", "East Tonyshire, NC 80119", "Kramerbury WA
-# 0866", "Wellington 6011", "N1 2XQ London", "London EC3M 5AD", "E2 2AA", "WA 98103",
-# "35950-2049", "Vigo Di Cadore (AO)" after its code, a Canadian "A1A 1A1".
+# 0866", "Auckland 1011", "W1U 8JH London", "Norwich NR1 1HS", "NR1 1HS", "TX 77098",
+# "62704-1234", "Vigo Di Cadore (AO)" after its code, a Canadian "A1A 1A1".
 _POSTCODE_LOCALITY = re.compile(
     rf"(?:(?:[A-Z]{{1,2}}-)?\d{{4,5}}|\d{{3}}[ \t]\d{{2}}|\d{{2}}-\d{{3}}|\d{{4}}[ \t]?[A-Z]{{2}})[ \t]+{_PLACE}"
     rf"(?:[ \t]*\([A-Z]{{2}}\))?"
@@ -104,7 +104,7 @@ def _kind(part: str) -> str | None:
     if is_country(part):
         return "country"
     if is_premises(part):
-        return None  # "Polski Koncern Naftowy ORLEN S.A." under a sender's address
+        return None  # "Müller Bau GmbH" under a sender's address
     if _has_postcode(part):
         return "postcode"
     if _UNIT.fullmatch(part):
@@ -113,7 +113,7 @@ def _kind(part: str) -> str | None:
 
 
 def _typed(street: str) -> bool:
-    """Whether a street's name says it is a street ("Upper Street", "rue du ...", "Gontardstraße")."""
+    """Whether a street's name says it is a street ("Carrow Road", "rue des ...", "Sautierstraße")."""
     words = [w.strip(".,").lower() for w in street.split()]
     if not words:
         return False
@@ -135,7 +135,7 @@ def _street(line: str, below_unit: bool = False) -> tuple[int, bool, bool] | Non
         typed = _typed(street)
         end = match.end()
         if pattern is _NUMBER_FIRST:
-            # the street's name ends at its kind ("Upper Street") and maybe a direction ("S", "North"),
+            # the street's name ends at its kind ("Carrow Road") and maybe a direction ("S", "North"),
             # the rest of the line (a town, a state and ZIP code) is the locality's
             words = list(re.finditer(r"\S+", street))
             kinds = [i for i, w in enumerate(words) if w[0].strip(".,").lower() in _TYPE_AFTER and i]
@@ -146,9 +146,9 @@ def _street(line: str, below_unit: bool = False) -> tuple[int, bool, bool] | Non
                     last += 1
                 end = match.start("street") + words[last].end()
             if (not street[0].isupper() and not street[0].isdigit() and not typed
-                    or not typed and is_premises(line[match.start("street"):end])):  # "12 Newgate Shopping Centre"
+                    or not typed and is_premises(line[match.start("street"):end])):  # "8 Riverside Shopping Centre"
                 return None
-        elif (len(re.match(r"\d+", match["number"])[0]) > 4  # "Telefonnummer ist 05086 63680"
+        elif (len(re.match(r"\d+", match["number"])[0]) > 4  # "Nummer ist 04321 98765"
               or not street[0].isupper() and street.split()[0].strip(".").lower() not in _TYPE_BEFORE
               or not street.split()[-1][0].isupper() and not typed):
             return None
@@ -202,7 +202,7 @@ def _street_on_line(text: str, line_start: int, line_end: int) -> tuple[int, int
 
 
 def _rest_of_line(text: str, end: int, line_end: int, numbered_last: bool) -> tuple[int, list[str]] | None:
-    """The locality on a street's line after it ("..., N1 2XQ London", "... OTHELLO WA 99344"):
+    """The locality on a street's line after it ("..., Norwich NR1 1HS", "... SPOKANE WA 99201"):
     where it ends and its parts' kinds; None where the line goes on with words no address has
     (a sentence, a list: an address in prose is the model's to judge)."""
     rest = end + len(text[end:line_end]) - len(text[end:line_end].lstrip(" \t,"))
@@ -275,7 +275,7 @@ def _year_coded(block: str) -> bool:
 
 def _unit_above(text: str, start: int) -> int:
     """Where an address beginning at `start` begins with the unit or building line right above
-    it ("Block 1\\n24 Hong Lee Road"); `start` where there is none."""
+    it ("Flat 3\\n41 Gloucester Place"); `start` where there is none."""
     line_start = text.rfind("\n", 0, start) + 1
     if not line_start or text[line_start:start].strip():
         return start

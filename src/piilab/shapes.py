@@ -38,9 +38,9 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and a fifth:
               mail headers, changelogs, copyright lines and package metadata write them) as
               NAME where the model missed it; a team's or company's name is left alone;
 - `postal`:   add the postal addresses the model missed that stand as an address block or a
-              form's address line ("Gontardstraße 7\n10178 Berlin", "318 Upper Street, N1 2XQ
-              London"; piilab.postal), but not an organisation's: none under a line that names
-              premises or in which nothing was found ("Meat & Eat\nVrijheidstraat 63"). Not in
+              form's address line ("Lindenweg 3\n79100 Freiburg", "14 Carrow Road, Norwich NR1
+              1HS"; piilab.postal), but not an organisation's: none under a line that names
+              premises or in which nothing was found ("Bakkerij Peeters\nDorpsstraat 12"). Not in
               `extract`'s defaults: it finds addresses no one owns in view, businesses' among them.
 
 Spans are (start, end, label) tuples over one text, end exclusive.
@@ -258,7 +258,7 @@ def premises_address(text: str, span: Span) -> bool:
 
 def under_unfound_line(text: str, span: Span, spans: list[Span]) -> bool:
     """Whether the line right above an address holds words the model found nothing in: a line
-    that heads an address and is no one's name the model saw ("Meat & Eat\nVrijheidstraat 63")
+    that heads an address and is no one's name the model saw ("Bakkerij Peeters\nDorpsstraat 12")
     names an organisation, as an envelope heads an address with its addressee. A caption ("Ship
     to:"), a blank line or nothing above it leaves the address anyone's."""
     above = line_above(text, span[0]).strip()

@@ -261,8 +261,7 @@ def _block(text: str, line_start: int) -> tuple[int, int, list[str], bool] | Non
     if rest is None:
         return None
     end, kinds = rest
-    below_end, below = _lines_below(text, line_end, kinds) if end == line_end or _nothing_but_a_country(
-        text[end:line_end]) else (None, [])
+    below_end, below = _lines_below(text, line_end, kinds)  # the line's rest is empty or a country
     return start, below_end or end, kinds + below, typed
 
 
@@ -300,6 +299,7 @@ def postal_addresses(text: str) -> list[Span]:
             postcode = "postcode" in kinds and (typed or not _year_coded(text[start:end]))
             if postcode or typed and "place" in kinds and _stands_alone(text, end):
                 found.append((_unit_above(text, start), end, "STREET_ADDRESS"))
-                line_end = max(line_end, text.find("\n", end) if "\n" in text[end:] else len(text))
+                block_line_end = text.find("\n", end)
+                line_end = max(line_end, len(text) if block_line_end < 0 else block_line_end)
         at = line_end + 1
     return found

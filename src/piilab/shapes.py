@@ -71,7 +71,6 @@ EXTRACT_MODES = ("extend", "check", "complete", "mailbox")
 "Postal addresses found by their shape")."""
 
 
-
 def modes_from(value: str) -> tuple[str, ...]:
     """Validator modes as a user writes them: comma-separated names, "none", or a leading "+"
     for extract's defaults and the names after it ("+postal")."""
@@ -261,11 +260,11 @@ def under_unfound_line(text: str, span: Span, spans: list[Span]) -> bool:
     that heads an address and is no one's name the model saw ("Bakkerij Peeters\nDorpsstraat 12")
     names an organisation, as an envelope heads an address with its addressee. A caption ("Ship
     to:"), a blank line or nothing above it leaves the address anyone's."""
-    above = line_above(text, span[0]).strip()
-    if not above or above.endswith(":"):
+    above = line_above(text, span[0])
+    if not above.strip() or above.rstrip().endswith(":"):
         return False
     above_end = text.rfind("\n", 0, span[0])
-    above_start = above_end - len(line_above(text, span[0]))
+    above_start = above_end - len(above)
     return not any(start < above_end and above_start < end for start, end, _ in spans)
 
 

@@ -11,11 +11,10 @@ from piilab.cli._args import (
     decoding_from_args,
     int_list,
 )
-from piilab.cli.extract import validators_from
 from piilab.eval import metrics
 from piilab.eval.config import EvalConfig, ModelUnderTest
 from piilab.eval.run import evaluate
-from piilab.shapes import EXTRACT_MODES
+from piilab.shapes import EXTRACT_MODES, modes_from
 
 
 class _ModelAction(argparse.Action):
@@ -104,7 +103,7 @@ def run(args) -> int:
         metrics=tuple(m for m in args.metrics.split(",") if m), bertscore_model=args.bertscore_model,
         bleu=args.bleu, bootstrap=args.bootstrap, seed=args.seed,
         decoding=decoding_from_args(args), constrain=not args.free_decoding,
-        second_look=args.second_look, validators=validators_from(args.validators),
+        second_look=args.second_look, validators=modes_from(args.validators),
         batch_size=args.batch_size,
         device=args.device, dtype=args.dtype,
     )

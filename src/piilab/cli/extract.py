@@ -156,10 +156,6 @@ def read_dataset_texts(spec) -> Texts:
     return Texts(ids, texts, True, skipped)
 
 
-def validators_from(value: str) -> tuple[str, ...]:
-    return modes_from(value)
-
-
 def run(args) -> int:
     from piilab.cli._output import held
 
@@ -202,7 +198,7 @@ def search(args) -> int:
         settings = replace(settings, style=args.style, source="--style")
     if labels:
         settings = replace(settings, labels=labels)
-    validators = validators_from(args.validators)
+    validators = modes_from(args.validators)
 
     todo, digests = list(range(len(found.texts))), {}
     args.layer, last = exit_layer(args)

@@ -19,7 +19,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and a fifth:
               issue reference, an "address" with no number, that reads as a sentence or that
               an organisation's name heads ("Magistrates' Court\n223 William Street")
               (piilab.data.validators; each keeps every value the generator writes and every
-              value in the dev set); cut a form's caption off any value ("Anschrift: ..."),
+              value in the dev set) or that reaches over a bank statement's field tag
+              (":61:..."); cut a form's caption off any value ("Anschrift: ..."),
               greetings and titles off a name ("Ciao Giulia") and a country line off an address
               ("...\n10178 Berlin\nGermany"); and
               relabel a national number in its own shape (123-45-6789, 000.000.000-00) ID_NUM,
@@ -30,9 +31,10 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and a fifth:
               fediverse handle ("@user@host", as USERNAME), Luhn-valid card numbers, IBANs and national numbers
               (US SSN, Brazilian CPF, Spanish DNI, French NIR, UK NINO, Swiss AHV) with valid
               check digits that the model missed, but none right after a word that names it
-              a business's reference ("Order #", "Rechnung Nr."), and phone numbers right after
+              a business's reference ("Order #", "Rechnung Nr."), phone numbers right after
               a phone label ("Tel.:", "Mobile", a vCard's "TEL;TYPE=cell:", "my phone number
-              is"; not freephone); no URLs or other phone numbers: public links and numbers
+              is"; not freephone) and the account of a bank statement's ":25:" field
+              (piilab.statements); no URLs or other phone numbers: public links and numbers
               look the same as personal ones, and only context tells them apart;
 - `mailbox`:  add the display name of a personal mailbox ("Jens Axboe <jens@axboe.dk>", as
               mail headers, changelogs, copyright lines and package metadata write them) as
@@ -62,6 +64,7 @@ from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, NUMERIC_DATE, 
                                    luhn_valid, only_letter_words, uk_nino_valid)
 from piilab.postal import postal_addresses
 from piilab.span_sets import containing, taken_by
+from piilab.statements import over_field_tag, statement_accounts
 
 MODES = ("extend", "check", "complete", "mailbox", "postal")  # the order they apply in
 ADDING = frozenset({"complete", "mailbox", "postal"})  # the modes that add spans the model did not write
@@ -303,8 +306,9 @@ def check(text: str, spans: list[Span]) -> list[Span]:
     (`without_caption`), national numbers (a social security number, a CPF) labelled ID_NUM, a
     fediverse handle's user a USERNAME, names without a greeting or title before them, a list of
     names read as one split into its lines, an address without its country line, no address
-    that an organisation's name heads (`premises_address`) and no name in a field that asks for
-    an organisation (`in_organisations_field`)."""
+    that an organisation's name heads (`premises_address`), no name in a field that asks for
+    an organisation (`in_organisations_field`) and nothing over a bank statement's field tag
+    (":61:", `over_field_tag`)."""
     uncaptioned = [without_caption(text, s) for s in spans]
     relabelled = [handle_as_username(text, (start, end, "ID_NUM" if is_national_id(text[start:end])
                                             else label)) for start, end, label in uncaptioned]
@@ -312,8 +316,10 @@ def check(text: str, spans: list[Span]) -> list[Span]:
     trimmed = [_TRIMS[s[2]](text, s) if s[2] in _TRIMS else s for s in split]
     split = [part for s in trimmed for part in names_per_line(text, s)]  # after a greeting's line
     nobody = no_ones_addresses(text)
+    over_tag = over_field_tag(text)
     kept = [s for s in split if (s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])
                                  or (s[2] == "ID_NUM" and persons_number(text, s)))
+            and not over_tag(s[0], s[1])
             and not (s[2] == "EMAIL" and nobody(s[0], s[1]))
             and not (s[2] == "STREET_ADDRESS" and premises_address(text, s))
             and not (s[2] == "NAME" and in_organisations_field(text, s))]
@@ -364,15 +370,16 @@ def extend(text: str, spans: list[Span]) -> list[Span]:
 
 def complete(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans, and what it missed: personal e-mail addresses, fediverse handles' users,
-    phone numbers after a phone label, and card numbers, IBANs and national numbers (none of these
-    right after a word naming it an order's, an invoice's or the like)."""
+    phone numbers after a phone label, card numbers, IBANs and national numbers (none of these
+    right after a word naming it an order's, an invoice's or the like), and a bank statement's
+    account (`statement_accounts`)."""
     nobody = no_ones_addresses(text)
     personal = [s for s in emails(text) if not nobody(s[0], s[1])]
     numbers = [s for s in card_and_iban_numbers(text) + national_ids(text)
-               if not after_reference_word(text, s[0])] + labelled_phones(text)
+               if not after_reference_word(text, s[0])] + labelled_phones(text) + statement_accounts(text)
     taken = taken_by(spans)
     added = [s for s in personal + fediverse_users(text) + numbers if not taken(s[0], s[1])]
-    return sorted(spans + added)
+    return sorted(spans + list(dict.fromkeys(added)))  # an IBAN may be a statement's account too
 
 
 def mailbox(text: str, spans: list[Span]) -> list[Span]:
@@ -392,8 +399,8 @@ def postal(text: str, spans: list[Span]) -> list[Span]:
 
 
 def combine(text: str, spans: list[Span], modes: Iterable[str]) -> list[Span]:
-    """Apply the named modes in the order extend, check, complete, mailbox, postal (a cut value
-    is grown before its shape is judged; an address's head is judged by all that was found)."""
+    """Apply the named modes in the order of MODES (a cut value is grown before its shape is
+    judged; an address's head is judged by all that was found)."""
     modes = set(modes)
     unknown = modes - set(MODES)
     if unknown:

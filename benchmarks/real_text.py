@@ -254,7 +254,8 @@ def print_tables(results: dict[str, dict], records: list[dict], out=sys.stdout) 
 # ------------------------------------------------------------------ model and validators
 
 VALIDATOR_VARIANTS = (("check",), ("extend",), ("complete",), ("mailbox",), ("extend", "check", "complete"),
-                      ("extend", "check", "complete", "mailbox"), ("extend", "check", "complete", "mailbox", "postal"))
+                      ("extend", "check", "complete", "mailbox"), ("extend", "check", "complete", "mailbox", "postal"),
+                      ("extend", "check", "complete", "phones", "mailbox"))
 
 
 def with_validators(records: list[dict], predictions: dict[str, dict], modes) -> dict[str, dict]:

@@ -481,3 +481,30 @@ def test_check_drops_a_name_in_a_field_that_asks_for_an_organisation(line, value
     span = (start, start + len(value), "NAME")
     found = [text[a:b] for a, b, _ in shapes.check(text, [span])]
     assert found == ([value.split(": ")[-1]] if kept else [])
+
+
+@pytest.mark.parametrize("text, found", [
+    ("Call 415-666-7777 before noon.", ["415-666-7777"]),
+    ("Reach me at (617) 555-0148 or 773.555.0164.", ["(617) 555-0148", "773.555.0164"]),
+    ("Ring +1 (650) 333-6000, or +1 650 253 4561", ["+1 (650) 333-6000", "+1 650 253 4561"]),
+    ("In Berlin: +49 (0)30 9018 2245; in Paris +33 1 42 68 53 00.",
+     ["+49 (0)30 9018 2245", "+33 1 42 68 53 00"]),
+    ("Call 1 (877) 609-2233 or +1.800.346.1819", []),  # freephone numbers are businesses'
+    ("Order 415-555-0199 shipped", []),  # a reference, not a line
+    ("ISBN 0-306-40615-2, released 2023-01-15, v1.234.567.8901", []),
+    ("650 253 4561 and 033316005", []),  # digit groups alone may be anything
+    ("score +10, offset +05:30, 1.0e+10, +49 30", []),  # a '+' with few digits is no phone
+    ("serial 12345-666-7777 and 415-666-7777-12", []),  # inside a longer number
+])
+def test_unlabelled_phones_in_a_phones_own_shape(text, found):
+    assert [text[a:b] for a, b, _ in shapes.unlabelled_phones(text)] == found
+
+
+def test_phones_is_asked_for_by_name_and_adds_only_what_nothing_took():
+    text = "Tel.: +44 20 7946 0958, or call 415-666-7777."
+    labelled = shapes.complete(text, [])
+    assert [text[a:b] for a, b, _ in labelled] == ["+44 20 7946 0958"]
+    assert "phones" in shapes.MODES and "phones" not in shapes.EXTRACT_MODES
+    assert shapes.combine(text, [], shapes.EXTRACT_MODES) == labelled
+    both = shapes.combine(text, [], shapes.modes_from("+phones"))
+    assert [text[a:b] for a, b, _ in both] == ["+44 20 7946 0958", "415-666-7777"]

@@ -2,7 +2,7 @@
 
 A model reads context (whose address, which number is personal) but can miscopy or cut a value;
 a pattern has no context but never miscopies. Four ways to combine them, measured on the
-real-text dev set (docs/evaluation.md, "Model and validators"), and a fifth:
+real-text dev set (docs/evaluation.md, "Model and validators"), and two more asked for by name:
 
 - `extend`:   grow a model item that is cut inside an e-mail address (as EMAIL) or URL to the
               whole value, a phone number over the area or country code written right before
@@ -36,6 +36,9 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and a fifth:
               is"; not freephone) and the account of a bank statement's ":25:" field
               (piilab.statements); no URLs or other phone numbers: public links and numbers
               look the same as personal ones, and only context tells them apart;
+- `phones`:   add the phone numbers the model missed that are written with no label in a
+              phone's own shape ("(617) 555-0148", "+44 20 7946 0958"). Not in `extract`'s
+              defaults: a number's shape does not say whose it is;
 - `mailbox`:  add the display name of a personal mailbox ("Jens Axboe <jens@axboe.dk>", as
               mail headers, changelogs, copyright lines and package metadata write them) as
               NAME where the model missed it; a team's or company's name is left alone;
@@ -66,12 +69,13 @@ from piilab.postal import postal_addresses
 from piilab.span_sets import containing, taken_by
 from piilab.statements import over_field_tag, statement_accounts
 
-MODES = ("extend", "check", "complete", "mailbox", "postal")  # the order they apply in
-ADDING = frozenset({"complete", "mailbox", "postal"})  # the modes that add spans the model did not write
+MODES = ("extend", "check", "complete", "phones", "mailbox", "postal")  # the order they apply in
+ADDING = frozenset({"complete", "phones", "mailbox", "postal"})  # the modes that add spans the model did not write
 EXTRACT_MODES = ("extend", "check", "complete", "mailbox")
 """`piilab extract`'s (and piilab.extractor's) validators, chosen on the real-text dev set
-(docs/evaluation.md, "Model and validators"); `postal` is asked for by name (docs/evaluation.md,
-"Postal addresses found by their shape")."""
+(docs/evaluation.md, "Model and validators"); `phones` and `postal` are asked for by name
+(docs/evaluation.md, "Postal addresses found by their shape" and "Bank statements' accounts and
+phone numbers by their shape")."""
 
 
 def modes_from(value: str) -> tuple[str, ...]:
@@ -184,6 +188,32 @@ def labelled_phones(text: str) -> list[Span]:
     return [(m.start("number"), m.end("number"), "PHONE_NUM") for m in _PHONE_LABEL.finditer(text)
             if is_personal_phone(m["number"]) and _NOT_A_PHONE.match(m["number"]) is None
             and m["number"].count("(") == m["number"].count(")")]
+
+
+# Phone numbers in the two shapes that say "phone" without a label: North America's, its area
+# code set apart ("(415) 666-7777", "415-666-7777", "415.666.7777", "+1 650 253 4561"), and a
+# number led by its "+" country code in groups ("+44 20 7946 0958"). Other digit groups ("033316005",
+# "650 253 4561") may be anything; a label decides them (`labelled_phones`) or the model does.
+_NANP_PHONE = (r"(?:\+1[ .-]?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]\d{4}"
+               r"|(?:1[ .-]?)?(?:\(\d{3}\)[ .-]?|\d{3}[.-])\d{3}[.-]\d{4})")
+_PLUS_PHONE = r"\+[1-9]\d{0,2}(?:[ .-]?\(\d{1,4}\))?[ .-]?\d{1,6}(?:[ .-]\d{1,6}){1,5}"
+_UNLABELLED_PHONE = re.compile(rf"(?<![\w+.\-/(])(?:{_NANP_PHONE}|{_PLUS_PHONE})(?![\w-]|[.,/:]\d)")
+LEAST_PLUS_DIGITS = 9  # "+" and fewer digits is a sum or an offset more often than a phone
+
+
+def unlabelled_phones(text: str) -> list[Span]:
+    """Phone numbers written with no label, in North America's shape or led by a "+" country
+    code (at least LEAST_PLUS_DIGITS digits), as PHONE_NUM; not freephone numbers, and none right
+    after a word naming a business's reference ("Order 415-555-0199")."""
+    found = []
+    for m in _UNLABELLED_PHONE.finditer(text):
+        value = m.group()
+        plus_led = value.startswith("+") and not value.startswith("+1")
+        if plus_led and sum(c.isdigit() for c in value) < LEAST_PLUS_DIGITS:
+            continue
+        if is_personal_phone(value) and not after_reference_word(text, m.start()):
+            found.append((m.start(), m.end(), "PHONE_NUM"))
+    return found
 
 
 def national_ids(text: str) -> list[Span]:
@@ -382,6 +412,13 @@ def complete(text: str, spans: list[Span]) -> list[Span]:
     return sorted(spans + list(dict.fromkeys(added)))  # an IBAN may be a statement's account too
 
 
+def phones(text: str, spans: list[Span]) -> list[Span]:
+    """The spans so far, and the phone numbers in a phone's own shape they missed
+    (`unlabelled_phones`: North America's, or led by a "+" country code)."""
+    taken = taken_by(spans)
+    return sorted(spans + [s for s in unlabelled_phones(text) if not taken(s[0], s[1])])
+
+
 def mailbox(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans, and the mailboxes' display names it missed."""
     taken = taken_by(spans)
@@ -405,8 +442,8 @@ def combine(text: str, spans: list[Span], modes: Iterable[str]) -> list[Span]:
     unknown = modes - set(MODES)
     if unknown:
         raise ValueError(f"unknown validator modes {sorted(unknown)}; known: {', '.join(MODES)}")
-    steps = (("extend", extend), ("check", check), ("complete", complete), ("mailbox", mailbox),
-             ("postal", postal))
+    steps = (("extend", extend), ("check", check), ("complete", complete), ("phones", phones),
+             ("mailbox", mailbox), ("postal", postal))
     for name, step in steps:
         if name in modes:
             spans = step(text, spans)

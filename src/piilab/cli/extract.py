@@ -69,10 +69,12 @@ def register(subparsers) -> None:
                         help="combine the model with patterns for fixed-shape values: comma-separated "
                              "check (drop an item without its label's shape), extend (grow a "
                              "cut email or URL), complete (add emails, card numbers, IBANs and "
-                             "national numbers with valid check digits the model missed), mailbox "
-                             "(add the name in 'Name <email>'), postal (add address blocks and "
-                             "lines no organisation heads; not a default); '+postal': the defaults "
-                             "and postal; 'none' for the model alone "
+                             "national numbers with valid check digits, labelled phone numbers and "
+                             "bank statements' accounts the model missed), phones (add phone "
+                             "numbers in North America's or a '+' code's shape; not a default), "
+                             "mailbox (add the name in 'Name <email>'), postal (add address blocks "
+                             "and lines no organisation heads; not a default); '+postal': the "
+                             "defaults and postal; 'none' for the model alone "
                              f"(default {','.join(EXTRACT_MODES) or 'none'})")
     parser.add_argument("--second-look", type=float, default=None, metavar="P",
                         help="decode one more line from each way on between items that the model "

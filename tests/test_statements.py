@@ -24,6 +24,7 @@ def test_the_account_of_the_25_field_without_its_bank_code():
     (":25:DE44500105175407324931", "DE44500105175407324931"),  # an IBAN, whole
     (":25:COBADEFFXXX/0123456789", "0123456789"),  # a BIC before the slash
     (":25:981204457   ", "981204457"),  # trailing blanks are not the account's
+    (":25:NL08DEUT0319809633EUR", "NL08DEUT0319809633"),  # nor the currency after it
 ])
 def test_the_25_fields_usual_forms(field, account):
     text = STATEMENT.replace(":25:76010085/4417730921", field)

@@ -15,8 +15,9 @@ import re
 from piilab.addresses import Span
 
 _TAG = re.compile(r"(?m)^:(?:\d\d[A-Z]?):")
-# The ":25:" field: an optional bank code or BIC with a slash ("51230800/"), then the account.
-_ACCOUNT = re.compile(r"(?m)^:25:(?:[A-Z0-9]{4,11}/)?(?P<account>[A-Z0-9]{5,34})[ \t]*$")
+# The ":25:" field: an optional bank code or BIC with a slash ("51230800/"), then the account,
+# which some banks follow with its currency ("NL08DEUT0319809633EUR": the account ends at a digit).
+_ACCOUNT = re.compile(r"(?m)^:25:(?:[A-Z0-9]{4,11}/)?(?P<account>[A-Z0-9]{4,33}\d)(?:[A-Z]{3})?[ \t]*$")
 _STATEMENT_TAGS = frozenset({":20:", ":25:"})  # the two fields every MT940 statement opens with
 LEAST_TAGS = 4  # a text with fewer tagged lines is not read as a statement
 
@@ -35,8 +36,7 @@ def statement_accounts(text: str) -> list[Span]:
     ":25:51230800/0000007055", a whole IBAN); none in a text that is not a statement."""
     if not field_tags(text):
         return []
-    return [(m.start("account"), m.end("account"), "ID_NUM") for m in _ACCOUNT.finditer(text)
-            if any(c.isdigit() for c in m["account"])]
+    return [(m.start("account"), m.end("account"), "ID_NUM") for m in _ACCOUNT.finditer(text)]
 
 
 def over_field_tag(text: str):

@@ -30,7 +30,7 @@ from real_text import LABELS, load_dev, with_validators  # noqa: E402
 from piilab.errors import PiilabError  # noqa: E402
 from piilab.eval.span_scores import score_texts, summary  # noqa: E402
 from piilab.io import iter_jsonl  # noqa: E402
-from piilab.shapes import EXTRACT_MODES, MODES, modes_from  # noqa: E402
+from piilab.shapes import EXTRACT_MODES, MODES, checked_modes  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "real_text"
 SETS = ("dev", "test", "test_contact")
@@ -96,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                              "extract's; +MODE: extract's and MODE)")
     args = parser.parse_args(argv)
     try:
-        modes = modes_from(args.validators)  # "+postal": extract's and postal
-        unknown = sorted(set(modes) - set(MODES))
-        if unknown:
-            raise PiilabError(f"--validators: unknown {', '.join(unknown)} (use {', '.join(MODES)})")
+        modes = checked_modes(args.validators)  # "+postal": extract's and postal
         recipes = dict(parse_recipe(arg) for arg in args.recipes)
         print("\n".join(recipe_table(recipes, tuple(args.sets.split(",")), modes=modes)))
     except PiilabError as err:

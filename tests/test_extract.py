@@ -759,7 +759,7 @@ def test_cli_validators_complete_the_models_items_unless_turned_off(tiny_llama_d
     from helpers import one_line_error
 
     one_line_error(capsys, ["extract", "--model", str(tiny_llama_dir), text, "--validators", "guess"],
-                   "unknown validators guess")
+                   "--validators: unknown guess")
 
 
 def test_cli_validators_plus_postal_adds_address_blocks_to_the_defaults(tiny_llama_dir, monkeypatch, capsys):

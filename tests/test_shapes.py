@@ -508,3 +508,13 @@ def test_phones_is_asked_for_by_name_and_adds_only_what_nothing_took():
     assert shapes.combine(text, [], shapes.EXTRACT_MODES) == labelled
     both = shapes.combine(text, [], shapes.modes_from("+phones"))
     assert [text[a:b] for a, b, _ in both] == ["+44 20 7946 0958", "415-666-7777"]
+
+
+def test_checked_modes_reads_a_users_string_or_takes_a_tuple_and_names_the_setting():
+    from piilab.errors import PiilabError
+
+    assert shapes.checked_modes("+phones") == shapes.EXTRACT_MODES + ("phones",)
+    assert shapes.checked_modes(["check", "postal"]) == ("check", "postal")
+    assert shapes.checked_modes("none") == ()
+    with pytest.raises(PiilabError, match=r"validators: unknown guess \(use extend, check"):
+        shapes.checked_modes(("check", "guess"), "validators")

@@ -327,8 +327,8 @@ def extract(
     the shared start and merged LoRA weights) picks the decoding engine; `SpeedUps.off()` decodes
     with plain batched `generate`.
     `texts` is a list (or any iterable) of strings, one string being one text: `[text]`.
-    `validators` (modes of piilab.shapes: check, extend, complete; a tuple, or a comma-separated
-    string as the command line takes them) combine the model's items with
+    `validators` (modes of piilab.shapes: extend, check, complete, ...; a tuple, or a string as
+    the command line takes them, "extend,check" or "+postal") combine the model's items with
     patterns for values of a fixed shape; none by default here, `piilab extract`'s are chosen on
     the real-text dev set (docs/evaluation.md). `second_look` p > 0 decodes one more line from
     each way on between items that the model gave at least p (greedy, constrained decoding only;
@@ -345,12 +345,8 @@ def extract(
         raise PiilabError(f"texts must be a list of strings, not {type(texts).__name__} "
                           "(one text: [text])")
     texts = list(texts)
-    if isinstance(validators, str):  # "extend,check", as the command line writes them
-        validators = tuple(mode.strip() for mode in validators.split(",") if mode.strip())
+    validators = shapes.checked_modes(validators, "validators")  # or "extend,check", "+postal"
     second_look = checked_threshold(second_look, "second_look")
-    unknown = set(validators) - set(shapes.MODES)
-    if unknown:
-        raise PiilabError(f"unknown validators {', '.join(sorted(unknown))}: use {', '.join(shapes.MODES)}")
     settings = settings or PromptSettings()
     labels = tuple(settings.labels or DEFAULT_LABELS)
     fmt = prompt_format or format_for(tokenizer)

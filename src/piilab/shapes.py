@@ -60,6 +60,7 @@ from functools import lru_cache
 from piilab.addresses import (NAME_TOKEN, Span, emails, fediverse_users, handle_as_username,
                                mailbox_names, no_ones_addresses)
 from piilab.data.places import is_country, is_premises
+from piilab.errors import PiilabError
 from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, NUMERIC_DATE, ORGANISATION_CAPTIONS,
                                    br_cpf_valid, ch_ahv_valid, es_dni_valid, fr_nir_valid, iban_valid,
                                    is_id_number, is_name, is_personal_email, is_personal_phone,
@@ -86,6 +87,16 @@ def modes_from(value: str) -> tuple[str, ...]:
         return ()
     names = tuple(m.strip() for m in value.removeprefix("+").split(",") if m.strip())
     return tuple(dict.fromkeys(EXTRACT_MODES + names)) if value.startswith("+") else names
+
+
+def checked_modes(modes: str | Iterable[str], setting: str = "--validators") -> tuple[str, ...]:
+    """Validator modes as `modes_from` reads a string, or as given; an error naming `setting`
+    and every known mode where one is not a mode."""
+    modes = modes_from(modes) if isinstance(modes, str) else tuple(modes)
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        raise PiilabError(f"{setting}: unknown {', '.join(unknown)} (use {', '.join(MODES)})")
+    return modes
 
 
 _URL_IN_TEXT = re.compile(r"https?://[^\s<>\"'()\[\]]+[^\s<>\"'()\[\].,;:!?]")

@@ -14,7 +14,7 @@ from piilab.cli._args import (
 from piilab.eval import metrics
 from piilab.eval.config import EvalConfig, ModelUnderTest
 from piilab.eval.run import evaluate
-from piilab.shapes import EXTRACT_MODES, modes_from
+from piilab.shapes import EXTRACT_MODES, checked_modes
 
 
 class _ModelAction(argparse.Action):
@@ -103,7 +103,7 @@ def run(args) -> int:
         metrics=tuple(m for m in args.metrics.split(",") if m), bertscore_model=args.bertscore_model,
         bleu=args.bleu, bootstrap=args.bootstrap, seed=args.seed,
         decoding=decoding_from_args(args), constrain=not args.free_decoding,
-        second_look=args.second_look, validators=modes_from(args.validators),
+        second_look=args.second_look, validators=checked_modes(args.validators),
         batch_size=args.batch_size,
         device=args.device, dtype=args.dtype,
     )

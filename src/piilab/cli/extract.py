@@ -19,7 +19,7 @@ from piilab.models.loading import DEFAULT_MODEL
 from piilab.models.shipped import SHIPPED_DEFAULT
 from piilab.second_look import THRESHOLD as SECOND_LOOK
 from piilab.second_look import checked_threshold, threshold_for
-from piilab.shapes import EXTRACT_MODES, modes_from
+from piilab.shapes import EXTRACT_MODES, checked_modes
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def search(args) -> int:
         settings = replace(settings, style=args.style, source="--style")
     if labels:
         settings = replace(settings, labels=labels)
-    validators = modes_from(args.validators)
+    validators = checked_modes(args.validators)
 
     todo, digests = list(range(len(found.texts))), {}
     args.layer, last = exit_layer(args)

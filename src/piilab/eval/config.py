@@ -110,12 +110,7 @@ class EvalConfig:
 
         if self.second_look != "auto":
             self.second_look = checked_threshold(self.second_look, "--second-look")
-        if isinstance(self.validators, str):  # "extend,check" or "+postal" in an experiment file
-            self.validators = shapes.modes_from(self.validators)
-        self.validators = tuple(self.validators)
-        unknown = sorted(set(self.validators) - set(shapes.MODES))
-        if unknown:
-            raise PiilabError(f"--validators: unknown {', '.join(unknown)} (use {', '.join(shapes.MODES)})")
+        self.validators = shapes.checked_modes(self.validators)  # "+postal" in an experiment file too
         if self.second_look and (not self.constrain or self.decoding.get("sample")):
             raise PiilabError("--second-look needs greedy, copy-constrained decoding: drop "
                               "--second-look, or drop --free-decoding and the sampling settings")

@@ -60,12 +60,12 @@ from functools import lru_cache
 from piilab.addresses import (NAME_TOKEN, Span, emails, fediverse_users, handle_as_username,
                                mailbox_names, no_ones_addresses)
 from piilab.data.places import is_country, is_premises
-from piilab.errors import PiilabError
 from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, NUMERIC_DATE, ORGANISATION_CAPTIONS,
                                    br_cpf_valid, ch_ahv_valid, es_dni_valid, fr_nir_valid, iban_valid,
                                    is_id_number, is_name, is_personal_email, is_personal_phone,
                                    is_street_address, is_url, is_us_ssn, is_username, is_web_address,
                                    luhn_valid, only_letter_words, uk_nino_valid)
+from piilab.errors import PiilabError
 from piilab.postal import postal_addresses
 from piilab.span_sets import containing, taken_by
 from piilab.statements import over_field_tag, statement_accounts

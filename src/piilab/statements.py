@@ -14,7 +14,7 @@ import re
 
 from piilab.addresses import Span
 
-_TAG = re.compile(r"(?m)^:(?:\d\d[A-Z]?):")
+_TAG = re.compile(r"(?m)^:\d\d[A-Z]?:")
 # The ":25:" field: an optional bank code or BIC with a slash ("51230800/"), then the account,
 # which some banks follow with its currency ("NL08DEUT0319809633EUR": the account ends at a digit).
 _ACCOUNT = re.compile(r"(?m)^:25:(?:[A-Z0-9]{4,11}/)?(?P<account>[A-Z0-9]{4,33}\d)(?:[A-Z]{3})?[ \t]*$")

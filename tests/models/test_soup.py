@@ -16,9 +16,10 @@ def lora_adapter(tokenizer, folder, seed, r=4, alpha=8, **options):
     """A tiny LoRA adapter with random A and B (so its update is not zero)."""
     from peft import LoraConfig, get_peft_model
 
-    torch.manual_seed(seed)
+    base = tiny_llama(tokenizer)  # the same base for every adapter (it seeds itself)
+    torch.manual_seed(seed)  # then each adapter's own draws
     with models.peft_wrap_quietly():
-        model = get_peft_model(tiny_llama(tokenizer), LoraConfig(
+        model = get_peft_model(base, LoraConfig(
             r=r, lora_alpha=alpha, target_modules=["q_proj", "v_proj", "down_proj"],
             init_lora_weights=False, **options))
         model.save_pretrained(folder, safe_serialization=True)
@@ -73,6 +74,16 @@ def test_a_soup_cut_to_a_rank_keeps_each_updates_largest_singular_values(tokeniz
         assert torch.allclose(torch.linalg.svdvals(cut[name])[:4], values[:4], rtol=1e-5)
         best = torch.linalg.norm(update - cut[name]) ** 2  # Eckart-Young: the rest of the energy
         assert torch.isclose(best, (values[4:] ** 2).sum(), rtol=1e-4)
+
+
+def test_a_rank_above_a_narrow_modules_width_keeps_its_whole_update(tokenizer, tmp_path):
+    runs = [lora_adapter(tokenizer, tmp_path / f"run{i}", seed=i, r=8) for i in range(3)]
+    exact = updates(soup.make_soup(runs, tmp_path / "exact"))
+    wide = updates(soup.make_soup(runs, tmp_path / "wide", rank=20))  # v_proj writes 16 values
+    narrow = [name for name in exact if "v_proj" in name]
+    assert narrow and all(torch.linalg.matrix_rank(exact[name]) == 16 for name in narrow)
+    for name in narrow:  # its 16 directions all kept, the rest of rank 20 zeros
+        assert torch.allclose(wide[name], exact[name], atol=1e-6), name
 
 
 def test_adapters_that_cannot_be_averaged_are_refused_naming_the_file(tokenizer, tmp_path):

@@ -91,9 +91,13 @@ def truncated(config: dict, tensors: dict, rank: int) -> tuple[dict, dict]:
         q_b, r_b = torch.linalg.qr(tensors[name_b].double())
         q_a, r_a = torch.linalg.qr(tensors[name_a].double().T)
         u, s, vh = torch.linalg.svd(r_b @ r_a.T)
-        root = s[:rank].sqrt()
-        out[name_b] = ((q_b @ u[:, :rank]) * root).float().contiguous()
-        out[name_a] = (root[:, None] * (vh[:rank] @ q_a.T)).float().contiguous()
+        kept = min(rank, s.numel())  # a narrow module's update has fewer directions than `rank`
+        root = s[:kept].sqrt()
+        b = torch.zeros(q_b.shape[0], rank, dtype=torch.float64)
+        a = torch.zeros(rank, q_a.shape[0], dtype=torch.float64)
+        b[:, :kept] = (q_b @ u[:, :kept]) * root
+        a[:kept] = root[:, None] * (vh[:kept] @ q_a.T)
+        out[name_b], out[name_a] = b.float(), a.float()
     return dict(config, r=rank, lora_alpha=_scale(config) * rank), out
 
 

@@ -1,7 +1,10 @@
-"""piilab.io: JSON Lines that name the file and line for every line they cannot take."""
+"""piilab.io: JSON Lines that name the file and line for every line they cannot take; folders
+replaced whole."""
+
+import pytest
 
 from piilab.errors import PiilabError
-from piilab.io import numbered_jsonl
+from piilab.io import numbered_jsonl, replaced_whole
 
 
 def test_lines_json_cannot_hold_as_text_are_errors_naming_the_line(tmp_path):
@@ -19,3 +22,19 @@ def test_lines_json_cannot_hold_as_text_are_errors_naming_the_line(tmp_path):
     assert problems[2] == f"{path}: line 4: malformed JSON (nested too deeply)"
     assert problems[3] == f"{path}: line 5: malformed JSON (nested too deeply)"
     assert problems[4] == f"{path}: line 6: not valid Unicode (a lone surrogate escape)"
+
+
+def test_replaced_whole_swaps_a_folder_in_only_when_its_block_ends_well(tmp_path):
+    out = tmp_path / "adapter"
+    out.mkdir()
+    (out / "old.json").write_text("{}")
+    with pytest.raises(RuntimeError):
+        with replaced_whole(out) as scratch:
+            (scratch / "half.json").write_text("{")
+            raise RuntimeError("killed half way")
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]  # no scratch left beside it
+    assert [p.name for p in out.iterdir()] == ["old.json"]
+    with replaced_whole(out) as scratch:
+        (scratch / "new.json").write_text("{}")
+    assert [p.name for p in out.iterdir()] == ["new.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["adapter"]

@@ -201,6 +201,23 @@ def give_usual_modes(folder: str | os.PathLike) -> None:
             os.chmod(entry, (0o777 if entry.is_dir() else 0o666) & ~_UMASK)
 
 
+@contextmanager
+def replaced_whole(path: str | os.PathLike) -> Iterator[Path]:
+    """A scratch folder beside `path` for the block to fill: when the block ends, it replaces
+    `path` (removed first if there); if the block fails, it is removed. No reader ever sees a
+    half-written folder at `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield scratch
+        if path.exists():
+            shutil.rmtree(path)
+        scratch.rename(path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def check_output_file(path: str | os.PathLike, flag: str) -> None:
     """Refuse, before any work is done, an output file that could not be written: a folder, or a
     place this process cannot create files in (the work would be lost at the end; tried with a

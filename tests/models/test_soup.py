@@ -1,6 +1,8 @@
 """Adapters averaged into one: exactly at the summed rank, or cut to a rank by SVD."""
 
 import json
+import os
+import stat
 
 import pytest
 import torch
@@ -113,3 +115,13 @@ def test_the_module_runs_as_a_command(tokenizer, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         soup.main([str(tmp_path / "soup"), runs[0]])
     assert exit_.value.code == 2 and "two adapters at least" in capsys.readouterr().err
+
+
+def test_a_soup_is_readable_by_every_user_of_a_shared_folder(tokenizer, tmp_path):
+    runs = [lora_adapter(tokenizer, tmp_path / f"run{i}", seed=i) for i in range(2)]
+    out = soup.make_soup(runs, tmp_path / "soup")
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [out, *out.iterdir()]:
+        usual = (0o777 if path.is_dir() else 0o666) & ~umask
+        assert stat.S_IMODE(path.stat().st_mode) == usual, path.name

@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from piilab.errors import PiilabError
+from piilab.io import replaced_whole
 
 SHIPPED_DIR = Path(__file__).parent / "adapters"
 SHIPPED_DEFAULT = "piilab-pii"
@@ -81,9 +81,7 @@ def export_adapter(run_dir: str | Path, out_dir: str | Path) -> Path:
     if missing:
         raise PiilabError(f"{run_dir}: not a finished adapter run (missing {', '.join(missing)})")
     base = trained_base(run_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with replaced_whole(out_dir) as scratch:
         config = json.loads((run_dir / "adapter_config.json").read_text())
         config["base_model_name_or_path"] = base
         if isinstance(config.get("target_modules"), list):  # PEFT writes a set: its order varies by run
@@ -98,11 +96,6 @@ def export_adapter(run_dir: str | Path, out_dir: str | Path) -> Path:
         for path in scratch.iterdir():  # readable by every user of an installed package
             path.chmod(0o644)
         scratch.chmod(0o755)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        scratch.rename(out_dir)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return out_dir
 
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 from piilab.errors import PiilabError
+from piilab.io import give_usual_modes, replaced_whole
 
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
@@ -110,9 +110,7 @@ def make_soup(folders: list[str | Path], out_dir: str | Path, rank: int | None =
     config, tensors = averaged_updates(folders)
     if rank is not None:
         config, tensors = truncated(config, tensors, rank)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with replaced_whole(out_dir) as scratch:
         (scratch / CONFIG).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         save_file(tensors, str(scratch / WEIGHTS), metadata={"format": "pt"})
         for name in PROMPT_FILES:
@@ -121,11 +119,7 @@ def make_soup(folders: list[str | Path], out_dir: str | Path, rank: int | None =
         record = {"adapters": [str(f.resolve()) for f in folders], "rank": config["r"],
                   "exact": rank is None}
         (scratch / RECORD).write_text(json.dumps(record, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        scratch.rename(out_dir)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        give_usual_modes(scratch)  # mkdtemp's 0700 and safetensors' 0600 would survive the rename
     return out_dir
 
 

@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import re
 
+from piilab.addresses import Span
 from piilab.data.places import is_country, is_premises
 from piilab.data.validators import LETTER_WORDS
-
-Span = tuple[int, int, str]
 
 # A street's kind written as its own word after the name ("Carrow Road", "Lakeview Dr"),
 # with USPS and Royal Mail abbreviations.
@@ -77,8 +76,13 @@ _UNIT = re.compile(r"(?i:apt|apartment|flat|suite|ste|unit|block|floor|fl|level|
                    r"lgh|m|as|h\.no|trappa|piano|appartamento|puerta|portal|escalera|esc)\.?[ \t]*#?\d+[A-Za-z]?(?:[ \t]+\w+){0,2}"
                    r"|\d{1,3}(?:\.|º)[ \t]*(?i:og|tv\.?|th\.?|b|etage|stock|floor)")
 
-
 _UNIT_FIRST = re.compile(rf"(?:{_UNIT.pattern})[ \t]*,?[ \t]+(?=\d)")
+
+
+def _line_end(text: str, at: int) -> int:
+    """Where the line holding position `at` ends (its newline, or the text's end)."""
+    end = text.find("\n", at)
+    return len(text) if end < 0 else end
 
 
 def _is_place(part: str) -> bool:
@@ -222,8 +226,7 @@ def _lines_below(text: str, line_end: int, kinds: list[str]) -> tuple[int | None
     postcode's line): where they end (None: no line does) and their parts' kinds."""
     end, below, at = None, [], line_end + 1
     while at < len(text) and "postcode" not in kinds + below and len(below) < 4:
-        next_end = text.find("\n", at)
-        next_end = len(text) if next_end < 0 else next_end
+        next_end = _line_end(text, at)
         first = at + len(text[at:next_end]) - len(text[at:next_end].lstrip())
         reached, line_kinds = _parts_after(text, first, next_end)
         if not line_kinds or not _nothing_but_a_country(text[reached:next_end]):
@@ -249,8 +252,7 @@ def _block(text: str, line_start: int) -> tuple[int, int, list[str], bool] | Non
     """An address beginning on the line at `line_start`: its start and end, the kinds of its parts
     and lines after the street, and whether the street is named a street; None if the line
     begins with no street or goes on with words no address has."""
-    line_end = text.find("\n", line_start)
-    line_end = len(text) if line_end < 0 else line_end
+    line_end = _line_end(text, line_start)
     if line_end - line_start > LONGEST_LINE:
         return None
     street = _street_on_line(text, line_start, line_end)
@@ -291,15 +293,13 @@ def postal_addresses(text: str) -> list[Span]:
     unit line above it) through its locality, without a country line, as STREET_ADDRESS."""
     found, at = [], 0
     while at < len(text):
-        line_end = text.find("\n", at)
-        line_end = len(text) if line_end < 0 else line_end
+        line_end = _line_end(text, at)
         block = _block(text, at)
         if block is not None:
             start, end, kinds, typed = block
             postcode = "postcode" in kinds and (typed or not _year_coded(text[start:end]))
             if postcode or typed and "place" in kinds and _stands_alone(text, end):
                 found.append((_unit_above(text, start), end, "STREET_ADDRESS"))
-                block_line_end = text.find("\n", end)
-                line_end = max(line_end, len(text) if block_line_end < 0 else block_line_end)
+                line_end = max(line_end, _line_end(text, end))
         at = line_end + 1
     return found

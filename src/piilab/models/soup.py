@@ -44,13 +44,17 @@ def _checked_configs(folders: list[Path]) -> list[dict]:
             raise PiilabError(f"{folder / CONFIG}: only plain LoRA adapters average this way "
                               f"({', '.join(odd) or config.get('peft_type')})")
         configs.append(config)
-    first = configs[0]
     for folder, config in zip(folders[1:], configs[1:]):
         for key in ("base_model_name_or_path", "target_modules"):
-            mine, theirs = config.get(key), first.get(key)
-            if (sorted(mine) if isinstance(mine, list) else mine) != (sorted(theirs) if isinstance(theirs, list) else theirs):
+            mine, theirs = config.get(key), configs[0].get(key)
+            if _unordered(mine) != _unordered(theirs):
                 raise PiilabError(f"{folder / CONFIG}: {key} {mine!r} is not {folders[0]}'s {theirs!r}")
     return configs
+
+
+def _unordered(value):
+    """A config value compared as PEFT means it: a module list is a set, in any order."""
+    return sorted(value) if isinstance(value, list) else value
 
 
 def averaged_updates(folders: list[Path]) -> tuple[dict, dict]:

@@ -274,14 +274,20 @@ def _year_coded(block: str) -> bool:
     return bool(codes) and all(re.fullmatch(r"(?:19|20)\d\d", code) for code in codes)
 
 
+def line_above(text: str, start: int) -> tuple[int, str]:
+    """The line right above the one `start` is on, and where it starts, where `start` begins its
+    line; else (`start`, "")."""
+    line_start = text.rfind("\n", 0, start) + 1
+    if not line_start or text[line_start:start].strip():
+        return start, ""
+    above_start = text.rfind("\n", 0, line_start - 1) + 1
+    return above_start, text[above_start:line_start - 1]
+
+
 def _unit_above(text: str, start: int) -> int:
     """Where an address beginning at `start` begins with the unit or building line right above
     it ("Flat 3\\n41 Gloucester Place"); `start` where there is none."""
-    line_start = text.rfind("\n", 0, start) + 1
-    if not line_start or text[line_start:start].strip():
-        return start
-    above_start = text.rfind("\n", 0, line_start - 1) + 1
-    above = text[above_start:line_start - 1]
+    above_start, above = line_above(text, start)
     unit = above.strip()
     return above_start + above.index(unit) if unit and _UNIT.fullmatch(unit) else start
 

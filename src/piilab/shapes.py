@@ -66,7 +66,7 @@ from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, NUMERIC_DATE, 
                                    is_street_address, is_url, is_us_ssn, is_username, is_web_address,
                                    luhn_valid, only_letter_words, uk_nino_valid)
 from piilab.errors import PiilabError
-from piilab.postal import postal_addresses
+from piilab.postal import line_above, postal_addresses
 from piilab.span_sets import containing, taken_by
 from piilab.statements import over_field_tag, statement_accounts
 
@@ -282,21 +282,13 @@ def without_country(text: str, span: Span) -> Span:
     return (start, start + len(kept), label) if kept and is_country(value[cut + 1:]) else span
 
 
-def line_above(text: str, start: int) -> str:
-    """The line right above the one `start` is on, where `start` begins its line; else ""."""
-    line_start = text.rfind("\n", 0, start) + 1
-    if not line_start or text[line_start:start].strip():
-        return ""
-    return text[:line_start - 1].rsplit("\n", 1)[-1]
-
-
 def premises_address(text: str, span: Span) -> bool:
     """Whether an address is an organisation's: its own first line, or the line right above it,
     names premises (`is_premises`: "Bank Avrasiya\n70 Nizami küç.", "Magistrates' Court\n223
     William Street"); a business's address is no one's PII."""
     start, end, _ = span
     value = text[start:end]
-    return ("\n" in value and is_premises(value.split("\n", 1)[0])) or is_premises(line_above(text, start))
+    return ("\n" in value and is_premises(value.split("\n", 1)[0])) or is_premises(line_above(text, start)[1])
 
 
 def under_unfound_line(text: str, span: Span, spans: list[Span]) -> bool:
@@ -304,11 +296,10 @@ def under_unfound_line(text: str, span: Span, spans: list[Span]) -> bool:
     that heads an address and is no one's name the model saw ("Bakkerij Peeters\nDorpsstraat 12")
     names an organisation, as an envelope heads an address with its addressee. A caption ("Ship
     to:"), a blank line or nothing above it leaves the address anyone's."""
-    above = line_above(text, span[0])
+    above_start, above = line_above(text, span[0])
     if not above.strip() or above.rstrip().endswith(":"):
         return False
-    above_end = text.rfind("\n", 0, span[0])
-    above_start = above_end - len(above)
+    above_end = above_start + len(above)
     return not any(start < above_end and above_start < end for start, end, _ in spans)
 
 

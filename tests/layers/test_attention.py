@@ -5,7 +5,7 @@ import torch
 from tiny import tiny_llama
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-from piilab.layers.attention import NAME, folded_attention, folded_sdpa
+from piilab.layers.attention import NAME, additive_mask, folded_attention, folded_sdpa
 from piilab.models import arch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -69,3 +69,25 @@ def test_a_model_decodes_the_same_inside_folded_attention(tokenizer):
                         past_key_values=out.past_key_values).logits
     assert config._attn_implementation == "sdpa"
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_a_bool_mask_is_converted_once_while_it_is_unchanged():
+    _, _, _, mask = _inputs(torch.float32, 5)
+    first = additive_mask(mask, torch.bfloat16, 3)
+    assert additive_mask(mask, torch.bfloat16, 3) is first  # the next layer of the pass
+    rows = mask.repeat(1, 1, 3, 1)  # folded: row j*T + t is position t's
+    assert first.shape == (4, 1, 15, 37) and first.dtype == torch.bfloat16
+    assert torch.equal(first == 0, rows) and bool((first[~rows] == float("-inf")).all())
+    assert additive_mask(mask, torch.float32, 3) is not first  # another dtype, another mask
+    mask[0, 0, 0, 0] = False  # changed in place: converted again
+    again = additive_mask(mask, torch.bfloat16, 3)
+    assert again is not first and again[0, 0, 0, 0] == float("-inf")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_additive_mask_attends_as_its_bool_mask_does(dtype):
+    query, key, value, mask = _inputs(dtype, 5)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    want = sdpa(query, key, value, attn_mask=mask, enable_gqa=True)
+    got = sdpa(query, key, value, attn_mask=additive_mask(mask, dtype), enable_gqa=True)
+    assert torch.equal(got, want)  # the same values SDPA makes of a bool mask: the same sums

@@ -14,11 +14,16 @@ to match, gives SDPA one larger block per key/value head, reading each key once:
 The folded result is the same to the bit in these shapes (each query still sees the same keys in
 the same order). Longer query blocks (prefill) are left to transformers' SDPA path, told to
 share the key/value heads itself on a CPU (`grouped_kv_in_sdpa`).
+
+Every layer of a forward pass gets the same bool mask, which SDPA turns into an additive float
+one in each of them (and folding repeated its rows in each): on a CPU it is converted once per
+pass instead (`additive_mask`), the same values SDPA would make, so the same output.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 
 import torch
@@ -41,9 +46,11 @@ def folded_sdpa(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value
     groups = getattr(module, "num_key_value_groups", 1)
     batch, heads, length, dim = query.shape
     if not _foldable(query, groups, attention_mask, kwargs):
+        if attention_mask is not None and query.device.type == "cpu":
+            attention_mask = additive_mask(attention_mask, query.dtype)
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     folded = query.reshape(batch, heads // groups, groups * length, dim)  # query head h = g*groups + j
-    mask = attention_mask.repeat(1, 1, groups, 1)  # row j*T + t is position t's
+    mask = additive_mask(attention_mask, query.dtype, groups)  # row j*T + t is position t's
     out = nn.functional.scaled_dot_product_attention(folded, key, value, attn_mask=mask,
                                                      scale=kwargs.get("scaling"))
     return out.reshape(batch, heads, length, value.shape[-1]).transpose(1, 2).contiguous(), None
@@ -55,6 +62,32 @@ def _foldable(query: torch.Tensor, groups: int, mask: torch.Tensor | None, kwarg
              and kwargs.get("softcap") is None and not kwargs.get("output_attentions"))
     return (groups > 1 and groups * query.shape[2] <= limit and plain and mask is not None
             and mask.dim() == 4 and mask.shape[1] == 1 and query.device.type == "cpu")
+
+
+_converted = threading.local()  # per thread: the masks converted last, for the next layers
+KEPT_MASKS = 2
+"""Converted masks kept per thread: a model with windowed layers alternates two masks per pass."""
+
+
+def additive_mask(mask: torch.Tensor, dtype: torch.dtype, fold: int = 1) -> torch.Tensor:
+    """SDPA's additive form of a bool `mask` (0 where True, -inf where False) in `dtype`, its query
+    rows repeated `fold` times (a float mask is only repeated). The last masks converted are kept
+    while their tensors are unchanged, so the layers of a pass that share one convert it once."""
+    if mask.dtype != torch.bool:
+        return mask.repeat(1, 1, fold, 1) if fold > 1 else mask
+    kept, asked = getattr(_converted, "masks", []), (_version(mask), fold, dtype)
+    for source, *made_for, additive in kept:
+        if source is mask and tuple(made_for) == asked:
+            return additive
+    rows = mask.repeat(1, 1, fold, 1) if fold > 1 else mask
+    additive = torch.zeros(rows.shape, dtype=dtype, device=mask.device).masked_fill_(~rows, float("-inf"))
+    _converted.masks = [(mask, *asked, additive)] + kept[:KEPT_MASKS - 1]
+    return additive
+
+
+def _version(tensor: torch.Tensor) -> int | None:
+    """The tensor's in-place change counter (an inference-mode tensor keeps none)."""
+    return None if tensor.is_inference() else tensor._version
 
 
 AttentionInterface.register(NAME, folded_sdpa)
@@ -75,6 +108,7 @@ def folded_attention(model: nn.Module):
         yield
     finally:
         config._attn_implementation = before
+        _converted.masks = []  # nothing of the last pass kept past the decoding
 
 
 _FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"  # read by transformers at every attention call

@@ -31,7 +31,8 @@ def test_swapped_linears_compute_the_adapted_model(lora_model, tokenizer, precis
     want = logits(lora_model, ids)
     with linears_swapped(lora_model, precision):
         swapped = [m for m in arch.decoder_layers(lora_model).modules() if isinstance(m, FrozenLinear)]
-        assert len(swapped) == 7 * 4  # q k v o gate up down, in each of 4 blocks
+        # q k v o gate up down in each of 4 blocks; bf16 Llama blocks are lean: qkv o gate_up down
+        assert len(swapped) == {"merged": 7 * 4, "bfloat16": 4 * 4}[precision]
         got = logits(lora_model, ids)
     assert torch.allclose(got, want, atol=tolerance), (got - want).abs().max()
     with lora_model.disable_adapter():
@@ -71,27 +72,36 @@ def test_exact_leaves_the_model_and_unknown_precisions_fail(lora_model):
             pass
 
 
-def test_bfloat16_blocks_compute_in_bf16_around_a_residual_stream_in_the_models_dtype(lora_model, tokenizer):
+@pytest.mark.parametrize("lean", [True, False])
+def test_bfloat16_blocks_compute_in_bf16_around_a_residual_stream_in_the_models_dtype(
+        lora_model, tokenizer, monkeypatch, lean):
+    from piilab.layers import linears
+
+    if not lean:  # transformers' own block, its norms handing bf16 on by a hook
+        monkeypatch.setattr(linears, "_leanable", lambda block: False)
     ids = torch.tensor([tokenizer("Jane Doe wrote to jane.doe@example.com")["input_ids"]])
-    blocks = arch.decoder_layers(lora_model)
-    norms = [m for m in blocks.modules() if "norm" in type(m).__name__.lower()]
     seen = {}
-    probes = [norms[0].register_forward_hook(lambda m, i, o: seen.update(norm_in=i[0].dtype)),
-              blocks[1].register_forward_hook(lambda m, i, o: seen.update(block_out=o[0].dtype if isinstance(o, tuple) else o.dtype))]
     with linears_swapped(lora_model, "bfloat16"), torch.no_grad():
+        blocks = arch.decoder_layers(lora_model)
+        assert (type(blocks[0]).__name__ == "LeanBlock") == lean
+        norms = [m for m in blocks.modules() if "norm" in type(m).__name__.lower()]
         assert {p.dtype for m in norms for p in m.parameters()} == {torch.float32}  # their own weights
         assert {p.dtype for name, p in blocks.named_parameters() if "norm" not in name} <= {torch.bfloat16}
-        probes.append(norms[0].register_forward_hook(lambda m, i, o: seen.update(norm_out=o.dtype)))
+        first_product = next(m for m in blocks[1].modules() if isinstance(m, FrozenLinear))
+        probes = [blocks[1].register_forward_hook(lambda m, i, o: seen.update(block_in=i[0].dtype,
+                                                                                block_out=o.dtype)),
+                  first_product.register_forward_hook(lambda m, i, o: seen.update(product_in=i[0].dtype))]
         out = arch.base_model(lora_model).model(input_ids=ids, use_cache=True)
         assert out.last_hidden_state.dtype == torch.float32  # the final norm keeps float32
         assert out.past_key_values.layers[0].keys.dtype == torch.bfloat16  # the blocks' own cache
         hidden = out.last_hidden_state.to(torch.bfloat16)
         assert arch.logit_lens(lora_model, hidden).dtype == torch.float32
-    for probe in probes:
-        probe.remove()
-    # the stream between blocks stays float32; a norm reads it and hands the block bf16
-    assert seen == {"norm_in": torch.float32, "norm_out": torch.bfloat16, "block_out": torch.float32}
+        for probe in probes:
+            probe.remove()
+    # the stream between blocks stays float32; the block's products take bf16
+    assert seen == {"block_in": torch.float32, "product_in": torch.bfloat16, "block_out": torch.float32}
     assert not any(m._forward_hooks for m in lora_model.modules())  # every hook removed
+    assert not any(type(m).__name__ == "LeanBlock" for m in lora_model.modules())  # blocks restored
     with torch.no_grad():
         assert arch.base_model(lora_model).model(input_ids=ids).last_hidden_state.dtype == torch.float32
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from piilab.errors import PiilabError
+from piilab.layers.lean import LINEARS as LEAN_LINEARS, LeanBlock, is_llama_block
 from piilab.layers.ranking import top_k
 from piilab.models import arch
 from piilab.runtime import cpu_supports_bf16
@@ -129,13 +130,33 @@ def effective_weight(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor | No
     return weight, base.bias
 
 
+def _copyable(module: nn.Module) -> bool:
+    return _is_lora_linear(module) or type(module) is nn.Linear
+
+
+def _frozen(modules, dtype: torch.dtype | None) -> FrozenLinear:
+    """One frozen copy of the modules' effective weights side by side (their outputs
+    concatenated), in `dtype` (None: the weights' own)."""
+    weights, biases = zip(*map(effective_weight, modules))
+    bias = None
+    if any(b is not None for b in biases):
+        bias = torch.cat([b if b is not None else w.new_zeros(w.shape[0]) for w, b in zip(weights, biases)])
+    weight = weights[0] if len(weights) == 1 else torch.cat(weights)
+    return FrozenLinear(weight, bias, dtype or weight.dtype)
+
+
+def _leanable(block: nn.Module) -> bool:
+    """A Llama block (layers/lean.py) whose linear layers can all be copied."""
+    return is_llama_block(block) and all(_copyable(block.get_submodule(name)) for name in LEAN_LINEARS)
+
+
 def _replaceable(block: nn.Module):
     """(parent, attribute, module) of each linear layer in a block, LoRA-wrapped ones whole."""
     found, stack = [], [block]
     while stack:
         parent = stack.pop()
         for name, child in parent.named_children():
-            if _is_lora_linear(child) or type(child) is nn.Linear:
+            if _copyable(child):
                 found.append((parent, name, child))
             elif isinstance(child, nn.Linear) or hasattr(child, "get_delta_weight"):
                 continue  # a linear layer of another kind (quantized, say), or LoRA over one: as it is
@@ -162,13 +183,18 @@ def linears_swapped(model: nn.Module, precision: str = "merged"):
     if swapped is not None:
         raise PiilabError(f"the model's linear layers are {swapped} copies here: {precision} "
                           "ones cannot be swapped in inside")
-    swaps = []
-    for block in arch.decoder_layers(model):
-        for parent, name, module in _replaceable(block):
-            weight, bias = effective_weight(module)
-            dtype = torch.bfloat16 if precision == "bfloat16" else weight.dtype
+    swaps, blocks = [], arch.decoder_layers(model)
+    for index, block in enumerate(blocks):
+        if precision == "bfloat16" and _leanable(block):
             with torch.no_grad():
-                setattr(parent, name, FrozenLinear(weight, bias, dtype))
+                blocks[index] = LeanBlock(block, lambda *parts: _frozen(parts, torch.bfloat16),
+                                          torch.bfloat16)
+            swaps.append((blocks, str(index), block))
+            continue
+        for parent, name, module in _replaceable(block):
+            dtype = torch.bfloat16 if precision == "bfloat16" else None
+            with torch.no_grad():
+                setattr(parent, name, _frozen([module], dtype))
             swaps.append((parent, name, module))
     lowered, hooks, head = [], [], None
     if precision == "bfloat16":

@@ -34,16 +34,20 @@ def _blocks(model) -> set[str]:
 def _prefill_then_step(model, tokenizer):
     """Logits of a left-padded batch's prefill, then of three more tokens on its cache."""
     batch = tokenizer(TEXTS, return_tensors="pt", padding=True, padding_side="left")
-    ids, mask = batch["input_ids"], batch["attention_mask"]
+    device = next(model.parameters()).device
+    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
     with torch.no_grad():
         first = model(input_ids=ids[:, :-3], attention_mask=mask[:, :-3], use_cache=True)
         then = model(input_ids=ids[:, -3:], attention_mask=mask, cache=first.past_key_values)
     return torch.cat([first.logits, then.logits], dim=1)
 
 
-@pytest.mark.parametrize("bias", [False, True])
-def test_a_lean_block_sums_as_transformers_block_does_with_the_same_copies(tokenizer, monkeypatch, bias):
-    model = _llama(tokenizer, seed=2, attention_bias=bias)
+@pytest.mark.parametrize("bias,device", [
+    (False, "cpu"), (True, "cpu"),
+    pytest.param(False, "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))])
+def test_a_lean_block_sums_as_transformers_block_does_with_the_same_copies(tokenizer, monkeypatch, bias,
+                                                                        device):
+    model = _llama(tokenizer, seed=2, attention_bias=bias).to(device)
     exact = _prefill_then_step(model, tokenizer)
     with linears_swapped(model, "bfloat16"):
         assert _blocks(model) == {"LeanBlock"}

@@ -193,3 +193,19 @@ def test_bfloat16_without_native_bf16_keeps_the_plain_copies(lora_model, tokeniz
         assert swapped and all(m.packed is None and m.weight.dtype == torch.bfloat16 for m in swapped)
         got = logits(lora_model, ids)
     assert torch.allclose(got, want, atol=5e-2), (got - want).abs().max()
+
+
+@pytest.mark.parametrize("precision", ["merged", "bfloat16"])
+def test_a_copy_refused_midway_leaves_the_model_as_it_was(lora_model, tokenizer, precision):
+    ids = torch.tensor([tokenizer("Jane Doe wrote to jane.doe@example.com")["input_ids"]])
+    want = logits(lora_model, ids)
+    last = arch.decoder_layers(lora_model)[-1]
+    last.mlp.down_proj.use_dora["default"] = True  # the last block's last layer cannot be merged
+    with pytest.raises(PiilabError, match="DoRA"):
+        with linears_swapped(lora_model, precision):
+            pass
+    blocks = arch.decoder_layers(lora_model)
+    assert not any(type(m).__name__ in ("FrozenLinear", "LeanBlock") for m in lora_model.modules())
+    assert blocks[-1] is last and not hasattr(lora_model, "_piilab_linears")
+    last.mlp.down_proj.use_dora["default"] = False
+    assert torch.equal(logits(lora_model, ids), want)  # the earlier blocks' layers are back too

@@ -10,7 +10,8 @@ residual stream between and around them keeps the model's dtype: each block norm
 gives bf16, and each block's bf16 updates are added to it. The final norm keeps the model's dtype.
 The unembedding then scores the whole vocabulary in bfloat16 and its SHORTLIST best tokens again
 in the model's dtype (ShortlistHead), so near-equal logits of the likely tokens are not rounded
-into ties. The model is whole again on leaving.
+into ties. With "bfloat16", Llama's own blocks are replaced whole by lean ones (layers/lean.py: one
+product for q, k and v, one for gate and up). The model is whole again on leaving.
 """
 
 from __future__ import annotations
@@ -183,7 +184,37 @@ def linears_swapped(model: nn.Module, precision: str = "merged"):
     if swapped is not None:
         raise PiilabError(f"the model's linear layers are {swapped} copies here: {precision} "
                           "ones cannot be swapped in inside")
-    swaps, blocks = [], arch.decoder_layers(model)
+    swaps, lowered, hooks, head = [], [], [], None
+    try:  # a copy refused midway (a DoRA adapter's) leaves the model as it was
+        _swap_in_copies(model, precision, swaps)
+        if precision == "bfloat16":
+            lowered = _blocks_lowered(model, torch.bfloat16)
+            hooks = _bf16_outputs(model)
+            head = arch.unembedding(model)
+            if type(head) is nn.Linear:
+                arch.base_model(model).set_output_embeddings(ShortlistHead(head, SHORTLIST))
+            else:
+                head = None  # a head of another kind stays, and nothing is restored
+        setattr(model, SWAPPED, precision)
+        yield model
+    finally:
+        if hasattr(model, SWAPPED):
+            delattr(model, SWAPPED)
+        if head is not None:
+            arch.base_model(model).set_output_embeddings(head)
+        for hook in hooks:
+            hook.remove()
+        for param, data in lowered:
+            param.data = data
+        for parent, name, module in reversed(swaps):
+            setattr(parent, name, module)
+
+
+def _swap_in_copies(model: nn.Module, precision: str, swaps: list) -> None:
+    """Put frozen copies in place of the decoder blocks' linear layers (with "bfloat16", lean
+    blocks in place of Llama's, layers/lean.py), noting each (parent, name, original) in `swaps`
+    as it goes."""
+    blocks = arch.decoder_layers(model)
     for index, block in enumerate(blocks):
         if precision == "bfloat16" and _leanable(block):
             with torch.no_grad():
@@ -196,28 +227,6 @@ def linears_swapped(model: nn.Module, precision: str = "merged"):
             with torch.no_grad():
                 setattr(parent, name, _frozen([module], dtype))
             swaps.append((parent, name, module))
-    lowered, hooks, head = [], [], None
-    if precision == "bfloat16":
-        lowered = _blocks_lowered(model, torch.bfloat16)
-        hooks = _bf16_outputs(model)
-        head = arch.unembedding(model)
-        if type(head) is nn.Linear:
-            arch.base_model(model).set_output_embeddings(ShortlistHead(head, SHORTLIST))
-        else:
-            head = None  # a head of another kind stays, and nothing is restored
-    setattr(model, SWAPPED, precision)
-    try:
-        yield model
-    finally:
-        delattr(model, SWAPPED)
-        if head is not None:
-            arch.base_model(model).set_output_embeddings(head)
-        for hook in hooks:
-            hook.remove()
-        for param, data in lowered:
-            param.data = data
-        for parent, name, module in swaps:
-            setattr(parent, name, module)
 
 
 def _is_norm(module: nn.Module) -> bool:

@@ -44,10 +44,13 @@ class LeanBlock(nn.Module):
         super().__init__()
         attention, mlp, config = block.self_attn, block.mlp, block.self_attn.config
         self.dtype, self.config = dtype, config
-        self.layer_idx, self.head_dim, self.scaling = attention.layer_idx, attention.head_dim, attention.scaling
-        self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
-        self.num_key_value_groups, self.is_causal = attention.num_key_value_groups, True  # read by attention functions
-        self.input_layernorm, self.post_attention_layernorm = block.input_layernorm, block.post_attention_layernorm
+        self.layer_idx, self.head_dim = attention.layer_idx, attention.head_dim
+        self.scaling, self.heads, self.kv_heads = (attention.scaling, config.num_attention_heads,
+                                                   config.num_key_value_heads)
+        # what attention functions read of the module they are given
+        self.num_key_value_groups, self.is_causal = attention.num_key_value_groups, True
+        self.input_layernorm = block.input_layernorm
+        self.post_attention_layernorm = block.post_attention_layernorm
         self.qkv = copy(attention.q_proj, attention.k_proj, attention.v_proj)
         self.o_proj = copy(attention.o_proj)
         self.gate_up = copy(mlp.gate_proj, mlp.up_proj)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 
 from piilab.addresses import Span
+from piilab.span_sets import taken_by
 
 _TAG = re.compile(r"(?m)^:\d\d[A-Z]?:")
 # The ":25:" field: an optional bank code or BIC with a slash ("51230800/"), then the account,
@@ -42,5 +43,4 @@ def statement_accounts(text: str) -> list[Span]:
 def over_field_tag(text: str):
     """(start, end) -> whether that span of `text` shares a character with one of its MT940
     field tags (always False where the text is not a statement)."""
-    tags = field_tags(text)
-    return lambda start, end: any(start < b and a < end for a, b in tags)
+    return taken_by(field_tags(text))

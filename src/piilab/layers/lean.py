@@ -57,8 +57,10 @@ class LeanBlock(nn.Module):
         self.down_proj = copy(mlp.down_proj)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, cache=None, use_cache: bool | None = False,
-                position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None, **kwargs):
+                cache=None, position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+                **kwargs):
+        """As LlamaDecoderLayer's; the other arguments (position ids, use_cache) go on to the
+        attention function, as transformers' block passes them."""
         rows, length, _ = hidden_states.shape
         states = self.qkv(self._normed(self.input_layernorm, hidden_states))
         states = states.view(rows, length, -1, self.head_dim).transpose(1, 2)  # (B, q + 2 kv heads, T, D)
@@ -71,7 +73,7 @@ class LeanBlock(nn.Module):
         attend = ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation,
                                                        eager_attention_forward)
         out, _ = attend(self, query, key, value, attention_mask, dropout=0.0, scaling=self.scaling,
-                        position_ids=position_ids, **kwargs)
+                        **kwargs)
         hidden_states = hidden_states + self.o_proj(out.reshape(rows, length, -1))
         gate, up = self.gate_up(self._normed(self.post_attention_layernorm, hidden_states)).chunk(2, dim=-1)
         return hidden_states + self.down_proj(nn.functional.silu(gate) * up)

@@ -11,6 +11,7 @@ from piilab.layers.cache import (
     pack_when_sparse,
     packed,
     roomy_cache,
+    select_rows,
 )
 
 
@@ -44,6 +45,8 @@ def test_roomy_layer_joins_rows_padded_with_zeros_at_the_end():
     a, b = states(2, 6, 1), states(1, 9, 2)
     mine.update(a, a + 1)
     theirs.update(b, b + 1)
+    for _ in range(4):  # freed blocks of the joined buffers' size, full of NaN, for them to reuse
+        torch.full((3, 2, 11 + ROOM, 4), float("nan"))
     mine.join(theirs, 11)
     assert mine.keys.shape == (3, 2, 11, 4) and mine.get_seq_length() == 11
     assert torch.equal(mine.keys[:2, :, :6], a) and torch.equal(mine.values[2:, :, :9], b + 1)
@@ -74,6 +77,20 @@ def test_compacted_orders_keep_the_rows_asked_for_and_move_few():
         index = torch.tensor(order)
         roomy.batch_select_indices(index), plain.batch_select_indices(index)
         assert same(roomy, plain)
+
+
+def test_select_rows_keeps_the_same_rows_in_every_kind_of_layer():
+    from transformers import DynamicCache
+
+    cache, plain = DynamicCache(), DynamicCache()
+    cache.layers, plain.layers = [RoomyLayer(), DynamicLayer()], [DynamicLayer(), DynamicLayer()]
+    for index in range(2):
+        k = states(5, 3, index)
+        cache.update(k, k + 1, index), plain.update(k, k + 1, index)
+    for order in ([0, 4, 2], [1, 0], [1, 1, 0, 0]):  # moves into free places, a swap, growth
+        select_rows(cache, order)
+        plain.batch_select_indices(torch.tensor(order))
+        assert all(same(mine, theirs) for mine, theirs in zip(cache.layers, plain.layers))
 
 
 def test_roomy_layer_reorders_and_repeats_rows_as_the_plain_layer_does():

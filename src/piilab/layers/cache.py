@@ -60,18 +60,24 @@ class RoomyLayer(DynamicLayer):
             self._show(self.used + tokens_to_remove)
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
-        """Keep rows `indices`, in that order. Only the rows whose place changes are copied
-        (`compacted` orders make them few); the buffers keep their size."""
+        """Keep rows `indices`, in that order (`select_rows`)."""
+        self.select_rows(indices.tolist())
+
+    def select_rows(self, order: list[int]) -> None:
+        """Keep rows `order`, in that order. Only the rows whose place changes are copied, one by
+        one (`compacted` orders make them few; a copy of two rows by index tensors took six times
+        as long); the buffers keep their size."""
         if not self.is_initialized:
             return
-        n = len(indices)
-        if n > self._keys.shape[0]:
-            self._keys, self._values = self._keys[indices], self._values[indices]
+        n, moves = len(order), [(place, row) for place, row in enumerate(order) if place != row]
+        if n > self._keys.shape[0] or {place for place, _ in moves} & {row for _, row in moves}:
+            # more rows than the buffers hold, or a row read after its place is written: by index
+            index = torch.tensor(order, device=self._keys.device)
+            self._keys, self._values = self._keys[index], self._values[index]
         else:
-            moved = (indices != torch.arange(n, device=indices.device)).nonzero().flatten()
-            if len(moved):  # read every source row before writing any (a source may move too)
-                self._keys[moved] = self._keys[indices[moved]]
-                self._values[moved] = self._values[indices[moved]]
+            for place, row in moves:
+                self._keys[place].copy_(self._keys[row])
+                self._values[place].copy_(self._values[row])
             self._keys, self._values = self._keys[:n], self._values[:n]
         self._show(self.used)
 
@@ -92,15 +98,17 @@ class RoomyLayer(DynamicLayer):
     def join(self, other: "RoomyLayer", length: int) -> None:
         """Append `other`'s rows, whose used positions fit in `length` as ours do; the used
         positions become `length` for every row, padded with zeros (which a mask hides; garbage
-        could be NaN, and a hidden NaN value still spoils attention's weighted sum)."""
+        could be NaN, and a hidden NaN value still spoils attention's weighted sum). The room
+        after `length` is left unwritten, as a buffer's later positions are."""
         if self.is_initialized:
             rows = self.keys.shape[0]
             joined = []
             for mine, theirs in ((self.keys, other.keys), (self.values, other.values)):
-                states = mine.new_zeros(rows + theirs.shape[0], *mine.shape[1:-2], length + ROOM,
+                states = mine.new_empty(rows + theirs.shape[0], *mine.shape[1:-2], length + ROOM,
                                         mine.shape[-1])
-                states[:rows, :, :mine.shape[-2]] = mine
-                states[rows:, :, :theirs.shape[-2]] = theirs
+                for part, place in ((mine, states[:rows]), (theirs, states[rows:])):
+                    place[:, :, :part.shape[-2]] = part
+                    place[:, :, part.shape[-2]:length] = 0
                 joined.append(states)
             self._keys, self._values = joined
             self._show(length)
@@ -130,8 +138,21 @@ def pack_when_sparse(cache: DynamicCache, held: torch.Tensor) -> torch.Tensor:
     return held
 
 
+def select_rows(cache: DynamicCache, order: list[int]) -> None:
+    """Keep the rows `order` of every layer, in that order (RoomyLayers from the list itself, so
+    a GPU is not asked for it once per layer)."""
+    index = None
+    for layer in cache.layers:
+        if isinstance(layer, RoomyLayer):
+            layer.select_rows(order)
+        else:
+            if index is None:
+                index = torch.tensor(order, device=layer.keys.device)
+            layer.batch_select_indices(index)
+
+
 def compacted(rows: int, keep: list[int]) -> list[int]:
-    """An order of the `keep` rows (of `rows`) for `batch_select_indices` that moves as few as
+    """An order of the `keep` rows (of `rows`) for `select_rows` that moves as few as
     possible: kept rows stay in place, except those beyond the new end, which fill the places
     of dropped ones."""
     end, kept = len(keep), set(keep)
@@ -147,7 +168,7 @@ def branch_places(rows: int, keep: list[int], parents: list[int]) -> tuple[list[
     """Places for new rows copied from `parents` (rows that ended this pass, one entry per new
     row), when the `keep` rows of `rows` go on: a parent's first copy takes the parent's own place
     (nothing to copy), the others places of ended rows that are nobody's parent, else new places
-    at the end. (The row each place's cache must come from, for `batch_select_indices`; each new
+    at the end. (The row each place's cache must come from, for `select_rows`; each new
     row's place.)"""
     spare = [i for i in range(rows) if i not in keep and i not in parents]
     source, places, taken = list(range(rows)), [], set()

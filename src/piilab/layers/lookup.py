@@ -40,7 +40,7 @@ from piilab import runtime
 from piilab import second_look as look
 from piilab.errors import PiilabError
 from piilab.layers.attention import folded_attention, grouped_kv_in_sdpa, masks_by_position, sliding_window
-from piilab.layers.cache import branch_places, compacted, pack_when_sparse, roomy_cache
+from piilab.layers.cache import branch_places, compacted, pack_when_sparse, roomy_cache, select_rows
 from piilab.layers.constrain import Notes, CopyGuide, RowGuide
 from piilab.layers.decode import Decoding, choose, cut_at_stop, eos_token_ids, new_text, prepare_prompts
 from piilab.layers.drafts import Drafter, base_drafter, through_eos, token_keys
@@ -255,9 +255,9 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
             drafters[r].extend(suffixes[r] + [first])
             live.append(r)
         if len(live) < len(new):
-            keep = torch.tensor([new.index(r) for r in live], device=dev, dtype=torch.long)
-            new_cache.batch_select_indices(keep)
-            new_held = new_held[keep]
+            keep = [new.index(r) for r in live]
+            select_rows(new_cache, keep)
+            new_held = new_held[torch.tensor(keep, device=dev, dtype=torch.long)]
         if live:
             if cache is None:
                 cache, held = new_cache, new_held
@@ -327,9 +327,8 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
             keep.sort()
         if len(keep) < len(rows):  # finished rows leave the batch and the cache
             order = compacted(len(rows), keep)
-            index = torch.tensor(order, device=dev, dtype=torch.long)
-            cache.batch_select_indices(index)
-            held = held[index]
+            select_rows(cache, order)
+            held = held[torch.tensor(order, device=dev, dtype=torch.long)]
             rows = [rows[i] for i in order]
         # cache positions hidden in every row serve no one: drop them from the end
         unused = int((held < 0).all(0).flip(0).int().cumprod(0).sum()) if rows else 0
@@ -353,9 +352,8 @@ def _fork(cache, held: torch.Tensor, rows: int, keep: list[int], parents: list[i
     batch's `held` and the places."""
     source, places = branch_places(rows, keep, parents)
     if source != list(range(rows)):
-        index = torch.tensor(source, device=held.device, dtype=torch.long)
-        cache.batch_select_indices(index)
-        held = held[index]
+        select_rows(cache, source)
+        held = held[torch.tensor(source, device=held.device, dtype=torch.long)]
     for place, cut in zip(places, cuts):
         held[place, held[place] >= cut] = -1
     return held, places

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import resource
@@ -30,8 +31,10 @@ class Runtime:
     reason: str
 
 
+@functools.cache
 def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 arithmetic (avx512_bf16 or amx_bf16 on x86)."""
+    """True when the CPU has native bf16 arithmetic (avx512_bf16 or amx_bf16 on x86). Read once
+    per process: a bf16 swap asks once per linear layer."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:

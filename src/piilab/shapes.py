@@ -67,7 +67,7 @@ from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, NUMERIC_DATE, 
                                    luhn_valid, only_letter_words, uk_nino_valid)
 from piilab.errors import PiilabError
 from piilab.postal import line_above, postal_addresses
-from piilab.span_sets import containing, taken_by
+from piilab.span_sets import containing, overlaps, taken_by
 from piilab.statements import over_field_tag, statement_accounts
 
 MODES = ("extend", "check", "complete", "phones", "mailbox", "postal")  # the order they apply in
@@ -300,7 +300,7 @@ def under_unfound_line(text: str, span: Span, spans: list[Span]) -> bool:
     if not above.strip() or above.rstrip().endswith(":"):
         return False
     above_end = above_start + len(above)
-    return not any(start < above_end and above_start < end for start, end, _ in spans)
+    return not overlaps((above_start, above_end), spans)
 
 
 # A form's caption at a value's start: one to three words, a colon, a space or line break.

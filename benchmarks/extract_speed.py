@@ -2,7 +2,7 @@
 
     python benchmarks/extract_speed.py --adapter RUN_DIR [--texts FILE.jsonl ...] [--n 150]
         [--max-chars 400] [--batch-size 32] [--threads 2] [--configs plain,shared,lookup,...]
-        [--batch-sizes 32,64] [--draft-tokens 2,3]
+        [--batch-sizes 32,64] [--draft-tokens 2,3] [--repeats 3]
 
 One run, side by side, on the same texts (JSONL rows with a "text"; `--texts` is repeatable,
 default benchmarks/real_text/dev.jsonl): the `--n` texts under `--max-chars` characters, spread
@@ -11,7 +11,12 @@ decoding (128 new tokens at most; copy-constrained as `extract`, or `--free-deco
 prints texts per second (wall time of `extract`, prompts and parsing included), the share of
 texts whose answers are identical to plain decoding's (the decoded text, token for token), and
 the share whose extracted items are (what a user gets: an answer that differs only in, say, a
-leading space of a value yields the same items).
+leading space of a value yields the same items). Every configuration after the first (the
+reference, the slowest) is timed `--repeats` times: its row gives the median's seconds and texts/s
+with the slowest and fastest run's texts/s beside it, and the verdict judges the median, since one
+run on a shared or throttled CPU can be off by 10% either way. Repeats whose answers differ from
+the first run's are counted in a note (greedy decoding at a fixed thread count gives the same
+answers every time; bf16 products may not, under another process's load).
 
 Configurations (piilab.extract.SpeedUps), each adding one lever to the one before:
   plain     today's batched decoding (piilab.layers.decode.generate): the reference answers
@@ -30,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import time
 from pathlib import Path
 
@@ -102,29 +108,38 @@ def main(args: argparse.Namespace) -> None:
           f"native bf16: {cpu_supports_bf16()}; greedy, 128 new tokens at most, "
           f"{'free' if args.free_decoding else 'copy-constrained'}")
     print(f"{'configuration':<34} {'look':>5} {'batch':>5} {'drafts':>6} {'seconds':>8} "
-          f"{'texts/s':>8} {'identical':>10} {'same items':>10}")
+          f"{'texts/s':>8} {'min-max':>11} {'identical':>10} {'same items':>10}")
     last = args.configs[-1]
     runs = [(name, args.batch_size, None) for name in args.configs]
     runs += [(last, b, None) for b in args.batch_sizes if b != args.batch_size]
     runs += [(last, args.batch_size, k) for k in args.draft_tokens
              if k != CONFIGS[last]["draft_tokens"]]
-    speed, measured = {}, []
+    speed, measured, notes = {}, [], []
     for look in args.second_look:
         reference = None  # each second-look setting against its own plain decoding
         for name, batch, drafts in runs:
             speedups = SpeedUps(**(CONFIGS[name] | ({} if drafts is None else {"draft_tokens": drafts})))
-            seconds, answers, items = timed_extract(model, tokenizer, texts, settings, fmt, batch,
-                                                    speedups, not args.free_decoding, look)
+            repeats = 1 if reference is None else args.repeats
+            runs_here = [timed_extract(model, tokenizer, texts, settings, fmt, batch, speedups,
+                                       not args.free_decoding, look) for _ in range(repeats)]
+            _, answers, items = runs_here[0]
             if reference is None:
                 reference = answers, items  # the first configuration (plain) is the reference
             same = sum(a == b for a, b in zip(answers, reference[0])) / len(texts)
             same_items = sum(a == b for a, b in zip(items, reference[1])) / len(texts)
+            seconds, slowest, fastest = spread([run[0] for run in runs_here])
             speed[look, name, batch, drafts] = len(texts) / seconds
-            measured.append((len(texts) / seconds, same, f"{LABELS[name]}, look {look or 'off'}, "
-                             f"batch {batch}, {speedups.draft_tokens} drafts"))
+            label = f"{LABELS[name]}, look {look or 'off'}, batch {batch}, {speedups.draft_tokens} drafts"
+            measured.append((len(texts) / seconds, same, label))
             print(f"{LABELS[name]:<34} {look or 'off':>5} {batch:>5} {speedups.draft_tokens:>6} "
-                  f"{seconds:>8.1f} {len(texts) / seconds:>8.1f} {same:>10.1%} {same_items:>10.1%}",
-                  flush=True)
+                  f"{seconds:>8.1f} {len(texts) / seconds:>8.1f} "
+                  f"{len(texts) / slowest:>5.1f}-{len(texts) / fastest:<5.1f} {same:>10.1%} "
+                  f"{same_items:>10.1%}", flush=True)
+            unstable = [i + 2 for i, run in enumerate(runs_here[1:]) if run[1] != answers]
+            if unstable:
+                notes.append(f"{label}: runs {unstable} answered differently from run 1")
+    for note in notes:
+        print(note)
     print(verdict(measured))
     if len(args.second_look) > 1:  # the second look's price, configuration by configuration
         first = args.second_look[0]
@@ -135,9 +150,15 @@ def main(args: argparse.Namespace) -> None:
                       f"the texts/s of {first or 'off'}")
 
 
+def spread(seconds: list[float]) -> tuple[float, float, float]:
+    """A configuration's runs: (median, slowest, fastest) seconds; an even count's median is
+    the mean of the middle two."""
+    return statistics.median(seconds), max(seconds), min(seconds)
+
+
 def verdict(measured: list[tuple[float, float, str]]) -> str:
     """Issue 17's target against the fastest configuration measured whose answers agree enough
-    (texts/s, share identical, label per run)."""
+    (median texts/s, share identical, label per configuration)."""
     target = f"target (>= {TARGET_TEXTS_PER_S:g} texts/s, >= {TARGET_IDENTICAL:.0%} identical)"
     good = [m for m in measured if m[1] >= TARGET_IDENTICAL]
     if not good:
@@ -145,6 +166,12 @@ def verdict(measured: list[tuple[float, float, str]]) -> str:
     rate, same, label = max(good)
     result = "PASS" if rate >= TARGET_TEXTS_PER_S else "FAIL"
     return f"{target}: {result}, best {rate:.1f} texts/s at {same:.1%} identical ({label})"
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {text!r}")
+    return int(text)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -166,6 +193,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--draft-tokens", type=int_list, default=[],
                         help="the last configuration again with these draft lengths, e.g. 2,3")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=positive_int, default=3,
+                        help="timed runs of each configuration after the reference (default 3); "
+                             "rows and the verdict give the median")
     parser.add_argument("--free-decoding", action="store_true",
                         help="decode free (default: under the copy constraint, as extract does)")
     parser.add_argument("--second-look", type=lambda s: [float(x) for x in s.split(",")],

@@ -826,11 +826,11 @@ def test_cli_takes_the_second_look_the_adapter_folder_asks_for_unless_told(token
 
 def test_answer_seeds_are_what_an_answer_says_besides_its_values():
     from piilab.data.answer import format_answer
-    from piilab.extract import answer_seeds
+    from piilab.answer_drafts import answer_seeds
 
     seeds = answer_seeds(["NAME", "EMAIL"])
-    assert seeds == ["None", " (EMAIL)", " (NAME)"]  # the first label last: drafted after " ("
-    answer = format_answer([("Jane Doe", "NAME"), ("jane@example.com", "EMAIL")])
+    assert seeds == ["None", " (EMAIL)\n", " (NAME)\n"]  # the first label last: drafted after " ("
+    answer = format_answer([("Jane Doe", "NAME"), ("jane@example.com", "EMAIL")]) + "\n"
     assert all(seed in answer or seed == format_answer([]) for seed in seeds)
 
 

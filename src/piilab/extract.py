@@ -22,7 +22,8 @@ from functools import partial
 from typing import Any
 
 from piilab import second_look as look
-from piilab.data.answer import format_answer, parse_answer
+from piilab.answer_drafts import LabelGuess, answer_seeds
+from piilab.data.answer import parse_answer
 from piilab.data.validators import is_mark
 from piilab.errors import PiilabError
 from piilab.halving import cut_rows, search_windows
@@ -213,14 +214,6 @@ def prepared(model, speedups: SpeedUps = SpeedUps()):
                 held[0].close()
 
 
-def answer_seeds(labels: Sequence[str]) -> list[str]:
-    """What an answer says besides the values it copies: "None", or " (LABEL)" after each value.
-    Drafted from the instruction instead, the tokens after "None" or "(" were those of the
-    instruction's own sentences ("None\n\nText:", "(LABEL). If"), rejected every time. The first
-    label comes last, so that after " (" the most common one (NAME) is drafted."""
-    return [format_answer([]), *(format_answer([("", label)]) for label in reversed(labels))]
-
-
 def usable_speedups(model, decoding, speedups: SpeedUps) -> tuple[SpeedUps, str | None]:
     """`speedups` as `decoding` and `model` allow them, and why prompt-lookup decoding is off
     where it was asked for and cannot run (None where nothing changed)."""
@@ -268,7 +261,8 @@ def decode_answers(model, tokenizer, prompts: list[str], layer: int, *, lens, de
                                   draft_tokens=speedups.draft_tokens,
                                   share_prefix=speedups.share_prefix, start=start,
                                   add_special_tokens=add_special_tokens, progress=progress,
-                                  answers=rules, seeds=answer_seeds(labels), notes=notes,
+                                  answers=rules, seeds=answer_seeds(labels),
+                                  guess=LabelGuess(tokenizer, labels), notes=notes,
                                   second_look=True)
             return run.texts, run.branches, cut_rows(tokenizer, run.token_ids, decoding, eos)
         engine = partial(generate, model, tokenizer, layers=[layer], lens=lens,

@@ -65,6 +65,26 @@ def test_seeds_win_over_the_shared_start_and_lose_to_the_rows_own_tokens(tokeniz
     assert own.draft(2) == encode(" of them")[:2]
 
 
+def test_a_guess_drafts_first_where_it_has_one_and_sees_only_the_answer():
+    seen = []
+
+    def guess(answer):
+        seen.append(list(answer))
+        return [7, 7, 7] if answer[-1:] == [5] else None
+
+    base = base_drafter(lambda t: t, [1, 2, 3, 5, 6], guess=guess)
+    row = base.copy()
+    row.extend([4, 5])  # the row's prompt
+    assert row.draft(2) == [6, 4] and not seen  # no answer yet: looked up, the guess not asked
+    row.start_answer()
+    row.extend([3])
+    assert row.draft(2) == [5, 6] and seen == [[3]]  # the guess had none: looked up
+    row.extend([5])
+    assert row.draft(2) == [7, 7] and seen[-1] == [3, 5]  # the guess's, cut to k
+    twin = row.copy()
+    assert twin.draft(1) == [7] and twin.answer_from == row.answer_from
+
+
 def test_a_drafted_eos_the_model_agrees_with_ends_the_commit():
     chosen = {0: 5, 1: 2, 2: 9}  # the greedy token at each position of the pass
     pick = lambda position, slot: chosen[position]  # noqa: E731
@@ -94,6 +114,29 @@ def test_lookup_equals_plain_greedy_when_drafts_hold_in_fewer_passes(tokenizer, 
     batches = -(-len(PROMPTS) // batch_size)
     plain_passes = batches * (24 - 1)  # every batch has a row of 24 tokens: one pass each after the first
     assert run.passes < 0.6 * plain_passes
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_lookup_equals_plain_greedy_whatever_a_guess_drafts(tokenizer, batch_size):
+    """A guess drafting tokens the model never gives, and one drafting the very tokens it gives:
+    the same answers, in more or fewer passes."""
+    model = tiny_llama(tokenizer, seed=1, initializer_range=0.3)
+    want = plain(model, tokenizer, PROMPTS)
+    decoding = Decoding(max_new_tokens=24)
+    wrong = lookup_generate(model, tokenizer, PROMPTS, decoding=decoding, batch_size=batch_size,
+                            progress=False, guess=lambda answer: [tokenizer.pad_token_id] * 4)
+    assert wrong.token_ids == want and wrong.accepted == 0
+    answers = {tuple(ids[:1]): ids for ids in want}  # by first token: the guess knows the rest
+
+    def right(answer):
+        ids = answers.get(tuple(answer[:1]))
+        return ids[len(answer):] if ids and ids[:len(answer)] == list(answer) else None
+
+    looked = lookup_generate(model, tokenizer, PROMPTS, decoding=decoding, batch_size=batch_size,
+                             progress=False)
+    guessed = lookup_generate(model, tokenizer, PROMPTS, decoding=decoding, batch_size=batch_size,
+                              progress=False, guess=right)
+    assert guessed.token_ids == want and guessed.passes < looked.passes
 
 
 def test_lookup_without_drafts_or_shared_start_is_plain_greedy(tokenizer):

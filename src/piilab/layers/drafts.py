@@ -2,29 +2,41 @@
 (layers/lookup.py checks them with the model).
 
 Tokens are compared by their text without leading spaces, because a value that starts an answer
-line ("Jane") is the same word as the text's " Jane" but another token.
+line ("Jane") is the same word as the text's " Jane" but another token. A row's drafter may also
+be given a `guess`, asked first at every pass with the row's answer so far: where it knows what
+comes next (piilab.answer_drafts: an answer line's label from its value's shape) it drafts that
+instead of looking up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 MAX_NGRAM = 3  # the longest run of last tokens looked up in the prompt
+
+Guess = Callable[[Sequence[int]], "list[int] | None"]
+"""guess(answer so far, as token ids) -> the tokens to draft next, or None to look them up."""
 
 class Drafter:
     """One row's lookup table: each run of n <= MAX_NGRAM token keys -> where its latest
     continuation starts. Keys are token texts without leading spaces."""
 
-    def __init__(self, key_of, max_ngram: int = MAX_NGRAM) -> None:
-        self.key_of, self.max_ngram = key_of, max_ngram
+    def __init__(self, key_of, max_ngram: int = MAX_NGRAM, guess: Guess | None = None) -> None:
+        self.key_of, self.max_ngram, self.guess = key_of, max_ngram, guess
         self.ids: list[int] = []
         self.keys: list[str] = []
         self.table: dict[tuple[str, ...], int] = {}
+        self.answer_from: int | None = None  # where the answer begins in `ids`, once it has
 
     def copy(self) -> "Drafter":
-        twin = Drafter(self.key_of, self.max_ngram)
+        twin = Drafter(self.key_of, self.max_ngram, self.guess)
         twin.ids, twin.keys, twin.table = list(self.ids), list(self.keys), dict(self.table)
+        twin.answer_from = self.answer_from
         return twin
+
+    def start_answer(self) -> None:
+        """The tokens extended from now on are the answer's (what `guess` is shown)."""
+        self.answer_from = len(self.ids)
 
     def extend(self, ids: Sequence[int]) -> None:
         """Append tokens; every run of keys that now has a continuation points at it."""
@@ -36,9 +48,14 @@ class Drafter:
             self.keys.append(self.key_of(token))
 
     def draft(self, k: int) -> list[int]:
-        """Up to k tokens that followed the longest run of the last tokens seen before."""
+        """Up to k tokens: the guess's, where it has one, else those that followed the longest
+        run of the last tokens seen before."""
         if k <= 0:
             return []
+        if self.guess is not None and self.answer_from is not None:
+            guessed = self.guess(self.ids[self.answer_from:])
+            if guessed:
+                return guessed[:k]
         for n in range(min(self.max_ngram, len(self.keys)), 0, -1):
             at = self.table.get(tuple(self.keys[-n:]))
             if at is not None:
@@ -46,11 +63,12 @@ class Drafter:
         return []
 
 
-def base_drafter(key_of, prefix: Sequence[int], seeds: Sequence[Sequence[int]] = ()) -> Drafter:
+def base_drafter(key_of, prefix: Sequence[int], seeds: Sequence[Sequence[int]] = (),
+                 guess: Guess | None = None) -> Drafter:
     """The table every row's drafter starts from: the shared start's tokens, then each seed's.
     Latest occurrences win, so a seed's continuation wins over the shared start's, and a row's
-    own tokens (added after) over both."""
-    base = Drafter(key_of)
+    own tokens (added after) over both. Every row's drafter asks `guess` first."""
+    base = Drafter(key_of, guess=guess)
     base.extend(prefix)
     for seed in seeds:
         base.extend(seed)

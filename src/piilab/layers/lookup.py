@@ -43,7 +43,7 @@ from piilab.layers.attention import folded_attention, grouped_kv_in_sdpa, masks_
 from piilab.layers.cache import branch_places, compacted, pack_when_sparse, roomy_cache, select_rows
 from piilab.layers.constrain import Notes, CopyGuide, RowGuide
 from piilab.layers.decode import Decoding, choose, cut_at_stop, eos_token_ids, new_text, prepare_prompts
-from piilab.layers.drafts import Drafter, base_drafter, through_eos, token_keys
+from piilab.layers.drafts import Drafter, Guess, base_drafter, through_eos, token_keys
 from piilab.layers.lens import Lens
 from piilab.layers.lenses import make_lens
 from piilab.models import arch
@@ -251,8 +251,7 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
             if _emit(run, tokens[r], [first]):
                 finished()  # one token: an answer that names nothing, so no branches
                 continue
-            drafters[r] = base.copy()
-            drafters[r].extend(suffixes[r] + [first])
+            drafters[r] = _row_drafter(base, suffixes[r], [first])
             live.append(r)
         if len(live) < len(new):
             keep = [new.index(r) for r in live]
@@ -319,8 +318,7 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
                 tokens.append([branch.tokens[-1]])
                 starts.append(cut)
                 next_pos.append(cut)
-                drafters[r] = base.copy()
-                drafters[r].extend(suffixes[parent] + list(branch.tokens))
+                drafters[r] = _row_drafter(base, suffixes[parent], list(branch.tokens))
                 branches[r] = branch
                 rows[place:place + 1] = [r]  # its place: an ended row's, or a new one at the end
                 keep.append(place)
@@ -342,6 +340,15 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
             held = pack_when_sparse(cache, held)
         stats["decode"] += time.perf_counter() - clock
     return tokens, branches
+
+
+def _row_drafter(base: Drafter, suffix: list[int], answer: list[int]) -> Drafter:
+    """A row's drafter: the base table, then the row's own prompt and answer so far."""
+    drafter = base.copy()
+    drafter.extend(suffix)
+    drafter.start_answer()
+    drafter.extend(answer)
+    return drafter
 
 
 def _fork(cache, held: torch.Tensor, rows: int, keep: list[int], parents: list[int],
@@ -404,6 +411,7 @@ def lookup_generate(
     progress: bool = True,
     answers: Sequence[tuple | None] | None = None,
     seeds: Sequence[str] = (),
+    guess: Guess | None = None,
     notes: Notes | None = None,
     second_look: bool = False,
 ) -> LookupRun:
@@ -418,7 +426,9 @@ def lookup_generate(
     batching). `answers` and `notes` copy-constrain the answers and collect what decoding saw, as
     `generate` does. `seeds` are fragments of the answers to expect, each drafted as if EOS
     followed it (extraction's "None", " (NAME)"): they win over the shared start's tokens, never
-    over a row's own.
+    over a row's own. `guess` (layers/drafts.Guess), shown each row's answer so far, drafts first
+    where it knows what comes next (piilab.answer_drafts). Drafts change how many passes decoding
+    takes, never its answers: the model checks every drafted token.
     `second_look` (with `answers` and `notes` of a threshold) decodes each answer's branches
     (piilab.second_look.ways_to_take) as its row ends, each forked from the row's cache where its
     way on begins; they are in the result's `branches`, their continuations and `overridden` set.
@@ -467,7 +477,7 @@ def lookup_generate(
         clock = time.perf_counter()
         _prefill_prefix(run)
         base = base_drafter(run.key_of, run.prefix, [
-            tokenizer.encode(seed, add_special_tokens=False) + eos[:1] for seed in seeds])
+            tokenizer.encode(seed, add_special_tokens=False) + eos[:1] for seed in seeds], guess)
         stats["prefix"] = time.perf_counter() - clock
         guard = run.guide.rows(order) if run.guide else None
         fork = None

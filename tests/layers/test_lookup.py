@@ -73,11 +73,10 @@ def test_a_guess_drafts_first_where_it_has_one_and_sees_only_the_answer():
         return [7, 7, 7] if answer[-1:] == [5] else None
 
     base = base_drafter(lambda t: t, [1, 2, 3, 5, 6], guess=guess)
-    row = base.copy()
-    row.extend([4, 5])  # the row's prompt
-    assert row.draft(2) == [6, 4] and not seen  # no answer yet: looked up, the guess not asked
-    row.start_answer()
-    row.extend([3])
+    prompt = base.copy()
+    prompt.extend([4, 5])
+    assert prompt.draft(2) == [6, 4] and not seen  # no answer yet: looked up, the guess not asked
+    row = base.for_row([4, 5], [3])  # the row's prompt, then its answer so far
     assert row.draft(2) == [5, 6] and seen == [[3]]  # the guess had none: looked up
     row.extend([5])
     assert row.draft(2) == [7, 7] and seen[-1] == [3, 5]  # the guess's, cut to k

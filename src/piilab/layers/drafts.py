@@ -38,6 +38,14 @@ class Drafter:
         """The tokens extended from now on are the answer's (what `guess` is shown)."""
         self.answer_from = len(self.ids)
 
+    def for_row(self, prompt: Sequence[int], answer: Sequence[int]) -> "Drafter":
+        """A copy for one row: this table, then the row's own prompt and its answer so far."""
+        row = self.copy()
+        row.extend(prompt)
+        row.start_answer()
+        row.extend(answer)
+        return row
+
     def extend(self, ids: Sequence[int]) -> None:
         """Append tokens; every run of keys that now has a continuation points at it."""
         for token in ids:

@@ -8,7 +8,8 @@ what comes next. Each round, every live row of the batch:
 1. Drafts up to k tokens: the continuation of the latest earlier occurrence of its last n tokens
    (n = 3, then 2, then 1) in its prompt and answer so far. Tokens are compared by their text
    without leading spaces, because a value that starts an answer line ("Jane") is the same word
-   as the text's " Jane" but another token.
+   as the text's " Jane" but another token. A `guess`, where one is given, drafts first
+   (extraction's: an answer line's label from its value's shape, piilab.answer_drafts).
 2. Runs its last committed token and its drafts through the model in one forward pass over the
    whole batch (rows with fewer drafts are padded; the attention mask hides the padding).
 3. Keeps the longest prefix of drafts equal to the model's own greedy choices, then the model's
@@ -251,7 +252,7 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
             if _emit(run, tokens[r], [first]):
                 finished()  # one token: an answer that names nothing, so no branches
                 continue
-            drafters[r] = _row_drafter(base, suffixes[r], [first])
+            drafters[r] = base.for_row(suffixes[r], [first])
             live.append(r)
         if len(live) < len(new):
             keep = [new.index(r) for r in live]
@@ -318,7 +319,7 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
                 tokens.append([branch.tokens[-1]])
                 starts.append(cut)
                 next_pos.append(cut)
-                drafters[r] = _row_drafter(base, suffixes[parent], list(branch.tokens))
+                drafters[r] = base.for_row(suffixes[parent], branch.tokens)
                 branches[r] = branch
                 rows[place:place + 1] = [r]  # its place: an ended row's, or a new one at the end
                 keep.append(place)
@@ -340,15 +341,6 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
             held = pack_when_sparse(cache, held)
         stats["decode"] += time.perf_counter() - clock
     return tokens, branches
-
-
-def _row_drafter(base: Drafter, suffix: list[int], answer: list[int]) -> Drafter:
-    """A row's drafter: the base table, then the row's own prompt and answer so far."""
-    drafter = base.copy()
-    drafter.extend(suffix)
-    drafter.start_answer()
-    drafter.extend(answer)
-    return drafter
 
 
 def _fork(cache, held: torch.Tensor, rows: int, keep: list[int], parents: list[int],

@@ -17,6 +17,7 @@ MAX_NGRAM = 3  # the longest run of last tokens looked up in the prompt
 Guess = Callable[[Sequence[int]], "list[int] | None"]
 """guess(answer so far, as token ids) -> the tokens to draft next, or None to look them up."""
 
+
 class Drafter:
     """One row's lookup table: each run of n <= MAX_NGRAM token keys -> where its latest
     continuation starts. Keys are token texts without leading spaces."""

@@ -38,7 +38,7 @@ def label_by_shape(value: str, labels: Collection[str]) -> str | None:
     letters = sum(c.isalpha() for c in value)
     if validators.is_email(value):
         label = "EMAIL"
-    elif value.startswith(("http://", "https://", "www.")):
+    elif validators.is_web_address(value):
         label = "URL_PERSONAL"
     elif validators.is_phone(value):
         label = "PHONE_NUM"

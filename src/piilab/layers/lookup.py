@@ -255,9 +255,7 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
             drafters[r] = base.for_row(suffixes[r], [first])
             live.append(r)
         if len(live) < len(new):
-            keep = [new.index(r) for r in live]
-            select_rows(new_cache, keep)
-            new_held = new_held[torch.tensor(keep, device=dev, dtype=torch.long)]
+            new_held = _keep_rows(new_cache, new_held, [new.index(r) for r in live])
         if live:
             if cache is None:
                 cache, held = new_cache, new_held
@@ -326,8 +324,7 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
             keep.sort()
         if len(keep) < len(rows):  # finished rows leave the batch and the cache
             order = compacted(len(rows), keep)
-            select_rows(cache, order)
-            held = held[torch.tensor(order, device=dev, dtype=torch.long)]
+            held = _keep_rows(cache, held, order)
             rows = [rows[i] for i in order]
         # cache positions hidden in every row serve no one: drop them from the end
         unused = int((held < 0).all(0).flip(0).int().cumprod(0).sum()) if rows else 0
@@ -343,6 +340,12 @@ def _decode_stream(run: _Run, suffixes: list[list[int]], base: Drafter, stats: d
     return tokens, branches
 
 
+def _keep_rows(cache, held: torch.Tensor, order: list[int]) -> torch.Tensor:
+    """Keep the rows `order` of the cache, in that order; the positions their columns hold."""
+    select_rows(cache, order)
+    return held[torch.tensor(order, device=held.device, dtype=torch.long)]
+
+
 def _fork(cache, held: torch.Tensor, rows: int, keep: list[int], parents: list[int],
           cuts: list[int]) -> tuple[torch.Tensor, list[int]]:
     """Places in the batch for branches of rows that ended this pass (at places `parents`, one
@@ -351,8 +354,7 @@ def _fork(cache, held: torch.Tensor, rows: int, keep: list[int], parents: list[i
     batch's `held` and the places."""
     source, places = branch_places(rows, keep, parents)
     if source != list(range(rows)):
-        select_rows(cache, source)
-        held = held[torch.tensor(source, device=held.device, dtype=torch.long)]
+        held = _keep_rows(cache, held, source)
     for place, cut in zip(places, cuts):
         held[place, held[place] >= cut] = -1
     return held, places

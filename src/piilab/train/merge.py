@@ -6,11 +6,10 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from piilab.errors import PiilabError
-from piilab.io import give_usual_modes, output_folder, write_json
+from piilab.io import give_usual_modes, output_folder, replaced_whole, write_json
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +40,7 @@ def _merge(run_dir: Path, out: Path, device: str, dtype: str) -> Path:
 
     model, tokenizer = models.load_model(str(run_dir), device=device, dtype=dtype)
     merged = model.merge_and_unload()
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with replaced_whole(out) as scratch:  # out: the empty folder output_folder made or found
         merged.save_pretrained(scratch, safe_serialization=True)
         tokenizer.save_pretrained(scratch)
         for name in (FORMAT_FILE, DEFAULTS_FILE):  # how to prompt it; what extract defaults to
@@ -54,11 +52,7 @@ def _merge(run_dir: Path, out: Path, device: str, dtype: str) -> Path:
             "base": json.loads((run_dir / "adapter_config.json").read_text())["base_model_name_or_path"],
             "dtype": str(next(merged.parameters()).dtype).removeprefix("torch."),
         })
-        give_usual_modes(scratch)  # mkdtemp's 0700 would survive the rename
-        out.rmdir()  # the empty folder check_output_dir made or found
-        os.replace(scratch, out)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        give_usual_modes(scratch)  # mkdtemp's 0700 and safetensors' 0600 would survive the rename
     log.info("merged %s into %s", run_dir, out)
     return out
 

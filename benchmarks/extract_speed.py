@@ -28,6 +28,10 @@ and, with `--batch-sizes` or `--draft-tokens`, the last configuration at other b
 draft lengths.
 
 Target (issue 17): >= 15 texts/s on 2 cores, answers identical on >= 98% of the texts.
+
+`--device cuda` runs the same on a GPU (benchmarks/gpu.py's `extract` part), the model loaded in
+`--dtype` (float32 by default, so the reference is the CPU's float32 greedy decoding, with TF32
+off); the target is for a CPU, so there the verdict only reports.
 """
 
 from __future__ import annotations
@@ -81,7 +85,8 @@ def timed_extract(model, tokenizer, texts, settings, fmt, batch_size, speedups, 
     return time.perf_counter() - start, [(r.answers, r.second_look) for r in results], items
 
 
-def main(args: argparse.Namespace) -> None:
+def main(args: argparse.Namespace) -> list[dict]:
+    """Print the side-by-side table and the verdict; return the rows measured, one dict each."""
     import torch
 
     from piilab.extract import SpeedUps
@@ -92,11 +97,12 @@ def main(args: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = False  # float32 on a GPU as exact as it goes
     from piilab.extract import BATCH_SIZE
 
     args.batch_size = args.batch_size or BATCH_SIZE
     texts = read_texts(args.texts or [DEFAULT_TEXTS], args.n, args.max_chars)
-    model, tokenizer = load_model(args.model, args.adapter, device="cpu")
+    model, tokenizer = load_model(args.model, args.adapter, device=args.device, dtype=args.dtype)
     trained_in = trained_folder(args.model, args.adapter)
     settings, fmt = prompt_settings(trained_in), format_for(tokenizer, trained_in)
     # one small warm-up, so no configuration pays for first-call set-up
@@ -104,8 +110,8 @@ def main(args: argparse.Namespace) -> None:
                   max(args.second_look))
 
     print(f"{len(texts)} texts (mean {sum(map(len, texts)) / len(texts):.0f} characters, "
-          f"< {args.max_chars}); model {args.model} + {args.adapter}; {args.threads} threads; "
-          f"native bf16: {cpu_supports_bf16()}; greedy, 128 new tokens at most, "
+          f"< {args.max_chars}); model {args.model} + {args.adapter}; {where(args)}; "
+          f"native bf16 on the CPU: {cpu_supports_bf16()}; greedy, 128 new tokens at most, "
           f"{'free' if args.free_decoding else 'copy-constrained'}")
     print(f"{'configuration':<34} {'look':>5} {'batch':>5} {'drafts':>6} {'seconds':>8} "
           f"{'texts/s':>8} {'min-max':>11} {'identical':>10} {'same items':>10}")
@@ -114,7 +120,7 @@ def main(args: argparse.Namespace) -> None:
     runs += [(last, b, None) for b in args.batch_sizes if b != args.batch_size]
     runs += [(last, args.batch_size, k) for k in args.draft_tokens
              if k != CONFIGS[last]["draft_tokens"]]
-    speed, measured, notes = {}, [], []
+    speed, measured, notes, rows = {}, [], [], []
     for look in args.second_look:
         reference = None  # each second-look setting against its own plain decoding
         for name, batch, drafts in runs:
@@ -131,6 +137,10 @@ def main(args: argparse.Namespace) -> None:
             speed[look, name, batch, drafts] = len(texts) / seconds
             label = f"{LABELS[name]}, look {look or 'off'}, batch {batch}, {speedups.draft_tokens} drafts"
             measured.append((len(texts) / seconds, same, label))
+            rows.append({"config": name, "look": look, "batch": batch, "drafts": speedups.draft_tokens,
+                         "seconds": seconds, "texts_per_s": len(texts) / seconds,
+                         "slowest": len(texts) / slowest, "fastest": len(texts) / fastest,
+                         "identical": same, "same_items": same_items, "texts": len(texts)})
             print(f"{LABELS[name]:<34} {look or 'off':>5} {batch:>5} {speedups.draft_tokens:>6} "
                   f"{seconds:>8.1f} {len(texts) / seconds:>8.1f} "
                   f"{len(texts) / slowest:>5.1f}-{len(texts) / fastest:<5.1f} {same:>10.1%} "
@@ -140,7 +150,8 @@ def main(args: argparse.Namespace) -> None:
                 notes.append(f"{label}: runs {unstable} answered differently from run 1")
     for note in notes:
         print(note)
-    print(verdict(measured))
+    cpu = args.device == "cpu"
+    print(verdict(measured) + ("" if cpu else " (the target is for 2 CPU cores: reported only)"))
     if len(args.second_look) > 1:  # the second look's price, configuration by configuration
         first = args.second_look[0]
         for look in args.second_look[1:]:
@@ -148,6 +159,16 @@ def main(args: argparse.Namespace) -> None:
                 ratio = speed[look, name, batch, drafts] / speed[first, name, batch, drafts]
                 print(f"{LABELS[name]}, batch {batch}: second look {look or 'off'} at {ratio:.2f}x "
                       f"the texts/s of {first or 'off'}")
+    return rows
+
+
+def where(args: argparse.Namespace) -> str:
+    """Where the model runs, in words: a GPU's name, or the CPU threads; and its dtype."""
+    import torch
+
+    if args.device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(torch.device(args.device))}, {args.dtype}"
+    return f"{args.threads} threads, {args.dtype}"
 
 
 def spread(seconds: list[float]) -> tuple[float, float, float]:
@@ -193,6 +214,9 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--draft-tokens", type=int_list, default=[],
                         help="the last configuration again with these draft lengths, e.g. 2,3")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu (the target's), or cuda")
+    parser.add_argument("--dtype", default="float32",
+                        help="the model's weights as loaded (default float32: the reference's)")
     parser.add_argument("--repeats", type=positive_int, default=3,
                         help="timed runs of each configuration after the reference (default 3); "
                              "rows and the verdict give the median")

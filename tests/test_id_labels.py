@@ -63,3 +63,10 @@ def test_complete_adds_a_labelled_id_the_model_missed_but_not_over_its_items():
 def test_a_national_numbers_own_shape_decides_its_extent():
     text = "NINO AB 12 34 56 C"  # the label's value stops at " C"; the NINO's shape holds it
     assert [text[a:b] for a, b, _ in shapes.complete(text, [])] == ["AB 12 34 56 C"]
+
+
+def test_check_drops_a_name_that_is_an_identity_label_itself():
+    text = "Steuernummer: 06149/12345\nNIF: 123456789\nNoor Bakker: ik!\nRut Andersson"
+    names = [(0, 12, "NAME"), (26, 29, "NAME"), (41, 52, "NAME"), (58, 71, "NAME")]
+    kept = [text[a:b] for a, b, label in shapes.check(text, names) if label == "NAME"]
+    assert kept == ["Noor Bakker", "Rut Andersson"]

@@ -53,6 +53,15 @@ _VALUE = r"(?P<value>[A-Z0-9](?:[A-Z0-9]|[-./](?=[A-Z0-9])|[ \t](?=\d))*[A-Z0-9]
 _LABELLED_ID = re.compile(rf"{_LABEL}(?:[ \t]*[:#][ \t]*|{_SAID}[ \t]*:?[ \t]*|[ \t]*\([ \t]*|[ \t]+){_VALUE}")
 
 
+_LABEL_ALONE = re.compile(_LABEL)
+
+
+def is_identity_label(value: str) -> bool:
+    """Whether `value` is an identity label itself ("Steuernummer", "NIF"): a caption, never a
+    name."""
+    return _LABEL_ALONE.fullmatch(value) is not None
+
+
 def labelled_ids(text: str) -> list[Span]:
     """Identity numbers written right after a label naming them a person's ("PPSN: 1234567TA",
     "BSN (111222333)", "mi cédula es 1.020.456.789"), as ID_NUM."""

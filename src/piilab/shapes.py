@@ -11,7 +11,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and two more ask
               web address of the wrong shape, a role mailbox ("support@...") or a mailing list's
               address ("bug-coreutils@...", "...@lists.debian.org") as EMAIL, a
               freephone number (0800 ..., 1-800-...) or a date as PHONE_NUM, a "name" with
-              digits or code characters, ending in a company's legal form ("... GmbH"), holding an
+              digits or code characters, that is an identity label ("Steuernummer", "NIF"),
+              ending in a company's legal form ("... GmbH"), holding an
               institution's noun ("... Office") or made only of words that greet, thank, title
               or head a letter ("Bonjour", "Madame", "Betreff"), a "username" with spaces or
               slashes or that is a channel, file name or constant, an "ID" with fewer than four
@@ -69,7 +70,7 @@ from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, NUMERIC_DATE, 
                                    is_street_address, is_url, is_us_ssn, is_username, is_web_address,
                                    luhn_valid, only_letter_words, uk_nino_valid)
 from piilab.errors import PiilabError
-from piilab.id_labels import labelled_ids
+from piilab.id_labels import is_identity_label, labelled_ids
 from piilab.postal import line_above, postal_addresses
 from piilab.span_sets import containing, overlaps, taken_by
 from piilab.statements import over_field_tag, statement_accounts
@@ -344,7 +345,7 @@ def check(text: str, spans: list[Span]) -> list[Span]:
     fediverse handle's user a USERNAME, names without a greeting or title before them, a list of
     names read as one split into its lines, an address without its country line, no address
     that an organisation's name heads (`premises_address`), no name in a field that asks for
-    an organisation (`in_organisations_field`) and nothing over a bank statement's field tag
+    an organisation (`in_organisations_field`) or that is an identity label ("NIF") and nothing over a bank statement's field tag
     (":61:", `over_field_tag`)."""
     uncaptioned = [without_caption(text, s) for s in spans]
     labelled = {s[:2] for s in labelled_ids(text)}
@@ -361,7 +362,8 @@ def check(text: str, spans: list[Span]) -> list[Span]:
             and not over_tag(s[0], s[1])
             and not (s[2] == "EMAIL" and nobody(s[0], s[1]))
             and not (s[2] == "STREET_ADDRESS" and premises_address(text, s))
-            and not (s[2] == "NAME" and in_organisations_field(text, s))]
+            and not (s[2] == "NAME" and (in_organisations_field(text, s)
+                                          or is_identity_label(text[s[0]:s[1]])))]
     return list(dict.fromkeys(kept))  # "Ciao Giulia" trimmed may be the model's "Giulia" too
 
 

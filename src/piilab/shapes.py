@@ -25,7 +25,7 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and two more ask
               greetings and titles off a name ("Ciao Giulia") and a country line off an address
               ("...\n10178 Berlin\nGermany"); and
               relabel a national number in its own shape (123-45-6789, 000.000.000-00) or
-              after an identity label ("NHS number: ...", piilab.id_labels) ID_NUM,
+              after an identity label ("NHS number: ...", piilab.labelled_values) ID_NUM,
               whatever the model called it (PHONE_NUM, mostly), and a fediverse handle's
               "user@host" the user's USERNAME;
 - `complete`: add e-mail addresses (not role mailboxes; obfuscated ones too, "wk [at]
@@ -35,8 +35,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and two more ask
               check digits that the model missed, but none right after a word that names it
               a business's reference ("Order #", "Rechnung Nr."), phone numbers right after
               a phone label ("Tel.:", "Mobile", a vCard's "TEL;TYPE=cell:", "my phone number
-              is"; not freephone), identity numbers right after a label naming them a
-              person's ("Kundennummer:", "PPSN:", "mi CUIL"; piilab.id_labels) and the
+              is", "call me on"; not freephone), identity numbers right after a label naming them a
+              person's ("Kundennummer:", "PPSN:", "mi CUIL"; piilab.labelled_values) and the
               account of a bank statement's ":25:" field
               (piilab.statements); no URLs or other phone numbers: public links and numbers
               look the same as personal ones, and only context tells them apart;
@@ -64,13 +64,13 @@ from functools import lru_cache
 from piilab.addresses import (NAME_TOKEN, Span, emails, fediverse_users, handle_as_username,
                                mailbox_names, no_ones_addresses)
 from piilab.data.places import is_country, is_premises
-from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, NUMERIC_DATE, ORGANISATION_CAPTIONS,
+from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, ORGANISATION_CAPTIONS,
                                    br_cpf_valid, ch_ahv_valid, es_dni_valid, fr_nir_valid, iban_valid,
                                    is_id_number, is_name, is_personal_email, is_personal_phone,
                                    is_street_address, is_url, is_us_ssn, is_username, is_web_address,
                                    luhn_valid, only_letter_words, uk_nino_valid)
 from piilab.errors import PiilabError
-from piilab.id_labels import is_identity_label, labelled_ids
+from piilab.labelled_values import is_identity_label, labelled_ids, labelled_phones
 from piilab.postal import line_above, postal_addresses
 from piilab.span_sets import containing, overlaps, taken_by
 from piilab.statements import over_field_tag, statement_accounts
@@ -176,34 +176,6 @@ def after_reference_word(text: str, start: int) -> bool:
     """Whether a number at `start` follows a word that names it a business's reference
     ("Order #", "invoice no.", "Rechnung Nr."), on its line and within REFERENCE_REACH characters."""
     return _REFERENCE_BEFORE.search(text, max(0, start - REFERENCE_REACH), start) is not None
-
-
-# A phone number's own label right before it: "Tel.:", "Mobile no.:", "Fax (home):", "Тел.:", a
-# vCard's "TEL;TYPE=cell:", a signature's "M:", a sentence's "my phone number is". Only then does
-# a number's context say it is a phone line. A bare label with no colon counts only where it
-# begins its line ("Mobile 0171 ..."), not inside prose ("Mobile 2020-2024 roadmap", the journal
-# "Cell 2004 117(6) 789-802").
-_PHONE_WORDS = (r"(?:tel|telephone|phone|ph|mobile|mob|cell|cellphone|fax|handy|mobil|telefon|"
-                r"telefonnummer|tél|téléphone|portable|móvil|movil|teléfono|telefone|telemóvel|"
-                r"celular|telefono|cellulare|gsm|тел|телефон|電話)\.?"
-                r"(?:[ \t]*(?:number|no|nr|n°|nº|#)\.?)?(?:[ \t]*\([^()\n]{1,20}\))?")
-# In prose the label may be said: "my phone number is", "Meine Telefonnummer ist", "mi teléfono es".
-_SAID = r"[ \t]+(?:is|ist|est|es|è|é|är|er|jest)[ \t]*:?"
-_PHONE_LABEL = re.compile(
-    rf"(?im)(?:^[ \t]*{_PHONE_WORDS}[ \t]*[:.]?|(?<![\w-]){_PHONE_WORDS}(?:[ \t]*[:.]|{_SAID})|"
-    r"^(?:item\d+\.)?tel(?:;[^:\n]*)?:|^[MPTF][ \t]*:)[ \t]*"
-    r"(?P<number>\+?[\d(][\d \t().\-/]{5,}\d(?:[ \t]*(?:x|ext\.?)[ \t]*\d{1,5})?)")
-# What a number after such a label may begin with instead: a year range, a date, an IP address.
-_NOT_A_PHONE = re.compile(rf"(?:(?:19|20)\d{{2}}[ \t]*[-–/][ \t]*(?:19|20)?\d{{2}}|{NUMERIC_DATE}|"
-                          r"\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
-
-
-def labelled_phones(text: str) -> list[Span]:
-    """Phone numbers written right after a phone label ("Tel.: +49 30 9018 2245", a vCard's
-    "TEL;TYPE=cell:+1-415-937-3419"), not freephone numbers, dates or year ranges, as PHONE_NUM."""
-    return [(m.start("number"), m.end("number"), "PHONE_NUM") for m in _PHONE_LABEL.finditer(text)
-            if is_personal_phone(m["number"]) and _NOT_A_PHONE.match(m["number"]) is None
-            and m["number"].count("(") == m["number"].count(")")]
 
 
 # Phone numbers in the two shapes that say "phone" without a label: North America's, its area

@@ -1,12 +1,12 @@
-"""Identity numbers after a label naming them a person's (piilab.id_labels), and what `check`
-and `complete` make of them."""
+"""Values a label before them names (piilab.labelled_values): identity numbers after an identity
+label and phone numbers after a phone phrase, and what `check` and `complete` make of them."""
 
 from __future__ import annotations
 
 import pytest
 
 from piilab import shapes
-from piilab.id_labels import labelled_ids
+from piilab.labelled_values import labelled_ids, labelled_phones
 
 
 def values(text: str) -> list[str]:
@@ -70,3 +70,25 @@ def test_check_drops_a_name_that_is_an_identity_label_itself():
     names = [(0, 12, "NAME"), (26, 29, "NAME"), (41, 52, "NAME"), (58, 71, "NAME")]
     kept = [text[a:b] for a, b, label in shapes.check(text, names) if label == "NAME"]
     assert kept == ["Noor Bakker", "Rut Andersson"]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("Ciao! Il mio numero è 347 123 4567.", "347 123 4567"),
+    ("Hoi, m'n nummer is 06-28471936", "06-28471936"),
+    ("Mi móvil es el 612 345 678.", "612 345 678"),
+    ("su número es 55 1234 5678", "55 1234 5678"),
+    ("se non c'è nessuno chiamami al 347 123 4567", "347 123 4567"),
+    ("Je reste joignable au 06 12 34 56 78.", "06 12 34 56 78"),
+    ("Or call me on 0161 496 0753 after six.", "0161 496 0753"),
+])
+def test_a_number_said_to_be_ones_own_or_to_call_is_a_phone_number(text, expected):
+    assert [text[a:b] for a, b, _ in labelled_phones(text)] == [expected]
+
+
+@pytest.mark.parametrize("text", [
+    "The order number is 2024-118734",   # no possessive: an order's number
+    "my number is 7 in the queue",        # not a phone number's shape
+    "call me at 9 tonight",
+])
+def test_no_phone_number_without_a_phone_phrase_and_shape(text):
+    assert labelled_phones(text) == []

@@ -21,13 +21,14 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and two more ask
               an organisation's name heads ("Magistrates' Court\n223 William Street")
               (piilab.data.validators; each keeps every value the generator writes and every
               value in the dev set) or that reaches over a bank statement's field tag
-              (":61:..."); cut a form's caption off any value ("Anschrift: ..."),
+              (":61:...") or lies in a vCard's field about the card (its UID;
+              piilab.vcards); cut a form's caption off any value ("Anschrift: ..."),
               greetings and titles off a name ("Ciao Giulia") and a country line off an address
               ("...\n10178 Berlin\nGermany"); and
               relabel a national number in its own shape (123-45-6789, 000.000.000-00) or
               after an identity label ("NHS number: ...", piilab.labelled_values) ID_NUM,
               whatever the model called it (PHONE_NUM, mostly), and a fediverse handle's
-              "user@host" the user's USERNAME;
+              "user@host" and a vCard's messenger handle ("X-ICQ:...") USERNAME;
 - `complete`: add e-mail addresses (not role mailboxes; obfuscated ones too, "wk [at]
               gnupg.org", "jo at example dot org", "<nmav at gnutls.org>"), the user of a
               fediverse handle ("@user@host", as USERNAME), Luhn-valid card numbers, IBANs and national numbers
@@ -35,11 +36,12 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and two more ask
               check digits that the model missed, but none right after a word that names it
               a business's reference ("Order #", "Rechnung Nr."), phone numbers right after
               a phone label ("Tel.:", "Mobile", a vCard's "TEL;TYPE=cell:", "my phone number
-              is", "call me on"; not freephone), identity numbers right after a label naming them a
-              person's ("Kundennummer:", "PPSN:", "mi CUIL"; piilab.labelled_values) and the
-              account of a bank statement's ":25:" field
-              (piilab.statements); no URLs or other phone numbers: public links and numbers
-              look the same as personal ones, and only context tells them apart;
+              is", "call me on"; not freephone), identity numbers right after a label
+              naming them a person's ("Kundennummer:", "PPSN:", "mi CUIL";
+              piilab.labelled_values), the account of a bank statement's ":25:" field
+              (piilab.statements) and a vCard's messenger handles; no URLs or other phone
+              numbers: public links and numbers look the same as personal ones, and only
+              context tells them apart;
 - `phones`:   add the phone numbers the model missed that are written with no label in a
               phone's own shape ("(617) 555-0148", "+44 20 7946 0958"). Not in `extract`'s
               defaults: a number's shape does not say whose it is;
@@ -74,6 +76,7 @@ from piilab.labelled_values import is_identity_label, labelled_ids, labelled_pho
 from piilab.postal import line_above, postal_addresses
 from piilab.span_sets import containing, overlaps, taken_by
 from piilab.statements import over_field_tag, statement_accounts
+from piilab.vcards import card_only_values, messenger_handles
 
 MODES = ("extend", "check", "complete", "phones", "mailbox", "postal")  # the order they apply in
 ADDING = frozenset({"complete", "phones", "mailbox", "postal"})  # the modes that add spans the model did not write
@@ -309,29 +312,40 @@ def in_organisations_field(text: str, span: Span) -> bool:
 _TRIMS = {"NAME": without_letter_words, "STREET_ADDRESS": without_country}
 
 
+def relabelled(text: str, spans: list[Span]) -> list[Span]:
+    """The spans with the label the text itself decides: ID_NUM for a national number in its own
+    shape or a number after an identity label (`labelled_ids`), USERNAME for a vCard's messenger
+    handle (`messenger_handles`) and a fediverse handle's user (`handle_as_username`)."""
+    ids = {s[:2] for s in labelled_ids(text)}
+    handles = {s[:2] for s in messenger_handles(text)}
+    out = []
+    for start, end, label in spans:
+        if is_national_id(text[start:end]) or (start, end) in ids:
+            label = "ID_NUM"
+        elif (start, end) in handles:
+            label = "USERNAME"
+        out.append(handle_as_username(text, (start, end, label)))
+    return out
+
+
 def check(text: str, spans: list[Span]) -> list[Span]:
-    """The model's spans without those whose value lacks their label's shape or that name no
-    one where they stand (`no_ones_addresses`), a form's caption cut off any value
-    (`without_caption`), national numbers (a social security number, a CPF) and numbers after an
-    identity label (`labelled_ids`) labelled ID_NUM, a
-    fediverse handle's user a USERNAME, names without a greeting or title before them, a list of
-    names read as one split into its lines, an address without its country line, no address
-    that an organisation's name heads (`premises_address`), no name in a field that asks for
-    an organisation (`in_organisations_field`) or that is an identity label ("NIF") and nothing over a bank statement's field tag
-    (":61:", `over_field_tag`)."""
-    uncaptioned = [without_caption(text, s) for s in spans]
-    labelled = {s[:2] for s in labelled_ids(text)}
-    relabelled = [handle_as_username(text, (start, end, "ID_NUM" if is_national_id(text[start:end])
-                                            or (start, end) in labelled else label))
-                  for start, end, label in uncaptioned]
-    split = [part for s in relabelled for part in names_per_line(text, s)]  # before a sign-off's ","
+    """The model's spans, `relabelled`, a form's caption cut off any value (`without_caption`),
+    names without a greeting or title before them, a list of names read as one split into its
+    lines, an address without its country line; and without those whose value lacks their
+    label's shape, that name no one where they stand (`no_ones_addresses`), an address that an
+    organisation's name heads (`premises_address`), a name in a field that asks for an
+    organisation (`in_organisations_field`) or that is an identity label ("NIF"), and anything
+    over a bank statement's field tag (":61:", `over_field_tag`) or in a vCard's field about
+    the card itself (its UID, `card_only_values`)."""
+    labelled = relabelled(text, [without_caption(text, s) for s in spans])
+    split = [part for s in labelled for part in names_per_line(text, s)]  # before a sign-off's ","
     trimmed = [_TRIMS[s[2]](text, s) if s[2] in _TRIMS else s for s in split]
     split = [part for s in trimmed for part in names_per_line(text, s)]  # after a greeting's line
     nobody = no_ones_addresses(text)
-    over_tag = over_field_tag(text)
+    over_tag, about_card = over_field_tag(text), taken_by(card_only_values(text))
     kept = [s for s in split if (s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])
                                  or (s[2] == "ID_NUM" and persons_number(text, s)))
-            and not over_tag(s[0], s[1])
+            and not over_tag(s[0], s[1]) and not about_card(s[0], s[1])
             and not (s[2] == "EMAIL" and nobody(s[0], s[1]))
             and not (s[2] == "STREET_ADDRESS" and premises_address(text, s))
             and not (s[2] == "NAME" and (in_organisations_field(text, s)
@@ -385,7 +399,8 @@ def complete(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans, and what it missed: personal e-mail addresses, fediverse handles' users,
     phone numbers after a phone label, card numbers, IBANs and national numbers (none of these
     right after a word naming it an order's, an invoice's or the like), identity numbers after
-    an identity label (`labelled_ids`) and a bank statement's account (`statement_accounts`)."""
+    an identity label (`labelled_ids`), a bank statement's account (`statement_accounts`) and
+    a vCard's messenger handles (`messenger_handles`)."""
     nobody = no_ones_addresses(text)
     personal = [s for s in emails(text) if not nobody(s[0], s[1])]
     numbers = [s for s in card_and_iban_numbers(text) + national_ids(text)
@@ -393,7 +408,8 @@ def complete(text: str, spans: list[Span]) -> list[Span]:
     shaped = taken_by(numbers)  # a number's own shape knows its extent ("AB 12 34 56 C"), a label not
     numbers += [s for s in labelled_ids(text) if not shaped(s[0], s[1])]
     taken = taken_by(spans)
-    added = [s for s in personal + fediverse_users(text) + numbers if not taken(s[0], s[1])]
+    handles = fediverse_users(text) + messenger_handles(text)
+    added = [s for s in personal + handles + numbers if not taken(s[0], s[1])]
     return sorted(spans + list(dict.fromkeys(added)))  # an IBAN may be a statement's account too
 
 

@@ -35,3 +35,21 @@ def test_check_drops_a_uid_and_relabels_an_icq_number():
 def test_complete_adds_the_handles_the_model_missed():
     added = [s for s in shapes.complete(CARD, []) if s[2] == "USERNAME"]
     assert added == [(*at(CARD, "123456789"), "USERNAME"), (*at(CARD, "gail.d"), "USERNAME")]
+
+
+def test_the_n_fields_parts_are_names_but_not_its_titles():
+    card = "BEGIN:VCARD\nVERSION:3.0\nN:Doe;John;Richter\\, James;Mr.;Sr.\nEND:VCARD\n"
+    names = [card[a:b] for a, b, label in shapes.complete(card, []) if label == "NAME"]
+    assert names == ["Doe", "John", "Richter\\, James"]
+
+
+def test_a_property_name_is_never_a_value():
+    calendar = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nRRULE:FREQ=WEEKLY\nEND:VEVENT\nEND:VCALENDAR\n"
+    rrule = (*at(calendar, "RRULE"), "NAME")
+    assert shapes.check(calendar, [rrule]) == []
+    assert shapes.check("RRULE is what the team calls him", [(0, 5, "NAME")]) == [(0, 5, "NAME")]
+
+
+def test_apples_field_labels_are_no_ones_data():
+    card = "BEGIN:VCARD\nitem4.X-ABLabel:_$!<Anniversary>!$_\nEND:VCARD\n"
+    assert card_only_values(card) == [at(card, "_$!<Anniversary>!$_")]

@@ -22,8 +22,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and two more ask
               (piilab.data.validators; each keeps every value the generator writes and every
               value in the dev set) or that reaches over a bank statement's field tag
               (":61:...") or lies in a vCard's field about the card (its UID;
-              piilab.vcards); cut a form's caption off any value ("Anschrift: ..."),
-              greetings and titles off a name ("Ciao Giulia") and a country line off an address
+              piilab.vcards) or over a property's name ("RRULE:"); cut a form's caption off
+              any value ("Anschrift: ..."), greetings and titles off a name ("Ciao Giulia") and a country line off an address
               ("...\n10178 Berlin\nGermany"); and
               relabel a national number in its own shape (123-45-6789, 000.000.000-00) or
               after an identity label ("NHS number: ...", piilab.labelled_values) ID_NUM,
@@ -39,9 +39,9 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and two more ask
               is", "call me on"; not freephone), identity numbers right after a label
               naming them a person's ("Kundennummer:", "PPSN:", "mi CUIL";
               piilab.labelled_values), the account of a bank statement's ":25:" field
-              (piilab.statements) and a vCard's messenger handles; no URLs or other phone
-              numbers: public links and numbers look the same as personal ones, and only
-              context tells them apart;
+              (piilab.statements) and a vCard's messenger handles and N names; no URLs or
+              other phone numbers: public links and numbers look the same as personal
+              ones, and only context tells them apart;
 - `phones`:   add the phone numbers the model missed that are written with no label in a
               phone's own shape ("(617) 555-0148", "+44 20 7946 0958"). Not in `extract`'s
               defaults: a number's shape does not say whose it is;
@@ -76,7 +76,7 @@ from piilab.labelled_values import is_identity_label, labelled_ids, labelled_pho
 from piilab.postal import line_above, postal_addresses
 from piilab.span_sets import containing, overlaps, taken_by
 from piilab.statements import over_field_tag, statement_accounts
-from piilab.vcards import card_only_values, messenger_handles
+from piilab.vcards import card_only_values, messenger_handles, property_names, structured_names
 
 MODES = ("extend", "check", "complete", "phones", "mailbox", "postal")  # the order they apply in
 ADDING = frozenset({"complete", "phones", "mailbox", "postal"})  # the modes that add spans the model did not write
@@ -335,14 +335,15 @@ def check(text: str, spans: list[Span]) -> list[Span]:
     label's shape, that name no one where they stand (`no_ones_addresses`), an address that an
     organisation's name heads (`premises_address`), a name in a field that asks for an
     organisation (`in_organisations_field`) or that is an identity label ("NIF"), and anything
-    over a bank statement's field tag (":61:", `over_field_tag`) or in a vCard's field about
-    the card itself (its UID, `card_only_values`)."""
+    over a bank statement's field tag (":61:", `over_field_tag`), in a vCard's field about the
+    card itself (its UID, `card_only_values`) or over a vCard's or iCalendar file's property name
+    ("RRULE", `property_names`)."""
     labelled = relabelled(text, [without_caption(text, s) for s in spans])
     split = [part for s in labelled for part in names_per_line(text, s)]  # before a sign-off's ","
     trimmed = [_TRIMS[s[2]](text, s) if s[2] in _TRIMS else s for s in split]
     split = [part for s in trimmed for part in names_per_line(text, s)]  # after a greeting's line
     nobody = no_ones_addresses(text)
-    over_tag, about_card = over_field_tag(text), taken_by(card_only_values(text))
+    over_tag, about_card = over_field_tag(text), taken_by(card_only_values(text) + property_names(text))
     kept = [s for s in split if (s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])
                                  or (s[2] == "ID_NUM" and persons_number(text, s)))
             and not over_tag(s[0], s[1]) and not about_card(s[0], s[1])
@@ -400,7 +401,8 @@ def complete(text: str, spans: list[Span]) -> list[Span]:
     phone numbers after a phone label, card numbers, IBANs and national numbers (none of these
     right after a word naming it an order's, an invoice's or the like), identity numbers after
     an identity label (`labelled_ids`), a bank statement's account (`statement_accounts`) and
-    a vCard's messenger handles (`messenger_handles`)."""
+    a vCard's messenger handles (`messenger_handles`) and the names of its N fields
+    (`structured_names`)."""
     nobody = no_ones_addresses(text)
     personal = [s for s in emails(text) if not nobody(s[0], s[1])]
     numbers = [s for s in card_and_iban_numbers(text) + national_ids(text)
@@ -409,7 +411,8 @@ def complete(text: str, spans: list[Span]) -> list[Span]:
     numbers += [s for s in labelled_ids(text) if not shaped(s[0], s[1])]
     taken = taken_by(spans)
     handles = fediverse_users(text) + messenger_handles(text)
-    added = [s for s in personal + handles + numbers if not taken(s[0], s[1])]
+    found = personal + handles + structured_names(text) + numbers
+    added = [s for s in found if not taken(s[0], s[1])]
     return sorted(spans + list(dict.fromkeys(added)))  # an IBAN may be a statement's account too
 
 

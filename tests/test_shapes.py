@@ -40,7 +40,7 @@ def test_check_drops_technical_prose_the_model_calls_pii():
 
 
 def test_check_wants_four_digits_in_an_id_number():
-    text = "Hashes xxh64 and GPL-2+ code, 500 users; PAN ABCPM1234K, ref A-99812."
+    text = "Hashes xxh64 and GPL-2+ code, 500 users; PAN ABCPM1234K, badge A-99812."
     def at(value):
         return (text.index(value), text.index(value) + len(value), "ID_NUM")
     spans = [at(v) for v in ("xxh64", "GPL-2+", "500", "ABCPM1234K", "A-99812")]
@@ -142,6 +142,20 @@ def test_complete_adds_no_number_a_word_names_a_business_reference(lead_in):
         assert shapes.complete(text, []) == []
         person = f"Her SSN is on file: {number}; {lead_in}A-77 has shipped."
         assert [person[a:b] for a, b, _ in shapes.complete(person, [])] == [number]
+
+
+def span(text: str, value: str) -> tuple[int, int]:
+    start = text.index(value)
+    return start, start + len(value)
+
+
+def test_check_drops_the_models_numbers_after_a_business_reference_word():
+    text = "Invoice number: 007/10/2022\nRechnung Nr. 4711-0815\nTel.: 0171 2345678\nSSN 078-05-1120"
+    spans = [(*span(text, "007/10/2022"), "PHONE_NUM"), (*span(text, "4711-0815"), "ID_NUM"),
+             (*span(text, "0171 2345678"), "PHONE_NUM"), (*span(text, "078-05-1120"), "ID_NUM")]
+    assert shapes.check(text, spans) == spans[2:]
+    owned = "Water bill, customer ref 900 215 7734"  # a person's word owns the reference
+    assert shapes.check(owned, [(*span(owned, "900 215 7734"), "ID_NUM")]) == [(*span(owned, "900 215 7734"), "ID_NUM")]
 
 
 def test_a_fediverse_handle_is_a_username_not_an_email_address():

@@ -10,7 +10,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and two more ask
 - `check`:    drop a model item whose value cannot have its label's shape: an e-mail, phone or
               web address of the wrong shape, a role mailbox ("support@...") or a mailing list's
               address ("bug-coreutils@...", "...@lists.debian.org") as EMAIL, a
-              freephone number (0800 ..., 1-800-...) or a date as PHONE_NUM, a "name" with
+              freephone number (0800 ..., 1-800-...) or a date as PHONE_NUM, a phone or ID
+              number right after a business's reference word ("Invoice number:"), a "name" with
               digits or code characters, that is an identity label ("Steuernummer", "NIF"),
               ending in a company's legal form ("... GmbH"), holding an
               institution's noun ("... Office") or made only of words that greet, thank, title
@@ -159,6 +160,7 @@ _REFERENCE_BEFORE = re.compile(
 
 
 REFERENCE_REACH = 24  # how far before a number the word naming it a reference may begin
+_OWNER_BEFORE = re.compile(r"(?i)(?<![\w-])(?:customer|client|member|patient|account|policy)[ \t]+$")
 
 
 # Words that name a number as a person's, right before it: "MRN #48291733", "Member no. #5521".
@@ -177,8 +179,10 @@ def persons_number(text: str, span: Span) -> bool:
 
 def after_reference_word(text: str, start: int) -> bool:
     """Whether a number at `start` follows a word that names it a business's reference
-    ("Order #", "invoice no.", "Rechnung Nr."), on its line and within REFERENCE_REACH characters."""
-    return _REFERENCE_BEFORE.search(text, max(0, start - REFERENCE_REACH), start) is not None
+    ("Order #", "invoice no.", "Rechnung Nr."), on its line and within REFERENCE_REACH characters;
+    not where a person's word owns the reference ("customer ref")."""
+    found = _REFERENCE_BEFORE.search(text, max(0, start - REFERENCE_REACH), start)
+    return found is not None and _OWNER_BEFORE.search(text, max(0, found.start() - 12), found.start()) is None
 
 
 # Phone numbers in the two shapes that say "phone" without a label: North America's, its area
@@ -308,6 +312,8 @@ def in_organisations_field(text: str, span: Span) -> bool:
             and caption[0].split(":")[0].split()[-1].lower() in ORGANISATION_CAPTIONS)
 
 
+# The labels of numbers, which a business's reference word before them makes the business's.
+_NUMBERS = frozenset({"PHONE_NUM", "ID_NUM"})
 # What `check` trims off a span of each label.
 _TRIMS = {"NAME": without_letter_words, "STREET_ADDRESS": without_country}
 
@@ -334,7 +340,9 @@ def check(text: str, spans: list[Span]) -> list[Span]:
     lines, an address without its country line; and without those whose value lacks their
     label's shape, that name no one where they stand (`no_ones_addresses`), an address that an
     organisation's name heads (`premises_address`), a name in a field that asks for an
-    organisation (`in_organisations_field`) or that is an identity label ("NIF"), and anything
+    organisation (`in_organisations_field`) or that is an identity label ("NIF"), a phone or ID
+    number right after a word naming it a business's reference ("Invoice number:",
+    `after_reference_word`), and anything
     over a bank statement's field tag (":61:", `over_field_tag`), in a vCard's field about the
     card itself (its UID, `card_only_values`) or over a vCard's or iCalendar file's property name
     ("RRULE", `property_names`)."""
@@ -347,6 +355,7 @@ def check(text: str, spans: list[Span]) -> list[Span]:
     kept = [s for s in split if (s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])
                                  or (s[2] == "ID_NUM" and persons_number(text, s)))
             and not over_tag(s[0], s[1]) and not about_card(s[0], s[1])
+            and not (s[2] in _NUMBERS and after_reference_word(text, s[0]))
             and not (s[2] == "EMAIL" and nobody(s[0], s[1]))
             and not (s[2] == "STREET_ADDRESS" and premises_address(text, s))
             and not (s[2] == "NAME" and (in_organisations_field(text, s)

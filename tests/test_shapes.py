@@ -485,11 +485,13 @@ def test_a_date_is_no_phone_number_once_its_caption_is_cut():
     ("Name of employer:  Discovery Health", "Discovery Health", False),
     ("Arbeitgeber: Müller Logistik", "Müller Logistik", False),
     ("   Vendor: Acme Foods", "Acme Foods", False),  # an indented field
+    ("city: Musterstadt", "Musterstadt", False),  # a field that asks for a place
+    ("Stadt: Freiburg", "Freiburg", False),
     ("Contact: Jana Novak", "Jana Novak", True),  # a field that asks for a person
     ("Company contact: Jana Novak", "Jana Novak", True),  # the caption's last word decides
     ("Jana Novak, company: Deloitte", "Jana Novak", True),  # no caption before her on the line
 ])
-def test_check_drops_a_name_in_a_field_that_asks_for_an_organisation(line, value, kept):
+def test_check_drops_a_name_in_a_field_that_asks_for_an_organisation_or_a_place(line, value, kept):
     text = f"Registration\n{line}\nThanks"
     start = text.index(value)
     span = (start, start + len(value), "NAME")

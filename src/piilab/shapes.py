@@ -67,7 +67,7 @@ from functools import lru_cache
 from piilab.addresses import (NAME_TOKEN, Span, emails, fediverse_users, handle_as_username,
                                mailbox_names, no_ones_addresses)
 from piilab.data.places import is_country, is_premises
-from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, ORGANISATION_CAPTIONS,
+from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, ORGANISATION_CAPTIONS, PLACE_CAPTIONS,
                                    br_cpf_valid, ch_ahv_valid, es_dni_valid, fr_nir_valid, iban_valid,
                                    is_id_number, is_name, is_personal_email, is_personal_phone,
                                    is_street_address, is_url, is_us_ssn, is_username, is_web_address,
@@ -301,15 +301,16 @@ def without_caption(text: str, span: Span) -> Span:
     return span if caption is None else (caption.end(), end, label)
 
 
-def in_organisations_field(text: str, span: Span) -> bool:
-    """Whether a span is the value of a form's field that asks for an organisation: its line
-    before it is a caption (as `without_caption` reads one) whose last word is such a word
-    ("Company: Deloitte", "Employer: Discovery Health"; `validators.ORGANISATION_CAPTIONS`)."""
+def in_impersonal_field(text: str, span: Span) -> bool:
+    """Whether a span is the value of a form's field that asks for an organisation or a place:
+    its line before it is a caption (as `without_caption` reads one) whose last word is such a
+    word ("Company: Deloitte", "Employer: Discovery Health", "city: Musterstadt";
+    `validators.ORGANISATION_CAPTIONS` and `PLACE_CAPTIONS`)."""
     start = text.rfind("\n", 0, span[0]) + 1
     start += len(text[start:span[0]]) - len(text[start:span[0]].lstrip(" \t"))  # past an indent
     caption = _CAPTION.match(text, start)
     return (caption is not None and caption.end() == span[0]
-            and caption[0].split(":")[0].split()[-1].lower() in ORGANISATION_CAPTIONS)
+            and caption[0].split(":")[0].split()[-1].lower() in ORGANISATION_CAPTIONS | PLACE_CAPTIONS)
 
 
 # The labels of numbers, which a business's reference word before them makes the business's.
@@ -340,7 +341,7 @@ def check(text: str, spans: list[Span]) -> list[Span]:
     lines, an address without its country line; and without those whose value lacks their
     label's shape, that name no one where they stand (`no_ones_addresses`), an address that an
     organisation's name heads (`premises_address`), a name in a field that asks for an
-    organisation (`in_organisations_field`) or that is an identity label ("NIF"), a phone or ID
+    organisation or a place (`in_impersonal_field`) or that is an identity label ("NIF"), a phone or ID
     number right after a word naming it a business's reference ("Invoice number:",
     `after_reference_word`), and anything
     over a bank statement's field tag (":61:", `over_field_tag`), in a vCard's field about the
@@ -358,7 +359,7 @@ def check(text: str, spans: list[Span]) -> list[Span]:
             and not (s[2] in _NUMBERS and after_reference_word(text, s[0]))
             and not (s[2] == "EMAIL" and nobody(s[0], s[1]))
             and not (s[2] == "STREET_ADDRESS" and premises_address(text, s))
-            and not (s[2] == "NAME" and (in_organisations_field(text, s)
+            and not (s[2] == "NAME" and (in_impersonal_field(text, s)
                                           or is_identity_label(text[s[0]:s[1]])))]
     return list(dict.fromkeys(kept))  # "Ciao Giulia" trimmed may be the model's "Giulia" too
 

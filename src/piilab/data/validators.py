@@ -214,6 +214,11 @@ INSTITUTION_WORDS = frozenset("""
 ORGANISATION_CAPTIONS = frozenset("""
     company employer organisation organization firm firma arbeitgeber unternehmen entreprise société
     empresa azienda vendor supplier lieferant fournisseur proveedor bank school university insurer""".split())
+# A form's captions that ask for a place: a name in that field is a town's, not a person's
+# ("city: Musterstadt").
+PLACE_CAPTIONS = frozenset("""
+    city town country state province region county stadt ort land ville pays ciudad país città
+    paese stad plaats""".split())
 
 
 def is_mark(char: str) -> bool:

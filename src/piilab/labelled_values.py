@@ -55,8 +55,9 @@ _NOT_A_PHONE = re.compile(rf"(?:(?:19|20)\d{{2}}[ \t]*[-–/][ \t]*(?:19|20)?\d{
 
 
 def labelled_phones(text: str) -> list[Span]:
-    """Phone numbers written right after a phone label ("Tel.: +49 30 9018 2245", a vCard's
-    "TEL;TYPE=cell:+1-415-937-3419"), not freephone numbers, dates or year ranges, as PHONE_NUM."""
+    """Phone numbers written right after a phone label or phrase ("Tel.: +49 30 9018 2245", a
+    vCard's "TEL;TYPE=cell:+1-415-937-3419", "call me on 0161 496 0753"), not freephone numbers,
+    dates or year ranges, as PHONE_NUM."""
     return [(m.start("number"), m.end("number"), "PHONE_NUM") for m in _PHONE_LABEL.finditer(text)
             if is_personal_phone(m["number"]) and _NOT_A_PHONE.match(m["number"]) is None
             and m["number"].count("(") == m["number"].count(")")]
@@ -92,8 +93,6 @@ _LABEL = (rf"(?<![\w-])(?:(?i:{_NAMES})(?:[ \t]*(?i:{_NUMBER}))?|(?:{_ABBREVIATI
 # refuses dates, codes and numbers of fewer than four digits.
 _VALUE = r"(?P<value>[A-Z0-9](?:[A-Z0-9]|[-./](?=[A-Z0-9])|[ \t](?=\d))*[A-Z0-9])(?![\w@])"
 _LABELLED_ID = re.compile(rf"{_LABEL}(?:[ \t]*[:#][ \t]*|{_SAID}[ \t]*:?[ \t]*|[ \t]*\([ \t]*|[ \t]+){_VALUE}")
-
-
 _LABEL_ALONE = re.compile(_LABEL)
 
 

@@ -24,8 +24,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and two more ask
               value in the dev set) or that reaches over a bank statement's field tag
               (":61:...") or lies in a vCard's field about the card (its UID;
               piilab.vcards) or over a property's name ("RRULE:"); cut a form's caption off
-              any value ("Anschrift: ..."), greetings and titles off a name ("Ciao Giulia") and a country line off an address
-              ("...\n10178 Berlin\nGermany"); and
+              any value ("Anschrift: ..."), greetings and titles off a name ("Ciao Giulia")
+              and a country line off an address ("...\n10178 Berlin\nGermany"); and
               relabel a national number in its own shape (123-45-6789, 000.000.000-00) or
               after an identity label ("NHS number: ...", piilab.labelled_values) ID_NUM,
               whatever the model called it (PHONE_NUM, mostly), and a fediverse handle's
@@ -341,12 +341,11 @@ def check(text: str, spans: list[Span]) -> list[Span]:
     lines, an address without its country line; and without those whose value lacks their
     label's shape, that name no one where they stand (`no_ones_addresses`), an address that an
     organisation's name heads (`premises_address`), a name in a field that asks for an
-    organisation or a place (`in_impersonal_field`) or that is an identity label ("NIF"), a phone or ID
-    number right after a word naming it a business's reference ("Invoice number:",
-    `after_reference_word`), and anything
-    over a bank statement's field tag (":61:", `over_field_tag`), in a vCard's field about the
-    card itself (its UID, `card_only_values`) or over a vCard's or iCalendar file's property name
-    ("RRULE", `property_names`)."""
+    organisation or a place (`in_impersonal_field`) or that is an identity label ("NIF"), a
+    phone or ID number right after a word naming it a business's reference ("Invoice number:",
+    `after_reference_word`), and anything over a bank statement's field tag (":61:",
+    `over_field_tag`), in a vCard's field about the card itself (its UID, `card_only_values`)
+    or over a vCard's or iCalendar file's property name ("RRULE", `property_names`)."""
     labelled = relabelled(text, [without_caption(text, s) for s in spans])
     split = [part for s in labelled for part in names_per_line(text, s)]  # before a sign-off's ","
     trimmed = [_TRIMS[s[2]](text, s) if s[2] in _TRIMS else s for s in split]

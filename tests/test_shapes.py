@@ -210,6 +210,21 @@ def test_mailbox_names_leave_collectives_brands_and_desks_alone(line):
     assert shapes.mailbox_names(line) == []
 
 
+@pytest.mark.parametrize("line, personal", [
+    ("written by the APT team <apt@example.org>", False),  # the display name's last word: a collective
+    ("From: The Hiring Engine Automation <jobs+65560@example.com>", False),
+    ("From: CRM Comments [crm@example.com]", False),
+    ("From: Jane Doe <jane@example.org>", True),
+    ("ask my team lead Jane <jane@example.org>", True),  # a collective's word, but not last
+])
+def test_a_collectives_mailbox_is_no_ones(line, personal):
+    start = line.index("@") - len(line[:line.index("@")].split("<")[-1].split("[")[-1])
+    end = line.index(">") if ">" in line else line.index("]")
+    email = (start, end, "EMAIL")
+    assert (shapes.check(line, [email]) == [email]) is personal
+    assert (email in shapes.complete(line, [])) is personal
+
+
 def test_mailbox_adds_a_missed_display_name_but_never_over_the_models_spans():
     text = "Copyright: 1997 Andrew Main <zefram@example.ac.uk>\nFrom: Jo Bloggs <jo@example.org>"
     main, jo = text.index("Andrew Main"), text.index("Jo Bloggs")

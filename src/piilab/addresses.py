@@ -190,16 +190,31 @@ _ID_LINE = re.compile(
     r"uid[ \t]*[:;].*$)", re.IGNORECASE | re.MULTILINE)
 
 
+# The last word of a display name that makes its mailbox a collective's: "the APT team <...>",
+# "The Hiring Engine Automation <...>", "CRM Comments [...]".
+_COLLECTIVE_LAST_WORDS = (_NOT_A_PERSON - {"the", "your", "our", "my", "address"}) | {"automation", "comments"}
+
+
+def collectives_mailbox(text: str, start: int) -> bool:
+    """Whether the address at `start` is in brackets after a display name whose last word names
+    a collective ("Debian Python Team <team@...>"): a team's mailbox, no one's."""
+    if start == 0 or text[start - 1] not in "<([":
+        return False
+    words = re.findall(r"[^\W\d_]+", text[text.rfind("\n", 0, start - 1) + 1:start - 1].lower())
+    return bool(words) and words[-1] in _COLLECTIVE_LAST_WORDS
+
+
 @lru_cache(maxsize=16)  # `on_items` asks once per item about the same text
 def no_ones_addresses(text: str):
     """(start, end) -> whether the address there names no person where it stands: a role
-    mailbox or a mailing list's, one on a message or event id's line, or the address of a list
-    whose own addresses the text holds ("ppp@zzz.org" beside "ppp-request@zzz.org")."""
+    mailbox or a mailing list's, one on a message or event id's line, a collective's
+    (`collectives_mailbox`), or the address of a list whose own addresses the text holds
+    ("ppp@zzz.org" beside "ppp-request@zzz.org")."""
     on_id_line = taken_by(m.span() for m in _ID_LINE.finditer(text))
     lists = {f"{m['owned'] or m['list']}@{m['host']}".lower() for m in LIST_OWN_ADDRESS.finditer(text)}
 
     def nobody(start: int, end: int) -> bool:
         value = text[start:end]
-        return (is_role_mailbox(value) or on_id_line(start, end)
+        return (is_role_mailbox(value) or on_id_line(start, end) or collectives_mailbox(text, start)
                 or (unobfuscated_email(value) or value).lower() in lists)
     return nobody

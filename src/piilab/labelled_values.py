@@ -82,12 +82,13 @@ _NAMES = (
 )
 # Abbreviations, matched in capitals only ("sin" and "nie" are words in Spanish and German).
 _ABBREVIATIONS = r"SSN|SIN|NINO|NHS|PPSN|PPS|DNI|NIE|NIF|CUIL|CUIT|RUT|CURP|BSN|PESEL|CPR|CPF|NIR|MRN|HKID|NRIC"
-# Words that name a person's number only with a "number" after them.
-_GENERIC = (r"account|acct|customer|client|member|membership|patient|policy|student|employee|"
+# Words that name a person's number only with a "number" after them (and own a reference:
+# "customer ref", piilab.shapes.after_reference_word).
+PERSONS_NUMBER_WORDS = (r"account|acct|customer|client|member|membership|patient|policy|student|employee|"
             r"staff|personnel|bond|tax|id|identity|identification|insurance")
 _NUMBER = r"(?:number|num|no|nr|n°|nº|#|id)\.?"  # "Student ID", "Member no."
 _LABEL = (rf"(?<![\w-])(?:(?i:{_NAMES})(?:[ \t]*(?i:{_NUMBER}))?|(?:{_ABBREVIATIONS})(?:[ \t]*(?i:{_NUMBER}))?"
-          rf"|(?i:{_GENERIC})[ \t]*(?i:{_NUMBER}))")
+          rf"|(?i:{PERSONS_NUMBER_WORDS})[ \t]*(?i:{_NUMBER}))")
 # The value: capitals and digits, in groups joined by "-", "." or "/" (or a space before digits):
 # "K-4410938", "1.020.456.789", "1 85 05 78 006 084 36", "1234567TA"; `is_id_number` then
 # refuses dates, codes and numbers of fewer than four digits.

@@ -67,13 +67,13 @@ from functools import lru_cache
 from piilab.addresses import (NAME_TOKEN, Span, emails, fediverse_users, handle_as_username,
                                mailbox_names, no_ones_addresses)
 from piilab.data.places import is_country, is_premises
-from piilab.data.validators import (LETTER_WORDS, NAME_PARTICLES, ORGANISATION_CAPTIONS, PLACE_CAPTIONS,
+from piilab.data.validators import (IMPERSONAL_CAPTIONS, LETTER_WORDS, NAME_PARTICLES,
                                    br_cpf_valid, ch_ahv_valid, es_dni_valid, fr_nir_valid, iban_valid,
                                    is_id_number, is_name, is_personal_email, is_personal_phone,
                                    is_street_address, is_url, is_us_ssn, is_username, is_web_address,
                                    luhn_valid, only_letter_words, uk_nino_valid)
 from piilab.errors import PiilabError
-from piilab.labelled_values import is_identity_label, labelled_ids, labelled_phones
+from piilab.labelled_values import PERSONS_NUMBER_WORDS, is_identity_label, labelled_ids, labelled_phones
 from piilab.postal import line_above, postal_addresses
 from piilab.span_sets import containing, overlaps, taken_by
 from piilab.statements import over_field_tag, statement_accounts
@@ -160,7 +160,7 @@ _REFERENCE_BEFORE = re.compile(
 
 
 REFERENCE_REACH = 24  # how far before a number the word naming it a reference may begin
-_OWNER_BEFORE = re.compile(r"(?i)(?<![\w-])(?:customer|client|member|patient|account|policy)[ \t]+$")
+_OWNER_BEFORE = re.compile(rf"(?i)(?<![\w-])(?:{PERSONS_NUMBER_WORDS})[ \t]+$")  # "customer ref"
 
 
 # Words that name a number as a person's, right before it: "MRN #48291733", "Member no. #5521".
@@ -305,12 +305,12 @@ def in_impersonal_field(text: str, span: Span) -> bool:
     """Whether a span is the value of a form's field that asks for an organisation or a place:
     its line before it is a caption (as `without_caption` reads one) whose last word is such a
     word ("Company: Deloitte", "Employer: Discovery Health", "city: Musterstadt";
-    `validators.ORGANISATION_CAPTIONS` and `PLACE_CAPTIONS`)."""
+    `validators.IMPERSONAL_CAPTIONS`)."""
     start = text.rfind("\n", 0, span[0]) + 1
     start += len(text[start:span[0]]) - len(text[start:span[0]].lstrip(" \t"))  # past an indent
     caption = _CAPTION.match(text, start)
     return (caption is not None and caption.end() == span[0]
-            and caption[0].split(":")[0].split()[-1].lower() in ORGANISATION_CAPTIONS | PLACE_CAPTIONS)
+            and caption[0].split(":")[0].split()[-1].lower() in IMPERSONAL_CAPTIONS)
 
 
 # The labels of numbers, which a business's reference word before them makes the business's.

@@ -219,6 +219,7 @@ ORGANISATION_CAPTIONS = frozenset("""
 PLACE_CAPTIONS = frozenset("""
     city town country state province region county stadt ort land ville pays ciudad país città
     paese stad plaats""".split())
+IMPERSONAL_CAPTIONS = ORGANISATION_CAPTIONS | PLACE_CAPTIONS  # fields that ask for no person
 
 
 def is_mark(char: str) -> bool:

@@ -142,13 +142,15 @@ def real_weights(work: Path, gguf: str | None) -> str:
     """Where the extract part finds SmolLM2's converted weights: converted from `gguf` into
     work/cache once (PIILAB_CACHE, inherited by the workers), or, with no `gguf`, the embedded
     model as piilab finds it (its package installed)."""
+    from piilab.io import replaced_whole
     from piilab.models.embedded import cache_dir, convert_gguf
 
     if gguf:
         os.environ["PIILAB_CACHE"] = str(work / "cache")
         target = cache_dir() / "models" / "smollm2-135m"
         if not (target / "config.json").exists():
-            convert_gguf(Path(gguf), target)
+            with replaced_whole(target) as scratch:  # a conversion cut short leaves no half folder
+                convert_gguf(Path(gguf), scratch)
     return str(cache_dir() / "models" / "smollm2-135m")
 
 

@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from piilab import shapes
+from piilab import numbers, shapes
+from piilab.errors import PiilabError
 
 TEXT = ("Mail jane.doe@example.org or see https://github.com/jdoe-dev. Card 4111 1111 1111 1111, "
         "IBAN DE89 3704 0044 0532 0130 00 ORDER 1234567890123, ref 4111 1111 1111 1112.")
@@ -16,7 +17,7 @@ def value(span):
 
 def test_finds_emails_valid_cards_and_ibans_only():
     assert [value(s) for s in shapes.emails(TEXT)] == ["jane.doe@example.org"]
-    found = [value(s) for s in shapes.card_and_iban_numbers(TEXT)]
+    found = [value(s) for s in numbers.card_and_iban_numbers(TEXT)]
     # the second card fails Luhn, the 13-digit order number too; the IBAN stops before ORDER
     assert found == ["4111 1111 1111 1111", "DE89 3704 0044 0532 0130 00"]
     assert [TEXT[a:b] for a, b in shapes.urls(TEXT)] == ["https://github.com/jdoe-dev"]
@@ -241,7 +242,7 @@ def test_mailbox_adds_a_missed_display_name_but_never_over_the_models_spans():
 
 def test_combine_names_unknown_modes():
     assert shapes.combine(TEXT, [], []) == []
-    with pytest.raises(ValueError, match="unknown validator modes"):
+    with pytest.raises(PiilabError, match="validator modes: unknown guess"):
         shapes.combine(TEXT, [], ["guess"])
 
 
@@ -528,7 +529,7 @@ def test_check_drops_a_name_in_a_field_that_asks_for_an_organisation_or_a_place(
     ("serial 12345-666-7777 and 415-666-7777-12", []),  # inside a longer number
 ])
 def test_unlabelled_phones_in_a_phones_own_shape(text, found):
-    assert [text[a:b] for a, b, _ in shapes.unlabelled_phones(text)] == found
+    assert [text[a:b] for a, b, _ in numbers.unlabelled_phones(text)] == found
 
 
 def test_phones_is_asked_for_by_name_and_adds_only_what_nothing_took():

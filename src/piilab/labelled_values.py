@@ -83,7 +83,7 @@ _NAMES = (
 # Abbreviations, matched in capitals only ("sin" and "nie" are words in Spanish and German).
 _ABBREVIATIONS = r"SSN|SIN|NINO|NHS|PPSN|PPS|DNI|NIE|NIF|CUIL|CUIT|RUT|CURP|BSN|PESEL|CPR|CPF|NIR|MRN|HKID|NRIC"
 # Words that name a person's number only with a "number" after them (and own a reference:
-# "customer ref", piilab.shapes.after_reference_word).
+# "customer ref", piilab.numbers.after_reference_word).
 PERSONS_NUMBER_WORDS = (r"account|acct|customer|client|member|membership|patient|policy|student|employee|"
             r"staff|personnel|bond|tax|id|identity|identification|insurance")
 _NUMBER = r"(?:number|num|no|nr|n°|nº|#|id)\.?"  # "Student ID", "Member no."

@@ -75,6 +75,9 @@ def test_check_drops_freephone_numbers_and_companies_as_a_persons():
     ("Best,\nNadia", "Nadia"), ("Gentile Paolo", "Gentile Paolo"), ("Moin Khan", "Moin Khan"),
     ("3rd party software", None),  # the digit fails it whole: never trimmed to "rd party software"
     ("Frank", "Frank"), ("Don", "Don"), ("Best", "Best"),  # names too: never taken for a greeting
+    ("Ph.D.", None), ("Stephanie Johnson DDS", "Stephanie Johnson"), ("John E. Doe, Ph.D.", "John E. Doe"),
+    ("Jane Roe, M.D., PhD", "Jane Roe"), ("Dr. Ann Lee MBA", "Ann Lee"),  # degrees after a name: titles
+    ("Fred L. Drake, Jr.", "Fred L. Drake, Jr."), ("Li Ma", "Li Ma"),  # a suffix and a surname stay
 ])
 def test_check_drops_greetings_titles_and_institutions_as_names_and_trims_them_off_names(value, kept):
     text = f"{value}, see you"

@@ -69,7 +69,8 @@ from piilab.addresses import (NAME_TOKEN, Span, emails, fediverse_users, handle_
 from piilab.data.places import is_country, is_premises
 from piilab.data.validators import (IMPERSONAL_CAPTIONS, LETTER_WORDS, NAME_PARTICLES, is_id_number,
                                    is_name, is_personal_email, is_personal_phone, is_street_address,
-                                   is_url, is_username, is_web_address, only_letter_words)
+                                   is_post_nominal, is_url, is_username, is_web_address,
+                                   only_letter_words)
 from piilab.errors import PiilabError
 from piilab.labelled_values import is_identity_label, labelled_ids, labelled_phones
 from piilab.numbers import (after_reference_word, card_and_iban_numbers, is_national_id, national_ids,
@@ -126,9 +127,10 @@ def _wholes(text: str):
 
 def without_letter_words(text: str, span: Span) -> Span:
     """A NAME span less the greeting, closing or title words it begins with ("Ciao Giulia",
-    "Freundliche Grüsse\nNadia Brunner", "Mrs. Lee": titles stay outside a name) and less the
-    lines before its last where they end in a comma ("Best,\nNadia"); as it was where nothing
-    else would be left."""
+    "Freundliche Grüsse\nNadia Brunner", "Mrs. Lee": titles stay outside a name), the degrees
+    and honours it ends with ("Stephanie Johnson DDS", "John E. Doe, Ph.D."), and the lines
+    before its last where they end in a comma ("Best,\nNadia"); as it was where nothing else
+    would be left."""
     start, end, label = span
     last_line = text.rfind("\n", start, end) + 1  # a sign-off over lines: "Kind regards,\nNadia"
     if start < last_line < end and (text[start:last_line].rstrip().endswith(",")
@@ -138,7 +140,10 @@ def without_letter_words(text: str, span: Span) -> Span:
     first = 0
     while first < len(words) - 1 and words[first].group().strip(".'’-").lower() in LETTER_WORDS:
         first += 1
-    return (words[first].start() if first else start, end, label)
+    last = len(words)
+    while last > first + 1 and is_post_nominal(words[last - 1].group()):
+        last -= 1
+    return (words[first].start() if first else start, words[last - 1].end() if last < len(words) else end, label)
 
 
 def names_per_line(text: str, span: Span) -> list[Span]:

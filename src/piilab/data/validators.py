@@ -199,6 +199,18 @@ LETTER_WORDS = frozenset("""
     señor señora señorita sr sra signor signore signora sig meneer mevrouw dhr mevr senhor
     senhora bey hanım""".split())
 
+# Degrees and honours written after a name ("John E. Doe, Ph.D.", "Stephanie Johnson DDS"), dots
+# left out: titles, outside the name as "Dr." is. Not "Jr." or "Sr.", which are part of a legal
+# name, nor two-letter ones that are surnames too ("Ma", "Ba", "Do").
+POST_NOMINALS = frozenset("""
+    phd md dds dmd dvm esq mba cpa jd llb llm msc bsc mphil dphil frcs frcp mrcp facs obe mbe cbe""".split())
+
+
+def is_post_nominal(word: str) -> bool:
+    """Whether a word is a degree or honour written after a name, in capitals or with its dots
+    ("PhD", "Ph.D.", "Esq."; not "phd" in lower case, which is prose)."""
+    return word[:1].isupper() and word.replace(".", "").lower() in POST_NOMINALS
+
 
 # Nouns that make a name an institution's ("Marylebone Health Centre", "Admissions Office");
 # nouns that are surnames too ("Church", "Bank", "Hall") are not here.
@@ -242,9 +254,9 @@ def _lower_word_in_capitalised_name(value: str) -> bool:
 
 def only_letter_words(value: str) -> bool:
     """Whether every word of `value` greets, thanks, titles or heads a letter ("Bonjour",
-    "Madame", "Danke", "Mr."): no name among them."""
-    words = [w.strip(".'’-").lower() for w in NAME_WORD.findall(value)]
-    return bool(words) and all(w in LETTER_WORDS for w in words)
+    "Madame", "Danke", "Mr.", "Ph.D."): no name among them."""
+    words = NAME_WORD.findall(value)
+    return bool(words) and all(w.strip(".'’-").lower() in LETTER_WORDS or is_post_nominal(w) for w in words)
 
 
 def is_name(value: str) -> bool:

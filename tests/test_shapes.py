@@ -193,6 +193,8 @@ def test_mailbox_names_are_the_words_before_a_personal_address():
     ('"Guido van Rossum, Jukka Lehtosalo, Michael Lee" <ml@example.com>', "Michael Lee"),  # a list
     ("Kind Regards Anna Schmidt <anna@example.de>", "Anna Schmidt"),
     ("Moin Khan <moin@example.pk>", "Moin Khan"),
+    ("From: Stephanie Johnson DDS <sj@example.org>", "Stephanie Johnson"),  # a degree is a title
+    ('From: "Doe, Jane, M.D." <jane.doe@example.com>', "Doe, Jane"),
 ])
 def test_mailbox_names_in_reply_headers_quotes_and_sign_offs(line, name):
     assert [line[a:b] for a, b, _ in shapes.mailbox_names(line)] == [name]

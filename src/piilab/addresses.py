@@ -12,7 +12,7 @@ import re
 from functools import lru_cache
 
 from piilab.data.validators import (DOT_WORDS, LETTER_WORDS, LIST_OWN_ADDRESS, NAME_PARTICLES,
-                                   OBFUSCATED_EMAIL, is_email, is_name, is_role_mailbox,
+                                   OBFUSCATED_EMAIL, is_email, is_name, is_post_nominal, is_role_mailbox,
                                    unobfuscated_email)
 from piilab.span_sets import taken_by
 
@@ -119,6 +119,17 @@ def _leads_in(word: str) -> bool:
     return not word[0].isupper() or word.strip(".,").lower() in _LEAD_INS | LETTER_WORDS
 
 
+def without_post_nominals(words: str) -> str:
+    """`words` up to the degrees and honours they end with ("John Doe, PhD" -> "John Doe, "),
+    which stay outside a name as titles do."""
+    cut = len(words)
+    for word in reversed(list(re.finditer(r"[^\s\"]+", words))):
+        if not is_post_nominal(word.group().rstrip(",")):
+            break
+        cut = word.start()
+    return words[:cut]
+
+
 def _display_name(before: str) -> tuple[int, int] | None:
     """Where the display name lies in `before` (a line up to a mailbox's "<" or "("): the run of
     capitalised words (particles inside it) right before the bracket, or inside the quotes that
@@ -126,6 +137,7 @@ def _display_name(before: str) -> tuple[int, int] | None:
     titles; None where there is none, or it reads as a collective, a brand or a service."""
     quoted = _QUOTED_AT_END.search(before)
     offset, region = (quoted.start(1), quoted.group(1)) if quoted else (0, before)
+    region = without_post_nominals(region).rstrip(" \t,")  # "John Doe, PhD <...>"
     last_first = quoted is not None and region.count(",") == 1  # "Doe, Jane"; more: a list of people
     tokens = list(re.finditer(r"[^\s\"]+", region.rstrip(" \t',")))
     first = len(tokens)  # the run is tokens[first:], at most five words

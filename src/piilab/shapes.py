@@ -65,12 +65,11 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from piilab.addresses import (NAME_TOKEN, Span, emails, fediverse_users, handle_as_username,
-                               mailbox_names, no_ones_addresses)
+                               mailbox_names, no_ones_addresses, without_post_nominals)
 from piilab.data.places import is_country, is_premises
 from piilab.data.validators import (IMPERSONAL_CAPTIONS, LETTER_WORDS, NAME_PARTICLES, is_id_number,
                                    is_name, is_personal_email, is_personal_phone, is_street_address,
-                                   is_post_nominal, is_url, is_username, is_web_address,
-                                   only_letter_words)
+                                   is_url, is_username, is_web_address, only_letter_words)
 from piilab.errors import PiilabError
 from piilab.labelled_values import is_identity_label, labelled_ids, labelled_phones
 from piilab.numbers import (after_reference_word, card_and_iban_numbers, is_national_id, national_ids,
@@ -136,14 +135,13 @@ def without_letter_words(text: str, span: Span) -> Span:
     if start < last_line < end and (text[start:last_line].rstrip().endswith(",")
                                     or only_letter_words(text[start:last_line])):
         start = last_line
+    named = without_post_nominals(text[start:end]).rstrip(" \t,")
+    end = start + len(named) if named.strip() else end
     words = list(NAME_TOKEN.finditer(text, start, end))
     first = 0
     while first < len(words) - 1 and words[first].group().strip(".'’-").lower() in LETTER_WORDS:
         first += 1
-    last = len(words)
-    while last > first + 1 and is_post_nominal(words[last - 1].group()):
-        last -= 1
-    return (words[first].start() if first else start, words[last - 1].end() if last < len(words) else end, label)
+    return (words[first].start() if first else start, end, label)
 
 
 def names_per_line(text: str, span: Span) -> list[Span]:

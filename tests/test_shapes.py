@@ -123,6 +123,18 @@ def test_extend_grows_a_name_over_its_initial(text, name, whole):
     assert text[a:b] == whole
 
 
+@pytest.mark.parametrize("text, name, whole", [
+    ('To: "Watson, Dan" <user@host2.com>', "Watson", "Watson, Dan"),
+    ("From: Father Time <father.time@example.org>", "Time", "Father Time"),
+    ("Cc: Jane Doe <jane@example.org>, Bob", "Bob", "Bob"),  # outside every display name
+    ("From: Support Team <help@example.org>", "Team", "Team"),  # a collective's: no display name
+])
+def test_extend_grows_a_name_to_the_display_name_it_lies_in(text, name, whole):
+    start = text.index(name)
+    [(a, b, _)] = shapes.extend(text, [(start, start + len(name), "NAME")])
+    assert text[a:b] == whole
+
+
 def test_complete_adds_what_the_model_missed_without_doubling_what_it_found():
     email = TEXT.index("jane")
     completed = shapes.complete(TEXT, [(email, email + 8, "NAME")])
@@ -238,9 +250,11 @@ def test_mailbox_adds_a_missed_display_name_but_never_over_the_models_spans():
     assert shapes.mailbox(text, model) == [model[0], (jo, jo + 9, "NAME")]
     items = [{"value": "Andrew", "label": "NAME", "spans": [{"start": main, "end": main + 6}]}]
     out, _ = shapes.on_items(text, items, shapes.MODES)
-    assert [(i["value"], i["label"], i.get("found_by")) for i in out] == [
-        ("Andrew", "NAME", None), ("zefram@example.ac.uk", "EMAIL", "pattern"),
+    assert [(i["value"], i["label"], i.get("found_by")) for i in out] == [  # `extend` grew the model's
+        ("Andrew Main", "NAME", None), ("zefram@example.ac.uk", "EMAIL", "pattern"),
         ("Jo Bloggs", "NAME", "pattern"), ("jo@example.org", "EMAIL", "pattern")]
+    out, _ = shapes.on_items(text, items, ("check", "complete", "mailbox"))
+    assert [i["value"] for i in out] == ["Andrew", "zefram@example.ac.uk", "Jo Bloggs", "jo@example.org"]
     without = shapes.on_items(text, items, ("extend", "check", "complete"))[0]
     assert "Jo Bloggs" not in [i["value"] for i in without]
 

@@ -6,7 +6,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and two more ask
 
 - `extend`:   grow a model item that is cut inside an e-mail address (as EMAIL) or URL to the
               whole value, a phone number over the area or country code written right before
-              it ("(02) " of "(02) 9374 4000") and a name over its initial ("M. " of "M. Conti");
+              it ("(02) " of "(02) 9374 4000"), a name over its initial ("M. " of "M. Conti")
+              or to the mailbox's display name it lies in ("Watson" of '"Watson, Dan" <...>');
 - `check`:    drop a model item whose value cannot have its label's shape: an e-mail, phone or
               web address of the wrong shape, a role mailbox ("support@...") or a mailing list's
               address ("bug-coreutils@...", "...@lists.debian.org") as EMAIL, a
@@ -292,8 +293,10 @@ def with_initial(text: str, start: int) -> int:
 def extend(text: str, spans: list[Span]) -> list[Span]:
     """The model's spans, each one that lies strictly inside an e-mail address (then labelled
     EMAIL) or URL grown to it, a phone number grown over the area or country code written right
-    before it, and a name over its initial."""
+    before it, and a name to the display name of the personal mailbox it lies in (`mailbox_names`)
+    or else over its initial."""
     in_address, in_url = _wholes(text)
+    in_display_name = containing([s[:2] for s in mailbox_names(text)])
     out = []
     for start, end, label in spans:
         address, url = in_address(start, end), in_url(start, end)
@@ -303,6 +306,8 @@ def extend(text: str, spans: list[Span]) -> list[Span]:
             start, end = url
         elif label == "PHONE_NUM":
             start = with_phone_code(text, start)
+        elif label == "NAME" and in_display_name(start, end):
+            start, end = in_display_name(start, end)
         elif label == "NAME":
             start = with_initial(text, start)
         out.append((start, end, label))

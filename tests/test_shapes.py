@@ -78,6 +78,7 @@ def test_check_drops_freephone_numbers_and_companies_as_a_persons():
     ("Ph.D.", None), ("Stephanie Johnson DDS", "Stephanie Johnson"), ("John E. Doe, Ph.D.", "John E. Doe"),
     ("Jane Roe, M.D., PhD", "Jane Roe"), ("Dr. Ann Lee MBA", "Ann Lee"),  # degrees after a name: titles
     ("Fred L. Drake, Jr.", "Fred L. Drake, Jr."), ("Li Ma", "Li Ma"),  # a suffix and a surname stay
+    ("Karim Md", "Karim Md"), ("ESQ", None),  # "Md" is Mohammed, not a degree
 ])
 def test_check_drops_greetings_titles_and_institutions_as_names_and_trims_them_off_names(value, kept):
     text = f"{value}, see you"

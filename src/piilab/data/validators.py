@@ -199,17 +199,20 @@ LETTER_WORDS = frozenset("""
     señor señora señorita sr sra signor signore signora sig meneer mevrouw dhr mevr senhor
     senhora bey hanım""".split())
 
-# Degrees and honours written after a name ("John E. Doe, Ph.D.", "Stephanie Johnson DDS"), dots
-# left out: titles, outside the name as "Dr." is. Not "Jr." or "Sr.", which are part of a legal
-# name, nor two-letter ones that are surnames too ("Ma", "Ba", "Do").
+# Degrees and honours written after a name ("John E. Doe, Ph.D.", "Stephanie Johnson DDS"), as
+# they are spelt without their dots: titles, outside the name as "Dr." is. Not "Jr." or "Sr.",
+# which are part of a legal name, nor two-letter ones that are surnames too ("Ma", "Ba", "Do").
 POST_NOMINALS = frozenset("""
-    phd md dds dmd dvm esq mba cpa jd llb llm msc bsc mphil dphil frcs frcp mrcp facs obe mbe cbe""".split())
+    PhD MD DDS DMD DVM Esq MBA CPA JD LLB LLM MSc BSc MPhil DPhil FRCS FRCP MRCP FACS OBE MBE CBE""".split())
+_POST_NOMINALS_IN_CAPITALS = frozenset(form.upper() for form in POST_NOMINALS)
 
 
 def is_post_nominal(word: str) -> bool:
-    """Whether a word is a degree or honour written after a name, in capitals or with its dots
-    ("PhD", "Ph.D.", "Esq."; not "phd" in lower case, which is prose)."""
-    return word[:1].isupper() and word.replace(".", "").lower() in POST_NOMINALS
+    """Whether a word is a degree or honour written after a name, as it is spelt or in capitals,
+    with or without its dots ("PhD", "Ph.D.", "PHD", "Esq."; not "Md", Bangladeshi names'
+    "Mohammed", nor "phd" in prose)."""
+    bare = word.replace(".", "")
+    return bare in POST_NOMINALS or (bare.isupper() and bare in _POST_NOMINALS_IN_CAPITALS)
 
 
 # Nouns that make a name an institution's ("Marylebone Health Centre", "Admissions Office");

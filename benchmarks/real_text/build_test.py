@@ -1,4 +1,4 @@
-"""Rebuild the real-text test sets, `test.jsonl` and `test_contact.jsonl`, from their parts
+"""Rebuild the real-text test sets, `test.jsonl`, `test_contact.jsonl` and `test_third.jsonl`, from their parts
 (DATA_SOURCES.md, "Real-text test sets").
 
     python benchmarks/real_text/build_test.py [--check] [--set NAME] [--mirrors /work/.mirror]
@@ -23,8 +23,10 @@ HERE = Path(__file__).resolve().parent
 SETS = {  # each set's parts, in the order of its lines
     "test.jsonl": ("man_and_credits", "git_and_email", "fixtures"),
     "test_contact.jsonl": ("detector_fixtures", "addresses_and_forms"),
+    "test_third.jsonl": ("records_and_cvs", "chats_and_tickets"),
 }
-TAKES_MIRRORS = {"git_and_email", "fixtures", "detector_fixtures", "addresses_and_forms"}
+TAKES_MIRRORS = {"git_and_email", "fixtures", "detector_fixtures", "addresses_and_forms", "records_and_cvs",
+                 "chats_and_tickets"}
 
 
 def build_part(name: str, out: Path, mirrors: str | None) -> str:

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEV = ROOT / "benchmarks" / "real_text" / "dev.jsonl"
 TEST = ROOT / "benchmarks" / "real_text" / "test.jsonl"
 CONTACT = ROOT / "benchmarks" / "real_text" / "test_contact.jsonl"
+THIRD = ROOT / "benchmarks" / "real_text" / "test_third.jsonl"
 MAIL = ROOT / "src" / "piilab" / "data" / "real" / "mail.jsonl"
 LABELS = {"NAME", "EMAIL", "USERNAME", "ID_NUM", "PHONE_NUM", "URL_PERSONAL", "STREET_ADDRESS"}
 
@@ -114,7 +115,7 @@ def test_dev_set_spans_match_their_text_and_the_set_has_its_shape():
     assert sum(not r["spans"] and r["source"] != "hand" for r in records) >= 200
 
 
-@pytest.mark.parametrize("path, least, pii_free", [(TEST, 250, 80), (CONTACT, 200, 60)])
+@pytest.mark.parametrize("path, least, pii_free", [(TEST, 250, 80), (CONTACT, 200, 60), (THIRD, 200, 60)])
 def test_test_sets_are_well_formed_and_share_no_source_or_text_with_the_dev_set_or_training(
         path, least, pii_free):
     test, dev = read_set(path), read_set(DEV)
@@ -127,8 +128,9 @@ def test_test_sets_are_well_formed_and_share_no_source_or_text_with_the_dev_set_
     assert all(r["origin"] for r in test)  # where each text came from
 
 
-def test_the_two_test_sets_share_no_source_and_no_text():
-    first, second = read_set(TEST), read_set(CONTACT)
+@pytest.mark.parametrize("one, other", [(TEST, CONTACT), (TEST, THIRD), (CONTACT, THIRD)])
+def test_the_test_sets_share_no_source_and_no_text(one, other):
+    first, second = read_set(one), read_set(other)
     assert not {r["source"] for r in first} & {r["source"] for r in second}
     assert not {r["text"] for r in first} & {r["text"] for r in second}
 

@@ -7,7 +7,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and two more ask
 - `extend`:   grow a model item that is cut inside an e-mail address (as EMAIL) or URL to the
               whole value, a phone number over the area or country code written right before
               it ("(02) " of "(02) 9374 4000"), a name over its initial ("M. " of "M. Conti")
-              or to the mailbox's display name it lies in ("Watson" of '"Watson, Dan" <...>');
+              or to the mailbox's display name it lies in ("Watson" of '"Watson, Dan" <...>'),
+              and any item to the HL7 field value it lies in (piilab.hl7);
 - `check`:    drop a model item whose value cannot have its label's shape: an e-mail, phone or
               web address of the wrong shape, a role mailbox ("support@...") or a mailing list's
               address ("bug-coreutils@...", "...@lists.debian.org") as EMAIL, a
@@ -40,7 +41,9 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and two more ask
               numbers right after a phone label ("Tel.:", "Mobile", a vCard's "TEL;TYPE=cell:",
               "my phone number is", "call me on"; not freephone), identity numbers right after a label
               naming them a person's ("Kundennummer:", "PPSN:", "mi CUIL";
-              piilab.labelled_values), the account of a bank statement's ":25:" field
+              piilab.labelled_values), an HL7 message's patient's, next of kin's, guarantor's
+              and insured's names, addresses, phone numbers and IDs by their fields (piilab.hl7),
+              the account of a bank statement's ":25:" field
               (piilab.statements) and a vCard's messenger handles and N names; no URLs or
               other phone numbers: public links and numbers look the same as personal
               ones, and only context tells them apart;
@@ -72,6 +75,7 @@ from piilab.data.validators import (IMPERSONAL_CAPTIONS, LETTER_WORDS, NAME_PART
                                    is_name, is_personal_email, is_personal_phone, is_street_address,
                                    is_url, is_username, is_web_address, only_letter_words)
 from piilab.errors import PiilabError
+from piilab.hl7 import hl7_values
 from piilab.labelled_values import is_identity_label, labelled_ids, labelled_phones
 from piilab.numbers import (after_reference_word, card_and_iban_numbers, is_national_id, national_ids,
                             persons_number, unlabelled_phones)
@@ -230,9 +234,12 @@ def relabelled(text: str, spans: list[Span]) -> list[Span]:
     handle (`messenger_handles`) and a fediverse handle's user (`handle_as_username`)."""
     ids = {s[:2] for s in labelled_ids(text)}
     handles = {s[:2] for s in messenger_handles(text)}
+    by_field = {s[:2]: s[2] for s in hl7_values(text)}
     out = []
     for start, end, label in spans:
-        if is_national_id(text[start:end]) or (start, end) in ids:
+        if (start, end) in by_field:
+            label = by_field[start, end]
+        elif is_national_id(text[start:end]) or (start, end) in ids:
             label = "ID_NUM"
         elif (start, end) in handles:
             label = "USERNAME"
@@ -257,7 +264,8 @@ def check(text: str, spans: list[Span]) -> list[Span]:
     split = [part for s in trimmed for part in names_per_line(text, s)]  # after a greeting's line
     nobody = no_ones_addresses(text)
     over_tag, about_card = over_field_tag(text), taken_by(card_only_values(text) + property_names(text))
-    kept = [s for s in split if (s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])
+    by_field = set(hl7_values(text))  # an HL7 field's value: "Miller^Paul^One" is a name there
+    kept = [s for s in split if (s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]]) or s in by_field
                                  or (s[2] == "ID_NUM" and persons_number(text, s)))
             and not over_tag(s[0], s[1]) and not about_card(s[0], s[1])
             and not (s[2] in _NUMBERS and after_reference_word(text, s[0]))
@@ -297,10 +305,14 @@ def extend(text: str, spans: list[Span]) -> list[Span]:
     or else over its initial."""
     in_address, in_url = _wholes(text)
     in_display_name = containing([s[:2] for s in mailbox_names(text)])
+    by_field = {s[:2]: s[2] for s in hl7_values(text)}
+    in_field = containing(list(by_field))
     out = []
     for start, end, label in spans:
-        address, url = in_address(start, end), in_url(start, end)
-        if address:  # part of an address is the address ("nmav" of "nmav at gnutls.org")
+        address, url, field = in_address(start, end), in_url(start, end), in_field(start, end)
+        if field:  # part of an HL7 field's value is the value ("Paul" of "Miller^Paul^One")
+            (start, end), label = field, by_field[field]
+        elif address:  # part of an address is the address ("nmav" of "nmav at gnutls.org")
             (start, end), label = address, "EMAIL"
         elif url:
             start, end = url
@@ -329,7 +341,7 @@ def complete(text: str, spans: list[Span]) -> list[Span]:
     numbers += [s for s in labelled_ids(text) if not shaped(s[0], s[1])]
     taken = taken_by(spans)
     handles = fediverse_users(text) + messenger_handles(text)
-    found = personal + handles + structured_names(text) + numbers
+    found = personal + handles + structured_names(text) + numbers + hl7_values(text)
     added = [s for s in found if not taken(s[0], s[1])]
     return sorted(spans + list(dict.fromkeys(added)))  # an IBAN may be a statement's account too
 

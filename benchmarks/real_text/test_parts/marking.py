@@ -3,9 +3,11 @@ occurrence of a value, and the checks every record passes before a part is writt
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
+from pathlib import Path
 
 LABELS = ("NAME", "EMAIL", "USERNAME", "ID_NUM", "PHONE_NUM", "URL_PERSONAL", "STREET_ADDRESS")
 MAX_CHARS = 600
@@ -110,3 +112,42 @@ def git_show(mirrors, repo: str, commit: str, path: str) -> str:
     except UnicodeDecodeError:
         text = raw.decode("latin-1")
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def numbered_records(items, repos: dict, genre: dict, corrections: dict | None) -> list[dict]:
+    """A part's records from its (source, repo, path, anchor, lang, text) items, in their order:
+    ids numbered per source ("cv-001"), the origin pinned to the repository's commit, each text's
+    hand-labelled values (`corrected`, none drafted) marked at every occurrence, or no spans at
+    all where `corrections` is None; a text that repeats an earlier one is left out. `lang`
+    comes from the item, else from the text's corrections, else "en"."""
+    out, counters, seen = [], {}, set()
+    for source, repo, path, anchor, lang, text in items:
+        if text in seen:
+            continue
+        seen.add(text)
+        counters[source] = counters.get(source, 0) + 1
+        rid = f"{source}-{counters[source]:03d}"
+        origin = f"github:{repo}@{repos[repo][0]}:{path}" + (f"#{anchor}" if anchor else "")
+        spans = [] if corrections is None else mark_all(text, corrected(rid, origin, [], corrections))
+        out.append({"id": rid, "source": source, "genre": genre[source],
+                    "lang": lang or (corrections or {}).get(rid, {}).get("lang", "en"), "text": text,
+                    "spans": spans, "origin": origin})
+    validate(out)
+    return out
+
+
+def part_command(build, here: Path) -> int:
+    """A part's command line: `build.py [--mirrors DIR] [--out FILE] [--dump] [--nolabels]`, where
+    `build(mirrors, labels)` makes the part's records."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mirrors", type=Path, default=Path(MIRRORS))
+    ap.add_argument("--out", type=Path, default=here / "part.jsonl")
+    ap.add_argument("--dump", action="store_true", help="print texts with spans")
+    ap.add_argument("--nolabels", action="store_true", help="texts only (no corrections.json)")
+    a = ap.parse_args()
+    records = build(a.mirrors, labels=not a.nolabels)
+    if a.dump:
+        dump(records)
+    else:
+        write_part(records, a.out)
+    return 0

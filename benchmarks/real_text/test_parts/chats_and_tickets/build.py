@@ -28,7 +28,6 @@ then marked at EVERY occurrence (marking.mark_all).
 
 from __future__ import annotations
 
-import argparse
 import email
 import email.header
 import json
@@ -40,7 +39,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import marking  # noqa: E402
-from marking import MAX_CHARS, corrected, dump, mark_all, validate, write_part  # noqa: E402
+from marking import MAX_CHARS  # noqa: E402
 
 # repo -> (commit, licence)
 REPOS = {
@@ -242,38 +241,9 @@ def items(mirrors: Path):
 
 
 def build(mirrors: Path, labels: bool = True) -> list[dict]:
-    corr = json.loads((HERE / "corrections.json").read_text(encoding="utf-8")) if labels else {}
-    out, counters, seen = [], {}, set()
-    for source, repo, path, anchor, lang, text in items(mirrors):
-        if len(text) < 40 or text in seen:
-            continue
-        seen.add(text)
-        counters[source] = counters.get(source, 0) + 1
-        rid = f"{source}-{counters[source]:03d}"
-        origin = f"github:{repo}@{REPOS[repo][0]}:{path}" + (f"#{anchor}" if anchor else "")
-        c = corr.get(rid, {})
-        spans = mark_all(text, corrected(rid, origin, [], corr)) if labels else []
-        out.append({"id": rid, "source": source, "genre": GENRE[source],
-                    "lang": lang or c.get("lang", "en"), "text": text, "spans": spans,
-                    "origin": origin})
-    validate(out)
-    return out
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--mirrors", type=Path, default=Path(marking.MIRRORS))
-    ap.add_argument("--out", type=Path, default=HERE / "part.jsonl")
-    ap.add_argument("--dump", action="store_true", help="print texts with spans")
-    ap.add_argument("--nolabels", action="store_true", help="texts only (no corrections.json)")
-    a = ap.parse_args()
-    recs = build(a.mirrors, labels=not a.nolabels)
-    if a.dump:
-        dump(recs)
-        return 0
-    write_part(recs, a.out)
-    return 0
+    corrections = json.loads((HERE / "corrections.json").read_text(encoding="utf-8")) if labels else None
+    return marking.numbered_records((item for item in items(mirrors) if len(item[-1]) >= 40), REPOS, GENRE, corrections)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(marking.part_command(build, HERE))

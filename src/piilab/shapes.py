@@ -44,7 +44,8 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and two more ask
               piilab.labelled_values), an HL7 message's patient's, next of kin's, guarantor's
               and insured's names, addresses, phone numbers and IDs by their fields (piilab.hl7),
               the account of a bank statement's ":25:" field
-              (piilab.statements) and a vCard's messenger handles and N names; no URLs or
+              (piilab.statements), a vCard's messenger handles and N names and a chat log's
+              speakers' nicks ("<quietmoth> which python", piilab.chat_logs); no URLs or
               other phone numbers: public links and numbers look the same as personal
               ones, and only context tells them apart;
 - `phones`:   add the phone numbers the model missed that are written with no label in a
@@ -74,6 +75,7 @@ from piilab.data.places import is_country, is_premises
 from piilab.data.validators import (IMPERSONAL_CAPTIONS, LETTER_WORDS, NAME_PARTICLES, is_id_number,
                                    is_name, is_personal_email, is_personal_phone, is_street_address,
                                    is_url, is_username, is_web_address, only_letter_words)
+from piilab.chat_logs import chat_handles
 from piilab.errors import PiilabError
 from piilab.hl7 import hl7_values
 from piilab.labelled_values import is_identity_label, labelled_ids, labelled_phones
@@ -231,9 +233,10 @@ _TRIMS = {"NAME": without_letter_words, "STREET_ADDRESS": without_country}
 def relabelled(text: str, spans: list[Span]) -> list[Span]:
     """The spans with the label the text itself decides: ID_NUM for a national number in its own
     shape or a number after an identity label (`labelled_ids`), USERNAME for a vCard's messenger
-    handle (`messenger_handles`) and a fediverse handle's user (`handle_as_username`)."""
+    handle (`messenger_handles`), a chat log's speaker (`chat_handles`) and a fediverse handle's
+    user (`handle_as_username`), and an HL7 field value's own label (`hl7_values`)."""
     ids = {s[:2] for s in labelled_ids(text)}
-    handles = {s[:2] for s in messenger_handles(text)}
+    handles = {s[:2] for s in messenger_handles(text) + chat_handles(text)}
     by_field = {s[:2]: s[2] for s in hl7_values(text)}
     out = []
     for start, end, label in spans:
@@ -340,7 +343,7 @@ def complete(text: str, spans: list[Span]) -> list[Span]:
     shaped = taken_by(numbers)  # a number's own shape knows its extent ("AB 12 34 56 C"), a label not
     numbers += [s for s in labelled_ids(text) if not shaped(s[0], s[1])]
     taken = taken_by(spans)
-    handles = fediverse_users(text) + messenger_handles(text)
+    handles = fediverse_users(text) + messenger_handles(text) + chat_handles(text)
     found = personal + handles + structured_names(text) + numbers + hl7_values(text)
     added = [s for s in found if not taken(s[0], s[1])]
     return sorted(spans + list(dict.fromkeys(added)))  # an IBAN may be a statement's account too

@@ -6,10 +6,10 @@ with a channel mode before the nick ("<@op>"). The brackets say the word is a ha
 X-SKYPE field does: a USERNAME whatever it looks like ("darkstar_99", or "Aiste", which is a first
 name too), found wherever the log names that speaker again ("quietmoth: try the installer", "***
 quietmoth has joined"). Only a conversation counts: two speakers at least, one of whom speaks
-twice or on lines that carry a timestamp, in a text without markup's closing tags (one
-"<filename> does not exist" after another is a manual's placeholder); a bracketed word in a list ("<src>  the
-source file", an indented "<code>   code fragments") or an HTML list item ("<li> Added ...") is
-no speaker.
+twice or on lines that carry a timestamp, in a text without markup's closing tags. One
+"<filename> does not exist" after another is a manual's placeholder, and a bracketed word in a
+list ("<src>  the source file", an indented "<code>   code fragments") or an HTML list item
+("<li> Added ...") no speaker.
 """
 
 from __future__ import annotations

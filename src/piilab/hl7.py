@@ -51,6 +51,7 @@ _MSH = re.compile(r"(?m)^MSH(?P<fields>[^\w\s])(?P<components>[^\w\s])(?P<repeat
 _LINE = re.compile(r"[^\r\n]+")
 NAME_PARTS = 3  # family, given, further given names; then suffix, prefix, degree
 ADDRESS_PARTS = 5  # street, other designation, city, state, postcode; then country
+PHONE_DIGITS = 7  # fewer is an extension or a code, not a number to dial
 
 
 def _parts(text: str, start: int, end: int, separator: str) -> list[tuple[int, int]]:
@@ -83,8 +84,9 @@ def _value(text: str, kind: str, components: list[tuple[int, int]]) -> list[Span
         return [(*where, "STREET_ADDRESS")] if where and part(0).strip() else []
     if kind == "phone":
         where = components[0] if part(0).strip() else _filled(components, 4, 8)
-        number = [(*where, "PHONE_NUM")] if where and sum(c.isdigit() for c in text[slice(*where)]) >= 7 else []
-        return sorted(number + ([(*components[3], "EMAIL")] if is_personal_email(part(3)) else []))
+        dialled = where and sum(c.isdigit() for c in text[slice(*where)]) >= PHONE_DIGITS
+        mail = [(*components[3], "EMAIL")] if is_personal_email(part(3)) else []
+        return sorted(([(*where, "PHONE_NUM")] if dialled else []) + mail)
     where = components[0] if kind == "id" else (components[0][0], components[-1][1])
     return [(*where, "ID_NUM")] if is_id_number(text[slice(*where)]) else []
 

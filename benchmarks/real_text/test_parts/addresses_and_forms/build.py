@@ -32,7 +32,6 @@ corrections.json too (the language of the address), the others from FILES.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import subprocess
@@ -44,7 +43,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import marking  # noqa: E402
-from marking import MAX_CHARS, corrected, dump, mark_all, validate, write_part  # noqa: E402
+from marking import MAX_CHARS, corrected, mark_all, validate  # noqa: E402
 
 # repo -> (commit, licence)
 REPOS = {
@@ -348,20 +347,5 @@ def build(mirrors: Path, labels: bool = True) -> list[dict]:
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--mirrors", type=Path, default=Path(marking.MIRRORS))
-    ap.add_argument("--out", type=Path, default=HERE / "part.jsonl")
-    ap.add_argument("--dump", action="store_true", help="print texts with spans")
-    ap.add_argument("--nolabels", action="store_true", help="texts only (no corrections.json)")
-    a = ap.parse_args()
-    recs = build(a.mirrors, labels=not a.nolabels)
-    if a.dump:
-        dump(recs)
-        return 0
-    write_part(recs, a.out)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(marking.part_command(build, HERE))

@@ -19,6 +19,14 @@ def test_a_logs_speakers_are_usernames_wherever_the_log_names_them():
     assert found == ["darkstar_99", "quietmoth", "darkstar_99", "quietmoth", "darkstar_99"]
 
 
+def test_a_nick_inside_an_address_path_or_url_is_left_to_them():
+    log = ("<quietmoth> mail me at quietmoth@example.org\n<ana_b> ok quietmoth.\n"
+           "<quietmoth> see https://example.org/quietmoth/x or ~/quietmoth.txt\n")
+    found = chat_handles(log)
+    assert [log[a:b] for a, b, _ in found] == ["quietmoth", "ana_b", "quietmoth", "quietmoth"]
+    assert log.index("quietmoth.") in [a for a, _, _ in found]  # "ok quietmoth." names her
+
+
 def test_timestamps_make_a_conversation_of_speakers_who_speak_once():
     log = "[12:04] <ana> hi all\n[12:05] <rui> hi ana\n"
     assert [log[a:b] for a, b, _ in chat_handles(log)] == ["ana", "rui", "ana"]

@@ -51,7 +51,8 @@ def chat_handles(text: str) -> list[Span]:
     words = [n for n in nicks if len(n) >= LEAST_NICK_CHARS]
     elsewhere = set()
     if words:
-        pattern = re.compile(r"(?<![\w-])(?:" + "|".join(map(re.escape, sorted(words, key=len, reverse=True)))
-                             + r")(?![\w-])")
+        alternatives = "|".join(map(re.escape, sorted(words, key=len, reverse=True)))
+        # a word of its own, not part of an e-mail address, a path or a URL ("quietmoth@host.org")
+        pattern = re.compile(rf"(?<![\w@./:-])(?:{alternatives})(?![\w@-]|[./:]\w)")
         elsewhere = {m.span() for m in pattern.finditer(text)}
     return [(start, end, "USERNAME") for start, end in sorted(at_lines | elsewhere)]

@@ -64,3 +64,14 @@ def test_the_validators_grow_relabel_keep_and_add_field_values():
     assert values.count(("123-45-6789", "ID_NUM")) == 2 and ("123-45-6789", "PHONE_NUM") not in values
     assert ("1^303^5549936", "PHONE_NUM") in values  # kept, though not a phone's usual shape
     assert sorted(set(values)) == sorted(set(found(MESSAGE)))  # and the rest added
+
+
+def test_a_messages_fields_are_read_once_for_all_its_items(monkeypatch):
+    calls = []
+    monkeypatch.setattr(shapes, "hl7_values", lambda text: calls.append(text) or hl7_values(text))
+    text = MESSAGE + "\rNK1|2|Miller^Ann|DAU"  # a text no earlier test cached
+    items = [{"value": text[a:b], "label": label, "spans": [{"start": a, "end": b}]}
+             for a, b, label in hl7_values(text)]
+    out, _ = shapes.on_items(text, items, shapes.EXTRACT_MODES)
+    assert len(out) == len({(i["value"], i["label"]) for i in items}) and len(items) > 10
+    assert len(calls) <= 2  # once for extend and check of every item, once for complete

@@ -125,10 +125,36 @@ def urls(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in _URL_IN_TEXT.finditer(text) if is_url(m.group())]
 
 
-@lru_cache(maxsize=16)  # as `emails`: asked once per item
+# What `on_items` asks about a text once per item, found once per text (as `emails` is).
+
+@lru_cache(maxsize=16)
 def _wholes(text: str):
-    """The finders of the address and of the URL a span lies inside (`containing`)."""
-    return containing([s[:2] for s in emails(text)]), containing(urls(text))
+    """The finders of the e-mail address, the URL and the personal mailbox's display name a span
+    lies inside (`containing`)."""
+    return (containing([s[:2] for s in emails(text)]), containing(urls(text)),
+            containing([s[:2] for s in mailbox_names(text)]))
+
+
+@lru_cache(maxsize=16)
+def _field_values(text: str):
+    """The text's HL7 field values by their place, and the finder of the one a span lies in."""
+    by_field = {s[:2]: s[2] for s in hl7_values(text)}
+    return by_field, containing(list(by_field))
+
+
+@lru_cache(maxsize=16)
+def _syntax(text: str):
+    """Whether a span touches a format's syntax: an MT940 field tag (`over_field_tag`), a vCard's
+    field about the card itself or a property's name (`card_only_values`, `property_names`)."""
+    return over_field_tag(text), taken_by(card_only_values(text) + property_names(text))
+
+
+@lru_cache(maxsize=16)
+def _labelled_places(text: str) -> tuple[frozenset, frozenset]:
+    """Where the text's labels make a value an ID (`labelled_ids`) and where its layout makes one
+    a handle (a vCard's messenger field, a chat log's speaker)."""
+    return (frozenset(s[:2] for s in labelled_ids(text)),
+            frozenset(s[:2] for s in messenger_handles(text) + chat_handles(text)))
 
 
 def without_letter_words(text: str, span: Span) -> Span:
@@ -235,9 +261,8 @@ def relabelled(text: str, spans: list[Span]) -> list[Span]:
     shape or a number after an identity label (`labelled_ids`), USERNAME for a vCard's messenger
     handle (`messenger_handles`), a chat log's speaker (`chat_handles`) and a fediverse handle's
     user (`handle_as_username`), and an HL7 field value's own label (`hl7_values`)."""
-    ids = {s[:2] for s in labelled_ids(text)}
-    handles = {s[:2] for s in messenger_handles(text) + chat_handles(text)}
-    by_field = {s[:2]: s[2] for s in hl7_values(text)}
+    ids, handles = _labelled_places(text)
+    by_field, _ = _field_values(text)
     out = []
     for start, end, label in spans:
         if (start, end) in by_field:
@@ -266,9 +291,10 @@ def check(text: str, spans: list[Span]) -> list[Span]:
     trimmed = [_TRIMS[s[2]](text, s) if s[2] in _TRIMS else s for s in split]
     split = [part for s in trimmed for part in names_per_line(text, s)]  # after a greeting's line
     nobody = no_ones_addresses(text)
-    over_tag, about_card = over_field_tag(text), taken_by(card_only_values(text) + property_names(text))
-    by_field = set(hl7_values(text))  # an HL7 field's value: "Miller^Paul^One" is a name there
-    kept = [s for s in split if (s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]]) or s in by_field
+    over_tag, about_card = _syntax(text)
+    by_field, _ = _field_values(text)  # an HL7 field's value: "Miller^Paul^One" is a name there
+    kept = [s for s in split if (s[2] not in _SHAPE_OF or _SHAPE_OF[s[2]](text[s[0]:s[1]])
+                                 or by_field.get(s[:2]) == s[2]
                                  or (s[2] == "ID_NUM" and persons_number(text, s)))
             and not over_tag(s[0], s[1]) and not about_card(s[0], s[1])
             and not (s[2] in _NUMBERS and after_reference_word(text, s[0]))
@@ -306,10 +332,8 @@ def extend(text: str, spans: list[Span]) -> list[Span]:
     EMAIL) or URL grown to it, a phone number grown over the area or country code written right
     before it, and a name to the display name of the personal mailbox it lies in (`mailbox_names`)
     or else over its initial."""
-    in_address, in_url = _wholes(text)
-    in_display_name = containing([s[:2] for s in mailbox_names(text)])
-    by_field = {s[:2]: s[2] for s in hl7_values(text)}
-    in_field = containing(list(by_field))
+    in_address, in_url, in_display_name = _wholes(text)
+    by_field, in_field = _field_values(text)
     out = []
     for start, end, label in spans:
         address, url, field = in_address(start, end), in_url(start, end), in_field(start, end)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from pathlib import Path
@@ -243,3 +244,13 @@ def test_same_shaped_other_model_is_a_warning(lens_dir, tokenizer, caplog):
     with caplog.at_level("WARNING", logger="piilab.layers.tuned_lens"):
         make_lens(other, f"tuned:{lens_dir}")
     assert "unembedding differs" in caplog.text
+
+
+def test_a_freed_model_leaves_no_mark_a_later_model_could_inherit(lens_dir, tokenizer, caplog):
+    # CPython reuses a freed object's id(), so a mark kept by id let a later model skip its check
+    other = tiny_llama(tokenizer, seed=2)
+    make_lens(other, f"tuned:{lens_dir}")
+    assert any(str(lens_dir) in seen for seen in tl._checked.values())
+    del other
+    gc.collect()
+    assert not any(str(lens_dir) in seen for seen in tl._checked.values())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,9 @@ def check_shape(config: dict[str, Any], n: int, hidden: int | None, where: str) 
             f"not this model ({n} layers, hidden size {hidden})")
 
 
-_checked: set[tuple[int, str]] = set()
+# Models whose fit with a lens folder was checked. Weak keys: an id() could be reused by a later
+# model once the first is freed, and that model would then skip its check.
+_checked: weakref.WeakKeyDictionary[nn.Module, set[str | None]] = weakref.WeakKeyDictionary()
 
 
 def load_tuned_lens(model: nn.Module, directory: str | None) -> Lens:
@@ -164,8 +167,9 @@ def load_tuned_lens(model: nn.Module, directory: str | None) -> Lens:
     if translators.hidden_size != config["hidden_size"]:
         raise PiilabError(f"{directory}: weights do not match {CONFIG_FILE}")
     stored = config.get("fingerprint")
-    if stored and (id(model), directory) not in _checked:  # once per model: eval loads per batch
-        _checked.add((id(model), directory))
+    seen = _checked.setdefault(model, set())
+    if stored and directory not in seen:  # once per model: eval loads per batch
+        seen.add(directory)
         if not all(math.isclose(a, b, rel_tol=1e-2, abs_tol=1e-2)
                    for a, b in zip(stored, fingerprint(model))):
             log.warning("%s: trained for %s, whose unembedding differs from this model's; the KL "

@@ -229,6 +229,24 @@ def test_mailbox_names_leave_collectives_brands_and_desks_alone(line):
     assert shapes.mailbox_names(line) == []
 
 
+def test_a_table_rows_first_column_is_the_name_of_its_address():
+    text = ("Paul Eggert                         eggert@cs.ucla.edu\n"
+            "Ralf Wildenhues\tRalf.Wildenhues@gmx.de\n  Kaveh R. Ghazi          ghazi@caip.example.edu  \n")
+    assert [text[a:b] for a, b, _ in shapes.mailbox_names(text)] == [
+        "Paul Eggert", "Ralf Wildenhues", "Kaveh R. Ghazi"]
+
+
+@pytest.mark.parametrize("line", [
+    "Paul Eggert eggert@cs.ucla.edu",  # one space: words of a sentence, not two columns
+    "Paul Eggert      eggert@cs.ucla.edu   (retired)",  # more after the address: not a row of two
+    "Maintainer: Jo Bloggs      jo@example.org",  # a lead-in: the first cell is not all name
+    "Debian Python Team      python@example.org",  # a collective
+    "Jo Bloggs      support@example.org",  # a role mailbox
+])
+def test_a_table_row_is_a_name_and_its_address_and_nothing_else(line):
+    assert shapes.mailbox_names(line) == []
+
+
 @pytest.mark.parametrize("line, personal", [
     ("written by the APT team <apt@example.org>", False),  # the display name's last word: a collective
     ("From: The Hiring Engine Automation <jobs+65560@example.com>", False),

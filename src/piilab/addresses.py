@@ -181,16 +181,45 @@ def _name_reach(text: str, at: int) -> int:
 
 def mailbox_names(text: str) -> list[Span]:
     """The display names of the text's personal mailboxes, "Name <address>" or "Name (address)",
-    as NAME (RFC 5322's name-addr, on one line)."""
+    as NAME (RFC 5322's name-addr, on one line), and the names that make up the first column of a
+    table row whose second is the address ("Paul Eggert         eggert@cs.ucla.edu", as THANKS
+    and AUTHORS files list people: `_column_name`)."""
     found, nobody = [], no_ones_addresses(text)
     for start, end, _ in emails(text):
-        if start == 0 or text[start - 1] not in "<(" or nobody(start, end):
+        if start == 0 or nobody(start, end):
             continue
-        line_start = _name_reach(text, start - 1)
-        place = _display_name(text[line_start:start - 1])
+        if text[start - 1] in "<(":
+            line_start = _name_reach(text, start - 1)
+            place = _display_name(text[line_start:start - 1])
+        else:
+            line_start, place = _line_start(text, start) or 0, _column_name(text, start, end)
         if place and is_name(text[line_start + place[0]:line_start + place[1]]):
             found.append((line_start + place[0], line_start + place[1], "NAME"))
     return found
+
+
+_TABLE_ROW = re.compile(r"[ \t]*(?P<name>\S(?:[^\t\n]*?\S)?)(?:\t|  )[ \t]*$")
+
+
+def _column_name(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """Where, on the line of the address at `start`..`end`, the name lies when the line is a
+    table row of the two: the name, a gap of a tab or two spaces or more, the address, nothing
+    after it. The name is the whole first cell or nothing (a lead-in such as "Maintainer:" makes
+    the line a sentence's, not a table's)."""
+    line_start = _line_start(text, start)
+    line_end = text.find("\n", end)
+    row = None if line_start is None else _TABLE_ROW.fullmatch(text, line_start, start)
+    if row is None or text[end:len(text) if line_end < 0 else line_end].strip():
+        return None
+    whole = (row.start("name") - line_start, row.end("name") - line_start)
+    return whole if is_whole_name(row["name"]) else None
+
+
+def is_whole_name(words: str) -> bool:
+    """Whether all of `words` reads as a person's display name: capitalised name words, no
+    lead-in, title or collective's word (`_display_name` takes every one of them), a name's
+    characters (`is_name`)."""
+    return _display_name(words) == (0, len(words)) and is_name(words)
 
 
 # Header lines whose addresses name a message or an event, not a person: "Message-ID:

@@ -53,7 +53,12 @@ real-text dev set (docs/evaluation.md, "Model and validators"), and two more ask
               defaults: a number's shape does not say whose it is;
 - `mailbox`:  add the display name of a personal mailbox ("Jens Axboe <jens@axboe.dk>", as
               mail headers, changelogs, copyright lines and package metadata write them) as
-              NAME where the model missed it; a team's or company's name is left alone;
+              NAME where the model missed it, and a name in the first column of a table row
+              whose second is its address ("Paul Eggert       eggert@cs.ucla.edu", as THANKS
+              and AUTHORS files list people); a team's or company's name is left alone;
+- `lists`:    add the names on the lines of a list of people that the model skipped, where it
+              named at least half of the list's lines ("Adam Sampson\nAdam Tkac\n...";
+              piilab.name_lists);
 - `postal`:   add the postal addresses the model missed that stand as an address block or a
               form's address line ("Lindenweg 3\n79100 Freiburg", "14 Carrow Road, Norwich NR1
               1HS"; piilab.postal), but not an organisation's: none under a line that names
@@ -79,6 +84,7 @@ from piilab.chat_logs import chat_handles
 from piilab.errors import PiilabError
 from piilab.hl7 import hl7_values
 from piilab.labelled_values import is_identity_label, labelled_ids, labelled_phones
+from piilab.name_lists import listed_names
 from piilab.numbers import (after_reference_word, card_and_iban_numbers, is_national_id, national_ids,
                             persons_number, unlabelled_phones)
 from piilab.postal import line_above, postal_addresses
@@ -86,9 +92,9 @@ from piilab.span_sets import containing, overlaps, taken_by
 from piilab.statements import over_field_tag, statement_accounts
 from piilab.vcards import card_only_values, messenger_handles, property_names, structured_names
 
-MODES = ("extend", "check", "complete", "phones", "mailbox", "postal")  # the order they apply in
-ADDING = frozenset({"complete", "phones", "mailbox", "postal"})  # the modes that add spans the model did not write
-EXTRACT_MODES = ("extend", "check", "complete", "mailbox")
+MODES = ("extend", "check", "complete", "phones", "mailbox", "lists", "postal")  # the order they apply in
+ADDING = frozenset({"complete", "phones", "mailbox", "lists", "postal"})  # the modes that add spans the model did not write
+EXTRACT_MODES = ("extend", "check", "complete", "mailbox", "lists")
 """`piilab extract`'s (and piilab.extractor's) validators, chosen on the real-text dev set
 (docs/evaluation.md, "Model and validators"); `phones` and `postal` are asked for by name
 (docs/evaluation.md, "Postal addresses found by their shape" and "Bank statements' accounts and
@@ -386,6 +392,12 @@ def mailbox(text: str, spans: list[Span]) -> list[Span]:
     return sorted(spans + [s for s in mailbox_names(text) if not taken(s[0], s[1])])
 
 
+def lists(text: str, spans: list[Span]) -> list[Span]:
+    """The spans so far, and the names on the lines of a list of people they skipped
+    (`listed_names`)."""
+    return sorted(spans + listed_names(text, spans))
+
+
 def postal(text: str, spans: list[Span]) -> list[Span]:
     """The spans so far, and the address blocks and lines they missed (`postal_addresses`):
     not an organisation's (`premises_address`), nor one under a line where nothing was found
@@ -401,7 +413,7 @@ def combine(text: str, spans: list[Span], modes: Iterable[str]) -> list[Span]:
     judged; an address's head is judged by all that was found)."""
     modes = set(checked_modes(modes, "validator modes"))
     steps = (("extend", extend), ("check", check), ("complete", complete), ("phones", phones),
-             ("mailbox", mailbox), ("postal", postal))
+             ("mailbox", mailbox), ("lists", lists), ("postal", postal))
     for name, step in steps:
         if name in modes:
             spans = step(text, spans)

@@ -119,7 +119,7 @@ def test_eval_settings_without_the_options_are_those_of_earlier_folders():
     spelled = EvalConfig(models=[{"spec": "m"}], data="d", out="o", validators="extend, check")
     assert spelled.validators == ("extend", "check")  # as an experiment file may write them
     plus = EvalConfig(models=[{"spec": "m"}], data="d", out="o", validators="+postal")
-    assert plus.validators == ("extend", "check", "complete", "mailbox", "postal")
+    assert plus.validators == ("extend", "check", "complete", "mailbox", "lists", "postal")
 
 
 def test_second_look_auto_is_each_models_own_threshold(tmp_path, tiny_llama_dir, data_dir, capsys):

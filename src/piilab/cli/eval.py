@@ -76,7 +76,7 @@ def register(subparsers) -> None:
                             "0: off")
     found.add_argument("--validators", default="none", metavar="MODES",
                        help="extract's validators, comma-separated check, extend, complete, "
-                            f"phones, mailbox, postal (none: off; extract's own: {','.join(EXTRACT_MODES)}; "
+                            f"phones, mailbox, lists, postal (none: off; extract's own: {','.join(EXTRACT_MODES)}; "
                             "+postal: extract's own and postal)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace results made with other arguments in --out")

@@ -50,13 +50,12 @@ def _blocks(text: str) -> list[list[tuple[int, int]]]:
 def listed_names(text: str, spans: list[Span]) -> list[Span]:
     """The names on the lines of a list of people (`_blocks` of LEAST_LINES or more whose every
     line leads with a name, at least FOUND_SHARE of them named in `spans`) that `spans` missed."""
-    names = [s for s in spans if s[2] == "NAME"]
-    taken, added = taken_by(spans), []
+    named, taken, added = taken_by(s for s in spans if s[2] == "NAME"), taken_by(spans), []
     for block in _blocks(text):
         leads = [_name_lead(text, start, end) for start, end in block]
         if len(leads) < LEAST_LINES or None in leads:
             continue
-        found = sum(any(a < end and start < b for a, b, _ in names) for start, end in leads)
+        found = sum(named(start, end) for start, end in leads)
         if found >= FOUND_SHARE * len(leads):
             added += [(start, end, "NAME") for start, end in leads if not taken(start, end)]
     return added

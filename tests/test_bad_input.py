@@ -358,3 +358,24 @@ def test_more_bad_input(user, capsys, monkeypatch, argv, message):
 def test_generate_bad_input(user, capsys, tiny_llama_dir, argv, message):
     args = ["generate", "--model", str(tiny_llama_dir), *(["--prompt", "Hi"] if "--input" not in argv else []), *argv]
     one_line_error(capsys, args, message)
+
+
+def test_a_dataset_split_of_other_bytes_is_named_by_file_and_line(user, capsys):
+    assert main(["data", "build", "--synthetic", "6", "--out", "d"]) == 0
+    capsys.readouterr()
+    with open("d/test.jsonl", "ab") as handle:
+        handle.write(b"\xff\xfe\n")
+    lines = len(Path("d/test.jsonl").read_bytes().splitlines())
+    one_line_error(capsys, ["data", "stats", "d"], f"test.jsonl: line {lines}: not UTF-8 text")
+
+
+def test_a_file_the_system_refuses_is_one_line_naming_it(user, capsys, monkeypatch):
+    # root reads mode-000 files, so the refusal is the system's as a non-root user would get it
+    assert main(["data", "build", "--synthetic", "6", "--out", "d"]) == 0
+    capsys.readouterr()
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr(Path, "open", refuse)
+    one_line_error(capsys, ["data", "stats", "d"], "d/card.json: Permission denied")
+    monkeypatch.undo()  # before `user` hashes its files again

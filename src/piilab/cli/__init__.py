@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     except PiilabError as err:
         print(f"piilab: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:  # a file that cannot be read or written: the system's own words
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"piilab: error: {where}{err.strerror or err}", file=sys.stderr)
+        return PiilabError.exit_code
     except KeyboardInterrupt:
         print("piilab: interrupted", file=sys.stderr)
         return 130

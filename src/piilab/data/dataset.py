@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 from piilab.data.card import SplitStats
 from piilab.errors import PiilabError
-from piilab.io import read_json
+from piilab.io import numbered_jsonl, read_json
 
 SPLITS = ("train", "test")
 
@@ -65,22 +64,17 @@ def iter_records(path: str | os.PathLike, split: str = "test", allow_empty: bool
     """
     file = dataset_file(path, split)
     n = 0
-    with file.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            where = f"{file}: line {lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise PiilabError(f"{where}: malformed JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise PiilabError(f"{where}: a record must be a JSON object")
-            problem = record_problem(record)
-            if problem:
-                raise PiilabError(f"{where}: {problem}")
-            n += 1
-            yield record
+    for lineno, record in numbered_jsonl(file):  # bytes that are not UTF-8, deep nesting: named
+        if isinstance(record, PiilabError):
+            raise record
+        where = f"{file}: line {lineno}"
+        if not isinstance(record, dict):
+            raise PiilabError(f"{where}: a record must be a JSON object")
+        problem = record_problem(record)
+        if problem:
+            raise PiilabError(f"{where}: {problem}")
+        n += 1
+        yield record
     if n == 0 and not allow_empty:
         raise PiilabError(f"{file}: no records")
 

@@ -151,10 +151,30 @@ def test_a_given_start_is_the_shared_start_where_every_prompt_begins_with_it(tok
     want = plain(model, tokenizer, PROMPTS[:1])
     whole = len(tokenizer(PROMPTS[0])["input_ids"]) - 1  # a lone prompt's common start
     template = tokenizer(PREFIX)["input_ids"][:6]  # the start of the instruction
-    for start, shared in ((template, 6), ([], whole), ([7, 7, 7], whole)):  # the last: not its start
+    broken = template + [tokenizer(PROMPTS[0])["input_ids"][6] + 1]  # the prompt leaves it at its end
+    for start, shared in ((template, 6), ([], whole), (broken, 6), ([7, 7, 7], 0)):
         run = lookup_generate(model, tokenizer, PROMPTS[:1], decoding=Decoding(max_new_tokens=24),
                               start=start, progress=False)
         assert run.token_ids == want and run.prefix_tokens == shared
+
+
+def test_a_prepared_model_keeps_a_few_shared_starts_however_many_texts_it_reads(tokenizer):
+    # a text whose first token merges with the template's last one leaves the template early;
+    # the shared start stops there too, or each such call would keep its own whole prompt
+    from piilab.extract import prepared
+    from piilab.layers.lookup import KEPT_PREFIXES, PREFIXES
+
+    model = tiny_llama(tokenizer, seed=4)
+    template = tokenizer(PREFIX)["input_ids"]
+    broken = template + [7]  # no prompt below holds this token there
+    with prepared(model):
+        for i, start in enumerate([broken] * 3 + [[]] * (KEPT_PREFIXES + 2)):
+            lookup_generate(model, tokenizer, [f"{PREFIX} text number {i} says"], start=start,
+                            decoding=Decoding(max_new_tokens=2), progress=False)
+            kept = getattr(model, PREFIXES)
+            if start:
+                assert [len(prefix) for _, prefix in kept] == [len(template)]
+        assert len(kept) == KEPT_PREFIXES  # calls without a start share their own prompts': capped
 
 
 def test_lookup_at_an_exit_layer_with_eos_weight_and_stop(tokenizer):

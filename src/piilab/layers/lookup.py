@@ -52,6 +52,7 @@ from piilab.models import arch
 log = logging.getLogger(__name__)
 
 PREFIXES = "_piilab_prefixes"  # a model attribute: {(layer, shared start): its keys and values}
+KEPT_PREFIXES = 4  # shared starts kept on a prepared model, the oldest dropped first
 
 
 @dataclass
@@ -190,6 +191,8 @@ def _prefill_prefix(run: _Run) -> None:
     run.forward(torch.tensor([run.prefix], device=run.device),
                 torch.arange(n, device=run.device)[None], cache, None)
     run.prefix_cache = kept[key] = [(layer.keys, layer.values) for layer in cache.layers[:run.layer]]
+    while len(kept) > KEPT_PREFIXES:  # calls without a template start share their own prompts'
+        del kept[next(iter(kept))]
 
 
 def _prefill(run: _Run, suffixes: list[list[int]]):
@@ -451,8 +454,8 @@ def lookup_generate(
     if share_prefix and encoded:
         # every prompt keeps at least its last token, whose state predicts the first new token
         shared = min(len(os.path.commonprefix(encoded)), min(map(len, encoded)) - 1)
-        if 0 < len(start) <= shared and encoded[0][:len(start)] == list(start):
-            shared = len(start)
+        if start:  # never past the template's start: what follows is the texts' own, call by call
+            shared = len(os.path.commonprefix([encoded[0][:shared], list(start)]))
     run = _Run(model, tokenizer, make_lens(model, lens), layer, decoding, eos, pad_id,
                next(model.parameters()).device, draft_tokens, token_keys(tokenizer),
                encoded[0][:shared] if encoded else [])

@@ -91,3 +91,21 @@ def test_the_additive_mask_attends_as_its_bool_mask_does(dtype):
     want = sdpa(query, key, value, attn_mask=mask, enable_gqa=True)
     got = sdpa(query, key, value, attn_mask=additive_mask(mask, dtype), enable_gqa=True)
     assert torch.equal(got, want)  # the same values SDPA makes of a bool mask: the same sums
+
+
+def test_overlapping_decodings_keep_grouped_heads_on_until_the_last_leaves(monkeypatch):
+    # two models decoding in two threads: A enters, B enters, A leaves, B leaves
+    import os
+    from contextlib import ExitStack
+
+    from piilab.layers.attention import _FORCE_GQA, grouped_kv_in_sdpa
+
+    monkeypatch.setenv(_FORCE_GQA, "0")  # the user's own setting, restored at the end
+    cpu = torch.device("cpu")
+    a, b = ExitStack(), ExitStack()
+    a.enter_context(grouped_kv_in_sdpa(cpu))
+    b.enter_context(grouped_kv_in_sdpa(cpu))
+    a.close()
+    assert os.environ[_FORCE_GQA] == "1"  # B still decoding
+    b.close()
+    assert os.environ[_FORCE_GQA] == "0"

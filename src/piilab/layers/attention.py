@@ -112,6 +112,8 @@ def folded_attention(model: nn.Module):
 
 
 _FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"  # read by transformers at every attention call
+_gqa_lock = threading.Lock()
+_gqa = {"users": 0, "before": None}  # decodings inside `grouped_kv_in_sdpa`; what was set before
 
 
 @contextmanager
@@ -123,15 +125,23 @@ def grouped_kv_in_sdpa(device: torch.device):
     if device.type != "cpu":
         yield
         return
-    before = os.environ.get(_FORCE_GQA)
-    os.environ[_FORCE_GQA] = "1"
+    # The variable is the process's, and two models' decodings in two threads overlap: the first
+    # in sets it, the last out restores what was there before either.
+    with _gqa_lock:
+        if _gqa["users"] == 0:
+            _gqa["before"] = os.environ.get(_FORCE_GQA)
+            os.environ[_FORCE_GQA] = "1"
+        _gqa["users"] += 1
     try:
         yield
     finally:
-        if before is None:
-            del os.environ[_FORCE_GQA]
-        else:
-            os.environ[_FORCE_GQA] = before
+        with _gqa_lock:
+            _gqa["users"] -= 1
+            if _gqa["users"] == 0:
+                if _gqa["before"] is None:
+                    os.environ.pop(_FORCE_GQA, None)
+                else:
+                    os.environ[_FORCE_GQA] = _gqa["before"]
 
 
 # ---------------------------------------------------------------- masks by position

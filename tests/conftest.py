@@ -45,6 +45,18 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module")
+def torch_settings_kept():
+    """For modules that run a benchmark's `main` in-process, which sets torch's thread count and
+    TF32 as its command line asks: both put back afterwards, for the modules after it."""
+    import torch
+
+    before = torch.get_num_threads(), torch.backends.cuda.matmul.allow_tf32
+    yield
+    torch.set_num_threads(before[0])
+    torch.backends.cuda.matmul.allow_tf32 = before[1]
+
+
 @pytest.fixture
 def fresh_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("PIILAB_CACHE", str(tmp_path / "cache"))

@@ -11,6 +11,8 @@ import piilab.pii_prompt
 import pytest
 from helpers import load_script
 
+pytestmark = pytest.mark.usefixtures("torch_settings_kept")  # the benchmarks set both
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "extract_speed.py"
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from helpers import load_script
 
+pytestmark = pytest.mark.usefixtures("torch_settings_kept")  # the benchmarks set both
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
 
 

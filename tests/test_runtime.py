@@ -32,6 +32,8 @@ def fresh_thread_choice(monkeypatch):
     """A process that has not chosen its threads yet; torch's count restored afterwards."""
     before = torch.get_num_threads()
     monkeypatch.setattr(runtime, "_threads_reason", None)
+    monkeypatch.setattr(runtime, "_threads_auto", runtime._threads_auto)  # choosing sets these two:
+    monkeypatch.setattr(runtime, "_watch", runtime._watch)  # put back afterwards
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     yield
     torch.set_num_threads(before)

@@ -270,13 +270,19 @@ class KillAt(TrainerCallback):
 
 
 def test_a_killed_run_resumes_to_the_planned_step_with_nothing_lost_or_repeated(
-        tmp_path, sharp_model_dir, data_dir):
+        tmp_path, sharp_model_dir, data_dir, monkeypatch):
     plan = dict(max_steps=6, save_steps=2, lr=3e-3, scheduler="cosine", warmup=1, lora_dropout=0.1)
     whole = train(tiny_config(sharp_model_dir, data_dir, tmp_path / "whole", **plan))
 
+    import piilab.train.run
+
+    restored, restore = [], piilab.train.run.let_the_heap_keep_blocks_again
+    monkeypatch.setattr(piilab.train.run, "let_the_heap_keep_blocks_again",
+                        lambda: restored.append(1) or restore())
     killed = tiny_config(sharp_model_dir, data_dir, tmp_path / "killed", **plan)
     with pytest.raises(KeyboardInterrupt):
         train(killed, callbacks=[KillAt(5)])
+    assert restored == [1]  # the heap's training setting undone though the run died
     logged = read_log_csv(tmp_path / "killed" / "train_log.csv")
     assert [r["step"] for r in logged] == [1, 2, 3, 4, 5]  # step 5 logged, last checkpoint at 4
     resumed = train(dataclasses.replace(killed, resume=True))

@@ -44,7 +44,10 @@ def train(config: TrainConfig, callbacks: Sequence[Any] = ()) -> RunSummary:
     if not Path(config.data).exists():
         raise PiilabError(f"{config.data}: --data: no such dataset folder or file")
     with output_folder(config.out, "--out"):
-        return _train(config, callbacks)
+        try:
+            return _train(config, callbacks)
+        finally:  # a failed or interrupted run too: a notebook or `piilab run` decodes on after it
+            let_the_heap_keep_blocks_again()
 
 
 def _train(config: TrainConfig, callbacks: Sequence[Any]) -> RunSummary:
@@ -89,7 +92,6 @@ def _train(config: TrainConfig, callbacks: Sequence[Any]) -> RunSummary:
             eval_loss = trainer.evaluate()["eval_loss"]
 
     trainer.save_model(str(run_dir))  # the adapter (or, full fine-tuning, the model) + tokenizer
-    let_the_heap_keep_blocks_again()
     session_tokens = trainer.real_tokens - prior["real_tokens"]
     total_seconds = prior["train_seconds"] + (0.0 if finished_before else seconds)
     summary = RunSummary(

@@ -269,6 +269,28 @@ def test_stale_spool_of_a_killed_build_is_removed_and_reported(user, caplog):
     assert not list((user / "d").glob(".piilab-build-*"))  # this build's own spool is gone too
 
 
+def test_a_spool_marked_by_a_pid_now_anothers_is_stale_and_a_live_builds_is_not(user, capsys):
+    import subprocess
+    import sys
+
+    stale = user / "d" / ".piilab-build-rebooted"
+    stale.mkdir(parents=True)
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:  # the killed build's pid, reused after a reboot by a process that is no build
+        (stale / "pid").write_text(str(stranger.pid))
+        assert main(["data", "build", "--synthetic", "5", "--out", "d"]) == 0
+        assert not stale.exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
+    from piilab.io import scratch_dir
+
+    with scratch_dir(user / "e", ".piilab-build-") as live:  # a build writing there now
+        one_line_error(capsys, ["data", "build", "--synthetic", "5", "--out", "e"],
+                       f"e: another run (pid {os.getpid()}) is writing here")
+        assert Path(live).is_dir()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["data", "build", "--source", "spans:spans.jsonl", "--synthetic", "-3", "--out", "d"], "--synthetic must be >= 0, got -3"),
     (["eval", "--model", "m", "--data", "spans.jsonl", "--out", "e", "--bootstrap", "-1"], "--bootstrap must be >= 0"),

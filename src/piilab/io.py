@@ -304,11 +304,29 @@ def clear_stale_scratch(out: Path, prefix: str) -> None:
             pid = int((folder / _OWNER).read_text())
         except (OSError, ValueError):
             pid = None
-        if pid is not None and _alive(pid):
+        if pid is not None and _owner_alive(folder / _OWNER, pid):
             raise PiilabError(f"{out}: another run (pid {pid}) is writing here; wait for it or use another --out")
         size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
         shutil.rmtree(folder, ignore_errors=True)
         log.warning("%s: removed %.1f MB of scratch files left by an interrupted run", folder, size / 1e6)
+
+
+def _owner_alive(owner: Path, pid: int) -> bool:
+    """Whether the run that marked `owner` still runs: it holds the file's lock while it does (the
+    kernel lets go when it dies, so a pid reused after a reboot is no owner). Without advisory
+    locks (Windows), whether a process of that id lives."""
+    try:
+        import fcntl
+    except ImportError:
+        return _alive(pid)
+    try:
+        with owner.open("r") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _alive(pid: int) -> bool:
@@ -330,11 +348,23 @@ def scratch_dir(out: Path, prefix: str) -> Iterator[str]:
     try:
         out.mkdir(parents=True, exist_ok=True)
         scratch = tempfile.TemporaryDirectory(prefix=prefix, dir=out)
-        (Path(scratch.name) / _OWNER).write_text(str(os.getpid()))
+        owner = (Path(scratch.name) / _OWNER).open("w")
+        owner.write(str(os.getpid()))
+        owner.flush()
     except OSError as err:
         raise PiilabError(f"{out}: cannot write here ({err.strerror or err})") from None
-    with scratch as tmp:
+    with owner, scratch as tmp:
+        _hold(owner)  # the mark of a live run: `_owner_alive`
         yield tmp
+
+
+def _hold(handle) -> None:
+    """Lock an open file for as long as it stays open (not on Windows: no advisory locks)."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    fcntl.flock(handle, fcntl.LOCK_EX)
 
 
 @contextmanager

@@ -177,3 +177,17 @@ def test_score_takes_spans_up_to_the_text_s_ends(hand_found, capsys):
     first, last = name_item(start=0, end=4), name_item(start=13, end=16)  # "Call", "now"
     assert main(["score", str(write([name_item(), first, last])), "--gold", f"spans:{gold}"]) == 0
     assert "| NAME | 1 | 0.333 / 1.000 / 0.500 |" in capsys.readouterr().out
+
+
+def test_numeric_ids_match_the_readers_strings_and_no_match_names_both_sides(tmp_path, capsys):
+    # `extract --input FILE.jsonl` keeps an id as written (7); the labelled readers make it "7"
+    docs = [{**doc, "id": number} for number, doc in enumerate(GOLD, 7)]
+    gold, found = tmp_path / "gold.jsonl", tmp_path / "found.jsonl"
+    gold.write_text("".join(json.dumps(doc) + "\n" for doc in docs))
+    found.write_text("".join(json.dumps(found_row(doc, [name_item()] if doc["spans"] else [])) + "\n"
+                             for doc in docs))
+    assert main(["score", str(found), "--gold", f"spans:{gold}", "--out", str(tmp_path / "s.json")]) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["documents"] == 2
+    found.write_text(json.dumps({"id": 0, "items": []}) + "\n")
+    one_line_error(capsys, ["score", str(found), "--gold", f"spans:{gold}"],
+                   'its first id is "0", theirs "7": are they the same data?')

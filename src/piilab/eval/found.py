@@ -97,7 +97,7 @@ def found_rows(path: Path) -> dict[str, dict]:
         if not isinstance(row, dict) or "id" not in row or not isinstance(row.get("items"), list):
             raise PiilabError(f"{path}: line {line}: not a row of `piilab extract --output` with "
                               "'id' and 'items' (one written with --redact has no items)")
-        key = id_key(row["id"])
+        key = id_key(str(row["id"]))  # as the readers write a document's id: 7 is "7"
         if key in rows:
             raise PiilabError(f"{path}: line {line}: a second row for the id {key}")
         spans, fields = row_spans(row["items"], f"{path}: line {line}")
@@ -130,14 +130,14 @@ def score_found(found: str | Path, gold: Sequence[str], *, labels: Sequence[str]
     found = Path(found)
     rows = found_rows(found)
     tallies: dict = {}
-    records, missing, seen = [], 0, set()
+    records, missing, seen = [], 0, {}  # seen: the documents' ids, in order
     for doc in labelled_documents(gold, tallies, crosswalk=crosswalk, labels=labels,
                                   languages=languages):
         key = id_key(doc.id)
         if key in seen:
             raise PiilabError(f"{' '.join(gold)}: two documents have the id {key}; `piilab "
                               "extract --output` refuses such an input, so no found file matches it")
-        seen.add(key)
+        seen[key] = None
         row = rows.get(key)
         if row is None:
             missing += 1
@@ -150,7 +150,9 @@ def score_found(found: str | Path, gold: Sequence[str], *, labels: Sequence[str]
     log_kept(tallies)
     if not records:
         raise PiilabError(f"{found}: none of its rows has a labelled document in {' '.join(gold)} "
-                          "(are they the same data?)")
+                          f"(its first id is {next(iter(rows), 'missing')}, theirs "
+                          f"{next(iter(seen), 'missing')}: are they the same data? `piilab extract "
+                          "--input FORMAT:PATH` keeps a labelled file's ids)")
     without_document = len(rows) - len(records)
     if missing or without_document:
         log.warning("%s: %d labelled documents have no row (not scored); %d rows have no labelled "

@@ -191,3 +191,18 @@ def test_numeric_ids_match_the_readers_strings_and_no_match_names_both_sides(tmp
     found.write_text(json.dumps({"id": 0, "items": []}) + "\n")
     one_line_error(capsys, ["score", str(found), "--gold", f"spans:{gold}"],
                    'its first id is "0", theirs "7": are they the same data?')
+
+
+def test_unreadable_labelled_records_are_a_warning_naming_where_and_a_count_in_the_scores(
+        hand_found, tmp_path, capsys, caplog):
+    gold, write = hand_found
+    found = write([name_item()])
+    bad = {"id": "g3", "text": "Ring Bo", "spans": [{"start": 5, "end": 7}]}  # no label
+    gold.write_text(gold.read_text() + json.dumps(bad) + "\n")
+    out = tmp_path / "s.json"
+    with caplog.at_level("WARNING", logger="piilab.data.labelled"):
+        assert main(["score", str(found), "--gold", f"spans:{gold}", "--out", str(out)]) == 0
+    assert f"left out: 1 span without start, end and label (first: {gold}:3)" in caplog.text
+    assert "Ring Bo" not in caplog.text  # where, never what
+    assert json.loads(out.read_text())["left_out"] == {"span without start, end and label": 1}
+    assert "1 labelled records left out" in capsys.readouterr().out

@@ -149,11 +149,10 @@ def read_dataset_texts(spec) -> Texts:
             texts.append(doc.text)
         else:
             tally.skip("empty text", doc.id)
-    reasons = sum((tally.skipped for tally in tallies.values()), Counter())
-    skipped = sum(reasons.values())
+    skipped = sum(sum(tally.skipped.values()) for tally in tallies.values())
     if skipped:
         log.warning("%s: %d record(s) skipped (%s), %d to search", spec.path, skipped,
-                    ", ".join(f"{n} {reason}" for reason, n in reasons.most_common()), len(texts))
+                    ", ".join(t.left_out() for t in tallies.values() if t.skipped), len(texts))
     if not texts:
         raise PiilabError(f"{spec.path}: no text to search in its {spec.format} records")
     return Texts(ids, texts, True, skipped)

@@ -58,7 +58,8 @@ def tables(scores: dict, labels: tuple[str, ...]) -> str:
     sources = scores["sources"]
     texts = {**scores["sources_texts"], "all": scores["documents"]}
     out = [f"{scores['documents']} documents scored ({scores['without_row']} without a row, "
-           f"{scores['without_document']} rows without a document)\n\n",
+           f"{scores['without_document']} rows without a document, {sum(scores['left_out'].values())} "
+           "labelled records left out)\n\n",
            row("source", "texts", "exact P / R / F1", "token P / R / F1"), row(*["---"] * 4)]
     for source in sorted(sources, key=lambda s: (s == "all", s)):
         out.append(row(source, texts[source], prf(sources[source]["exact"]),

@@ -90,8 +90,9 @@ def scoring_record(doc: Document, id_: str | None = None) -> dict:
 
 
 def log_kept(tallies: dict[str, Tally]) -> None:
-    """What each format's files gave to score, and what was left out, by reason."""
+    """What each format's files gave to score, and what was left out, by reason and where (a
+    warning: the scores leave those documents out)."""
     for name, tally in tallies.items():
-        left_out = ", ".join(f"{n} {reason}" for reason, n in tally.skipped.most_common())
-        log.info("%s: %d documents read, %d to score%s", name, tally.read, tally.written,
-                 f"; left out: {left_out}" if left_out else "")
+        left_out = tally.left_out()
+        log.log(logging.WARNING if left_out else logging.INFO, "%s: %d documents read, %d to score%s",
+                name, tally.read, tally.written, f"; left out: {left_out}" if left_out else "")

@@ -165,4 +165,5 @@ def score_found(found: str | Path, gold: Sequence[str], *, labels: Sequence[str]
     scores.pop("texts_per_s")  # a found file holds no timings
     return {**scores, "labels": list(labels), "set_aside": taken, "documents": len(records),
             "without_row": missing, "without_document": without_document,
+            "left_out": dict(sum((t.skipped for t in tallies.values()), Counter())),
             "sources_texts": dict(Counter(r["source"] for r in records))}

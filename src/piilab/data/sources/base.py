@@ -97,6 +97,12 @@ class Tally:
         if len(examples) < MAX_EXAMPLES:
             examples.append(where)
 
+    def left_out(self) -> str:
+        """The skipped records by reason, each with where its first one is (locations only):
+        "2 span without start, end and label (first: gold.jsonl: line 3)"."""
+        return ", ".join(f"{n} {reason}" + (f" (first: {self.examples[reason][0]})" if self.examples.get(reason) else "")
+                         for reason, n in self.skipped.most_common())
+
     @property
     def balanced(self) -> bool:
         return self.read == self.written + sum(self.skipped.values())

@@ -247,6 +247,18 @@ def test_pickle_only_folder_is_not_supported_and_refused(user, capsys, tiny_llam
                    "has only pickle weights (.bin/.pt), which piilab refuses to load")
 
 
+def test_a_pickle_only_adapter_is_refused_before_peft_loads_it(user, capsys, tiny_llama_dir):
+    adapter = user / "pickled-adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "base_model_name_or_path": str(tiny_llama_dir), "r": 2,
+        "target_modules": ["q_proj"], "task_type": "CAUSAL_LM"}))
+    (adapter / "adapter_model.bin").write_bytes(b"not really a pickle")
+    one_line_error(capsys, ["generate", "--model", str(tiny_llama_dir), "--adapter", str(adapter),
+                            "--prompt", "Hi", "--device", "cpu"],
+                   "pickled-adapter: has only pickle weights (.bin/.pt), which piilab refuses to load")
+
+
 def test_span_jsonl_with_a_first_line_over_64_kib_is_detected(user, capsys):
     long = {"id": "long", "text": "x " * 40000 + "Ann Lee", "spans": [{"start": 80000, "end": 80007, "label": "NAME"}]}
     (user / "long.jsonl").write_text(json.dumps(long) + "\n" + json.dumps(SPANS[1]) + "\n")

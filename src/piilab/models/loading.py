@@ -197,9 +197,12 @@ def peft_wrap_quietly():
 
 
 def apply_adapter(model, adapter_dir: str | os.PathLike):
-    """Wrap a base model with a PEFT adapter, checking the adapter fits this base."""
+    """Wrap a base model with a PEFT adapter, checking the adapter fits this base. An adapter
+    stored only as a pickle is refused, as a base model is: PEFT would load it."""
     from peft import PeftModel
 
+    if _pickle_only_adapter(adapter_dir):
+        raise PiilabError(_PICKLE_REFUSED.format(path=adapter_dir))
     try:
         with peft_wrap_quietly():
             return PeftModel.from_pretrained(model, str(adapter_dir))
@@ -209,6 +212,20 @@ def apply_adapter(model, adapter_dir: str | os.PathLike):
             f"{adapter_dir}: adapter does not fit base model "
             f"{model.config.name_or_path or model.config.model_type}: {first[:200]}"
         ) from None
+
+
+def _pickle_only_adapter(adapter: str | os.PathLike) -> bool:
+    """Whether an adapter folder, or a hub adapter as far as the hub answers, has no
+    adapter_model.safetensors but pickled weights (PEFT falls back to adapter_model.bin)."""
+    folder = Path(adapter)
+    if folder.is_dir():
+        return weights_format(folder) == PICKLE
+    try:
+        from huggingface_hub import file_exists
+
+        return not file_exists(str(adapter), "adapter_model.safetensors")
+    except Exception:  # offline, unknown or private: PEFT's own loading says what is wrong
+        return False
 
 
 # ---------------------------------------------------------------- info

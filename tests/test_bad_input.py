@@ -92,13 +92,20 @@ def test_data_build_out_naming_a_file(user, capsys):
 
 
 def test_data_build_out_that_cannot_be_created(user, capsys):
-    one_line_error(capsys, ["data", "build", "--synthetic", "5", "--out", "afile/d"], "afile/d: cannot write here")
+    one_line_error(capsys, ["data", "build", "--synthetic", "5", "--out", "afile/d"],
+                   "afile/d: --out: afile is a file, so this folder cannot be created")
+
+
+def test_a_failed_data_build_leaves_no_folder_it_made(user, capsys):
+    (user / "empty.jsonl").write_text("")
+    one_line_error(capsys, ["data", "build", "--source", "spans:empty.jsonl", "--out", "new/d"], "empty.jsonl")
+    assert not (user / "new").exists()
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_data_build_read_only_out(user, capsys):
     (user / "ro").mkdir(mode=0o555)
-    one_line_error(capsys, ["data", "build", "--synthetic", "5", "--out", "ro"], "ro: cannot write here")
+    one_line_error(capsys, ["data", "build", "--synthetic", "5", "--out", "ro"], "ro: --out: cannot write")
 
 
 def test_train_out_under_a_file_fails_before_the_model_loads(user, capsys, monkeypatch):

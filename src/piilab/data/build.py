@@ -50,7 +50,7 @@ from piilab.data.synth import GENRES as synth_genres
 from piilab.data.synth import SOURCE as synth_source
 from piilab.data.synth import SynthConfig, synthesize
 from piilab.errors import PiilabError
-from piilab.io import atomic_write, clear_stale_scratch, scratch_dir, write_json, write_jsonl
+from piilab.io import atomic_write, clear_stale_scratch, output_folder, scratch_dir, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -421,8 +421,11 @@ class _Builder:
 
     # the whole build -----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        with output_folder(self.config.out, "--out") as out:  # a failed build leaves no folder it made
+            return self._run(out)
+
+    def _run(self, out: Path) -> dict[str, Any]:
         config = self.config
-        out = Path(config.out)
         clear_stale_scratch(out, _SPOOL_PREFIX)
         with scratch_dir(out, _SPOOL_PREFIX) as tmp:
             pii_path, mix_path = Path(tmp) / "records.spool", Path(tmp) / "mix.spool"

@@ -1,8 +1,9 @@
 """Values with a fixed shape, found or checked without the model: the validators' half of extract.
 
 A model reads context (whose address, which number is personal) but can miscopy or cut a value;
-a pattern has no context but never miscopies. Four ways to combine them, measured on the
-real-text dev set (docs/evaluation.md, "Model and validators"), and two more asked for by name:
+a pattern has no context but never miscopies. Five ways to combine them, measured on the
+real-text dev set and test sets' probe halves (docs/evaluation.md, "Model and validators" and the
+sections after it), and two more asked for by name:
 
 - `extend`:   grow a model item that is cut inside an e-mail address (as EMAIL) or URL to the
               whole value, a phone number over the area or country code written right before

@@ -36,6 +36,7 @@ from piilab.eval.span_scores import SpanPred, map_presidio, score_texts, summary
 from piilab.io import append_jsonl, iter_jsonl, write_json
 from piilab.second_look import THRESHOLD as SECOND_LOOK
 from piilab.second_look import threshold_for
+from piilab.shapes import EXTRACT_MODES
 
 DEV = Path(__file__).resolve().parent / "real_text" / "dev.jsonl"
 LABELS = ("NAME", "EMAIL", "USERNAME", "ID_NUM", "PHONE_NUM", "URL_PERSONAL", "STREET_ADDRESS")
@@ -253,9 +254,10 @@ def print_tables(results: dict[str, dict], records: list[dict], out=sys.stdout) 
 
 # ------------------------------------------------------------------ model and validators
 
-VALIDATOR_VARIANTS = (("check",), ("extend",), ("complete",), ("mailbox",), ("extend", "check", "complete"),
-                      ("extend", "check", "complete", "mailbox"), ("extend", "check", "complete", "mailbox", "postal"),
-                      ("extend", "check", "complete", "phones", "mailbox"))
+VALIDATOR_VARIANTS = (("check",), ("extend",), ("complete",), ("mailbox",), ("lists",), ("extend", "check", "complete"),
+                      ("extend", "check", "complete", "mailbox"), EXTRACT_MODES, EXTRACT_MODES + ("postal",),
+                      EXTRACT_MODES + ("phones",))
+"""The validator modes scored on the same answers; EXTRACT_MODES is `extract`'s defaults."""
 
 
 def with_validators(records: list[dict], predictions: dict[str, dict], modes) -> dict[str, dict]:

@@ -99,9 +99,9 @@ class Tally:
 
     def left_out(self) -> str:
         """The skipped records by reason, each with where its first one is (locations only):
-        "2 span without start, end and label (first: gold.jsonl: line 3)"."""
-        return ", ".join(f"{n} {reason}" + (f" (first: {self.examples[reason][0]})" if self.examples.get(reason) else "")
-                         for reason, n in self.skipped.most_common())
+        "2 span without start, end and label (first: gold.jsonl:3)"."""
+        first = {reason: f" (first: {places[0]})" for reason, places in self.examples.items() if places}
+        return ", ".join(f"{n} {reason}{first.get(reason, '')}" for reason, n in self.skipped.most_common())
 
     @property
     def balanced(self) -> bool:

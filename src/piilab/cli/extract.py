@@ -72,7 +72,7 @@ def register(subparsers) -> None:
                              "national numbers with valid check digits, labelled phone and identity "
                              "numbers and bank statements' accounts the model missed), phones (add phone "
                              "numbers in North America's or a '+' code's shape; not a default), "
-                             "mailbox (add the name in 'Name <email>' or a table's 'Name    email' row), "
+                             "mailbox (add the name in 'Name <email>', or beside its email in a table row), "
                              "lists (add the lines a list of people skipped), postal (add address blocks "
                              "and lines no organisation heads; not a default); '+postal': the "
                              "defaults and postal; 'none' for the model alone "

@@ -420,3 +420,9 @@ def test_a_file_the_system_refuses_is_one_line_naming_it(user, capsys, monkeypat
     monkeypatch.setattr(Path, "open", refuse)
     one_line_error(capsys, ["data", "stats", "d"], "d/card.json: Permission denied")
     monkeypatch.undo()  # before `user` hashes its files again
+
+
+def test_an_extract_input_refused_leaves_no_lock_beside_its_output(user, capsys):
+    (user / "empty.jsonl").write_text("")
+    one_line_error(capsys, ["extract", "--input", "empty.jsonl", "--output", "found.jsonl"], "empty.jsonl")
+    assert not list(user.glob(".found.jsonl*"))  # refused before anything was made for the output

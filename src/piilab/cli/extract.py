@@ -161,12 +161,16 @@ def read_dataset_texts(spec) -> Texts:
 def run(args) -> int:
     from piilab.cli._output import held
 
+    if args.output and not (args.input or "").endswith(".jsonl") and not dataset(args.input):
+        raise PiilabError("--output resumes the rows of a .jsonl or FORMAT:PATH --input: give "
+                          "--input FILE.jsonl or FORMAT:PATH, or redirect standard output")
+    found = read_texts(args)  # a bad input is refused before the output's lock file is made
     with held(args.output):
-        return search(args)
+        return search(args, found)
 
 
-def search(args) -> int:
-    """`piilab extract`, its --output (if any) held by this process alone."""
+def search(args, found: Texts) -> int:
+    """`piilab extract` on the texts `found`, its --output (if any) held by this process alone."""
     from dataclasses import replace
 
     from piilab.extract import BATCH_SIZE, SpeedUps
@@ -175,10 +179,6 @@ def search(args) -> int:
     from piilab.models.prompts import format_for
     from piilab.pii_prompt import prompt_settings
 
-    if args.output and not (args.input or "").endswith(".jsonl") and not dataset(args.input):
-        raise PiilabError("--output resumes the rows of a .jsonl or FORMAT:PATH --input: give "
-                          "--input FILE.jsonl or FORMAT:PATH, or redirect standard output")
-    found = read_texts(args)
     if args.second_look is not None:
         checked_threshold(args.second_look, "--second-look")
     if args.draft_tokens < 0:

@@ -191,8 +191,8 @@ def mailbox_names(text: str) -> list[Span]:
         if text[start - 1] in "<(":
             line_start = _name_reach(text, start - 1)
             place = _display_name(text[line_start:start - 1])
-        else:
-            line_start, place = _line_start(text, start) or 0, _column_name(text, start, end)
+        else:  # the column's place is the text's own
+            line_start, place = 0, _column_name(text, start, end)
         if place and is_name(text[line_start + place[0]:line_start + place[1]]):
             found.append((line_start + place[0], line_start + place[1], "NAME"))
     return found
@@ -202,17 +202,16 @@ _TABLE_ROW = re.compile(r"[ \t]*(?P<name>\S(?:[^\t\n]*?\S)?)(?:\t|  )[ \t]*$")
 
 
 def _column_name(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """Where, on the line of the address at `start`..`end`, the name lies when the line is a
-    table row of the two: the name, a gap of a tab or two spaces or more, the address, nothing
-    after it. The name is the whole first cell or nothing (a lead-in such as "Maintainer:" makes
-    the line a sentence's, not a table's)."""
+    """Where in `text` the name lies when the line of the address at `start`..`end` is a table
+    row of the two: the name, a gap of a tab or two spaces or more, the address, nothing after
+    it. The name is the whole first cell or nothing (a lead-in such as "Maintainer:" makes the
+    line a sentence's, not a table's)."""
     line_start = _line_start(text, start)
     line_end = text.find("\n", end)
     row = None if line_start is None else _TABLE_ROW.fullmatch(text, line_start, start)
     if row is None or text[end:len(text) if line_end < 0 else line_end].strip():
         return None
-    whole = (row.start("name") - line_start, row.end("name") - line_start)
-    return whole if is_whole_name(row["name"]) else None
+    return row.span("name") if is_whole_name(row["name"]) else None
 
 
 def is_whole_name(words: str) -> bool:
